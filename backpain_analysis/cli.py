@@ -1,0 +1,119 @@
+"""The ``backpain`` command line (also ``python -m backpain_analysis``).
+
+Subcommands:
+
+- ``backpain validate DIR``: validate a study export against the data dictionary.
+- ``backpain synth --out DIR``: write a synthetic study.
+- ``backpain dataset --data DIR --out FILE``: write the analysis dataset.
+- ``backpain report --data DIR --out DIR``: regenerate the notebook report.
+- ``backpain dictionary --markdown``: print the data dictionary as Markdown.
+
+Bad input (a :class:`~backpain_analysis.errors.BackpainError`) prints a clear message
+and exits with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ._version import __version__
+from .errors import BackpainError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def _cmd_dictionary(args: argparse.Namespace) -> int:
+    from .dictionary import load_dictionary
+
+    dd = load_dictionary(args.dictionary)
+    text = dd.to_markdown()
+    if args.out:
+        from pathlib import Path
+
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+    else:
+        print(text)
+    return EXIT_OK
+
+
+# --- validate (issue 2) ---
+def _cmd_validate(args: argparse.Namespace) -> int:
+    raise BackpainError("backpain validate is not available yet")
+
+
+# --- synth (issue 3) ---
+def _cmd_synth(args: argparse.Namespace) -> int:
+    raise BackpainError("backpain synth is not available yet")
+
+
+# --- dataset (issue 4) ---
+def _cmd_dataset(args: argparse.Namespace) -> int:
+    raise BackpainError("backpain dataset is not available yet")
+
+
+# --- report (issue 5) ---
+def _cmd_report(args: argparse.Namespace) -> int:
+    raise BackpainError("backpain report is not available yet")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="backpain", description="Evaluate stratified primary care for low back pain.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("validate", help="validate a study export folder against the data dictionary")
+    p.add_argument("data", metavar="DIR", help="study export folder (one file per table)")
+    p.add_argument("--dictionary", help="data dictionary YAML (default: the bundled one)")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("synth", help="write a synthetic IMPaCT Back-like study")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--invited", type=int, default=None, metavar="N", help="number of invited patients (default 1647)")
+    p.add_argument("--seed", type=int, default=None, metavar="S", help="random seed")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a generator parameter (repeatable)")
+    p.add_argument("--format", choices=["csv", "parquet"], default="csv", help="file format of the tables")
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("dataset", help="load, clean and write the analysis dataset (one row per analysed patient)")
+    p.add_argument("--data", required=True, metavar="DIR", help="study export folder")
+    p.add_argument("--out", required=True, metavar="FILE", help="output file; .parquet or .csv")
+    p.set_defaults(func=_cmd_dataset)
+
+    p = sub.add_parser("report", help="regenerate the notebook report")
+    p.add_argument("--data", default="data/synthetic", metavar="DIR", help="study export folder (default data/synthetic)")
+    p.add_argument("--out", default="reports", metavar="DIR", help="output folder (default reports)")
+    p.add_argument("--chapters", nargs="+", default=None, metavar="NAME", help="run only these chapters")
+    p.add_argument("--jobs", type=int, default=None, metavar="N", help="chapters run in parallel (default: number of cores)")
+    p.add_argument("--practices", nargs="+", default=None, metavar="ID", help="feedback reports only for these practices")
+    p.add_argument("--force", action="store_true", help="re-run chapters even if nothing changed")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("dictionary", help="print the data dictionary as Markdown")
+    p.add_argument("--markdown", action="store_true", help="Markdown output (the only format for now)")
+    p.add_argument("--dictionary", help="data dictionary YAML (default: the bundled one)")
+    p.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
+    p.set_defaults(func=_cmd_dictionary)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``backpain`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except BackpainError as exc:
+        print(f"backpain {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"backpain {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
