@@ -1,0 +1,168 @@
+"""Chapter outputs: tables (CSV), figures (PNG) and key findings (JSON), written atomically.
+
+Every chapter notebook writes into ``OUT/<chapter>/``::
+
+    tables/<name>.csv
+    figures/<name>.png
+    key_findings.json     # list of {name, label, value, ci_low, ci_high, unit}
+
+Files are written to a temporary name in the same folder and then renamed, so an
+interrupted run never leaves a half-written file that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["ChapterOutputs", "KeyFinding", "atomic_write", "read_key_findings"]
+
+
+@contextmanager
+def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-8"):
+    """Open a temporary file next to ``path``; rename it onto ``path`` only on success.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "x.txt"
+    >>> with atomic_write(target) as fh:
+    ...     _ = fh.write("done")
+    >>> target.read_text()
+    'done'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _atomic_via(path: Path, writer: Callable[[Path], None]) -> Path:
+    """Let ``writer`` write a temporary path, then rename it onto ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        writer(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _clean_number(value: Any) -> float | int | str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isnan(number):
+        return None
+    if float(number).is_integer() and isinstance(value, int | bool):
+        return int(number)
+    return number
+
+
+@dataclass
+class KeyFinding:
+    """One headline number of a chapter."""
+
+    name: str
+    value: float | int | str | None
+    label: str = ""
+    ci_low: float | None = None
+    ci_high: float | None = None
+    unit: str = ""
+
+
+class ChapterOutputs:
+    """Where a chapter writes its tables, figures and key findings.
+
+    Parameters
+    ----------
+    output_dir : str or Path
+        The report output folder (``OUT``).
+    chapter : str
+        Chapter name, e.g. ``"05_outcomes"``; outputs go to ``OUT/<chapter>/``.
+
+    Examples
+    --------
+    >>> import tempfile, pandas as pd
+    >>> out = ChapterOutputs(tempfile.mkdtemp(), "99_example")
+    >>> _ = out.table(pd.DataFrame({"estimate": [0.71]}), "primary")
+    >>> out.finding("rmdq_adjusted_difference", 0.712, ci_low=0.06, ci_high=1.36, label="RMDQ difference")
+    >>> [f.name for f in out.findings]
+    ['rmdq_adjusted_difference']
+    """
+
+    def __init__(self, output_dir: str | Path, chapter: str) -> None:
+        self.root = Path(output_dir) / chapter
+        self.chapter = chapter
+        self.tables_dir = self.root / "tables"
+        self.figures_dir = self.root / "figures"
+        self.findings: list[KeyFinding] = []
+
+    def table(self, df: pd.DataFrame, name: str, *, index: bool = False, float_format: str | None = None) -> Path:
+        """Write ``df`` as ``tables/<name>.csv`` (atomically); returns the path."""
+        target = self.tables_dir / f"{name}.csv"
+        return _atomic_via(target, lambda tmp: df.to_csv(tmp, index=index, float_format=float_format))
+
+    def figure(self, fig: Any, name: str, *, dpi: int = 150) -> Path:
+        """Save a matplotlib figure (or seaborn grid) as ``figures/<name>.png``; returns the path."""
+        target = self.figures_dir / f"{name}.png"
+        return _atomic_via(target, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png"))
+
+    def finding(
+        self,
+        name: str,
+        value: Any,
+        *,
+        label: str = "",
+        ci_low: Any = None,
+        ci_high: Any = None,
+        unit: str = "",
+    ) -> None:
+        """Record a key finding (replacing an earlier one of the same name)."""
+        self.findings = [f for f in self.findings if f.name != name]
+        self.findings.append(
+            KeyFinding(name, _clean_number(value), label, _clean_number(ci_low), _clean_number(ci_high), unit)
+        )
+
+    def write_findings(self) -> Path:
+        """Write ``key_findings.json`` (atomically); returns the path."""
+        target = self.root / "key_findings.json"
+        with atomic_write(target) as fh:
+            json.dump([asdict(f) for f in self.findings], fh, indent=2)
+            fh.write("\n")
+        return target
+
+
+def read_key_findings(path: str | Path) -> list[dict[str, Any]]:
+    """Read a chapter's ``key_findings.json`` (a file path or the chapter folder)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "key_findings.json"
+    with open(path, encoding="utf-8") as fh:
+        data: list[dict[str, Any]] = json.load(fh)
+    return data
