@@ -39,7 +39,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check backpain_analysis tests benchmarks notebooks
 
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 validate: $(STAMP)
 	BACKPAIN_SIM_REPLICATES=$${BACKPAIN_SIM_REPLICATES:-500} $(BIN)/python -m pytest -m slow tests $(PYTEST_ARGS)
