@@ -1,0 +1,294 @@
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pingouin as pg
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import roc_auc_score
+from statsmodels.stats.contingency_tables import Table2x2
+from statsmodels.stats.proportion import proportion_confint
+
+from backpain_analysis.errors import BackpainError
+from backpain_analysis.screening import (
+    auc_delong,
+    discriminative_validity,
+    fidelity,
+    internal_consistency,
+    item_endorsement,
+    plot_fidelity,
+    plot_item_endorsement,
+    plot_risk_mix,
+    plot_score_distributions,
+    plot_uptake,
+    predictive_validity,
+    risk_mix,
+    sbst_item_scores,
+    score_distributions,
+    uptake,
+    wilson_interval,
+)
+
+
+def _items(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=n)
+    df = pd.DataFrame({f"sbst_{i}": (latent + rng.normal(size=n) > 0.3).astype(float) for i in range(1, 9)})
+    df["sbst_9"] = np.clip(np.round(1.5 + latent + rng.normal(scale=0.7, size=n)), 0, 4)
+    df["phase"] = rng.choice([1, 3], n)
+    return df
+
+
+def _delong_bruteforce(score, y):
+    pos, neg = score[y == 1], score[y == 0]
+    psi = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+    v10, v01 = psi.mean(axis=1), psi.mean(axis=0)
+    return psi.mean(), np.sqrt(v10.var(ddof=1) / len(pos) + v01.var(ddof=1) / len(neg))
+
+
+# ----------------------------------------------------------------- AUC
+def test_auc_hand_case_with_ties():
+    # positives 3, 2; negatives 1, 2: pairs (3>1)=1, (3>2)=1, (2>1)=1, (2=2)=0.5 -> 3.5/4
+    r = auc_delong([1, 3, 2, 2], [0, 1, 0, 1])
+    assert r.estimate == pytest.approx(0.875)
+    assert (r.n_pos, r.n_neg) == (2, 2)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 9), st.booleans()), min_size=4, max_size=60))
+def test_auc_matches_sklearn_and_bruteforce_delong(pairs):
+    score = np.array([p[0] for p in pairs], dtype=float)
+    y = np.array([p[1] for p in pairs], dtype=float)
+    if y.sum() < 2 or (1 - y).sum() < 2:
+        return
+    r = auc_delong(score, y)
+    assert r.estimate == pytest.approx(roc_auc_score(y, score))
+    auc, se = _delong_bruteforce(score, y)
+    assert r.estimate == pytest.approx(auc)
+    assert r.se == pytest.approx(se)
+    assert 0 <= r.ci_low <= r.estimate <= r.ci_high <= 1
+
+
+def test_auc_drops_missing_and_rejects_bad_outcome():
+    r = auc_delong([1, 2, np.nan, 4, 5], [0, 0, 1, np.nan, 1])
+    assert (r.n_pos, r.n_neg) == (1, 2)
+    with pytest.raises(ValueError, match="0/1"):
+        auc_delong([1, 2, 3], [0, 1, 2])
+    with pytest.raises(ValueError, match="both outcome classes"):
+        auc_delong([1, 2, 3], [1, 1, 1])
+
+
+def test_auc_ci_coverage_near_nominal_binormal():
+    # binormal model, true AUC = Phi(d / sqrt(2)); DeLong Wald interval should cover ~95%
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(42)
+    d = 1.0
+    true_auc = norm.cdf(d / np.sqrt(2))
+    hits = 0
+    reps = 300
+    for _ in range(reps):
+        y = np.r_[np.ones(80), np.zeros(120)]
+        s = rng.normal(size=200) + d * y
+        r = auc_delong(s, y)
+        hits += r.ci_low <= true_auc <= r.ci_high
+    assert 0.90 <= hits / reps <= 0.99
+
+
+def test_discriminative_validity_definitions():
+    df = pd.DataFrame({
+        "sbst_total_0m": [0, 1, 2, 5, 6, 9, np.nan],
+        "sbst_psychosocial_0m": [0, 0, 3, 1, 4, 5, 2],
+        "rmdq_0m": [0, 8, 3, 7, 12, 20, 10],
+        "hads_anxiety_0m": [2, np.nan, 9, 3, 5, 12, np.nan],
+        "hads_depression_0m": [1, 3, np.nan, 2, 8, np.nan, np.nan],
+    })
+    res = discriminative_validity(df).set_index("measure")
+    tot = res.loc["SBST total score"]
+    y = (df["rmdq_0m"] >= 7).astype(float)[df["sbst_total_0m"].notna()]
+    assert tot["n"] == 6 and tot["n_positive"] == 4
+    assert tot["estimate"] == pytest.approx(roc_auc_score(y, df["sbst_total_0m"].dropna()))
+    psy = res.loc["SBST psychosocial subscale"]
+    # distress: row 0 no, 1 no (3 < 8, anxiety missing), 2 yes, 3 no, 4 yes, 5 yes, 6 missing
+    assert psy["n"] == 6 and psy["n_positive"] == 3
+    assert psy["estimate"] == pytest.approx(roc_auc_score([0, 0, 1, 0, 1, 1], [0, 0, 3, 1, 4, 5]))
+
+
+# ----------------------------------------------------------------- alpha
+def test_internal_consistency_matches_hand_formula_and_pingouin():
+    items = _items(400, seed=3)
+    res = internal_consistency(items).set_index("scale")
+    scored = sbst_item_scores(items)
+    for scale, cols in (("total", [f"sbst_{i}" for i in range(1, 10)]),
+                        ("psychosocial", [f"sbst_{i}" for i in range(5, 10)])):
+        x = scored[cols].to_numpy()
+        k = x.shape[1]
+        hand = k / (k - 1) * (1 - x.var(axis=0, ddof=1).sum() / x.sum(axis=1).var(ddof=1))
+        assert res.loc[scale, "estimate"] == pytest.approx(hand)
+        _, ci = pg.cronbach_alpha(scored[cols])
+        assert res.loc[scale, "ci_low"] == pytest.approx(ci[0], abs=6e-4)
+        assert res.loc[scale, "ci_high"] == pytest.approx(ci[1], abs=6e-4)
+        assert res.loc[scale, "n_items"] == k and res.loc[scale, "n"] == 400
+
+
+def test_internal_consistency_listwise_deletion():
+    items = _items(100, seed=4)
+    items.loc[[0, 5], "sbst_2"] = np.nan  # only affects the total scale
+    res = internal_consistency(items).set_index("scale")
+    assert res.loc["total", "n"] == 98 and res.loc["psychosocial", "n"] == 100
+
+
+def test_item_scoring_dichotomizes_item9_and_rejects_bad_codes():
+    df = pd.DataFrame({f"sbst_{i}": [0, 1, 1, np.nan, 0] for i in range(1, 9)} | {"sbst_9": [0, 2, 3, 4, np.nan]})
+    scored = sbst_item_scores(df)
+    assert scored["sbst_9"].tolist()[:4] == [0.0, 0.0, 1.0, 1.0] and np.isnan(scored["sbst_9"].iloc[4])
+    bad = df.assign(sbst_1=[0, 2, 1, 1, 0])
+    with pytest.raises(BackpainError, match="items 1-8"):
+        sbst_item_scores(bad)
+    with pytest.raises(BackpainError, match="sbst_9"):
+        sbst_item_scores(df.drop(columns="sbst_9"))
+
+
+def test_item_endorsement_by_phase():
+    df = pd.DataFrame({f"sbst_{i}": [1, 0, 0, 1] for i in range(1, 9)} | {"sbst_9": [3, 0, 1, 1],
+                                                                          "phase": [1, 1, 3, 3]})
+    res = item_endorsement(df)
+    assert list(res.columns) == ["phase", "item", "label", "n", "n_endorsed", "pct"]
+    assert res[res["phase"] == 1]["item"].tolist() == [f"sbst_{i}" for i in range(1, 10)]
+    p1_9 = res[(res["phase"] == 1) & (res["item"] == "sbst_9")].iloc[0]
+    p3_9 = res[(res["phase"] == 3) & (res["item"] == "sbst_9")].iloc[0]
+    assert (p1_9["n_endorsed"], p1_9["pct"]) == (1, 50.0)
+    assert (p3_9["n_endorsed"], p3_9["pct"]) == (0, 0.0)
+
+
+# ----------------------------------------------------------------- risk mix and scores
+def test_risk_mix_counts_and_percentages():
+    df = pd.DataFrame({"phase": [1, 1, 1, 3, 3, 3, 3],
+                       "risk_group": pd.Categorical(["low", "medium", None, "high", "high", "low", "medium"],
+                                                    categories=["low", "medium", "high"], ordered=True)})
+    res = risk_mix(df).set_index(["phase", "risk_group"])
+    assert res.loc[(1, "low"), "n"] == 1 and res.loc[(1, "high"), "n"] == 0
+    assert res.loc[(1, "low"), "n_total"] == 2
+    assert res.loc[(3, "high"), "pct"] == pytest.approx(50.0)
+    assert res.groupby(level=0)["pct"].sum().tolist() == pytest.approx([100.0, 100.0])
+
+
+def test_score_distributions_sum_to_100():
+    rng = np.random.default_rng(5)
+    df = pd.DataFrame({"phase": rng.choice([1, 3], 50), "sbst_total_0m": rng.integers(0, 10, 50).astype(float),
+                       "sbst_psychosocial_0m": rng.integers(0, 6, 50).astype(float)})
+    dist = score_distributions(df)
+    assert set(dist.groupby(["phase", "scale"])["pct"].sum().round(6)) == {100.0}
+    assert dist[dist["scale"] == "total"]["n"].sum() == 50
+    assert sorted(dist[dist["scale"] == "psychosocial"]["score"].unique()) == list(range(6))
+
+
+# ----------------------------------------------------------------- prediction
+def test_predictive_validity_matches_statsmodels_table2x2():
+    rng = np.random.default_rng(6)
+    n = 600
+    risk = rng.choice(["low", "medium", "high"], n, p=[0.4, 0.4, 0.2])
+    p = np.select([risk == "low", risk == "medium"], [0.15, 0.35], 0.6)
+    rmdq = np.where(rng.random(n) < p, 12.0, 2.0)
+    rmdq[rng.random(n) < 0.3] = np.nan
+    df = pd.DataFrame({"risk_group": risk, "rmdq_6m": rmdq})
+    res = predictive_validity(df).set_index("risk_group")
+    assert list(res.index) == ["low", "medium", "high"]
+    obs = df.dropna()
+    low = obs[obs["risk_group"] == "low"]["rmdq_6m"] >= 7
+    for g in ("medium", "high"):
+        grp = obs[obs["risk_group"] == g]["rmdq_6m"] >= 7
+        t = Table2x2(np.array([[grp.sum(), (~grp).sum()], [low.sum(), (~low).sum()]]))
+        assert res.loc[g, "estimate"] == pytest.approx(t.oddsratio)
+        lo, hi = t.oddsratio_confint()
+        assert (res.loc[g, "ci_low"], res.loc[g, "ci_high"]) == pytest.approx((lo, hi))
+        assert res.loc[g, "p_value"] == pytest.approx(t.oddsratio_pvalue())
+        assert res.loc[g, "n"] == len(grp) and res.loc[g, "events"] == grp.sum()
+    assert res.loc["low", "estimate"] == 1.0 and np.isnan(res.loc["low", "p_value"])
+    assert res.loc["high", "pct"] > res.loc["medium", "pct"] > res.loc["low", "pct"]
+
+
+def test_predictive_validity_global_change_definition_and_errors():
+    df = pd.DataFrame({"risk_group": ["low", "low", "high", "high"], "good_outcome_6m": [1.0, 0.0, 0.0, np.nan]})
+    res = predictive_validity(df, poor_outcome="not_good_outcome").set_index("risk_group")
+    assert res.loc["low", "pct"] == 50.0 and res.loc["high", "n"] == 1
+    assert np.isnan(res.loc["high", "estimate"])  # zero cell: no odds ratio
+    with pytest.raises(ValueError, match="poor_outcome"):
+        predictive_validity(df, poor_outcome="bad")
+    with pytest.raises(BackpainError, match="rmdq_6m"):
+        predictive_validity(df)
+
+
+# ----------------------------------------------------------------- uptake and fidelity
+def test_wilson_matches_statsmodels():
+    lo, hi = wilson_interval(np.array([0, 3, 17, 20]), np.array([20, 20, 20, 20]))
+    ref_lo, ref_hi = proportion_confint([0, 3, 17, 20], 20, method="wilson")
+    np.testing.assert_allclose(lo, ref_lo)
+    np.testing.assert_allclose(hi, ref_hi)
+
+
+def test_uptake_by_practice_month_and_overall():
+    c = pd.DataFrame({
+        "practice_id": ["A", "A", "A", "B", "B", "B", "B"],
+        "phase": [3, 3, 3, 3, 3, 1, 3],
+        "sbst_completed": [1, 1, 0, 1, np.nan, 0, 1],
+        "consultation_date": pd.to_datetime(["2009-01-03", "2009-01-20", "2009-02-01", "2009-02-10",
+                                             "2009-02-11", "2008-01-01", "2009-03-01"]),
+    })
+    by_p = uptake(c).set_index("practice_id")
+    assert by_p.loc["A", "n_consultations"] == 3 and by_p.loc["A", "estimate"] == pytest.approx(2 / 3)
+    assert by_p.loc["B", "n_consultations"] == 3 and by_p.loc["B", "n_completed"] == 2  # missing = not completed
+    by_m = uptake(c, by="month")
+    assert by_m["month"].tolist() == ["2009-01", "2009-02", "2009-03"]
+    assert by_m["estimate"].tolist() == pytest.approx([1.0, 1 / 3, 1.0])
+    overall = uptake(c, by=None)
+    assert overall["n_consultations"].item() == 6 and overall["estimate"].item() == pytest.approx(4 / 6)
+    assert uptake(c, by=None, phase=None)["n_consultations"].item() == 7
+    with pytest.raises(BackpainError, match="sbst_completed"):
+        uptake(c.assign(sbst_completed=[1, 2, 0, 1, 1, 0, 1]))
+
+
+def test_fidelity_by_phase_and_risk_group():
+    df = pd.DataFrame({
+        "phase": [1, 1, 1, 3, 3, 3, 3, 3],
+        "practice_id": ["A"] * 8,
+        "risk_group": pd.Categorical(["low", "high", "high", "low", "medium", "medium", "high", "high"],
+                                     categories=["low", "medium", "high"], ordered=True),
+        "matched_care": [1, 0, 0, 1, 1, 0, 1, np.nan],
+    })
+    res = fidelity(df).set_index(["phase", "risk_group"])
+    assert res.loc[(3, "medium"), "estimate"] == 0.5 and res.loc[(3, "high"), "n"] == 1
+    assert res.loc[(1, "high"), "n_matched"] == 0
+    assert (1, "medium") not in res.index
+    by_p = fidelity(df, by=("phase", "practice_id")).set_index(["phase", "practice_id"])
+    assert by_p.loc[(3, "A"), "estimate"] == pytest.approx(3 / 4)
+
+
+def test_plots_return_figures():
+    rng = np.random.default_rng(7)
+    n = 120
+    df = pd.DataFrame({
+        "phase": rng.choice([1, 3], n), "practice_id": rng.choice(["P1", "P2", "P3"], n),
+        "risk_group": rng.choice(["low", "medium", "high"], n), "matched_care": rng.integers(0, 2, n).astype(float),
+        "sbst_total_0m": rng.integers(0, 10, n).astype(float), "sbst_psychosocial_0m": rng.integers(0, 6, n).astype(float),
+    })
+    items = _items(n)
+    cons = pd.DataFrame({"practice_id": rng.choice(["P1", "P2"], 200), "phase": 3,
+                         "sbst_completed": rng.integers(0, 2, 200),
+                         "consultation_date": pd.Timestamp("2009-01-01") + pd.to_timedelta(rng.integers(0, 360, 200), "D")})
+    figs = [
+        plot_risk_mix(risk_mix(df)),
+        plot_risk_mix(risk_mix(df, by="practice_id"), by="practice_id"),
+        plot_item_endorsement(item_endorsement(items)),
+        plot_score_distributions(score_distributions(df)),
+        plot_uptake(uptake(cons), uptake(cons, by="month"), target=0.8),
+        plot_fidelity(fidelity(df), fidelity(df, by=("phase", "practice_id"))),
+    ]
+    for fig in figs:
+        assert isinstance(fig, plt.Figure) and fig.axes
+        plt.close(fig)
