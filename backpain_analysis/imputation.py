@@ -1,0 +1,496 @@
+"""Multiple imputation by chained equations (MICE) and Rubin's rules.
+
+``impute_chained`` fills missing values with ``n_imputations`` independent chains of
+fully conditional specification (van Buuren & Groothuis-Oudshoorn 2011), run side by side
+with batched numpy linear algebra: each step of a chain fits a linear model of one
+variable on the others, draws the model parameters from their posterior (Bayesian linear
+regression, as ``mice.impute.norm``) and fills the missing values either with predictive
+mean matching (``"pmm"``, the default: each missing value gets an observed value of a
+donor with a close predicted mean) or with a draw from the posterior predictive normal
+(``"norm"``).
+
+``pool_rubin`` combines one estimate per imputed dataset by Rubin's rules, with the
+Barnard-Rubin (1999) small-sample degrees of freedom.
+
+Used by the outcomes chapter (05) and the economics chapter (07).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+__all__ = ["impute_chained", "pool_rubin"]
+
+_METHODS = ("pmm", "norm")
+_RIDGE = 1e-5  # as mice: ridge penalty relative to the diagonal of X'X, against collinearity
+
+
+# ---------------------------------------------------------------------------------------
+# Encoding: DataFrame columns -> float arrays (categoricals as codes), and back.
+# ---------------------------------------------------------------------------------------
+
+
+def _is_categorical(series: pd.Series) -> bool:
+    return isinstance(series.dtype, pd.CategoricalDtype)
+
+
+def _usable_predictor(series: pd.Series) -> bool:
+    """Numeric, boolean or categorical columns can predict; text, dates and objects cannot."""
+    return _is_categorical(series) or pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series)
+
+
+def _as_float(series: pd.Series) -> np.ndarray:
+    """Float array with NaN for missing; categoricals as their integer codes."""
+    if _is_categorical(series):
+        codes = series.cat.codes.to_numpy().astype(float)
+        codes[codes < 0] = np.nan
+        return codes
+    return series.astype("float64").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _dummies(codes: np.ndarray, n_levels: int) -> np.ndarray:
+    """One-hot columns for levels 1..n_levels-1 (level 0 is the reference); works on (..., n)."""
+    levels = np.arange(1, n_levels)
+    return (codes[..., None] == levels).astype(float)
+
+
+class _Predictor:
+    """How one column enters the design matrix: as a number or as dummy columns."""
+
+    def __init__(self, name: str, series: pd.Series) -> None:
+        self.name = name
+        self.categorical = _is_categorical(series)
+        self.n_levels = len(series.cat.categories) if self.categorical else 0
+
+    @property
+    def width(self) -> int:
+        return self.n_levels - 1 if self.categorical else 1
+
+    def encode(self, values: np.ndarray) -> np.ndarray:
+        """(..., n) float values -> (..., n, width)."""
+        if self.categorical:
+            return _dummies(values, self.n_levels)
+        return values[..., None]
+
+
+def _check_inputs(
+    df: pd.DataFrame, columns: Sequence[str], n_imputations: int, max_iter: int, method: str | Mapping[str, str]
+) -> list[str]:
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"impute_chained: df must be a pandas DataFrame, got {type(df).__name__}")
+    if isinstance(columns, str):
+        columns = [columns]
+    columns = list(columns)
+    if not columns:
+        raise ValueError("impute_chained: `columns` is empty; name at least one column to impute")
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"impute_chained: columns {missing} are not in the DataFrame (it has {list(df.columns)[:12]} ...)")
+    if len(set(columns)) != len(columns):
+        raise ValueError(f"impute_chained: `columns` lists a column twice: {columns}")
+    if not isinstance(n_imputations, int | np.integer) or n_imputations < 1:
+        raise ValueError(f"impute_chained: n_imputations must be a positive integer, got {n_imputations!r}")
+    if not isinstance(max_iter, int | np.integer) or max_iter < 1:
+        raise ValueError(f"impute_chained: max_iter must be a positive integer, got {max_iter!r}")
+    for col in columns:
+        s = df[col]
+        if not _usable_predictor(s):
+            raise ValueError(
+                f"impute_chained: column {col!r} has dtype {s.dtype}; only numeric, boolean and categorical "
+                f"columns can be imputed (example values: {s.dropna().head(3).tolist()})"
+            )
+        if s.notna().sum() < 2:
+            raise ValueError(
+                f"impute_chained: column {col!r} has {int(s.notna().sum())} observed value(s); "
+                "at least 2 are needed to impute it"
+            )
+        if _is_categorical(s) and not s.cat.ordered and len(s.cat.categories) > 2:
+            raise ValueError(
+                f"impute_chained: column {col!r} is an unordered categorical with {len(s.cat.categories)} levels "
+                f"({list(s.cat.categories)[:5]}); predictive mean matching on its codes would impose an order. "
+                "Make it ordered, binary, or dummy-code it before imputing"
+            )
+    methods = method.values() if isinstance(method, Mapping) else [method]
+    bad = [m for m in methods if m not in _METHODS]
+    if bad:
+        raise ValueError(f"impute_chained: unknown method {bad[0]!r}; use one of {_METHODS}")
+    if isinstance(method, Mapping):
+        unknown = [c for c in method if c not in columns]
+        if unknown:
+            raise ValueError(f"impute_chained: `method` names columns {unknown} that are not in `columns`")
+    return columns
+
+
+def _predictor_sets(
+    df: pd.DataFrame, columns: list[str], predictors: Sequence[str] | Mapping[str, Sequence[str]] | None
+) -> dict[str, list[str]]:
+    """For each target column, the columns that predict it (never itself)."""
+    if predictors is None:
+        pool = [c for c in df.columns if _usable_predictor(df[c])]
+        return {t: [c for c in pool if c != t] for t in columns}
+    if isinstance(predictors, str):
+        predictors = [predictors]
+    if isinstance(predictors, Mapping):
+        sets = {t: [c for c in predictors.get(t, [c for c in columns if c != t]) if c != t] for t in columns}
+        unknown = [t for t in predictors if t not in columns]
+        if unknown:
+            raise ValueError(f"impute_chained: `predictors` has entries for {unknown}, which are not in `columns`")
+    else:
+        common = list(dict.fromkeys([*columns, *predictors]))
+        sets = {t: [c for c in common if c != t] for t in columns}
+    for t, cols in sets.items():
+        absent = [c for c in cols if c not in df.columns]
+        if absent:
+            raise ValueError(f"impute_chained: predictors {absent} (for {t!r}) are not in the DataFrame")
+        unusable = [c for c in cols if not _usable_predictor(df[c])]
+        if unusable:
+            raise ValueError(
+                f"impute_chained: predictors {unusable} (for {t!r}) are text or dates (dtype "
+                f"{df[unusable[0]].dtype}); only numeric, boolean and categorical columns can predict"
+            )
+    return sets
+
+
+def _auxiliary_design(df: pd.DataFrame, aux: list[str]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Fixed design blocks for predictors that are not imputed.
+
+    Missing values in such a column are filled with the column mean (numeric) or left as
+    all-zero dummies (categorical), and a 0/1 missing-indicator column is added.
+    """
+    blocks: dict[str, np.ndarray] = {}
+    for name in aux:
+        s = df[name]
+        values = _as_float(s)
+        miss = np.isnan(values)
+        if _is_categorical(s):
+            block = _dummies(np.where(miss, -1, values), len(s.cat.categories))
+        else:
+            filled = np.where(miss, np.nanmean(values) if (~miss).any() else 0.0, values)
+            block = filled[:, None]
+        if miss.any():
+            block = np.column_stack([block, miss.astype(float)])
+        # a constant column adds nothing but collinearity with the intercept
+        keep = np.ptp(block, axis=0) > 0 if block.shape[0] else np.zeros(block.shape[1], bool)
+        blocks[name] = block[:, keep]
+    return blocks, aux
+
+
+# ---------------------------------------------------------------------------------------
+# One step of the chain, for all m chains at once.
+# ---------------------------------------------------------------------------------------
+
+
+def _bayes_draw(
+    x_obs: np.ndarray, y_obs: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Posterior draws of linear-regression coefficients and residual SD, one per chain.
+
+    x_obs (m, n_obs, p), y_obs (n_obs,). Returns beta_hat (m, p), beta_star (m, p) and
+    sigma_star (m,). Method: mice.impute.norm.draw (Rubin 1987, p. 167).
+    """
+    m, n_obs, p = x_obs.shape
+    xtx = np.einsum("mij,mik->mjk", x_obs, x_obs)
+    diag = np.einsum("mjj->mj", xtx)
+    xtx = xtx + _RIDGE * diag[:, :, None] * np.eye(p)[None]
+    v = np.linalg.inv(xtx)
+    v = (v + np.swapaxes(v, 1, 2)) / 2
+    beta_hat = np.einsum("mjk,mk->mj", v, np.einsum("mij,i->mj", x_obs, y_obs))
+    resid = y_obs[None, :] - np.einsum("mij,mj->mi", x_obs, beta_hat)
+    ss = np.einsum("mi,mi->m", resid, resid)
+    dof = max(n_obs - p, 1)
+    sigma = np.sqrt(ss / rng.chisquare(dof, size=m))
+    chol = np.linalg.cholesky(v + 1e-12 * np.eye(p)[None])
+    beta_star = beta_hat + sigma[:, None] * np.einsum("mjk,mk->mj", chol, rng.standard_normal((m, p)))
+    return beta_hat, beta_star, sigma
+
+
+def _pmm(
+    yhat_obs: np.ndarray, yhat_mis: np.ndarray, y_obs: np.ndarray, donors: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Predictive mean matching: each missing value takes the observed value of one of the
+    ``donors`` observed cases with the closest predicted mean (picked at random)."""
+    m, n_obs = yhat_obs.shape
+    n_mis = yhat_mis.shape[1]
+    k = min(donors, n_obs)
+    width = min(2 * k, n_obs)
+    out = np.empty((m, n_mis))
+    offsets = np.arange(width)
+    pick = rng.integers(0, k, size=(m, n_mis))
+    for i in range(m):
+        order = np.argsort(yhat_obs[i], kind="stable")
+        sorted_hat = yhat_obs[i][order]
+        pos = np.searchsorted(sorted_hat, yhat_mis[i])
+        # the k nearest lie in [pos - k, pos + k); shift the window inside the array at the ends
+        start = np.clip(pos - k, 0, n_obs - width)
+        cand = start[:, None] + offsets[None, :]
+        dist = np.abs(sorted_hat[cand] - yhat_mis[i][:, None])
+        # tiny random jitter breaks ties at random instead of by position
+        dist = dist + rng.uniform(0, 1e-9, size=dist.shape)
+        nearest = np.argpartition(dist, k - 1, axis=1)[:, :k] if k < width else np.argsort(dist, axis=1)[:, :k]
+        chosen = cand[np.arange(n_mis), nearest[np.arange(n_mis), pick[i]]]
+        out[i] = y_obs[order[chosen]]
+    return out
+
+
+def impute_chained(
+    df: pd.DataFrame,
+    columns: Sequence[str],
+    *,
+    n_imputations: int = 10,
+    seed: int | np.random.Generator = 20260101,
+    max_iter: int = 10,
+    predictors: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+    method: str | Mapping[str, str] = "pmm",
+    donors: int = 5,
+) -> list[pd.DataFrame]:
+    """Multiple imputation by chained equations; returns ``n_imputations`` completed copies of ``df``.
+
+    Parameters
+    ----------
+    df : DataFrame
+        The data. Only ``columns`` are filled; every other column is returned unchanged.
+    columns : sequence of str
+        Columns to impute, visited in this order in each iteration. Numeric, boolean, binary or
+        ordered categorical columns. A listed column without missing values is not changed but
+        is still used as a predictor.
+    n_imputations : int, default 10
+        Number of imputed datasets (independent chains).
+    seed : int or numpy Generator, default 20260101
+        Seed for ``numpy.random.default_rng``; same data and seed give the same imputations.
+    max_iter : int, default 10
+        Iterations of the chained equations (burn-in) per chain.
+    predictors : list of str, dict or None
+        ``None``: every numeric, boolean or categorical column of ``df`` predicts every target
+        (text and date columns, e.g. identifiers, are skipped; drop numeric identifiers first).
+        A list: these columns plus the other ``columns`` predict each target. A dict
+        ``{target: [columns]}``: a predictor set per target (targets not in it use the other
+        ``columns``). Categorical predictors are dummy-coded. Predictors that are not imputed
+        and have missing values are mean-filled (numeric) or zero-coded (categorical), with an
+        added missing-indicator column.
+    method : {"pmm", "norm"} or dict, default "pmm"
+        ``"pmm"``: predictive mean matching with ``donors`` donors (imputed values are always
+        observed values, so ranges, integers and 0/1 flags are kept). ``"norm"``: Bayesian
+        linear regression draw plus normal noise. A dict sets the method per column.
+        Categorical columns always use ``"pmm"`` (on their codes).
+    donors : int, default 5
+        Donor pool size for predictive mean matching.
+
+    Returns
+    -------
+    list of DataFrame
+        ``n_imputations`` copies of ``df`` (same index and columns) with ``columns`` filled.
+        Imputed numeric columns are returned as ``float64``; categorical columns keep their
+        categories and order.
+
+    Raises
+    ------
+    ValueError
+        Unknown columns, text/date columns, unordered multi-level categoricals, a column with
+        fewer than 2 observed values, or bad settings.
+
+    Notes
+    -----
+    Fully conditional specification (van Buuren & Groothuis-Oudshoorn, J Stat Softw 2011).
+    Missing values are first filled with random draws from the observed values of the same
+    column. Then, in each of ``max_iter`` iterations and for each target in turn, the target's
+    observed values are regressed on the current values of its predictors (with an intercept
+    and a ridge penalty of 1e-5 times the diagonal of X'X, as in the R package mice), the
+    coefficients and residual SD are drawn from their posterior (``sigma* = sqrt(RSS / chi2(n-p))``,
+    ``beta* = beta_hat + sigma* L z``), and the missing values are filled. PMM follows mice's
+    default (type 1 matching: observed cases are predicted with ``beta_hat``, missing ones with
+    ``beta*``). The chains are run together: the regressions of all chains are solved as one
+    batched linear-algebra call per step.
+
+    PMM can attenuate a slope slightly when the missing values concentrate in the tail of a
+    predictor (few donors there; about 1% in tests/test_imputation.py with 40% missing);
+    ``"norm"`` is unbiased when the linear-normal model holds but can impute out-of-range values.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(1)
+    >>> x = rng.normal(size=200)
+    >>> y = 2 * x + rng.normal(size=200)
+    >>> y[:50] = np.nan
+    >>> data = pd.DataFrame({"x": x, "y": y})
+    >>> imps = impute_chained(data, ["y"], n_imputations=3, seed=1)
+    >>> len(imps), int(imps[0]["y"].isna().sum())
+    (3, 0)
+    >>> bool(np.all(imps[0]["y"].iloc[50:] == data["y"].iloc[50:]))
+    True
+    """
+    columns = _check_inputs(df, columns, n_imputations, max_iter, method)
+    if donors < 1:
+        raise ValueError(f"impute_chained: donors must be at least 1, got {donors!r}")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    m, n = int(n_imputations), len(df)
+
+    sets = _predictor_sets(df, columns, predictors)
+    aux_names = list(dict.fromkeys(c for cols in sets.values() for c in cols if c not in columns))
+    aux_blocks, _ = _auxiliary_design(df, aux_names)
+    target_enc = {c: _Predictor(c, df[c]) for c in columns}
+
+    observed = {c: _as_float(df[c]) for c in columns}
+    missing = {c: np.isnan(v) for c, v in observed.items()}
+    # current values of every target in every chain: (m, n)
+    current: dict[str, np.ndarray] = {}
+    for c in columns:
+        vals = np.tile(observed[c], (m, 1))
+        miss = missing[c]
+        if miss.any():
+            pool = observed[c][~miss]
+            vals[:, miss] = rng.choice(pool, size=(m, int(miss.sum())))
+        current[c] = vals
+
+    to_impute = [c for c in columns if missing[c].any()]
+    col_method = {c: (method.get(c, "pmm") if isinstance(method, Mapping) else method) for c in columns}
+    ones = np.ones((m, n, 1))
+    for _ in range(max_iter if to_impute else 0):
+        for target in to_impute:
+            blocks = [ones]
+            for p in sets[target]:
+                if p in current:
+                    blocks.append(target_enc[p].encode(current[p]))
+                elif aux_blocks[p].shape[1]:
+                    blocks.append(np.broadcast_to(aux_blocks[p], (m, *aux_blocks[p].shape)))
+            x = np.concatenate(blocks, axis=2)
+            miss = missing[target]
+            y_obs = observed[target][~miss]
+            x_obs, x_mis = x[:, ~miss, :], x[:, miss, :]
+            beta_hat, beta_star, sigma = _bayes_draw(x_obs, y_obs, rng)
+            yhat_mis = np.einsum("mij,mj->mi", x_mis, beta_star)
+            if col_method[target] == "norm" and not target_enc[target].categorical:
+                imputed = yhat_mis + sigma[:, None] * rng.standard_normal(yhat_mis.shape)
+            else:
+                yhat_obs = np.einsum("mij,mj->mi", x_obs, beta_hat)
+                imputed = _pmm(yhat_obs, yhat_mis, y_obs, donors, rng)
+            current[target][:, miss] = imputed
+
+    results = []
+    for i in range(m):
+        out = df.copy()
+        for c in to_impute:
+            s = df[c]
+            if _is_categorical(s):
+                codes = current[c][i].astype(int)
+                out[c] = pd.Categorical.from_codes(codes, dtype=s.dtype)
+            else:
+                out[c] = pd.Series(current[c][i], index=df.index, dtype="float64")
+        results.append(out)
+    return results
+
+
+# ---------------------------------------------------------------------------------------
+# Rubin's rules.
+# ---------------------------------------------------------------------------------------
+
+
+def pool_rubin(
+    estimates: Sequence[float] | np.ndarray,
+    variances: Sequence[float] | np.ndarray,
+    *,
+    df_complete: float | None = None,
+    alpha: float = 0.05,
+    null: float = 0.0,
+) -> dict[str, Any]:
+    """Pool one scalar estimate across imputed datasets by Rubin's rules.
+
+    Parameters
+    ----------
+    estimates : sequence of float
+        The estimate from each imputed dataset (``m >= 2`` values).
+    variances : sequence of float
+        Its squared standard error from each imputed dataset.
+    df_complete : float, optional
+        Residual degrees of freedom the analysis would have without missing data (e.g.
+        ``n - p``). ``None`` means large-sample (infinite), giving Rubin's (1987) df.
+    alpha : float, default 0.05
+        1 - confidence level.
+    null : float, default 0
+        Value under the null hypothesis for ``p_value``.
+
+    Returns
+    -------
+    dict
+        ``estimate`` (mean of the estimates), ``se`` (sqrt of the total variance), ``ci_low``,
+        ``ci_high`` (t-based), ``p_value`` (two-sided t test of ``null``), ``df``
+        (Barnard-Rubin degrees of freedom), ``m``, ``within`` (mean variance U), ``between``
+        (variance of the estimates B), ``total`` (T = U + (1 + 1/m) B), ``riv`` (relative
+        increase in variance, (1 + 1/m) B / U), ``lambda`` ((1 + 1/m) B / T) and ``fmi``
+        (fraction of missing information).
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 estimates, lengths that differ, negative or non-finite values.
+
+    Notes
+    -----
+    Rubin DB (1987) Multiple Imputation for Nonresponse in Surveys; Barnard J, Rubin DB,
+    Biometrika 1999;86:948-955: ``nu_old = (m - 1) / lambda^2``, ``nu_obs = (nu_com + 1) /
+    (nu_com + 3) * nu_com * (1 - lambda)``, ``df = nu_old nu_obs / (nu_old + nu_obs)``; as in
+    van Buuren, Flexible Imputation of Missing Data (2018), section 2.3, and mice::pool.
+    Pool ratios (odds ratios, rate ratios) on the log scale and exponentiate afterwards.
+
+    Examples
+    --------
+    >>> r = pool_rubin([1.0, 1.2, 0.8], [0.04, 0.05, 0.06])
+    >>> round(r["estimate"], 3), round(r["total"], 4), round(r["df"], 2)
+    (1.0, 0.1033, 7.51)
+    """
+    q = np.asarray(estimates, dtype=float).ravel()
+    u = np.asarray(variances, dtype=float).ravel()
+    if q.size != u.size:
+        raise ValueError(f"pool_rubin: {q.size} estimates but {u.size} variances")
+    if q.size < 2:
+        raise ValueError(f"pool_rubin: needs estimates from at least 2 imputed datasets, got {q.size}")
+    if not (np.all(np.isfinite(q)) and np.all(np.isfinite(u))):
+        raise ValueError(f"pool_rubin: estimates and variances must be finite, got {q.tolist()} and {u.tolist()}")
+    if np.any(u < 0):
+        raise ValueError(f"pool_rubin: variances must be >= 0, got {u.tolist()}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"pool_rubin: alpha must be in (0, 1), got {alpha}")
+    if df_complete is not None and not df_complete > 0:
+        raise ValueError(f"pool_rubin: df_complete must be positive, got {df_complete}")
+    m = q.size
+    qbar = float(q.mean())
+    ubar = float(u.mean())
+    b = float(q.var(ddof=1))
+    t = ubar + (1 + 1 / m) * b
+    lam = (1 + 1 / m) * b / t if t > 0 else 0.0
+    riv = (1 + 1 / m) * b / ubar if ubar > 0 else math.inf
+    nu_old = (m - 1) / lam**2 if lam > 0 else math.inf
+    if df_complete is None:
+        dof = nu_old
+    else:
+        nu_obs = (df_complete + 1) / (df_complete + 3) * df_complete * (1 - lam)
+        dof = nu_obs if math.isinf(nu_old) else (nu_old * nu_obs / (nu_old + nu_obs) if nu_obs > 0 else nu_old)
+    se = math.sqrt(t)
+    crit = stats.norm.ppf(1 - alpha / 2) if math.isinf(dof) else stats.t.ppf(1 - alpha / 2, dof)
+    if se > 0:
+        tstat = (qbar - null) / se
+        p = float(2 * (stats.norm.sf(abs(tstat)) if math.isinf(dof) else stats.t.sf(abs(tstat), dof)))
+    else:
+        p = float("nan")
+    fmi = (riv + 2 / (dof + 3)) / (1 + riv) if math.isfinite(riv) else 1.0
+    return {
+        "estimate": qbar,
+        "se": se,
+        "ci_low": float(qbar - crit * se),
+        "ci_high": float(qbar + crit * se),
+        "p_value": p,
+        "df": float(dof),
+        "m": m,
+        "within": ubar,
+        "between": b,
+        "total": t,
+        "riv": riv,
+        "lambda": lam,
+        "fmi": fmi,
+    }
