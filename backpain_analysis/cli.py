@@ -57,7 +57,27 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
 
 # --- report (issue 5) ---
 def _cmd_report(args: argparse.Namespace) -> int:
-    raise BackpainError("backpain report is not available yet")
+    from .report import run_report
+
+    run = run_report(
+        args.data,
+        args.out,
+        chapters=args.chapters,
+        practices=args.practices,
+        jobs=args.jobs,
+        force=args.force,
+    )
+    counts: dict[str, int] = {}
+    for r in run.results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    print(f"report: {summary}; index: {run.index_path}", file=sys.stderr)
+    if run.failed:
+        for r in run.failed:
+            where = f" (partly executed notebook: {run.output_dir / r.notebook})" if r.notebook else ""
+            print(f"backpain report: chapter {r.name} failed: {r.error}{where}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
