@@ -1,0 +1,410 @@
+"""Clinicians' attitudes, beliefs and confidence before and after stratified-care training.
+
+Chapter 06. Inputs are the cleaned ``clinicians`` and ``clinician_surveys`` tables (see
+``data/data_dictionary.yaml``): one row per clinician (profession ``gp`` / ``physio``,
+training days) and one survey per clinician and time point (``before`` / ``after``) with the
+19 PABS-PT items and three confidence ratings (0-10, managing low-, medium- and high-risk
+patients).
+
+- :func:`response_rates`: surveys returned per profession and time point, over all clinicians.
+- :func:`clinician_scores`: one row per survey with the PABS-PT subscale scores
+  (:func:`backpain_analysis.scoring.score_pabs`) and the confidence ratings.
+- :func:`paired_changes`: change after minus before per profession: paired t-test (pingouin),
+  95% CI and Hedges' g.
+- :func:`mixed_anovas`: time (within) by profession (between) mixed ANOVA, complete pairs.
+- :func:`training_days_association`: training days against change (physiotherapists).
+- :func:`plot_before_after`: paired lines and mean with 95% CI, by profession.
+
+Sign convention: every change here is **after minus before** (a positive change in a score is
+an increase; a fall in the biomedical score is a negative change).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import pandas as pd
+
+from .errors import BackpainError
+
+__all__ = [
+    "MEASURES",
+    "MEASURE_LABELS",
+    "PROFESSION_LABELS",
+    "ClinicianDataError",
+    "clinician_scores",
+    "mixed_anovas",
+    "paired_changes",
+    "paired_wide",
+    "plot_before_after",
+    "response_rates",
+    "training_days_association",
+]
+
+#: Measures analysed, in report order.
+MEASURES: tuple[str, ...] = (
+    "pabs_biomedical",
+    "pabs_behavioural",
+    "confidence_low",
+    "confidence_medium",
+    "confidence_high",
+)
+#: Plain-words labels of the measures.
+MEASURE_LABELS: dict[str, str] = {
+    "pabs_biomedical": "PABS-PT biomedical score (10-60)",
+    "pabs_behavioural": "PABS-PT behavioural score (9-54)",
+    "confidence_low": "Confidence managing low-risk patients (0-10)",
+    "confidence_medium": "Confidence managing medium-risk patients (0-10)",
+    "confidence_high": "Confidence managing high-risk patients (0-10)",
+}
+PROFESSION_LABELS: dict[str, str] = {"gp": "GPs", "physio": "Physiotherapists"}
+TIME_POINTS: tuple[str, str] = ("before", "after")
+_CONFIDENCE = ("confidence_low", "confidence_medium", "confidence_high")
+
+
+class ClinicianDataError(BackpainError, ValueError):
+    """Clinician tables that cannot be analysed (missing columns, unknown clinicians, bad codes)."""
+
+
+@contextmanager
+def _pingouin_full_precision() -> Iterator[None]:
+    """pingouin rounds CIs to 2 decimals by default; keep full precision inside this block."""
+    import pingouin
+
+    saved = dict(pingouin.options)
+    for key in [k for k in pingouin.options if k.startswith("round.column.CI")]:
+        pingouin.options[key] = None
+    pingouin.options["round"] = None
+    try:
+        yield
+    finally:
+        pingouin.options.clear()
+        pingouin.options.update(saved)
+
+
+def _require(df: pd.DataFrame, columns: Sequence[str], table: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ClinicianDataError(f"table {table!r}: missing column(s) {missing}; has {list(df.columns)[:10]} ...")
+
+
+def _text(s: pd.Series) -> pd.Series:
+    return s.astype("string").str.strip().str.lower().astype(object).where(s.notna(), None)
+
+
+def response_rates(clinicians: pd.DataFrame, surveys: pd.DataFrame) -> pd.DataFrame:
+    """Survey response by profession and time point; all clinicians are the denominator.
+
+    Parameters
+    ----------
+    clinicians : DataFrame
+        Cleaned ``clinicians`` table (``clinician_id``, ``profession``).
+    surveys : DataFrame
+        Cleaned ``clinician_surveys`` table (``clinician_id``, ``time_point``).
+
+    Returns
+    -------
+    DataFrame
+        One row per profession (``gp``, ``physio``, then ``all``) and time point (``before``,
+        ``after``, ``both`` = complete pairs): ``profession``, ``time_point``,
+        ``n_clinicians``, ``n_responded``, ``pct_responded`` (0-100).
+
+    Raises
+    ------
+    ClinicianDataError
+        Missing columns, a survey from a clinician absent from ``clinicians`` or an unknown
+        profession or time point.
+
+    Examples
+    --------
+    >>> c = pd.DataFrame({"clinician_id": ["GP1", "GP2", "PT1"], "profession": ["gp", "gp", "physio"]})
+    >>> s = pd.DataFrame({"clinician_id": ["GP1", "GP1", "PT1"], "time_point": ["before", "after", "before"]})
+    >>> r = response_rates(c, s)
+    >>> r.loc[(r.profession == "gp") & (r.time_point == "both"), "pct_responded"].item()
+    50.0
+    """
+    clin, surv = _check_tables(clinicians, surveys)
+    rows = []
+    for prof in ["gp", "physio", "all"]:
+        members = clin if prof == "all" else clin.loc[clin["profession"] == prof]
+        ids = set(members["clinician_id"])
+        answered = {t: set(surv.loc[surv["time_point"] == t, "clinician_id"]) & ids for t in TIME_POINTS}
+        answered["both"] = answered["before"] & answered["after"]
+        for t in ("before", "after", "both"):
+            n, k = len(ids), len(answered[t])
+            rows.append({"profession": prof, "time_point": t, "n_clinicians": n, "n_responded": k,
+                         "pct_responded": 100.0 * k / n if n else np.nan})
+    return pd.DataFrame(rows)
+
+
+def _check_tables(clinicians: pd.DataFrame, surveys: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    _require(clinicians, ["clinician_id", "profession"], "clinicians")
+    _require(surveys, ["clinician_id", "time_point"], "clinician_surveys")
+    clin = clinicians.assign(clinician_id=clinicians["clinician_id"].astype(str), profession=_text(clinicians["profession"]))
+    bad = sorted(set(clin["profession"].dropna()) - set(PROFESSION_LABELS))
+    if bad or clin["profession"].isna().any():
+        raise ClinicianDataError(
+            f"table 'clinicians', column 'profession': codes must be 'gp' or 'physio'; found {bad or 'missing values'}"
+        )
+    surv = surveys.assign(clinician_id=surveys["clinician_id"].astype(str), time_point=_text(surveys["time_point"]))
+    bad = sorted(set(surv["time_point"].dropna()) - set(TIME_POINTS))
+    if bad or surv["time_point"].isna().any():
+        raise ClinicianDataError(
+            f"table 'clinician_surveys', column 'time_point': codes must be 'before' or 'after'; found {bad or 'missing values'}"
+        )
+    unknown = sorted(set(surv["clinician_id"]) - set(clin["clinician_id"]))
+    if unknown:
+        raise ClinicianDataError(
+            f"table 'clinician_surveys', column 'clinician_id': {len(unknown)} id(s) not in table 'clinicians', e.g. {unknown[:3]}"
+        )
+    dup = surv.duplicated(["clinician_id", "time_point"])
+    if dup.any():
+        raise ClinicianDataError(
+            "table 'clinician_surveys': more than one survey per clinician and time point (clean the data first), "
+            f"e.g. {surv.loc[dup, ['clinician_id', 'time_point']].head(3).to_dict(orient='records')}"
+        )
+    return clin, surv
+
+
+def clinician_scores(
+    clinicians: pd.DataFrame,
+    surveys: pd.DataFrame,
+    *,
+    mapping: dict[str, Sequence[str]] | None = None,
+    max_missing: int = 0,
+) -> pd.DataFrame:
+    """Score the surveys: PABS-PT subscales and confidence, one row per clinician and time point.
+
+    Parameters
+    ----------
+    clinicians, surveys : DataFrame
+        Cleaned ``clinicians`` and ``clinician_surveys`` tables.
+    mapping, max_missing
+        Passed to :func:`backpain_analysis.scoring.score_pabs` (item allocation and how many
+        unanswered items per subscale are prorated).
+
+    Returns
+    -------
+    DataFrame
+        ``clinician_id``, ``profession`` (``gp``/``physio``), ``training_days``,
+        ``mentoring_sessions`` (NaN if absent), ``time_point`` (ordered categorical
+        before < after), ``pabs_biomedical``, ``pabs_behavioural``, ``confidence_low``,
+        ``confidence_medium``, ``confidence_high`` (float, NaN when missing).
+
+    Examples
+    --------
+    >>> c = pd.DataFrame({"clinician_id": ["PT1"], "profession": ["physio"], "training_days": [5.0]})
+    >>> s = pd.DataFrame({"clinician_id": ["PT1"], "time_point": ["before"], "confidence_high": [4],
+    ...                   "confidence_low": [8], "confidence_medium": [6],
+    ...                   **{f"pabs_{i}": [4 if i <= 10 else 2] for i in range(1, 20)}})
+    >>> clinician_scores(c, s)[["pabs_biomedical", "pabs_behavioural", "confidence_high"]].iloc[0].tolist()
+    [40.0, 18.0, 4.0]
+    """
+    from .scoring import score_pabs
+
+    clin, surv = _check_tables(clinicians, surveys)
+    _require(surveys, list(_CONFIDENCE), "clinician_surveys")
+    scores = score_pabs(surv, mapping, max_missing=max_missing)
+    out = pd.DataFrame({"clinician_id": surv["clinician_id"], "time_point": surv["time_point"]}, index=surv.index)
+    extra = [c for c in ("training_days", "mentoring_sessions") if c in clin.columns]
+    info = clin[["clinician_id", "profession", *extra]]
+    out = out.merge(info, on="clinician_id", how="left", validate="many_to_one")
+    for c in ("training_days", "mentoring_sessions"):
+        out[c] = pd.to_numeric(out[c], errors="coerce").astype(float) if c in out.columns else np.nan
+    for c in scores.columns:
+        out[c] = scores[c].to_numpy(dtype=float)
+    for c in _CONFIDENCE:
+        values = pd.to_numeric(surv[c], errors="coerce").astype(float).to_numpy()
+        if np.any((values < 0) | (values > 10)):
+            raise ClinicianDataError(f"table 'clinician_surveys', column {c!r}: ratings must be 0-10, found {values[(values < 0) | (values > 10)][:3].tolist()}")
+        out[c] = values
+    out["time_point"] = pd.Categorical(out["time_point"], categories=list(TIME_POINTS), ordered=True)
+    cols = ["clinician_id", "profession", "training_days", "mentoring_sessions", "time_point",
+            *scores.columns, *_CONFIDENCE]
+    return out[cols].sort_values(["profession", "clinician_id", "time_point"]).reset_index(drop=True)
+
+
+def paired_wide(scores: pd.DataFrame, measure: str) -> pd.DataFrame:
+    """Complete before/after pairs of one measure, one row per clinician.
+
+    Returns
+    -------
+    DataFrame
+        ``clinician_id``, ``profession``, ``training_days``, ``before``, ``after``, ``change``
+        (after minus before); clinicians missing either value are left out.
+    """
+    _require(scores, ["clinician_id", "profession", "time_point", measure], "clinician scores")
+    wide = scores.pivot_table(index="clinician_id", columns="time_point", values=measure, observed=False,
+                              aggfunc="first", dropna=False)
+    wide = wide.reindex(columns=list(TIME_POINTS)).dropna()
+    wide.columns = list(TIME_POINTS)
+    info = scores.drop_duplicates("clinician_id").set_index("clinician_id")[["profession", "training_days"]]
+    wide = wide.join(info).reset_index()
+    wide["change"] = wide["after"] - wide["before"]
+    return wide[["clinician_id", "profession", "training_days", "before", "after", "change"]]
+
+
+def paired_changes(
+    scores: pd.DataFrame, measures: Sequence[str] = MEASURES, *, confidence: float = 0.95
+) -> pd.DataFrame:
+    """Change after minus before training, per measure and profession (paired t-test).
+
+    Parameters
+    ----------
+    scores : DataFrame
+        From :func:`clinician_scores`.
+    measures : sequence of str
+        Score columns to analyse.
+    confidence : float
+        Confidence level of the interval.
+
+    Returns
+    -------
+    DataFrame
+        ``measure``, ``label``, ``profession``, ``n_pairs``, ``mean_before``, ``mean_after``,
+        ``estimate`` (mean change, after minus before), ``ci_low``, ``ci_high`` (t interval),
+        ``p_value`` (two-sided paired t-test), ``t``, ``dof``, ``hedges_g`` (standardized
+        change, Hedges' g; pingouin.compute_effsize paired) and ``sd_change``.
+
+    Notes
+    -----
+    ``pingouin.ttest(after, before, paired=True, confidence=...)`` with its ``CI95``/``p_val``
+    columns mapped to ours; CIs kept at full precision. Professions with fewer than 2
+    complete pairs give NaN statistics.
+    """
+    import pingouin
+
+    rows = []
+    for measure in measures:
+        wide = paired_wide(scores, measure)
+        for prof in PROFESSION_LABELS:
+            w = wide.loc[wide["profession"] == prof]
+            row = {"measure": measure, "label": MEASURE_LABELS.get(measure, measure), "profession": prof,
+                   "n_pairs": len(w), "mean_before": w["before"].mean(), "mean_after": w["after"].mean(),
+                   "estimate": w["change"].mean(), "sd_change": w["change"].std(ddof=1)}
+            if len(w) >= 2 and w["change"].std(ddof=1) > 0:
+                with _pingouin_full_precision():
+                    res = pingouin.ttest(w["after"].to_numpy(), w["before"].to_numpy(), paired=True,
+                                         confidence=confidence)
+                    g = pingouin.compute_effsize(w["after"].to_numpy(), w["before"].to_numpy(), paired=True,
+                                                 eftype="hedges")
+                ci = res[f"CI{100 * confidence:.0f}"].iloc[0]
+                row.update(ci_low=float(ci[0]), ci_high=float(ci[1]), p_value=float(res["p_val"].iloc[0]),
+                           t=float(res["T"].iloc[0]), dof=float(res["dof"].iloc[0]), hedges_g=float(g))
+            else:
+                row.update(ci_low=np.nan, ci_high=np.nan, p_value=np.nan, t=np.nan, dof=np.nan, hedges_g=np.nan)
+            rows.append(row)
+    cols = ["measure", "label", "profession", "n_pairs", "mean_before", "mean_after", "estimate", "ci_low",
+            "ci_high", "p_value", "t", "dof", "hedges_g", "sd_change"]
+    return pd.DataFrame(rows)[cols]
+
+
+def mixed_anovas(scores: pd.DataFrame, measures: Sequence[str] = MEASURES) -> pd.DataFrame:
+    """Mixed ANOVA of time (before/after, within) by profession (between), complete pairs only.
+
+    Returns
+    -------
+    DataFrame
+        ``measure``, ``effect`` (profession, time, time x profession), ``ss``, ``df1``, ``df2``,
+        ``f``, ``p_value``, ``partial_eta_sq``, ``n_clinicians``.
+
+    Notes
+    -----
+    ``pingouin.mixed_anova`` (type II sums of squares); with two time points the time x
+    profession interaction F equals the square of the two-sample t of the changes.
+    """
+    import pingouin
+
+    rows = []
+    names = {"profession": "profession", "time_point": "time", "Interaction": "time x profession"}
+    for measure in measures:
+        wide = paired_wide(scores, measure)
+        long = wide.melt(id_vars=["clinician_id", "profession"], value_vars=list(TIME_POINTS),
+                         var_name="time_point", value_name="score")
+        if wide["profession"].nunique() < 2 or len(wide) < 4:
+            continue
+        with warnings.catch_warnings():
+            # pingouin 0.7 calls DataFrame.dropna(inplace=True) internally (pandas 3.1 deprecation)
+            warnings.filterwarnings("ignore", message="The inplace keyword", module="pingouin")
+            aov = pingouin.mixed_anova(data=long, dv="score", within="time_point", subject="clinician_id",
+                                       between="profession")
+        for _, r in aov.iterrows():
+            rows.append({"measure": measure, "effect": names.get(r["Source"], r["Source"]), "ss": r["SS"],
+                         "df1": r["DF1"], "df2": r["DF2"], "f": r["F"], "p_value": r["p_unc"],
+                         "partial_eta_sq": r["np2"], "n_clinicians": len(wide)})
+    return pd.DataFrame(rows, columns=["measure", "effect", "ss", "df1", "df2", "f", "p_value", "partial_eta_sq",
+                                       "n_clinicians"])
+
+
+def training_days_association(
+    scores: pd.DataFrame, measures: Sequence[str] = MEASURES, *, profession: str = "physio"
+) -> pd.DataFrame:
+    """Training days against change (after minus before) within one profession.
+
+    Returns
+    -------
+    DataFrame
+        ``measure``, ``profession``, ``n``, ``r`` (Pearson), ``r_ci_low``, ``r_ci_high``,
+        ``r_p_value`` (pingouin.corr), ``estimate`` (regression slope: change in points per
+        extra training day), ``ci_low``, ``ci_high``, ``p_value`` (pingouin.linear_regression).
+    """
+    import pingouin
+
+    rows = []
+    for measure in measures:
+        wide = paired_wide(scores, measure)
+        w = wide.loc[(wide["profession"] == profession) & wide["training_days"].notna()]
+        row = {"measure": measure, "profession": profession, "n": len(w)}
+        if len(w) >= 4 and w["training_days"].std() > 0 and w["change"].std() > 0:
+            with _pingouin_full_precision():
+                c = pingouin.corr(w["training_days"].to_numpy(), w["change"].to_numpy())
+                lr = pingouin.linear_regression(w[["training_days"]], w["change"])
+            ci = c["CI95"].iloc[0]
+            slope = lr.loc[lr["names"] == "training_days"].iloc[0]
+            row.update(r=float(c["r"].iloc[0]), r_ci_low=float(ci[0]), r_ci_high=float(ci[1]),
+                       r_p_value=float(c["p_val"].iloc[0]), estimate=float(slope["coef"]),
+                       ci_low=float(slope["CI2.5"]), ci_high=float(slope["CI97.5"]), p_value=float(slope["pval"]))
+        rows.append(row)
+    cols = ["measure", "profession", "n", "r", "r_ci_low", "r_ci_high", "r_p_value", "estimate", "ci_low", "ci_high",
+            "p_value"]
+    return pd.DataFrame(rows).reindex(columns=cols)
+
+
+def plot_before_after(scores: pd.DataFrame, measure: str, *, max_lines: int = 200, seed: int = 0):
+    """Before/after figure of one measure: one panel per profession.
+
+    Thin grey lines join each clinician's two answers (complete pairs, at most ``max_lines``
+    drawn); black points and bars are the mean
+    and 95% t interval at each time point.
+
+    Returns
+    -------
+    matplotlib Figure
+    """
+    import matplotlib.pyplot as plt
+    from scipy import stats
+
+    wide = paired_wide(scores, measure)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.8), sharey=True)
+    rng = np.random.default_rng(seed)
+    for ax, (prof, name) in zip(axes, PROFESSION_LABELS.items(), strict=True):
+        w = wide.loc[wide["profession"] == prof]
+        show = w.iloc[rng.permutation(len(w))[:max_lines]]
+        for _, r in show.iterrows():
+            ax.plot([0, 1], [r["before"], r["after"]], color="grey", alpha=0.25, lw=0.8)
+        for x, col in enumerate(TIME_POINTS):
+            v = w[col].to_numpy()
+            if len(v) >= 2:
+                half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+                ax.errorbar([x], [v.mean()], yerr=[[half], [half]], fmt="o", color="black", capsize=4, zorder=3)
+        ax.set_xticks([0, 1], ["Before training", "After training"])
+        ax.set_xlim(-0.3, 1.3)
+        shown_n = f"{len(w)}" if len(w) == 0 or len(w) >= 5 else "fewer than 5"  # no count 1-4 in shared output
+        ax.set_title(f"{name} (n = {shown_n} pairs)")
+    axes[0].set_ylabel(MEASURE_LABELS.get(measure, measure))
+    fig.suptitle(f"{MEASURE_LABELS.get(measure, measure)}: before and after training (mean and 95% CI)")
+    fig.tight_layout()
+    return fig
