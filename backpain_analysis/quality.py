@@ -1,0 +1,468 @@
+"""Chapter 01: data quality and participant flow.
+
+Summaries of validation and cleaning (the audit trail of
+:func:`backpain_analysis.cleaning.clean_study`), exclusions, missingness per measure and
+time point, and a CONSORT-like participant flow diagram per phase drawn with matplotlib.
+
+Every table returned here is aggregate (no patient identifier). Counts from 1 to 4 are
+still present in the returned frames: pass displayed count tables through
+:mod:`backpain_analysis.disclosure` (the flow diagram does it itself for exclusion reasons,
+shown as "<5").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import BackpainError
+
+__all__ = [
+    "EXCLUSION_LABELS",
+    "FLOW_STEPS",
+    "MEASURES",
+    "TIME_POINTS",
+    "cleaning_summary",
+    "exclusion_summary",
+    "exclusions_by_reason",
+    "flow_frame",
+    "missingness",
+    "plot_flow",
+    "plot_missingness",
+    "validation_summary",
+]
+
+TIME_POINTS: dict[str, str] = {"0m": "baseline", "2m": "2 months", "6m": "6 months"}
+MEASURES: dict[str, str] = {
+    "rmdq": "RMDQ disability",
+    "pain_nrs": "Pain intensity (NRS)",
+    "sbst_total": "SBST total score",
+    "eq5d_index": "EQ-5D-3L index",
+    "hads_anxiety": "HADS anxiety",
+    "hads_depression": "HADS depression",
+    "tsk": "Fear of movement (TSK)",
+    "csq_cat": "Catastrophising (CSQ)",
+    "pseq": "Pain self-efficacy (PSEQ)",
+    "global_change": "Global change",
+}
+EXCLUSION_LABELS: dict[str, str] = {
+    "died_or_moved": "died or moved practice",
+    "unable_to_respond": "unable to respond",
+    "declined": "did not want to take part",
+    "no_back_pain": "no back pain",
+    "comorbid_priority": "comorbid priority",
+    "unable_to_take_part": "unable to take part",
+}
+#: Steps of the participant flow, in drawing order, with their plain-words labels.
+FLOW_STEPS: dict[str, str] = {
+    "invited": "Invited by post",
+    "excluded": "Excluded",
+    "non_respondents": "Did not respond",
+    "respondents": "Returned the baseline questionnaire (analysed)",
+    "consented_records": "Consented to medical record review",
+    "followed_up_2m": "Followed up at 2 months",
+    "followed_up_6m": "Followed up at 6 months",
+}
+PHASE_TITLES: dict[int, str] = {1: "Phase 1: usual care", 3: "Phase 3: stratified care"}
+
+
+def _require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise BackpainError(f"{what}: column(s) {missing} missing; available: {list(df.columns)[:15]}")
+
+
+def _missing_cells(df: pd.DataFrame) -> int:
+    return int(df.isna().to_numpy().sum())
+
+
+# --------------------------------------------------------------------------- validation and cleaning
+def validation_summary(clean: Any, study: Any | None = None) -> pd.DataFrame:
+    """One row per study table: rows as read and after cleaning, columns, missing cells.
+
+    Parameters
+    ----------
+    clean : CleanStudy or mapping of str to DataFrame
+        Cleaned tables (``clean.tables``).
+    study : Study, optional
+        The validated raw study (``load_study``); adds ``rows_read``.
+
+    Returns
+    -------
+    DataFrame
+        Columns: ``table``, ``rows_read`` (if ``study`` given), ``rows``, ``columns``,
+        ``missing_cells``, ``pct_missing_cells`` (0-100 of rows x columns), ``cleaning_changes``
+        (entries of the cleaning log for the table, if the log names tables), ``excluded_rows``
+        (rows of ``clean.exclusions`` for the table, if it names tables).
+
+    Examples
+    --------
+    >>> validation_summary({"practices": pd.DataFrame({"a": [1, None]})})[["table", "rows", "pct_missing_cells"]]
+           table  rows  pct_missing_cells
+    0  practices     2               50.0
+    """
+    tables: Mapping[str, pd.DataFrame] = clean if isinstance(clean, Mapping) else clean.tables
+    log = getattr(clean, "cleaning_log", None)
+    excl = getattr(clean, "exclusions", None)
+    rows = []
+    for name, df in tables.items():
+        row: dict[str, Any] = {"table": name}
+        if study is not None and name in getattr(study, "tables", {}):
+            row["rows_read"] = len(study.tables[name])
+        cells = df.shape[0] * df.shape[1]
+        row.update(rows=len(df), columns=df.shape[1], missing_cells=_missing_cells(df),
+                   pct_missing_cells=100 * _missing_cells(df) / cells if cells else np.nan)
+        if isinstance(log, pd.DataFrame) and "table" in log:
+            sub = log[log["table"] == name]
+            count_col = _count_column(log)
+            row["cleaning_changes"] = int(sub[count_col].sum()) if count_col else len(sub)
+        if isinstance(excl, pd.DataFrame) and "table" in excl:
+            row["excluded_rows"] = int((excl["table"] == name).sum())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _count_column(log: pd.DataFrame) -> str | None:
+    for c in ("n_changed", "n_rows", "n_values", "n_changes", "count", "n"):
+        if c in log.columns and pd.api.types.is_numeric_dtype(log[c]):
+            return c
+    return None
+
+
+def cleaning_summary(cleaning_log: pd.DataFrame) -> pd.DataFrame:
+    """The cleaning log summarized by rule: how many values or rows each rule changed, and where.
+
+    Parameters
+    ----------
+    cleaning_log : DataFrame
+        ``CleanStudy.cleaning_log``: one row per logged change or per (rule, table, column)
+        batch; needs a ``rule`` column; uses ``table`` and ``column`` if present and a count
+        column (the first of ``n_changed``, ``n_rows``, ``n_values``, ``n_changes``, ``count``,
+        ``n``) if present, else counts log rows.
+
+    Returns
+    -------
+    DataFrame
+        One row per rule, most frequent first: ``rule``, ``n_changes``, ``n_tables``,
+        ``n_columns``, ``tables`` (comma-separated), ``example_columns`` (up to 5).
+
+    Examples
+    --------
+    >>> log = pd.DataFrame({"rule": ["alias", "alias", "date"], "table": ["patients"] * 3,
+    ...                     "column": ["sex", "sbst_1", "baseline_date"], "n_changed": [3, 2, 7]})
+    >>> cleaning_summary(log)[["rule", "n_changes", "n_columns"]].to_dict("list")
+    {'rule': ['date', 'alias'], 'n_changes': [7, 5], 'n_columns': [1, 2]}
+    """
+    _require(cleaning_log, ["rule"], "cleaning_summary: cleaning log")
+    log = cleaning_log.copy()
+    count_col = _count_column(log)
+    log["_n"] = log[count_col].fillna(0) if count_col else 1
+    if "table" not in log:
+        log["table"] = ""
+    if "column" not in log:
+        log["column"] = ""
+    log["_where"] = log["table"].astype(str) + "." + log["column"].astype(str)
+    rows = []
+    for rule, sub in log.groupby("rule", sort=False):
+        tables = sorted(sub["table"].dropna().astype(str).unique())
+        columns = list(dict.fromkeys(sub["column"].dropna().astype(str)))
+        rows.append({"rule": rule, "n_changes": int(sub["_n"].sum()), "n_tables": len([t for t in tables if t]),
+                     "n_columns": sub["_where"].nunique() if columns != [""] else 0,
+                     "tables": ", ".join(t for t in tables if t),
+                     "example_columns": ", ".join(c for c in columns[:5] if c)})
+    out = pd.DataFrame(rows, columns=["rule", "n_changes", "n_tables", "n_columns", "tables", "example_columns"])
+    return out.sort_values(["n_changes", "rule"], ascending=[False, True]).reset_index(drop=True)
+
+
+def exclusion_summary(exclusions: pd.DataFrame) -> pd.DataFrame:
+    """Rows set aside by cleaning (``CleanStudy.exclusions``), counted by table and reason.
+
+    Parameters
+    ----------
+    exclusions : DataFrame
+        Needs a ``reason`` column; ``table`` is used if present. Identifiers are never returned.
+
+    Returns
+    -------
+    DataFrame
+        Columns: ``table`` (if present), ``reason``, ``n``.
+
+    Examples
+    --------
+    >>> ex = pd.DataFrame({"table": ["followups"] * 3, "reason": ["duplicate"] * 3, "patient_id": ["a", "b", "c"]})
+    >>> exclusion_summary(ex).to_dict("list")
+    {'table': ['followups'], 'reason': ['duplicate'], 'n': [3]}
+    """
+    _require(exclusions, ["reason"], "exclusion_summary: exclusions table")
+    keys = [k for k in ("table", "reason") if k in exclusions.columns]
+    if exclusions.empty:
+        return pd.DataFrame(columns=[*keys, "n"])
+    return exclusions.groupby(keys, sort=True).size().rename("n").reset_index()
+
+
+def exclusions_by_reason(patients: pd.DataFrame) -> pd.DataFrame:
+    """Invited patients excluded before the baseline questionnaire, by reason and phase.
+
+    Parameters
+    ----------
+    patients : DataFrame
+        Cleaned ``patients`` table (``phase``, ``invitation_outcome``, ``exclusion_reason``).
+
+    Returns
+    -------
+    DataFrame
+        One row per reason (dictionary order, then any other): ``reason`` (plain words),
+        ``n_phase1``, ``n_phase3``, ``n_total``. Excluded patients without a reason appear as
+        "reason not recorded".
+
+    Examples
+    --------
+    >>> p = pd.DataFrame({"phase": [1, 3, 3, 1], "invitation_outcome": ["excluded"] * 3 + ["responded"],
+    ...                   "exclusion_reason": ["declined", "declined", "no_back_pain", None]})
+    >>> exclusions_by_reason(p)[["reason", "n_phase1", "n_phase3"]].values.tolist()
+    [['did not want to take part', 1, 1], ['no back pain', 0, 1]]
+    """
+    _require(patients, ["phase", "invitation_outcome", "exclusion_reason"], "exclusions_by_reason: patients table")
+    ex = patients[patients["invitation_outcome"].astype("object") == "excluded"]
+    reason = ex["exclusion_reason"].astype("object").where(ex["exclusion_reason"].notna(), "not_recorded")
+    tab = pd.crosstab(reason, ex["phase"].astype(int)).reindex(columns=[1, 3], fill_value=0)
+    order = [r for r in EXCLUSION_LABELS if r in tab.index] + sorted(r for r in tab.index if r not in EXCLUSION_LABELS)
+    tab = tab.reindex(order)
+    out = pd.DataFrame({
+        "reason": [EXCLUSION_LABELS.get(r, "reason not recorded" if r == "not_recorded" else str(r)) for r in order],
+        "n_phase1": tab[1].to_numpy(dtype=int), "n_phase3": tab[3].to_numpy(dtype=int),
+    })
+    out["n_total"] = out["n_phase1"] + out["n_phase3"]
+    return out
+
+
+# --------------------------------------------------------------------------- missingness
+def missingness(dataset: pd.DataFrame, measures: Mapping[str, str] | Iterable[str] | None = None,
+                time_points: Iterable[str] = ("0m", "2m", "6m"), *, by: str = "phase",
+                denominator: str = "analysed") -> pd.DataFrame:
+    """Percentage missing of each measure at each time point, per phase.
+
+    Parameters
+    ----------
+    dataset : DataFrame
+        Analysis dataset (columns ``<measure>_<time point>``, ``phase``; with
+        ``denominator="returned"`` also ``followed_up_2m`` and ``followed_up_6m``).
+    measures : mapping or iterable, optional
+        Measure stems (and display labels); default :data:`MEASURES`. A stem/time pair that is
+        not a column (e.g. ``global_change_0m``) is skipped.
+    time_points : iterable of str
+        Time point suffixes.
+    by : str
+        Grouping column (default ``"phase"``).
+    denominator : {"analysed", "returned"}
+        ``"analysed"`` (default): all analysed patients, so follow-up missingness includes loss
+        to follow-up. ``"returned"``: at 2 and 6 months only patients who returned that
+        questionnaire (item non-response within returned questionnaires).
+
+    Returns
+    -------
+    DataFrame
+        Columns: ``by``, ``measure`` (stem), ``label``, ``time_point``, ``n`` (denominator),
+        ``n_missing``, ``pct_missing`` (0-100).
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"phase": [1, 1], "rmdq_0m": [3.0, None], "rmdq_6m": [None, None]})
+    >>> missingness(df, ["rmdq"])[["time_point", "pct_missing"]].values.tolist()
+    [['0m', 50.0], ['6m', 100.0]]
+    """
+    if denominator not in ("analysed", "returned"):
+        raise ValueError(f"missingness: denominator must be 'analysed' or 'returned', not {denominator!r}")
+    _require(dataset, [by], "missingness: analysis dataset")
+    labels = dict(MEASURES) if measures is None else (
+        dict(measures) if isinstance(measures, Mapping) else {m: MEASURES.get(m, m) for m in measures})
+    rows = []
+    for stem, label in labels.items():
+        for tp in time_points:
+            col = f"{stem}_{tp}"
+            if col not in dataset.columns:
+                continue
+            frame = dataset
+            if denominator == "returned" and tp != "0m":
+                flag = f"followed_up_{tp}"
+                _require(dataset, [flag], "missingness(denominator='returned')")
+                frame = dataset[dataset[flag] == 1]
+            miss = frame[col].isna().groupby(frame[by]).agg(["size", "sum"])
+            for group, r in miss.iterrows():
+                n, k = int(r["size"]), int(r["sum"])
+                rows.append({by: group, "measure": stem, "label": label, "time_point": tp, "n": n,
+                             "n_missing": k, "pct_missing": 100 * k / n if n else np.nan})
+    return pd.DataFrame(rows, columns=[by, "measure", "label", "time_point", "n", "n_missing", "pct_missing"])
+
+
+def plot_missingness(miss: pd.DataFrame, by: str = "phase", *, title: str | None = None):
+    """Heatmap of % missing (measure x time point), one panel per phase; returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    groups = sorted(miss[by].unique())
+    labels = list(dict.fromkeys(miss["label"]))
+    tps = [t for t in TIME_POINTS if t in set(miss["time_point"])] + sorted(
+        set(miss["time_point"]) - set(TIME_POINTS))
+    fig, axes = plt.subplots(1, len(groups), figsize=(3.2 * len(groups) + 2.6, 0.42 * len(labels) + 1.6),
+                             squeeze=False, sharey=True)
+    im = None
+    for ax, g in zip(axes[0], groups, strict=True):
+        wide = (miss[miss[by] == g].pivot_table(index="label", columns="time_point", values="pct_missing")
+                .reindex(index=labels, columns=tps))
+        im = ax.imshow(wide.to_numpy(dtype=float), vmin=0, vmax=100, cmap="Reds", aspect="auto")
+        for (i, j), v in np.ndenumerate(wide.to_numpy(dtype=float)):
+            ax.text(j, i, "" if np.isnan(v) else f"{v:.0f}", ha="center", va="center", fontsize=8,
+                    color="white" if v > 60 else "black")
+        ax.set_xticks(range(len(tps)), [TIME_POINTS.get(t, t) for t in tps])
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_title(PHASE_TITLES.get(g, str(g)), fontsize=10)
+    fig.colorbar(im, ax=axes[0].tolist(), label="Missing (%)", shrink=0.8)
+    fig.suptitle(title or "Missing values by measure and time point (% of analysed patients)", fontsize=11)
+    return fig
+
+
+# --------------------------------------------------------------------------- participant flow
+def flow_frame(counts: Any, exclusion_reasons: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Normalize participant-flow counts to one tidy frame for :func:`plot_flow`.
+
+    Parameters
+    ----------
+    counts : DataFrame or mapping
+        Either a long frame with columns ``phase``, ``step`` and ``n`` (and optionally
+        ``reason`` for the exclusion rows), or a wide frame indexed by step with one column per
+        phase (1, 3; ``"phase1"``/``"phase3"``/``"n_phase1"`` also accepted), or a mapping
+        ``{phase: {step: n}}``. Steps are those of :data:`FLOW_STEPS`.
+    exclusion_reasons : DataFrame, optional
+        :func:`exclusions_by_reason` output, added as ``step="excluded"`` rows with a reason.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``phase`` (int), ``step``, ``reason`` (empty string except exclusion reasons),
+        ``n`` (int).
+
+    Examples
+    --------
+    >>> flow_frame({1: {"invited": 10, "respondents": 6}})[["phase", "step", "n"]].values.tolist()
+    [[1, 'invited', 10], [1, 'respondents', 6]]
+    """
+    if isinstance(counts, Mapping):
+        long = pd.DataFrame([{"phase": ph, "step": st, "n": n} for ph, d in counts.items() for st, n in d.items()])
+    elif isinstance(counts, pd.DataFrame) and {"phase", "step", "n"} <= set(counts.columns):
+        long = counts.copy()
+    elif isinstance(counts, pd.DataFrame):
+        wide = counts.copy()
+        rename = {}
+        for c in wide.columns:
+            digits = "".join(ch for ch in str(c) if ch.isdigit())
+            if digits in ("1", "3"):
+                rename[c] = int(digits)
+        wide = wide.rename(columns=rename)[[c for c in (1, 3) if c in rename.values()]]
+        long = wide.rename_axis("step").reset_index().melt(id_vars="step", var_name="phase", value_name="n")
+    else:
+        raise BackpainError(f"flow_frame: counts must be a DataFrame or a mapping, not {type(counts).__name__}")
+    if "reason" not in long:
+        long["reason"] = ""
+    long["reason"] = long["reason"].astype("object").where(long["reason"].notna(), "").astype(str)
+    long = long[["phase", "step", "reason", "n"]]
+    if exclusion_reasons is not None and not exclusion_reasons.empty:
+        extra = exclusion_reasons.melt(id_vars="reason", value_vars=["n_phase1", "n_phase3"], value_name="n")
+        extra["phase"] = extra["variable"].str[-1].astype(int)
+        extra["step"] = "excluded"
+        long = pd.concat([long[~((long["step"] == "excluded") & (long["reason"] != ""))],
+                          extra[["phase", "step", "reason", "n"]]], ignore_index=True)
+    long["phase"] = long["phase"].astype(int)
+    long["n"] = pd.to_numeric(long["n"], errors="coerce").fillna(0).astype(int)
+    return long.reset_index(drop=True)
+
+
+def _small(n: int, threshold: int = 5) -> str:
+    return f"<{threshold}" if 0 < n < threshold else f"{n:,}"
+
+
+def _pct(n: int, d: int) -> str:
+    return f" ({100 * n / d:.0f}%)" if d else ""
+
+
+def plot_flow(flow: pd.DataFrame, *, threshold: int = 5, title: str | None = None):
+    """CONSORT-like participant flow diagram, one column per phase; returns the Figure.
+
+    Parameters
+    ----------
+    flow : DataFrame
+        :func:`flow_frame` output (``phase``, ``step``, ``reason``, ``n``).
+    threshold : int
+        Exclusion reasons with counts from 1 to ``threshold - 1`` are shown as ``"<threshold"``
+        (small-number suppression, default 5). The main boxes show counts as they are: the
+        totals are large in any realistic study; a main count from 1 to 4 is also suppressed.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Notes
+    -----
+    Percentages: respondents, exclusions and non-respondents of the invited; record consent
+    and follow-up of the respondents (as in the published Table 1).
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyBboxPatch
+
+    phases = sorted(flow["phase"].unique())
+    fig, ax = plt.subplots(figsize=(6.2 * len(phases), 7.4))
+    ax.set_xlim(0, 6.2 * len(phases))
+    ax.set_ylim(1.0, 10)
+    ax.axis("off")
+
+    def box(x, y, w, h, text, fc="#eef3fb", fontsize=8.5):
+        ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.02", fc=fc, ec="#34495e",
+                                    lw=1))
+        ax.text(x, y, text, ha="center", va="center", fontsize=fontsize, wrap=True)
+
+    def arrow(x0, y0, x1, y1):
+        ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops={"arrowstyle": "->", "color": "#34495e", "lw": 1})
+
+    for k, ph in enumerate(phases):
+        f = flow[flow["phase"] == ph]
+        main = f[f["reason"] == ""].groupby("step")["n"].sum()
+        get = lambda s, main=main: int(main.get(s, 0))  # noqa: E731
+        reasons = f[(f["step"] == "excluded") & (f["reason"] != "")]
+        invited = get("invited")
+        excluded = get("excluded") or int(reasons["n"].sum())
+        resp = get("respondents")
+        cx = 6.2 * k + 2.2
+        side = 6.2 * k + 4.8
+        ax.text(6.2 * k + 3.1, 9.75, PHASE_TITLES.get(ph, f"Phase {ph}"), ha="center", fontsize=11, weight="bold")
+        box(cx, 9.0, 3.2, 0.6, f"{FLOW_STEPS['invited']}\nn = {_small(invited, threshold)}")
+        lines = [f"{FLOW_STEPS['excluded']}: n = {_small(excluded, threshold)}{_pct(excluded, invited)}"]
+        lines += [f"  {r}: {_small(int(n), threshold)}" for r, n in zip(reasons["reason"], reasons["n"], strict=True)
+                  if n > 0]
+        box(side, 7.45, 2.5, 0.2 * len(lines) + 0.25, "\n".join(lines), fc="#fbeeee", fontsize=7.5)
+        nonresp = get("non_respondents")
+        box(side, 5.75, 2.5, 0.6, f"{FLOW_STEPS['non_respondents']}\nn = {_small(nonresp, threshold)}"
+            f"{_pct(nonresp, invited)}", fc="#fbeeee")
+        arrow(cx, 8.7, cx, 5.05)
+        arrow(cx, 7.45, side - 1.25, 7.45)
+        arrow(cx, 5.75, side - 1.25, 5.75)
+        box(cx, 4.7, 3.2, 0.65, f"Returned the baseline questionnaire\n(analysed) n = {_small(resp, threshold)}"
+            f"{_pct(resp, invited)}", fc="#e8f6ea")
+        if "consented_records" in main.index:
+            n = get("consented_records")
+            arrow(cx, 3.75, side - 1.25, 3.75)
+            box(side, 3.75, 2.5, 0.6, f"{FLOW_STEPS['consented_records']}\nn = {_small(n, threshold)}{_pct(n, resp)}",
+                fc="#fdf6e3", fontsize=7.5)
+        y = 4.35
+        for step in ("followed_up_2m", "followed_up_6m"):
+            if step not in main.index:
+                continue
+            arrow(cx, y, cx, y - 0.93)
+            y -= 1.25
+            n = get(step)
+            box(cx, y, 3.2, 0.6, f"{FLOW_STEPS[step]}\nn = {_small(n, threshold)}{_pct(n, resp)}")
+            y -= 0.3
+    fig.suptitle(title or "Participant flow", fontsize=12, y=0.99)
+    fig.tight_layout()
+    return fig
