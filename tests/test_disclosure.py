@@ -1,0 +1,137 @@
+"""Small-number suppression: worked examples and properties."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from backpain_analysis.disclosure import MARKER, small_count_cells, suppress_table, suppression_mask
+
+
+def test_primary_suppression_hides_1_to_4_but_not_0_or_5():
+    t = pd.DataFrame({"n": [0, 1, 2, 3, 4, 5, 17]})
+    mask = suppression_mask(t, ["n"])
+    assert mask["n"].tolist() == [False, True, True, True, True, False, False]
+
+
+def test_total_row_forces_a_second_hidden_cell_the_smallest_nonzero():
+    # 3 alone hidden could be recovered as 60 - 40 - 17; the next smallest non-zero (17) is hidden too.
+    t = pd.DataFrame({"n": [3, 0, 17, 40, 60]}, index=["a", "b", "c", "d", "total"])
+    shown = suppress_table(t, ["n"], total_row="total")
+    assert shown["n"].tolist() == [MARKER, 0, MARKER, 40, 60]
+
+
+def test_total_row_hidden_when_no_other_cell_can_protect():
+    t = pd.DataFrame({"n": [2, 0, 0, 2]}, index=["a", "b", "c", "total"])
+    mask = suppression_mask(t, ["n"], total_row="total")
+    assert mask["n"].tolist() == [True, False, False, True]
+
+
+def test_complement_within_denominator_is_protected():
+    # 98 of 100 referred: the 2 not referred would be revealed by 100 - 98.
+    t = pd.DataFrame({"referred": [98, 50], "n": [100, 100]})
+    t["pct"] = 100 * t["referred"] / t["n"]
+    shown = suppress_table(t, ["referred", "n"], denominators={"referred": "n"}, derived={"pct": ["referred"]})
+    assert shown.loc[0, "referred"] == MARKER and shown.loc[0, "pct"] == MARKER
+    assert shown.loc[0, "n"] == 100
+    assert shown.loc[1, "referred"] == 50 and shown.loc[1, "pct"] == 50.0
+
+
+def test_small_denominator_hides_its_counts_and_percentages():
+    t = pd.DataFrame({"events": [0, 30], "n": [3, 60]})
+    t["pct"] = 100 * t["events"] / t["n"]
+    mask = suppression_mask(t, ["events", "n"], denominators={"events": "n"}, derived={"pct": ["events", "n"]})
+    assert mask.loc[0].tolist() == [True, True, True]
+    assert not mask.loc[1].any()
+
+
+def test_difference_using_a_hidden_value_is_hidden():
+    t = pd.DataFrame(
+        {"events_practice": [2, 20], "n_practice": [40, 40], "events_all": [90, 200], "n_all": [400, 400]}
+    )
+    t["pct_practice"] = 100 * t["events_practice"] / t["n_practice"]
+    t["pct_all"] = 100 * t["events_all"] / t["n_all"]
+    t["difference"] = t["pct_practice"] - t["pct_all"]
+    mask = suppression_mask(
+        t,
+        ["events_practice", "n_practice", "events_all", "n_all"],
+        denominators={"events_practice": "n_practice", "events_all": "n_all"},
+        derived={"pct_practice": ["events_practice"], "difference": ["pct_practice", "pct_all"]},
+    )
+    assert mask.loc[0, "difference"] and mask.loc[0, "pct_practice"]
+    assert not mask.loc[0, "pct_all"]
+    assert not mask.loc[1].any()
+
+
+def test_practice_against_all_practices_protects_the_other_practices():
+    # 50 of the 53 combined are in this practice: the other practices' 3 would be revealed.
+    t = pd.DataFrame({"n_practice": [50, 20], "n_all": [53, 200]})
+    mask = suppression_mask(t, ["n_practice", "n_all"], denominators={"n_practice": "n_all"})
+    assert mask["n_practice"].tolist() == [True, False]
+
+
+def test_row_totals_protect_across_columns():
+    t = pd.DataFrame({"phase1": [3, 30], "phase3": [25, 40]})
+    t["total"] = t["phase1"] + t["phase3"]
+    mask = suppression_mask(t, ["phase1", "phase3", "total"], row_totals={"total": ["phase1", "phase3"]})
+    assert mask.loc[0].tolist() == [True, True, False]
+    assert not mask.loc[1].any()
+
+
+def test_bad_arguments_raise_clear_errors():
+    t = pd.DataFrame({"n": [1, 2]})
+    with pytest.raises(KeyError, match="'m' is not in the table"):
+        suppression_mask(t, ["m"])
+    with pytest.raises(KeyError, match="total_row 'total'"):
+        suppression_mask(t, ["n"], total_row="total")
+    with pytest.raises(KeyError, match="derived column 'pct'"):
+        suppression_mask(t, ["n"], derived={"pct": ["n"]})
+
+
+def test_small_count_cells_ignores_markers_and_text():
+    t = pd.DataFrame({"label": ["a", "b", "c"], "n": [MARKER, 12, 4]})
+    assert small_count_cells(t, ["n"]) == [(2, "n", 4.0)]
+    assert small_count_cells(suppress_table(t, ["n"]), ["n"]) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=30), min_size=2, max_size=6))
+def test_property_column_with_total_never_reveals_a_small_count(body):
+    t = pd.DataFrame({"n": [*body, sum(body)]}, index=[*(f"g{i}" for i in range(len(body))), "total"])
+    mask = suppression_mask(t, ["n"], total_row="total")
+    hidden = mask["n"].to_numpy()
+    values = t["n"].to_numpy()
+    # no small number shown
+    assert not ((values >= 1) & (values <= 4) & ~hidden).any()
+    # never exactly one hidden cell in the group: a single hidden cell could be recovered by subtraction
+    assert hidden.sum() != 1
+    # nothing is hidden without a reason: no small count means nothing hidden
+    if not ((values >= 1) & (values <= 4)).any():
+        assert not hidden.any()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(min_value=0, max_value=40), st.integers(min_value=0, max_value=40)),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_property_rates_never_reveal_small_counts_or_complements(rows):
+    events = [e for e, _ in rows]
+    n = [e + extra for e, extra in rows]
+    t = pd.DataFrame({"events": events, "n": n})
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t["pct"] = 100 * t["events"] / t["n"]
+    shown = suppress_table(t, ["events", "n"], denominators={"events": "n"}, derived={"pct": ["events", "n"]})
+    assert small_count_cells(shown, ["events", "n"]) == []
+    for i in range(len(t)):
+        ev, den, pct = shown.loc[i, "events"], shown.loc[i, "n"], shown.loc[i, "pct"]
+        if den != MARKER and ev != MARKER:
+            assert not 1 <= den - ev <= 4
+        if ev == MARKER:
+            assert pct == MARKER  # the percentage would give the count back
