@@ -18,3 +18,7 @@ __all__ = ["BackpainError", "DataDictionary", "__version__", "load_dictionary"]
 # --- scoring, stratification, cleaning, analysis dataset (issue 4) ---
 
 # --- report (issue 5) ---
+from .disclosure import small_count_cells, suppress_table, suppression_mask
+from .report import load_report_definition, run_report
+
+__all__ += ["load_report_definition", "run_report", "small_count_cells", "suppress_table", "suppression_mask"]
