@@ -267,7 +267,9 @@ def paired_changes(
         ``measure``, ``label``, ``profession``, ``n_pairs``, ``mean_before``, ``mean_after``,
         ``estimate`` (mean change, after minus before), ``ci_low``, ``ci_high`` (t interval),
         ``p_value`` (two-sided paired t-test), ``t``, ``dof``, ``hedges_g`` (standardized
-        change, Hedges' g; pingouin.compute_effsize paired) and ``sd_change``.
+        change: Cohen's d_av, the mean change over the root mean of the two variances, times
+        Hedges' correction 1 - 3 / (4 * 2n - 9); pingouin.compute_effsize paired) and
+        ``sd_change``.
 
     Notes
     -----

@@ -680,7 +680,7 @@ def cost_utility(
         raise EconomicsError(f"cost_utility: data need columns {cost!r} and {qaly!r}; have {list(datasets[0].columns)}")
     m_sets = len(datasets)
     per_set = int(np.ceil(n_boot / m_sets))
-    seeds = np.random.SeedSequence(seed).generate_state(m_sets)
+    seeds = _replicate_seeds(seed, m_sets)
     points_c, points_q, boots_c, boots_q, groups = [], [], [], [], []
     for m, d in enumerate(datasets):
         cols = ["phase", cost, qaly] + ([baseline] if baseline else [])
@@ -719,6 +719,11 @@ def cost_utility(
         boot_groups=grp,
         method="bootstrap percentile" if m_sets == 1 else f"Rubin's rules over {m_sets} imputations, bootstrap within",
     )
+
+
+def _replicate_seeds(seed: int, m_sets: int) -> list[int]:
+    """Seed of the bootstrap of each imputed data set (independent streams from one seed)."""
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(m_sets)]
 
 
 def _designs(d: pd.DataFrame, baseline: str | None, adjust_cost: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,342 @@
+"""Tests of backpain_analysis.economics: unit costs, costs, QALYs, the vectorized bootstrap, CEAC."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+
+from backpain_analysis import economics as ec
+from backpain_analysis.errors import BackpainError
+
+
+# --------------------------------------------------------------------------------------------
+# unit costs and patient costs
+# --------------------------------------------------------------------------------------------
+def test_bundled_unit_costs_cover_every_resource_with_source_and_year():
+    costs = ec.load_unit_costs()
+    assert list(costs.columns) == ["item", "unit", "cost_gbp", "price_year", "source", "notes"]
+    items = set(costs["item"])
+    assert set(ec.RESOURCE_ITEMS.values()) | set(ec.PRODUCTIVITY_RESOURCE.values()) <= items
+    assert (costs["cost_gbp"] > 0).all()
+    assert costs["source"].str.len().min() > 20
+    assert costs["price_year"].str.startswith("2009").all()
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: t.drop(columns="source"), "missing column"),
+        (lambda t: t.assign(cost_gbp=t["cost_gbp"].where(t["item"] != "imaging", -5)), "cost_gbp"),
+        (lambda t: t.assign(cost_gbp=t["cost_gbp"].astype(str).where(t["item"] != "imaging", "abc")), "cost_gbp"),
+        (lambda t: pd.concat([t, t.iloc[[0]]]), "repeated"),
+    ],
+)
+def test_bad_unit_cost_table_raises_naming_file_and_column(tmp_path, edit, message):
+    bad = edit(ec.load_unit_costs())
+    path = tmp_path / "costs.csv"
+    bad.to_csv(path, index=False)
+    with pytest.raises(ec.EconomicsError, match=message) as info:
+        ec.load_unit_costs(path)
+    assert "costs.csv" in str(info.value)
+    assert isinstance(info.value, BackpainError)
+
+
+def _unit_costs(**values):
+    base = {"gp_consultation": 30.0, "physio_session": 40.0, "imaging": 100.0, "prescription": 10.0,
+            "secondary_care_referral": 150.0, "day_off_work": 100.0}
+    base.update(values)
+    return pd.DataFrame({"item": list(base), "unit": "u", "cost_gbp": list(base.values()), "price_year": "2009/10",
+                         "source": "test", "notes": ""})
+
+
+def test_patient_costs_worked_by_hand():
+    d = pd.DataFrame({
+        "n_gp_consultations": [2.0, 0.0, np.nan, 1.0],
+        "physio_sessions": [3.0, 0.0, 1.0, 0.0],
+        "imaging": [1.0, 0.0, 0.0, 0.0],
+        "n_prescriptions": [4.0, 0.0, 1.0, 0.0],
+        "secondary_care_referral": [1.0, 0.0, 0.0, 0.0],
+        "days_off_work_6m": [5.0, np.nan, 2.0, np.nan],
+        "employed": [1.0, 0.0, 1.0, 1.0],
+    })
+    c = ec.patient_costs(d, _unit_costs())
+    # 2*30 + 3*40 + 100 + 4*10 + 150 = 470
+    assert c.loc[0, "nhs_cost"] == pytest.approx(470.0)
+    assert c.loc[0, "productivity_cost"] == pytest.approx(500.0)
+    assert c.loc[0, "societal_cost"] == pytest.approx(970.0)
+    assert c.loc[1, "nhs_cost"] == 0.0
+    assert c.loc[1, "productivity_cost"] == 0.0  # not employed: no earnings lost
+    assert np.isnan(c.loc[2, "nhs_cost"])  # a missing component makes the total missing
+    assert np.isnan(c.loc[3, "productivity_cost"])  # employed, days unknown
+    assert c.loc[0, "cost_physio_sessions"] == pytest.approx(120.0)
+
+
+def test_patient_costs_rejects_missing_columns_and_items():
+    d = pd.DataFrame({"n_gp_consultations": [1.0]})
+    with pytest.raises(ec.EconomicsError, match="physio_sessions"):
+        ec.patient_costs(d, _unit_costs())
+    full = pd.DataFrame({c: [1.0] for c in [*ec.RESOURCE_ITEMS, *ec.PRODUCTIVITY_RESOURCE]})
+    with pytest.raises(ec.EconomicsError, match="imaging"):
+        ec.patient_costs(full, _unit_costs().query("item != 'imaging'"))
+    with pytest.raises(ec.EconomicsError, match="negative"):
+        ec.patient_costs(full.assign(imaging=-1.0), _unit_costs())
+
+
+# --------------------------------------------------------------------------------------------
+# QALYs
+# --------------------------------------------------------------------------------------------
+def test_trapezium_on_known_profiles():
+    # constant 1 for 6 months = 6 index-months; a rising profile worked by hand
+    area = ec.trapezium_auc([[1, 1, 1], [0.5, 0.7, 0.9], [0.2, np.nan, 0.8]], [0, 2, 6])
+    assert area[0] == pytest.approx(6.0)
+    assert area[1] == pytest.approx((0.5 + 0.7) / 2 * 2 + (0.7 + 0.9) / 2 * 4)
+    assert np.isnan(area[2])
+
+
+def test_trapezium_matches_numpy_on_random_profiles():
+    rng = np.random.default_rng(3)
+    v = rng.uniform(-0.5, 1, size=(50, 4))
+    t = [0, 1.5, 2, 6]
+    expected = np.array([np.trapezoid(row, t) for row in v])
+    np.testing.assert_allclose(ec.trapezium_auc(v, t), expected)
+
+
+def test_trapezium_rejects_bad_times():
+    with pytest.raises(ec.EconomicsError, match="increasing"):
+        ec.trapezium_auc([[1, 1, 1]], [0, 6, 2])
+    with pytest.raises(ec.EconomicsError, match="times"):
+        ec.trapezium_auc([[1, 1, 1]], [0, 6])
+
+
+def test_qaly_from_eq5d_states_by_hand():
+    from backpain_analysis.scoring import eq5d3l_index
+
+    states = pd.DataFrame({"eq5d_mo": [1, 1], "eq5d_sc": [1, 1], "eq5d_ua": [2, 1], "eq5d_pd": [2, 1],
+                           "eq5d_ad": [1, 1]})
+    idx = eq5d3l_index(states).to_numpy()
+    assert idx.round(3).tolist() == [0.760, 1.0]
+    # 11221 throughout 6 months = 0.76 * 0.5 year; 11221 -> 11111 -> 11111
+    d = pd.DataFrame({"eq5d_index_0m": [idx[0], idx[0]], "eq5d_index_2m": [idx[0], idx[1]],
+                      "eq5d_index_6m": [idx[0], idx[1]]})
+    q = ec.qaly_auc(d)
+    assert q.iloc[0] == pytest.approx(0.38, abs=1e-3)
+    assert q.iloc[1] == pytest.approx(((0.76 + 1) / 2 * 2 + 1 * 4) / 12, abs=1e-3)
+
+
+# --------------------------------------------------------------------------------------------
+# bootstrap
+# --------------------------------------------------------------------------------------------
+def _toy(n1=40, n3=60, seed=0, missing=False):
+    rng = np.random.default_rng(seed)
+    n = n1 + n3
+    phase = np.repeat([1, 3], [n1, n3])
+    base = rng.uniform(0.2, 0.95, n)
+    risk = pd.Categorical(rng.choice(["low", "medium", "high"], n), categories=["low", "medium", "high"],
+                          ordered=True)
+    d = pd.DataFrame({
+        "phase": phase.astype(float),
+        "risk_group": risk,
+        "eq5d_index_0m": base,
+        "nhs_cost": rng.gamma(1.5, 120, n) - 30 * (phase == 3),
+        "productivity_cost": rng.gamma(0.5, 400, n),
+    })
+    d["qaly"] = 0.1 + 0.6 * base + 0.02 * (phase == 3) + rng.normal(0, 0.03, n)
+    d["societal_cost"] = d["nhs_cost"] + d["productivity_cost"]
+    return d
+
+
+def test_bootstrap_indices_resample_within_strata_and_are_reproducible():
+    strata = np.array([1, 3, 1, 3, 3, 1, 1])
+    a = np.vstack(list(ec.iter_bootstrap_indices(strata, 25, 7, chunk_size=10)))
+    b = np.vstack(list(ec.iter_bootstrap_indices(strata, 25, 7, chunk_size=10)))
+    c = np.vstack(list(ec.iter_bootstrap_indices(strata, 25, 8, chunk_size=10)))
+    assert a.shape == (25, 7)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    # every drawn row is from the column's own stratum
+    assert (strata[a] == strata[None, :]).all()
+
+
+def test_bootstrap_ols_equals_fitting_each_resample():
+    d = _toy()
+    X = np.column_stack([np.ones(len(d)), (d["phase"] == 3).astype(float), d["eq5d_index_0m"]])
+    y = d["qaly"].to_numpy()
+    idx = next(ec.iter_bootstrap_indices(d["phase"], 30, 1))
+    fast = ec.bootstrap_ols(X, {"y": y}, ec._counts(idx))["y"]
+    slow = np.array([sm.OLS(y[i], X[i]).fit().params for i in idx])
+    np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-12)
+
+
+def test_cost_utility_point_estimates_match_statsmodels():
+    d = _toy()
+    res = ec.cost_utility(d, n_boot=200, seed=2)
+    fit = sm.OLS.from_formula("qaly ~ I(phase == 3) + eq5d_index_0m", data=d).fit()
+    assert res.delta_qaly["estimate"] == pytest.approx(fit.params.iloc[1], rel=1e-9)
+    diff = d.loc[d.phase == 3, "nhs_cost"].mean() - d.loc[d.phase == 1, "nhs_cost"].mean()
+    assert res.delta_cost["estimate"] == pytest.approx(diff, rel=1e-9)
+    assert (res.n_phase1, res.n_phase3) == (40, 60)
+    assert res.delta_qaly["ci_low"] < res.delta_qaly["estimate"] < res.delta_qaly["ci_high"]
+
+
+def test_cost_utility_bootstrap_agrees_with_a_slow_loop():
+    d = _toy(n1=15, n3=20, seed=4)
+    n_boot, seed = 60, 11
+    res = ec.cost_utility(d, n_boot=n_boot, seed=seed)
+    (boot_seed,) = ec._replicate_seeds(seed, 1)
+    idx = np.vstack(list(ec.iter_bootstrap_indices(d["phase"].to_numpy(), n_boot, boot_seed)))
+    slow_c, slow_q = [], []
+    for rows in idx:
+        r = d.iloc[rows]
+        slow_c.append(r.loc[r.phase == 3, "nhs_cost"].mean() - r.loc[r.phase == 1, "nhs_cost"].mean())
+        fit = sm.OLS(r["qaly"].to_numpy(), sm.add_constant(np.column_stack(
+            [(r["phase"] == 3).astype(float), r["eq5d_index_0m"]]))).fit()
+        slow_q.append(fit.params[1])
+    np.testing.assert_allclose(res.boot_cost, slow_c, rtol=1e-9)
+    np.testing.assert_allclose(res.boot_qaly, slow_q, rtol=1e-9)
+    lo, hi = np.percentile(slow_q, [2.5, 97.5])
+    assert res.delta_qaly["ci_low"] == pytest.approx(lo)
+    assert res.delta_qaly["ci_high"] == pytest.approx(hi)
+
+
+def test_cost_utility_is_reproducible_and_seed_dependent():
+    d = _toy()
+    a = ec.cost_utility(d, n_boot=300, seed=5)
+    b = ec.cost_utility(d, n_boot=300, seed=5)
+    c = ec.cost_utility(d, n_boot=300, seed=6)
+    np.testing.assert_array_equal(a.boot_cost, b.boot_cost)
+    assert a.delta_cost == b.delta_cost
+    assert not np.array_equal(a.boot_cost, c.boot_cost)
+    assert a.delta_cost["estimate"] == c.delta_cost["estimate"]  # the point estimate uses no random draws
+
+
+def test_cost_utility_rejects_bad_input():
+    d = _toy()
+    with pytest.raises(ec.EconomicsError, match="nhs_cost"):
+        ec.cost_utility(d.drop(columns="nhs_cost"), n_boot=10)
+    with pytest.raises(ec.EconomicsError, match="per phase"):
+        ec.cost_utility(d.loc[d.phase == 3], n_boot=10)
+    with pytest.raises(ec.EconomicsError, match="n_boot"):
+        ec.cost_utility(d, n_boot=0)
+
+
+# --------------------------------------------------------------------------------------------
+# CEAC and net monetary benefit
+# --------------------------------------------------------------------------------------------
+def _result_from(boot_c, boot_q):
+    boot_c, boot_q = np.asarray(boot_c, float), np.asarray(boot_q, float)
+    summ = {"estimate": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p_value": 1.0, "se": 0.0}
+    return ec.CostUtilityResult("x", "nhs_cost", 10, 10, dict(summ, estimate=boot_c.mean()),
+                                dict(summ, estimate=boot_q.mean()), {"phase1": 0, "phase3": 0},
+                                {"phase1": 0, "phase3": 0}, boot_c, boot_q, np.array([boot_c.mean()]),
+                                np.array([boot_q.mean()]), np.zeros(boot_c.size, int))
+
+
+def test_ceac_shape_properties():
+    rng = np.random.default_rng(0)
+    boot_q = rng.normal(0.02, 0.01, 5000)
+    boot_c = rng.normal(-50, 60, 5000)
+    curve = _result_from(boot_c, boot_q).ceac()
+    p = curve["prob_cost_effective"].to_numpy()
+    assert curve["wtp"].iloc[0] == 0 and curve["wtp"].iloc[-1] == 50_000
+    assert ((p >= 0) & (p <= 1)).all()
+    assert p[0] == pytest.approx((boot_c < 0).mean())  # at 0 GBP/QALY only savings count
+    # as willingness to pay grows the curve tends to P(dQALY > 0)
+    far = _result_from(boot_c, boot_q).ceac([1e9])["prob_cost_effective"].item()
+    assert far == pytest.approx((boot_q > 0).mean(), abs=1e-3)
+    # with every QALY increment positive the curve cannot fall
+    pos = _result_from(boot_c, np.abs(boot_q)).ceac()["prob_cost_effective"].to_numpy()
+    assert (np.diff(pos) >= 0).all()
+    neg = _result_from(boot_c, -np.abs(boot_q)).ceac()["prob_cost_effective"].to_numpy()
+    assert (np.diff(neg) <= 0).all()
+
+
+def test_nmb_is_wtp_times_qaly_minus_cost():
+    d = _toy()
+    res = ec.cost_utility(d, n_boot=500, seed=3)
+    nmb = res.nmb(20_000)
+    assert nmb["estimate"] == pytest.approx(20_000 * res.delta_qaly["estimate"] - res.delta_cost["estimate"])
+    assert nmb["prob_cost_effective"] == pytest.approx(res.ceac([20_000])["prob_cost_effective"].item())
+    assert nmb["ci_low"] < nmb["estimate"] < nmb["ci_high"]
+
+
+def test_results_table_and_groups():
+    d = _toy(n1=90, n3=120)
+    res = ec.cost_utility_by_group(d, n_boot=200, seed=1)
+    assert list(res) == ["all patients", "low risk", "medium risk", "high risk"]
+    assert sum(r.n_phase1 for k, r in res.items() if k != "all patients") == res["all patients"].n_phase1
+    tab = ec.results_table(res)
+    assert len(tab) == 4 * 4
+    for col in ["population", "measure", "n_phase1", "n_phase3", "estimate", "ci_low", "ci_high", "p_value"]:
+        assert col in tab.columns
+    assert tab["measure"].str.contains("phase 3 minus phase 1").sum() >= 8
+
+
+# --------------------------------------------------------------------------------------------
+# data preparation: complete cases and multiple imputation
+# --------------------------------------------------------------------------------------------
+def _analysis_like(n=160, seed=0):
+    rng = np.random.default_rng(seed)
+    phase = np.where(np.arange(n) < n // 2, 1, 3)
+    e0 = rng.uniform(0.1, 1.0, n)
+    d = pd.DataFrame({
+        "phase": phase,
+        "risk_group": pd.Categorical(rng.choice(["low", "medium", "high"], n),
+                                     categories=["low", "medium", "high"], ordered=True),
+        "age": rng.normal(50, 15, n),
+        "female": rng.integers(0, 2, n).astype(float),
+        "rmdq_0m": rng.integers(0, 24, n).astype(float),
+        "employed": rng.integers(0, 2, n).astype(float),
+        "eq5d_index_0m": e0,
+        "eq5d_index_2m": np.clip(e0 + rng.normal(0.05, 0.1, n), -0.5, 1),
+        "eq5d_index_6m": np.clip(e0 + rng.normal(0.1, 0.1, n), -0.5, 1),
+        "n_gp_consultations": rng.poisson(1.5, n).astype(float),
+        "physio_sessions": rng.poisson(2, n).astype(float),
+        "imaging": rng.integers(0, 2, n).astype(float),
+        "n_prescriptions": rng.poisson(2, n).astype(float),
+        "secondary_care_referral": (rng.uniform(size=n) < 0.1).astype(float),
+        "days_off_work_6m": rng.poisson(4, n).astype(float),
+    })
+    miss = rng.uniform(size=n) < 0.25
+    d.loc[miss, "eq5d_index_6m"] = np.nan
+    d.loc[rng.uniform(size=n) < 0.2, "n_gp_consultations"] = np.nan
+    return d
+
+
+def test_complete_case_keeps_only_complete_patients():
+    d = _analysis_like()
+    (cc,) = ec.prepare_economic_data(d, _unit_costs(), imputation="complete_case")
+    complete = d[["eq5d_index_6m", "n_gp_consultations"]].notna().all(axis=1)
+    assert len(cc) == complete.sum()
+    assert cc[["qaly", "nhs_cost", "societal_cost"]].notna().all().all()
+    assert "patient_id" not in cc.columns
+
+
+def test_mice_fills_everything_and_keeps_observed_values():
+    d = _analysis_like()
+    sets = ec.prepare_economic_data(d, _unit_costs(), imputation="mice", n_imputations=3, seed=1, max_iter=3)
+    assert len(sets) == 3
+    observed = d["eq5d_index_6m"].notna().to_numpy()
+    for s in sets:
+        assert len(s) == len(d)
+        assert s[["qaly", "nhs_cost", "productivity_cost"]].notna().all().all()
+        np.testing.assert_allclose(s["eq5d_index_6m"].to_numpy()[observed], d["eq5d_index_6m"].to_numpy()[observed])
+        assert (s.loc[d["employed"].to_numpy() == 0, "productivity_cost"] == 0).all()
+    assert not np.allclose(sets[0]["qaly"], sets[1]["qaly"])  # imputations differ
+    again = ec.prepare_economic_data(d, _unit_costs(), imputation="mice", n_imputations=3, seed=1, max_iter=3)
+    pd.testing.assert_frame_equal(sets[0], again[0])
+    res = ec.cost_utility(sets, n_boot=300, seed=2)
+    assert res.delta_qaly["estimate"] == pytest.approx(res.point_qaly.mean())
+    assert res.point_qaly.size == 3 and res.boot_qaly.size == 300
+    assert "Rubin" in res.method
+
+
+def test_prepare_rejects_bad_options():
+    d = _analysis_like()
+    with pytest.raises(ec.EconomicsError, match="imputation"):
+        ec.prepare_economic_data(d, _unit_costs(), imputation="hotdeck")
+    with pytest.raises(ec.EconomicsError, match="phase"):
+        ec.prepare_economic_data(d.assign(phase=2), _unit_costs(), imputation="complete_case")
+    with pytest.raises(ec.EconomicsError, match="eq5d_index_2m"):
+        ec.prepare_economic_data(d.drop(columns="eq5d_index_2m"), _unit_costs())
