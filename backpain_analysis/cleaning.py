@@ -1,0 +1,695 @@
+"""Auditable, vectorized cleaning of a study export: :func:`clean_study` -> :class:`CleanStudy`.
+
+What cleaning does, table by table, following ``data/data_dictionary.yaml``:
+
+1. **Exact duplicate rows** (a row repeating another row of the same table in every column)
+   are dropped; the later copies go to the exclusions table (``stage="cleaning"``).
+2. **Harmonization** of every described column, working on the distinct values of a
+   column (so 1,000,000 rows cost one hash pass, not a Python loop per cell):
+
+   - text answers mapped to their code with the dictionary's labels and aliases,
+     ignoring case and surrounding spaces (:meth:`Column.text_to_code`): ``"Agree"``,
+     ``" agree"``, ``"Yes"`` -> 1, ``"VERY MUCH"`` -> 3; rule ``text_to_code`` (logged);
+   - numeric missing codes of the column (:attr:`Column.missing_codes`: ``9``, ``99``,
+     ``-1``, ``999`` where they are not valid values) -> missing; rule ``missing_code``
+     (logged);
+   - blank strings and textual missing markers (``NA``, ``N/A``, ``.``) -> missing; rules
+     ``blank`` and ``missing_text``: the value was already missing, so these are counted in
+     :attr:`CleanStudy.summary` but not logged cell by cell;
+   - dates in other formats than ISO 8601 (``15/03/2008``, ``15.03.2008``, ``15-Mar-2008``,
+     read **day first**) -> datetime; rule ``date_format`` (logged, old and new value);
+   - types: coded and integer columns -> nullable ``Int64``; float columns -> ``float64``;
+     dates -> ``datetime64[ns]``; category columns -> pandas categoricals (ordered for
+     ordered scales); text -> ``str``. A value that is none of the above raises
+     :class:`CleaningError` naming table, column, rule and examples.
+
+3. **Duplicate keys** in tables with a ``duplicate_rule`` (``followups``,
+   ``clinician_surveys``): the row with the earliest ``order_by`` date is kept (ties and
+   missing dates: first in file order); the others go to the exclusions table. Duplicate keys
+   in other tables raise :class:`CleaningError`.
+4. **Follow-up windows**: every follow-up gets ``followup_days`` (days from the patient's
+   baseline questionnaire, or the index consultation when that date is missing) and
+   ``in_window`` (nullable boolean) for the window around its nominal time. Rows outside
+   the window are flagged, never dropped.
+5. **Analysis cohort**: invited patients who did not respond or were excluded at invitation,
+   their follow-ups, record reviews and physiotherapy episodes, and record reviews without
+   recorded consent are listed in the exclusions table with ``stage="analysis"``; they stay
+   in the clean tables (the participant flow needs them).
+
+Every change of value is in :attr:`CleanStudy.cleaning_log` (one vectorized block per
+table, column and rule) and every row dropped or not analysed is in
+:attr:`CleanStudy.exclusions`. Input tables are never modified.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from .dictionary import Column, DataDictionary, Table, load_dictionary
+from .errors import BackpainError
+
+__all__ = [
+    "DEFAULT_FOLLOWUP_WINDOW_DAYS",
+    "EXCLUSION_COLUMNS",
+    "LOG_COLUMNS",
+    "CleanStudy",
+    "CleaningError",
+    "clean_study",
+]
+
+#: time_point (months) -> (nominal days after baseline, half-width of the window in days):
+#: 2 months +/- 4 weeks and 6 months +/- 8 weeks.
+DEFAULT_FOLLOWUP_WINDOW_DAYS: dict[int, tuple[float, float]] = {2: (61.0, 28.0), 6: (183.0, 56.0)}
+#: Columns of :attr:`CleanStudy.cleaning_log`.
+LOG_COLUMNS: tuple[str, ...] = ("table", "row", "row_key", "column", "old_value", "new_value", "rule")
+#: Columns of :attr:`CleanStudy.exclusions`.
+EXCLUSION_COLUMNS: tuple[str, ...] = ("table", "row", "row_key", "stage", "reason", "detail")
+#: Rules whose every change is written to the cleaning log (the others only count in the summary).
+LOGGED_RULES: tuple[str, ...] = ("text_to_code", "missing_code", "date_format")
+
+#: Category columns whose codes are an ordered scale, in dictionary order.
+ORDERED_CATEGORIES: frozenset[tuple[str, str]] = frozenset({
+    ("patients", "episode_duration"),
+    ("clinician_surveys", "time_point"),
+})
+
+# Day-first date formats tried after ISO 8601, in this order (documented in clean_study).
+DATE_FORMATS: tuple[str, ...] = (
+    "%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y/%m/%d", "%Y%m%d",
+    "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%d/%m/%y", "%d-%m-%y", "%d.%m.%y",
+    "%d %b %Y", "%d %B %Y", "%d-%b-%Y", "%d-%B-%Y", "%d %b %y", "%d-%b-%y",
+)
+_ISO_FORMATS = frozenset(DATE_FORMATS[:3])
+
+_PATIENT_TABLES = ("followups", "records", "physio")
+
+
+class CleaningError(BackpainError):
+    """A study table that cannot be cleaned: a value no rule accepts, or a forbidden duplicate key."""
+
+
+@dataclass
+class CleanStudy:
+    """A cleaned study: harmonized tables plus the audit trail.
+
+    Attributes
+    ----------
+    tables : dict of str to DataFrame
+        Clean tables by name (also available as attributes: ``clean.patients``). The index of
+        each table is the 0-based row position in the input table. ``followups`` has two extra
+        columns, ``followup_days`` (float64) and ``in_window`` (nullable boolean).
+    cleaning_log : DataFrame
+        One row per changed cell: ``table``, ``row`` (input position), ``row_key`` (key
+        values joined by ``|``), ``column``, ``old_value`` and ``new_value`` (as text),
+        ``rule`` (``text_to_code``, ``missing_code``, ``date_format``).
+    exclusions : DataFrame
+        One row per input row that is not used: ``table``, ``row``, ``row_key``, ``stage``
+        (``cleaning``: dropped from the clean table; ``analysis``: kept in the clean table
+        but not in the analysis dataset), ``reason``, ``detail``.
+    summary : DataFrame
+        Cells per ``table``, ``column``, ``rule`` (``n_cells``), including rules not logged
+        cell by cell (``blank``, ``missing_text``, ``column_added``), and ``logged``.
+    input_rows : dict of str to int
+        Number of rows of each input table.
+    options : dict
+        The options :func:`clean_study` was called with.
+    dictionary : DataDictionary
+    truth : dict or None
+        ``Study.truth`` passed through (synthetic studies).
+    path : Path or None
+        ``Study.path`` passed through.
+    """
+
+    tables: dict[str, pd.DataFrame]
+    cleaning_log: pd.DataFrame
+    exclusions: pd.DataFrame
+    summary: pd.DataFrame
+    input_rows: dict[str, int]
+    options: dict[str, Any]
+    dictionary: DataDictionary
+    truth: dict | None = None
+    path: Path | None = None
+    _cohort_cache: Any = field(default=None, repr=False)
+
+    def __getattr__(self, name: str) -> pd.DataFrame:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        tables = self.__dict__.get("tables", {})
+        if name in tables:
+            return tables[name]
+        raise AttributeError(f"CleanStudy has no attribute or table {name!r}; tables: {', '.join(tables)}")
+
+    @property
+    def analysed_ids(self) -> pd.Index:
+        """``patient_id`` of the analysed cohort (baseline respondents), in table order."""
+        p = self.tables["patients"]
+        return pd.Index(p.loc[p["invitation_outcome"] == "responded", "patient_id"].to_numpy(), name="patient_id")
+
+
+# ----------------------------------------------------------------------------------------
+# value classification (per distinct value)
+# ----------------------------------------------------------------------------------------
+
+def _kind(col: Column) -> str:
+    if col.type == "integer":
+        return "coded_int" if col.codes is not None else "int"
+    return col.type  # float, category, date, string
+
+
+def _is_number(u: Any) -> bool:
+    return isinstance(u, (int, float, np.integer, np.floating)) and not isinstance(u, (bool, np.bool_))
+
+
+def _fmt(u: Any) -> str:
+    if u is None or (isinstance(u, float) and np.isnan(u)):
+        return ""
+    if isinstance(u, (float, np.floating)) and float(u).is_integer():
+        return str(int(u))
+    if isinstance(u, (pd.Timestamp, _dt.datetime, np.datetime64)):
+        return pd.Timestamp(u).strftime("%Y-%m-%d")
+    return str(u)
+
+
+def _parse_date(text: str) -> tuple[pd.Timestamp | None, str | None]:
+    for fmt in DATE_FORMATS:
+        try:
+            return pd.Timestamp(_dt.datetime.strptime(text, fmt)), fmt
+        except ValueError:
+            continue
+    return None, None
+
+
+class _Rules:
+    """Classifies each distinct raw value of one column: (new value, rule)."""
+
+    def __init__(self, col: Column):
+        self.col = col
+        self.kind = _kind(col)
+        self.text_map = col.text_to_code()
+        missing = [str(m).strip() for m in col.missing_codes]
+        self.missing_text = {m.lower() for m in missing if not _is_float_text(m)}
+        self.missing_num = {float(m) for m in missing if _is_float_text(m)}
+        self.codes = None if col.codes is None else set(col.codes)
+
+    def numeric(self, v: float) -> tuple[Any, str]:
+        col = self.col
+        if v in self.missing_num:
+            return None, "missing_code"
+        if self.kind == "coded_int":
+            if v.is_integer() and int(v) in self.codes:
+                return int(v), "type"
+            return None, "invalid"
+        if self.kind == "int" and not v.is_integer():
+            return None, "invalid"
+        if (col.min is not None and v < col.min) or (col.max is not None and v > col.max):
+            return None, "invalid"
+        return (int(v) if self.kind == "int" else v), "type"
+
+    def __call__(self, u: Any) -> tuple[Any, str]:
+        kind = self.kind
+        if kind == "date":
+            if isinstance(u, (pd.Timestamp, _dt.datetime, _dt.date, np.datetime64)):
+                return pd.Timestamp(u), "type"
+            text = str(u).strip()
+            if text == "":
+                return None, "blank"
+            if text.lower() in self.missing_text:
+                return None, "missing_text"
+            if text in self.col.missing_codes:
+                return None, "missing_code"
+            ts, fmt = _parse_date(text)
+            if ts is None:
+                return None, "invalid"
+            return ts, ("type" if fmt in _ISO_FORMATS else "date_format")
+        if _is_number(u):
+            v = float(u)
+            if np.isnan(v):
+                return None, "type"
+            if kind == "category":
+                text = _fmt(u)
+                if text in self.missing_num or text in self.col.missing_codes:
+                    return None, "missing_code"
+                return (self.text_map[text], "text_to_code") if text in self.text_map else (None, "invalid")
+            return self.numeric(v)
+        text = str(u)
+        stripped = text.strip()
+        low = stripped.lower()
+        if low == "":
+            return None, "blank"
+        if low in self.missing_text:
+            return None, "missing_text"
+        if kind == "category":
+            if text in self.codes:
+                return text, "type"
+            if low in self.text_map:
+                return self.text_map[low], "text_to_code"
+            if stripped in self.col.missing_codes:
+                return None, "missing_code"
+            return None, "invalid"
+        if kind == "coded_int" and low in self.text_map:
+            code = self.text_map[low]
+            return code, ("type" if low == str(code) else "text_to_code")
+        try:
+            v = float(stripped)
+        except ValueError:
+            return None, "invalid"
+        return self.numeric(v)
+
+
+def _is_float_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------------------
+# column harmonization
+# ----------------------------------------------------------------------------------------
+
+@dataclass
+class _Ctx:
+    """Per-table state: name, raw frame, key columns, positions kept, collected log blocks."""
+
+    table: Table
+    raw: pd.DataFrame
+    keep: np.ndarray | None  # input positions kept (None: all)
+    log_blocks: list[pd.DataFrame]
+    summary_rows: list[tuple[str, str, str, int, bool]]
+
+    def positions(self, local: np.ndarray) -> np.ndarray:
+        return local if self.keep is None else self.keep[local]
+
+    def row_keys(self, positions: np.ndarray) -> np.ndarray:
+        return _row_keys(self.raw, self.table.key, positions)
+
+
+def _row_keys(raw: pd.DataFrame, key: tuple[str, ...], positions: np.ndarray) -> np.ndarray:
+    """Key values of the given input rows, as text joined by ``|``."""
+    parts = []
+    for k in key:
+        if k in raw.columns:
+            vals = raw[k].take(positions)
+            codes, uniques = pd.factorize(vals, use_na_sentinel=True)
+            text = np.asarray([_fmt(u) for u in uniques] + [""], dtype=object)
+            parts.append(text[np.where(codes < 0, len(uniques), codes)])
+    if not parts:
+        return np.asarray([str(p) for p in positions], dtype=object)
+    out = parts[0]
+    for p in parts[1:]:
+        out = out + "|" + p
+    return out
+
+
+def _empty_column(kind: str, n: int, col: Column, table: str) -> pd.Series:
+    if kind in ("coded_int", "int"):
+        return pd.Series(pd.array([pd.NA] * n, dtype="Int64"))
+    if kind == "float":
+        return pd.Series(np.full(n, np.nan))
+    if kind == "date":
+        return pd.Series(np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]"))
+    if kind == "category":
+        return pd.Series(pd.Categorical.from_codes(np.full(n, -1), dtype=_category_dtype(col, table)))
+    return pd.Series(pd.array([pd.NA] * n, dtype="str"))
+
+
+def _category_dtype(col: Column, table: str) -> pd.CategoricalDtype:
+    return pd.CategoricalDtype(list(col.codes or {}), ordered=(table, col.name) in ORDERED_CATEGORIES)
+
+
+def _harmonize_column(s: pd.Series, col: Column, ctx: _Ctx) -> pd.Series:
+    """Return the clean column (typed), appending log blocks and summary rows to ``ctx``."""
+    table = ctx.table.name
+    kind = _kind(col)
+    n = len(s)
+    if kind == "string":
+        out = s.astype("str") if not pd.api.types.is_string_dtype(s.dtype) or s.dtype == object else s
+        blank = out.str.strip().eq("").fillna(False).to_numpy(dtype=bool)
+        if blank.any():
+            ctx.summary_rows.append((table, col.name, "blank", int(blank.sum()), False))
+            out = out.mask(blank)
+        return out.reset_index(drop=True)
+
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    rules = _Rules(col)
+    uniq_list = list(uniques)
+    classified = [rules(u) for u in uniq_list]
+    rule_arr = np.asarray([r for _, r in classified] + ["na"], dtype=object)
+    idx = np.where(codes < 0, len(uniq_list), codes)
+
+    invalid = np.flatnonzero(rule_arr == "invalid")
+    if invalid.size:
+        mask = np.isin(codes, invalid)
+        first = int(np.flatnonzero(mask)[0])
+        examples = [_fmt(uniq_list[k]) for k in invalid[:6]]
+        raise CleaningError(
+            f"table {table!r}, column {col.name!r}: {int(mask.sum())} row(s) hold values that no cleaning rule "
+            f"accepts (expected {col.describe_rule()}, a label or alias of it, or a missing code "
+            f"{list(col.missing_codes)}): {examples}; first at input row {int(ctx.positions(np.array([first]))[0])}"
+        )
+
+    old_text = new_text = None
+    counts = np.bincount(codes[codes >= 0], minlength=len(uniq_list)) if len(uniq_list) else np.zeros(0, int)
+    for rule in ("blank", "missing_text", *LOGGED_RULES):
+        sel = np.flatnonzero(rule_arr[:-1] == rule)
+        if sel.size == 0:
+            continue
+        n_cells = int(counts[sel].sum())
+        logged = rule in LOGGED_RULES
+        ctx.summary_rows.append((table, col.name, rule, n_cells, logged))
+        if logged:
+            local = np.flatnonzero(np.isin(codes, sel))
+            if old_text is None:
+                old_text = np.asarray([_fmt(u) for u in uniq_list] + [""], dtype=object)
+                new_text = np.asarray([_fmt(v) for v, _ in classified] + [""], dtype=object)
+            pos = ctx.positions(local)
+            ctx.log_blocks.append(pd.DataFrame({
+                "table": table,
+                "row": pos.astype("int64"),
+                "row_key": ctx.row_keys(pos),
+                "column": col.name,
+                "old_value": old_text[idx[local]],
+                "new_value": new_text[idx[local]],
+                "rule": rule,
+            }))
+
+    values = [v for v, _ in classified]
+    if kind in ("coded_int", "int"):
+        table_vals = np.asarray([0 if v is None else int(v) for v in values] + [0], dtype="int64")
+        table_mask = np.asarray([v is None for v in values] + [True], dtype=bool)
+        return pd.Series(pd.arrays.IntegerArray(table_vals[idx], table_mask[idx]))
+    if kind == "float":
+        table_vals = np.asarray([np.nan if v is None else float(v) for v in values] + [np.nan], dtype="float64")
+        return pd.Series(table_vals[idx])
+    if kind == "date":
+        table_vals = np.asarray([np.datetime64("NaT") if v is None else pd.Timestamp(v).to_datetime64()
+                                 for v in values] + [np.datetime64("NaT")], dtype="datetime64[ns]")
+        return pd.Series(table_vals[idx])
+    # category
+    dtype = _category_dtype(col, table)
+    cat_index = {c: i for i, c in enumerate(dtype.categories)}
+    table_codes = np.asarray([-1 if v is None else cat_index[v] for v in values] + [-1], dtype="int64")
+    return pd.Series(pd.Categorical.from_codes(table_codes[idx] if n else np.zeros(0, "int64"), dtype=dtype))
+
+
+# ----------------------------------------------------------------------------------------
+# duplicates
+# ----------------------------------------------------------------------------------------
+
+def _exclusion_block(table: str, positions: np.ndarray, keys: np.ndarray, stage: str, reason: Any,
+                     detail: Any = "") -> pd.DataFrame:
+    return pd.DataFrame({
+        "table": table,
+        "row": np.asarray(positions, dtype="int64"),
+        "row_key": keys,
+        "stage": stage,
+        "reason": reason,
+        "detail": detail,
+    })
+
+
+def _exact_duplicates(raw: pd.DataFrame, table: Table, exclusions: list[pd.DataFrame]) -> np.ndarray | None:
+    """Input positions kept after dropping rows that repeat an earlier row exactly (None: all kept)."""
+    key = [k for k in table.key if k in raw.columns]
+    if not key or len(raw) == 0:
+        return None
+    candidates = raw.duplicated(subset=key, keep=False).to_numpy()
+    if not candidates.any():
+        return None
+    cand_pos = np.flatnonzero(candidates)
+    sub = raw.iloc[cand_pos]
+    dup = sub.duplicated(keep="first").to_numpy()
+    if not dup.any():
+        return None
+    dropped = cand_pos[dup]
+    # the kept copy of each dropped row: first candidate with the same values
+    group = sub.astype(object).fillna("\x00NA").groupby(list(sub.columns), sort=False, dropna=False).ngroup().to_numpy()
+    first_of_group = pd.Series(cand_pos).groupby(group).transform("min").to_numpy()
+    exclusions.append(_exclusion_block(
+        table.name, dropped, _row_keys(raw, table.key, dropped), "cleaning",
+        "exact duplicate row", np.asarray([f"same values as input row {r}" for r in first_of_group[dup]], dtype=object),
+    ))
+    keep = np.ones(len(raw), dtype=bool)
+    keep[dropped] = False
+    return np.flatnonzero(keep)
+
+
+def _duplicate_keys(clean: pd.DataFrame, table: Table, raw: pd.DataFrame,
+                    exclusions: list[pd.DataFrame]) -> pd.DataFrame:
+    """Resolve remaining duplicate keys by the table's duplicate_rule, or raise."""
+    key = list(table.key)
+    if not key or len(clean) == 0:
+        return clean
+    dup = clean.duplicated(subset=key, keep=False).to_numpy()
+    if not dup.any():
+        return clean
+    rule = table.duplicate_rule
+    if not rule:
+        shown = clean.loc[dup, key].drop_duplicates().head(5).astype(str).agg("|".join, axis=1).tolist()
+        raise CleaningError(
+            f"table {table.name!r}: {int(dup.sum())} rows share a key ({', '.join(key)}) with another row but differ "
+            f"in other columns, and the table has no duplicate_rule; keys: {shown}"
+        )
+    if rule.get("keep") != "earliest":
+        raise CleaningError(f"table {table.name!r}: duplicate_rule keep={rule.get('keep')!r} is not supported "
+                            "(only 'earliest')")
+    order_by = rule["order_by"]
+    sub = clean.loc[dup, [*key, order_by]].copy()
+    sub["_pos"] = sub.index.to_numpy()
+    sub = sub.sort_values([*key, order_by, "_pos"], na_position="last", kind="stable")
+    first = ~sub.duplicated(subset=key, keep="first").to_numpy()
+    kept_pos = sub["_pos"].where(first).groupby([sub[k] for k in key], observed=True, dropna=False).transform("first")
+    dropped = sub.loc[~first]
+    positions = dropped["_pos"].to_numpy()
+    detail = np.asarray([f"kept input row {int(k)}" for k in kept_pos.loc[dropped.index].to_numpy()], dtype=object)
+    exclusions.append(_exclusion_block(
+        table.name, positions, _row_keys(raw, table.key, positions), "cleaning",
+        f"duplicate key: a row with an earlier {order_by} was kept", detail,
+    ))
+    return clean.drop(index=positions)
+
+
+# ----------------------------------------------------------------------------------------
+# clean_study
+# ----------------------------------------------------------------------------------------
+
+def _clean_table(raw: pd.DataFrame, table: Table, log_blocks: list, summary_rows: list,
+                 exclusions: list) -> pd.DataFrame:
+    keep = _exact_duplicates(raw, table, exclusions)
+    ctx = _Ctx(table, raw, keep, log_blocks, summary_rows)
+    n = len(raw) if keep is None else len(keep)
+    columns: dict[str, pd.Series] = {}
+    for col in table:
+        if col.name not in raw.columns:
+            columns[col.name] = _empty_column(_kind(col), n, col, table.name)
+            summary_rows.append((table.name, col.name, "column_added", n, False))
+            continue
+        s = raw[col.name]
+        if keep is not None:
+            s = s.take(keep)
+        columns[col.name] = _harmonize_column(s, col, ctx).reset_index(drop=True)
+    for extra in raw.columns:
+        if extra not in table.columns:
+            s = raw[extra] if keep is None else raw[extra].take(keep)
+            columns[extra] = s.reset_index(drop=True)
+            summary_rows.append((table.name, extra, "not_in_dictionary_kept_as_is", n, False))
+    index = pd.RangeIndex(len(raw)) if keep is None else pd.Index(keep, dtype="int64")
+    out = pd.DataFrame(columns)
+    out.index = index
+    return _duplicate_keys(out, table, raw, exclusions)
+
+
+def _lookup(values: pd.Series, keys: pd.Series) -> pd.Series:
+    """``values`` (indexed by a unique id) looked up for each of ``keys``; missing where absent."""
+    pos = values.index.get_indexer(keys.to_numpy())
+    out = values.iloc[np.where(pos < 0, 0, pos)] if len(values) else values.reindex(keys.to_numpy())
+    out = out.reset_index(drop=True)
+    if len(values) and (pos < 0).any():
+        out = out.mask(pd.Series(pos < 0))
+    out.index = keys.index
+    return out
+
+
+def _followup_windows(followups: pd.DataFrame, patients: pd.DataFrame,
+                      windows: Mapping[int, tuple[float, float]], reference: str) -> pd.DataFrame:
+    by_patient = patients.drop_duplicates("patient_id").set_index("patient_id")
+    ref = by_patient["baseline_date"] if reference == "baseline_date" else by_patient["consultation_date"]
+    if reference == "baseline_date":
+        ref = ref.fillna(by_patient["consultation_date"])
+    ref_dates = _lookup(ref, followups["patient_id"])
+    days = (followups["return_date"] - ref_dates).dt.total_seconds().to_numpy(dtype="float64", na_value=np.nan) / 86400
+    tp = followups["time_point"].to_numpy(dtype="float64", na_value=np.nan)
+    nominal = np.full(len(followups), np.nan)
+    half = np.full(len(followups), np.nan)
+    for point, (nom, width) in windows.items():
+        hit = tp == float(point)
+        nominal[hit], half[hit] = nom, width
+    inside = np.abs(days - nominal) <= half
+    known = ~(np.isnan(days) | np.isnan(nominal))
+    out = followups.copy()
+    out["followup_days"] = days
+    out["in_window"] = pd.arrays.BooleanArray(np.where(known, inside, False), ~known)
+    return out
+
+
+def _analysis_exclusions(tables: dict[str, pd.DataFrame], raws: dict[str, pd.DataFrame],
+                         dd: DataDictionary, exclusions: list[pd.DataFrame]) -> None:
+    patients = tables["patients"]
+    outcome = patients["invitation_outcome"].astype(object)
+    not_analysed = (outcome != "responded").fillna(True).to_numpy(dtype=bool)
+    if not_analysed.any():
+        sub = patients.loc[not_analysed]
+        out_text = sub["invitation_outcome"].astype(object)
+        reason = np.where(out_text == "non_respondent", "non-respondent",
+                          np.where(out_text == "excluded", "excluded at invitation", "invitation outcome missing"))
+        detail = sub["exclusion_reason"].astype(object).fillna("").to_numpy(dtype=object)
+        pos = sub.index.to_numpy()
+        exclusions.append(_exclusion_block("patients", pos, _row_keys(raws["patients"], dd["patients"].key, pos),
+                                           "analysis", reason, detail))
+    status = pd.Series(np.where(not_analysed, "patient not analysed", "analysed"), index=patients["patient_id"].to_numpy())
+    status = status[~status.index.duplicated()]
+    for name in _PATIENT_TABLES:
+        t = tables.get(name)
+        if t is None or len(t) == 0:
+            continue
+        st = _lookup(status, t["patient_id"]).astype(object).fillna("patient not in the patients table")
+        st = st.to_numpy(dtype=object)
+        reason = st.copy()
+        if name == "records":
+            by_id = patients.drop_duplicates("patient_id").set_index("patient_id")["record_review_consent"]
+            consent = _lookup(by_id.astype("float64"), t["patient_id"])
+            no_consent = (consent != 1).to_numpy() & (st == "analysed")
+            reason[no_consent] = "no record-review consent"
+        drop = reason != "analysed"
+        if drop.any():
+            pos = t.index.to_numpy()[drop]
+            exclusions.append(_exclusion_block(name, pos, _row_keys(raws[name], dd[name].key, pos), "analysis",
+                                               reason[drop], ""))
+
+
+def _frame(blocks: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame:
+    if not blocks:
+        out = pd.DataFrame({c: pd.Series([], dtype="int64" if c == "row" else "str") for c in columns})
+    else:
+        out = pd.concat(blocks, ignore_index=True)[list(columns)]
+    for c in columns:
+        if c != "row":
+            out[c] = out[c].astype("str")
+    return out
+
+
+def clean_study(
+    study: Any,
+    *,
+    followup_window_days: Mapping[int, tuple[float, float]] | None = None,
+    followup_reference: Literal["baseline_date", "consultation_date"] = "baseline_date",
+    dictionary: DataDictionary | None = None,
+) -> CleanStudy:
+    """Harmonize a loaded study, fix types, resolve duplicates and record every change.
+
+    Parameters
+    ----------
+    study : Study
+        As returned by :func:`backpain_analysis.load_study` (anything with a ``tables`` dict
+        of raw DataFrames keyed by the dictionary's table names works). Its tables are not
+        modified. Tables of the dictionary that are absent are cleaned as empty tables;
+        optional columns that are absent are added as all-missing (counted in ``summary``).
+    followup_window_days : mapping of int to (float, float), optional
+        Follow-up ``time_point`` (months) -> (nominal days after the reference date,
+        half-width in days). Default :data:`DEFAULT_FOLLOWUP_WINDOW_DAYS`: 2 months = day 61
+        +/- 28 days (4 weeks), 6 months = day 183 +/- 56 days (8 weeks). A follow-up outside
+        its window is flagged (``in_window`` False), never dropped.
+    followup_reference : {"baseline_date", "consultation_date"}, default "baseline_date"
+        Date the follow-up delay is counted from. With ``baseline_date``, a patient without
+        one falls back to the index ``consultation_date``.
+    dictionary : DataDictionary, optional
+        Defaults to ``study.dictionary`` or the bundled data dictionary.
+
+    Returns
+    -------
+    CleanStudy
+        ``tables`` (clean, typed), ``cleaning_log`` (table, row, row_key, column, old_value,
+        new_value, rule), ``exclusions`` (table, row, row_key, stage, reason, detail),
+        ``summary`` (table, column, rule, n_cells, logged), ``input_rows``, ``options``.
+
+    Raises
+    ------
+    CleaningError
+        A value no rule accepts, an unknown table, or duplicate keys in a table without a
+        ``duplicate_rule``.
+
+    Notes
+    -----
+    Rules, in order: (1) exact duplicate rows dropped (the first copy kept); (2) per column,
+    on the distinct values: labels/aliases -> codes (``text_to_code``), numeric missing codes
+    -> missing (``missing_code``), blanks and textual missing markers -> missing (counted
+    only, the value was already missing), dates parsed ISO 8601 first, then day first
+    (``%d/%m/%Y``, ``%d-%m-%Y``, ``%d.%m.%Y``, two-digit years, ``15 Mar 2008``;
+    ``date_format`` when not ISO), types fixed (``Int64``, ``float64``, ``datetime64[ns]``,
+    categoricals, ``str``); (3) duplicate keys resolved by ``duplicate_rule`` (keep the
+    earliest by the named date; ties and missing dates: file order); (4) follow-up windows
+    flagged; (5) rows not in the analysis cohort listed with ``stage="analysis"``: patients
+    who did not respond or were excluded at invitation, their follow-ups, records and physio
+    episodes, and record reviews without recorded consent (``record_review_consent`` not 1).
+    Rules follow ``data/data_dictionary.yaml``; everything is vectorized (one hash pass per
+    column, one log block per table, column and rule).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from types import SimpleNamespace
+    >>> raw = pd.DataFrame({"practice_id": ["P1"], "practice_name": ["North"], "list_size": ["9000"],
+    ...                     "n_gps": ["5"]})
+    >>> clean = clean_study(SimpleNamespace(tables={"practices": raw}))
+    >>> clean.practices["list_size"].dtype
+    Int64Dtype()
+    """
+    dd = dictionary or getattr(study, "dictionary", None) or load_dictionary()
+    windows = dict(DEFAULT_FOLLOWUP_WINDOW_DAYS if followup_window_days is None else followup_window_days)
+    for point, spec in windows.items():
+        if len(tuple(spec)) != 2 or float(spec[1]) < 0:
+            raise CleaningError(f"followup_window_days[{point!r}] must be (nominal days, half-width >= 0), not {spec!r}")
+    if followup_reference not in ("baseline_date", "consultation_date"):
+        raise CleaningError(f"followup_reference must be 'baseline_date' or 'consultation_date', "
+                            f"not {followup_reference!r}")
+    raw_tables = dict(getattr(study, "tables", {}) or {})
+    unknown = [t for t in raw_tables if t not in dd.tables]
+    if unknown:
+        raise CleaningError(f"study has table(s) {unknown} that the data dictionary does not describe "
+                            f"(known: {', '.join(dd.tables)})")
+    log_blocks: list[pd.DataFrame] = []
+    summary_rows: list[tuple[str, str, str, int, bool]] = []
+    exclusions: list[pd.DataFrame] = []
+    raws: dict[str, pd.DataFrame] = {}
+    tables: dict[str, pd.DataFrame] = {}
+    for name, table in dd.tables.items():
+        raw = raw_tables.get(name)
+        if raw is None:
+            raw = pd.DataFrame({c: pd.Series([], dtype=object) for c in table.columns})
+            summary_rows.append((name, "", "table_absent_empty_table_used", 0, False))
+        if not isinstance(raw, pd.DataFrame):
+            raise CleaningError(f"table {name!r} is a {type(raw).__name__}, not a DataFrame")
+        raws[name] = raw
+        tables[name] = _clean_table(raw, table, log_blocks, summary_rows, exclusions)
+    tables["followups"] = _followup_windows(tables["followups"], tables["patients"], windows, followup_reference)
+    _analysis_exclusions(tables, raws, dd, exclusions)
+    summary = pd.DataFrame(summary_rows, columns=["table", "column", "rule", "n_cells", "logged"])
+    return CleanStudy(
+        tables=tables,
+        cleaning_log=_frame(log_blocks, LOG_COLUMNS),
+        exclusions=_frame(exclusions, EXCLUSION_COLUMNS),
+        summary=summary,
+        input_rows={name: len(raw) for name, raw in raws.items()},
+        options={"followup_window_days": windows, "followup_reference": followup_reference},
+        dictionary=dd,
+        truth=getattr(study, "truth", None),
+        path=getattr(study, "path", None),
+    )
