@@ -1,0 +1,258 @@
+"""Thin wrappers: fit the regression models of chapters 04-05 and map their results to our columns.
+
+Every effect is returned as a dict with the project's result columns: ``estimate``,
+``ci_low``, ``ci_high``, ``p_value`` plus ``se`` and ``log_scale`` bookkeeping. The exposure
+is always phase 3 (stratified care) against phase 1 (usual care), coded 0/1 in the column
+``phase3`` that :func:`add_phase3` adds.
+
+The model formulas use statsmodels' formula interface; covariate names are column names of
+the analysis dataset (docs/architecture.md). Categorical covariates (``sex``,
+``episode_duration``, ``risk_group``) are dummy coded with their first category as reference.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+import statsmodels.formula.api as smf
+from scipy import stats
+
+from .errors import BackpainError
+
+__all__ = [
+    "EXPOSURE",
+    "ModelError",
+    "add_phase3",
+    "covariate_terms",
+    "effect_from_fit",
+    "fit_logistic",
+    "fit_negative_binomial",
+    "fit_ols",
+    "fit_ordinal",
+    "linear_combination",
+]
+
+EXPOSURE = "phase3"
+
+
+class ModelError(BackpainError, ValueError):
+    """A model cannot be fitted to the data given (missing columns, no variation, no events)."""
+
+
+def add_phase3(df: pd.DataFrame, phase_col: str = "phase") -> pd.DataFrame:
+    """Return ``df`` restricted to phases 1 and 3 with a 0/1 float column ``phase3``.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Must have ``phase_col`` with values 1 and 3 (other phases are dropped).
+    phase_col : str, default "phase"
+
+    Returns
+    -------
+    DataFrame
+        A copy with ``phase3`` = 1.0 for phase 3, 0.0 for phase 1.
+
+    Examples
+    --------
+    >>> add_phase3(pd.DataFrame({"phase": [1, 3, 3]}))["phase3"].tolist()
+    [0.0, 1.0, 1.0]
+    """
+    if phase_col not in df.columns:
+        raise ModelError(f"analysis dataset: column {phase_col!r} is missing (columns: {list(df.columns)[:10]} ...)")
+    phase = pd.to_numeric(df[phase_col], errors="coerce")
+    out = df.loc[phase.isin([1, 3])].copy()
+    out[EXPOSURE] = (phase.loc[out.index] == 3).astype("float64")
+    return out
+
+
+def covariate_terms(df: pd.DataFrame, covariates: Sequence[str]) -> list[str]:
+    """Formula terms for ``covariates``: ``C(name)`` for categorical/text columns, else the name."""
+    missing = [c for c in covariates if c not in df.columns]
+    if missing:
+        raise ModelError(f"analysis dataset: covariate columns {missing} are missing")
+    terms = []
+    for c in covariates:
+        s = df[c]
+        categorical = isinstance(s.dtype, pd.CategoricalDtype) or not (
+            pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)
+        )
+        terms.append(f"C({c})" if categorical else c)
+    return terms
+
+
+def _prepare(df: pd.DataFrame, outcome: str, covariates: Sequence[str], extra: Sequence[str] = ()) -> pd.DataFrame:
+    if EXPOSURE not in df.columns:
+        df = add_phase3(df)
+    if outcome not in df.columns:
+        raise ModelError(f"analysis dataset: outcome column {outcome!r} is missing")
+    cols = list(dict.fromkeys([outcome, EXPOSURE, *covariates, *extra]))
+    data = df[cols].dropna()
+    # categorical covariates: drop categories absent from the complete cases (avoid empty dummies)
+    for c in covariates:
+        if isinstance(data[c].dtype, pd.CategoricalDtype):
+            data[c] = data[c].cat.remove_unused_categories()
+    if data[EXPOSURE].nunique() < 2:
+        raise ModelError(
+            f"model for {outcome!r}: needs patients from both phases with complete data; "
+            f"got phase3 values {sorted(data[EXPOSURE].unique().tolist())} in {len(data)} complete rows"
+        )
+    return data
+
+
+def _formula(outcome: str, data: pd.DataFrame, covariates: Sequence[str], interaction: str | None = None) -> str:
+    exposure = EXPOSURE
+    if interaction is not None:
+        exposure = f"{EXPOSURE} * {covariate_terms(data, [interaction])[0]}"
+    # covariates that are constant in the data (e.g. risk group within one risk group) are left out
+    others = [c for c in covariates if c != interaction and data[c].nunique() > 1]
+    return " + ".join([f"{outcome} ~ {exposure}", *covariate_terms(data, others)])
+
+
+def effect_from_fit(fit: Any, term: str = EXPOSURE, *, exponentiate: bool = False, alpha: float = 0.05) -> dict:
+    """One coefficient of a fitted statsmodels model as our result columns.
+
+    Parameters
+    ----------
+    fit : statsmodels results
+        Any results object with ``params``, ``bse`` and ``pvalues`` (OLS, GLM, Logit,
+        NegativeBinomial, OrderedModel, MixedLM).
+    term : str
+        Coefficient name.
+    exponentiate : bool
+        Report ``exp(coef)`` (odds ratio, rate ratio) with the exponentiated Wald CI.
+    alpha : float
+
+    Returns
+    -------
+    dict
+        ``estimate``, ``ci_low``, ``ci_high``, ``p_value``, ``coef`` (log scale if
+        exponentiated), ``se`` (of ``coef``), ``df`` (residual df for t-based models, else
+        ``inf``), ``n`` (observations used).
+
+    Notes
+    -----
+    CIs are Wald intervals: t-based with the residual df for OLS (as statsmodels' own
+    ``conf_int``), normal-based otherwise.
+    """
+    if term not in fit.params.index:
+        raise ModelError(f"term {term!r} is not in the model (terms: {list(fit.params.index)})")
+    coef = float(fit.params[term])
+    se = float(fit.bse[term])
+    use_t = bool(getattr(fit, "use_t", False))
+    dof = float(fit.df_resid) if use_t else math.inf
+    crit = stats.t.ppf(1 - alpha / 2, dof) if use_t else stats.norm.ppf(1 - alpha / 2)
+    lo, hi = coef - crit * se, coef + crit * se
+    tr = math.exp if exponentiate else float
+    return {
+        "estimate": tr(coef),
+        "ci_low": tr(lo),
+        "ci_high": tr(hi),
+        "p_value": float(fit.pvalues[term]),
+        "coef": coef,
+        "se": se,
+        "df": dof,
+        "n": int(fit.nobs),
+    }
+
+
+def linear_combination(fit: Any, weights: dict[str, float], *, alpha: float = 0.05) -> dict:
+    """Estimate, CI and p of ``sum(w * coef)`` (e.g. the phase effect within one subgroup).
+
+    Returns the same keys as :func:`effect_from_fit` (not exponentiated).
+    """
+    names = list(fit.params.index)
+    unknown = [k for k in weights if k not in names]
+    if unknown:
+        raise ModelError(f"terms {unknown} are not in the model (terms: {names})")
+    w = np.array([weights.get(k, 0.0) for k in names])
+    cov = np.asarray(fit.cov_params().loc[names, names])
+    coef = float(w @ np.asarray(fit.params))
+    se = float(math.sqrt(w @ cov @ w))
+    use_t = bool(getattr(fit, "use_t", False))
+    dof = float(fit.df_resid) if use_t else math.inf
+    dist = stats.t(dof) if use_t else stats.norm()
+    crit = dist.ppf(1 - alpha / 2)
+    return {
+        "estimate": coef,
+        "ci_low": coef - crit * se,
+        "ci_high": coef + crit * se,
+        "p_value": float(2 * dist.sf(abs(coef / se))) if se > 0 else float("nan"),
+        "coef": coef,
+        "se": se,
+        "df": dof,
+        "n": int(fit.nobs),
+    }
+
+
+def fit_ols(
+    df: pd.DataFrame, outcome: str, covariates: Sequence[str] = (), *, interaction: str | None = None
+) -> Any:
+    """OLS of ``outcome`` on ``phase3`` and covariates (complete cases). Returns the statsmodels fit."""
+    data = _prepare(df, outcome, covariates)
+    return smf.ols(_formula(outcome, data, covariates, interaction), data=data).fit()
+
+
+def fit_logistic(df: pd.DataFrame, outcome: str, covariates: Sequence[str] = ()) -> Any:
+    """Logistic regression (GLM Binomial, logit link) of a 0/1 ``outcome`` on ``phase3`` and covariates."""
+    data = _prepare(df, outcome, covariates)
+    values = set(np.unique(data[outcome]))
+    if not values <= {0.0, 1.0}:
+        raise ModelError(f"logistic model: outcome {outcome!r} must be 0/1, found values {sorted(values)[:6]}")
+    for phase in (0.0, 1.0):
+        y = data.loc[data[EXPOSURE] == phase, outcome]
+        if y.nunique() < 2:
+            raise ModelError(
+                f"logistic model for {outcome!r}: phase {3 if phase else 1} has only "
+                f"{'events' if y.sum() else 'non-events'} ({len(y)} patients); the odds ratio is not estimable"
+            )
+    return smf.glm(_formula(outcome, data, covariates), data=data, family=sm.families.Binomial()).fit()
+
+
+def fit_negative_binomial(df: pd.DataFrame, outcome: str, covariates: Sequence[str] = ()) -> Any:
+    """Negative binomial (NB2) regression of a count on ``phase3`` and covariates.
+
+    The dispersion ``alpha`` is estimated by maximum likelihood (statsmodels discrete
+    ``NegativeBinomial``); the GLM with that alpha is then refitted so that the result is a
+    GLM (``exp(coef)`` = ratio of mean counts). Returns the GLM fit; ``fit.nb_alpha`` holds alpha.
+    """
+    data = _prepare(df, outcome, covariates)
+    if (data[outcome] < 0).any():
+        raise ModelError(f"count model: outcome {outcome!r} has negative values, e.g. {data[outcome].min()}")
+    formula = _formula(outcome, data, covariates)
+    with warnings.catch_warnings():
+        # the ML search may step through regions where exp() overflows before converging
+        warnings.simplefilter("ignore", RuntimeWarning)
+        nb = smf.negativebinomial(formula, data=data).fit(disp=0, maxiter=200)
+    alpha = float(nb.params["alpha"])
+    fit = smf.glm(formula, data=data, family=sm.families.NegativeBinomial(alpha=alpha)).fit()
+    fit.nb_alpha = alpha
+    return fit
+
+
+def fit_ordinal(df: pd.DataFrame, outcome: str, covariates: Sequence[str] = ()) -> Any:
+    """Proportional-odds (cumulative logit) model of an ordered categorical ``outcome``.
+
+    Returns the statsmodels ``OrderedModel`` fit. With categories ordered best .. worst (or
+    low .. high risk), ``exp(-coef)`` of ``phase3`` is the odds ratio of being in a lower
+    (better) category in phase 3.
+    """
+    from statsmodels.miscmodels.ordinal_model import OrderedModel
+
+    data = _prepare(df, outcome, covariates)
+    y = data[outcome]
+    if not (isinstance(y.dtype, pd.CategoricalDtype) and y.cat.ordered):
+        raise ModelError(f"ordinal model: outcome {outcome!r} must be an ordered categorical, got {y.dtype}")
+    y = y.cat.remove_unused_categories()
+    if len(y.cat.categories) < 2:
+        raise ModelError(f"ordinal model: outcome {outcome!r} has fewer than 2 observed categories")
+    data = data.assign(**{outcome: y})
+    # keep the intercept in the formula: from_formula drops it after dummy coding (statsmodels docs)
+    model = OrderedModel.from_formula(_formula(outcome, data, covariates), data=data, distr="logit")
+    return model.fit(method="bfgs", disp=False, maxiter=500)
