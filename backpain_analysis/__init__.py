@@ -16,6 +16,22 @@ __all__ = ["BackpainError", "DataDictionary", "__version__", "load_dictionary"]
 # --- synthetic study (issue 3) ---
 
 # --- scoring, stratification, cleaning, analysis dataset (issue 4) ---
+from .cleaning import CleaningError, CleanStudy, clean_study
+from .dataset import (
+    ANALYSIS_COLUMNS,
+    ReconciliationError,
+    build_analysis_dataset,
+    flow_counts,
+    load_analysis_dataset,
+    reconcile,
+)
+from .scoring import ScoringError, eq5d3l_index, good_outcome, rmdq_mcid, score_pabs, score_rmdq, score_sbst
+from .stratification import matched_care, matched_pathway, matched_referral, received_pathway
+
+__all__ = [*__all__, "ANALYSIS_COLUMNS", "CleanStudy", "CleaningError", "ReconciliationError", "ScoringError",
+            "build_analysis_dataset", "clean_study", "eq5d3l_index", "flow_counts", "good_outcome",
+            "load_analysis_dataset", "matched_care", "matched_pathway", "matched_referral", "received_pathway",
+            "reconcile", "rmdq_mcid", "score_pabs", "score_rmdq", "score_sbst"]
 
 # --- report (issue 5) ---
 from .disclosure import small_count_cells, suppress_table, suppression_mask

@@ -1,0 +1,493 @@
+"""The analysis dataset (one row per analysed patient), the participant flow, and the
+reconciliation of every input row.
+
+The columns are the contract of ``docs/architecture.md`` ("The analysis dataset"); chapter
+notebooks and package functions rely on them. Numeric columns are ``float64`` with ``NaN``
+for missing, binary flags 0/1 floats, ordered scales ordered categoricals; time points are
+suffixed ``_0m``, ``_2m``, ``_6m``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .cleaning import CleanStudy, clean_study
+from .errors import BackpainError
+from .scoring import GLOBAL_CHANGE_LABELS, eq5d3l_index, good_outcome, rmdq_mcid, score_rmdq, score_sbst
+from .stratification import matched_care, matched_pathway, matched_referral, received_pathway
+
+__all__ = [
+    "ANALYSIS_COLUMNS",
+    "EXCLUSION_REASON_LABELS",
+    "ReconciliationError",
+    "build_analysis_dataset",
+    "flow_counts",
+    "load_analysis_dataset",
+    "reconcile",
+]
+
+_T = ("0m", "2m", "6m")
+_MEASURES = ("rmdq", "pain_nrs", "eq5d_index", "hads_anxiety", "hads_depression", "tsk", "csq_cat", "pseq")
+_RECORD_FLAGS = ("physio_referral", "reconsulted", "n_gp_consultations", "nsaids", "antidepressants",
+                 "non_opioid_analgesics", "opioids_any", "opioids_strong", "opioids_weak_only", "neuromodulators",
+                 "n_prescriptions", "sickness_certificate", "blood_test", "imaging", "secondary_care_referral")
+
+#: The columns of the analysis dataset, in order (docs/architecture.md).
+ANALYSIS_COLUMNS: tuple[str, ...] = (
+    "patient_id", "practice_id", "gp_id", "phase", "stratified",
+    "age", "sex", "female", "employed", "manual_occupation", "time_off_work", "episode_duration", "leg_pain",
+    "consultation_date",
+    *[f"{m}_{t}" for t in _T for m in ("sbst_total", "sbst_psychosocial", "risk_group")], "risk_group",
+    *[f"{m}_{t}" for m in _MEASURES for t in _T],
+    "global_change_2m", "global_change_6m", "good_outcome_2m", "good_outcome_6m", "days_off_work_6m",
+    "satisfied_care_6m", "satisfied_results_6m",
+    "rmdq_change_2m", "rmdq_change_6m", "pain_change_6m", "tsk_change_6m", "hads_anxiety_change_6m",
+    "hads_depression_change_6m", "eq5d_change_6m", "rmdq_mcid_6m",
+    *_RECORD_FLAGS,
+    "physio_sessions", "physio_approach",
+    "matched_pathway", "received_pathway", "matched_care", "matched_referral",
+    "consented_records", "followed_up_2m", "followed_up_6m", "followup_6m_in_window",
+)
+
+#: Exclusion reasons at invitation (dictionary codes) -> wording of the published flow (Table 1).
+EXCLUSION_REASON_LABELS: dict[str, str] = {
+    "died_or_moved": "died or moved practice",
+    "unable_to_respond": "unable to respond",
+    "declined": "did not want to take part",
+    "no_back_pain": "no back pain",
+    "comorbid_priority": "comorbid priority",
+    "unable_to_take_part": "unable to take part",
+}
+_APPROACH_ORDER = ("advice_only", "manual_exercise", "psych_informed")
+
+
+class ReconciliationError(BackpainError):
+    """Input rows that are neither used in the analysis dataset nor in the exclusions table."""
+
+
+def _float(s: pd.Series) -> np.ndarray:
+    return s.to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _used(clean: CleanStudy, table: str) -> pd.DataFrame:
+    """Rows of a clean table that the exclusions table does not list."""
+    t = clean.tables[table]
+    ex = clean.exclusions
+    rows = ex.loc[ex["table"] == table, "row"].to_numpy()
+    return t if rows.size == 0 else t.loc[~t.index.isin(rows)]
+
+
+def _align(values: pd.DataFrame | pd.Series, keys: pd.Series, ids: pd.Index) -> pd.DataFrame | pd.Series:
+    """Rows of ``values`` (one per unique key) placed on ``ids`` (missing where a key is absent)."""
+    v = values.copy(deep=False)
+    v.index = pd.Index(keys.to_numpy())
+    return v.reindex(ids).reset_index(drop=True)
+
+
+def _measures(df: pd.DataFrame, rmdq_max_missing: int, sbst_missing: str) -> pd.DataFrame:
+    """Scores of one questionnaire (baseline or one follow-up), index as ``df``."""
+    sbst = score_sbst(df, missing=sbst_missing)
+    out = pd.DataFrame(index=df.index)
+    out["sbst_total"] = sbst["sbst_total"]
+    out["sbst_psychosocial"] = sbst["sbst_psychosocial"]
+    out["risk_group"] = sbst["risk_group"]
+    out["rmdq"] = score_rmdq(df, max_missing=rmdq_max_missing)
+    out["pain_nrs"] = _float(df["pain_nrs"])
+    out["eq5d_index"] = eq5d3l_index(df)
+    for m in ("hads_anxiety", "hads_depression", "tsk", "csq_cat", "pseq"):
+        out[m] = _float(df[m])
+    return out
+
+
+def build_analysis_dataset(
+    clean: CleanStudy,
+    *,
+    rmdq_max_missing: int = 2,
+    sbst_missing: str = "undefined",
+    mcid_min_reduction: float = 0.30,
+) -> pd.DataFrame:
+    """Build the analysis dataset: one row per analysed patient (baseline respondent).
+
+    Parameters
+    ----------
+    clean : CleanStudy
+        From :func:`backpain_analysis.clean_study`.
+    rmdq_max_missing : int, default 2
+        Passed to :func:`backpain_analysis.score_rmdq` (prorating rule).
+    sbst_missing : str, default "undefined"
+        Passed to :func:`backpain_analysis.score_sbst` (missing-item rule).
+    mcid_min_reduction : float, default 0.30
+        Passed to :func:`backpain_analysis.rmdq_mcid`.
+
+    Returns
+    -------
+    DataFrame
+        Exactly :data:`ANALYSIS_COLUMNS` (docs/architecture.md), RangeIndex, in patients-table
+        order:
+
+        - identity: ``patient_id``, ``practice_id``, ``gp_id`` (str), ``phase`` (int64 1/3),
+          ``stratified`` (1.0 in phase 3);
+        - characteristics: ``age``, ``sex`` (category), ``female``, ``employed``,
+          ``manual_occupation``, ``time_off_work``, ``episode_duration`` (ordered),
+          ``leg_pain``, ``consultation_date`` (datetime64);
+        - screening ``sbst_total_{t}``, ``sbst_psychosocial_{t}``, ``risk_group_{t}`` for
+          t in 0m, 2m, 6m, and ``risk_group`` (= baseline);
+        - measures ``rmdq_{t}``, ``pain_nrs_{t}``, ``eq5d_index_{t}``, ``hads_anxiety_{t}``,
+          ``hads_depression_{t}``, ``tsk_{t}``, ``csq_cat_{t}``, ``pseq_{t}``;
+        - follow-up only: ``global_change_{2m,6m}`` (ordered categorical, completely
+          recovered < ... < much worse), ``good_outcome_{2m,6m}``, ``days_off_work_6m``,
+          ``satisfied_care_6m``, ``satisfied_results_6m``;
+        - changes (positive = better): ``rmdq_change_{2m,6m}``, ``pain_change_6m``,
+          ``tsk_change_6m``, ``hads_anxiety_change_6m``, ``hads_depression_change_6m`` (all
+          baseline minus follow-up, since lower is better), ``eq5d_change_6m`` (follow-up
+          minus baseline, since a higher index is better), ``rmdq_mcid_6m``;
+        - records (``NaN`` without a used record review): ``physio_referral``,
+          ``reconsulted``, ``n_gp_consultations``, ``nsaids``, ``antidepressants``,
+          ``non_opioid_analgesics``, ``opioids_any`` (strong or weak), ``opioids_strong``,
+          ``opioids_weak_only`` (weak and not strong), ``neuromodulators``,
+          ``n_prescriptions``, ``sickness_certificate``, ``blood_test``, ``imaging``,
+          ``secondary_care_referral``;
+        - physiotherapy: ``physio_sessions`` (sum over episodes; 0 without an episode; NaN
+          if every episode lacks a count), ``physio_approach`` (most intensive approach of
+          the patient's episodes: advice_only < manual_exercise < psych_informed);
+        - stratification: ``matched_pathway``, ``received_pathway`` (ordered categoricals),
+          ``matched_care``, ``matched_referral`` (see :mod:`backpain_analysis.stratification`);
+        - flow: ``consented_records``, ``followed_up_2m``, ``followed_up_6m`` (a follow-up
+          questionnaire used for that time point), ``followup_6m_in_window`` (NaN if not
+          followed up at 6 months or the window cannot be computed).
+
+    Notes
+    -----
+    Only rows the exclusions table does not list are used (so follow-ups, records and physio
+    episodes of non-respondents, and records without consent, are left out). Scoring rules:
+    :mod:`backpain_analysis.scoring` (domain.md section 4).
+
+    Examples
+    --------
+    >>> import sys; sys.path.insert(0, "tests")
+    >>> from types import SimpleNamespace
+    >>> from studyfactory import build_study
+    >>> from backpain_analysis import clean_study
+    >>> data = build_analysis_dataset(clean_study(SimpleNamespace(tables=build_study())))
+    >>> len(data), data["risk_group"].cat.categories.tolist()
+    (10, ['low', 'medium', 'high'])
+    """
+    patients = _used(clean, "patients")
+    patients = patients.loc[patients["invitation_outcome"] == "responded"]
+    ids = pd.Index(patients["patient_id"].to_numpy())
+    n = len(patients)
+    p = patients.reset_index(drop=True)
+    cols: dict[str, Any] = {}
+    cols["patient_id"] = p["patient_id"].astype("str")
+    cols["practice_id"] = p["practice_id"].astype("str")
+    cols["gp_id"] = p["gp_id"].astype("str")
+    phase = p["phase"]
+    cols["phase"] = phase.astype("int64") if not phase.isna().any() else _float(phase)
+    cols["stratified"] = np.where(phase.isna(), np.nan, (_float(phase) == 3).astype("float64"))
+    cols["age"] = _float(p["age"])
+    cols["sex"] = p["sex"]
+    sex = p["sex"].astype(object)
+    cols["female"] = np.where(sex.isna(), np.nan, (sex == "female").astype("float64"))
+    for c in ("employed", "manual_occupation", "time_off_work"):
+        cols[c] = _float(p[c])
+    cols["episode_duration"] = p["episode_duration"]
+    cols["leg_pain"] = _float(p["leg_pain"])
+    cols["consultation_date"] = p["consultation_date"]
+
+    scores = {"0m": _measures(p, rmdq_max_missing, sbst_missing)}
+    followups = _used(clean, "followups")
+    followups = followups.loc[followups["patient_id"].isin(ids)]
+    fu: dict[str, pd.DataFrame] = {}
+    for months in (2, 6):
+        f = followups.loc[followups["time_point"] == months]
+        t = f"{months}m"
+        fu[t] = _align(f.reset_index(drop=True), f["patient_id"], ids)
+        fu[t]["_present"] = _align(pd.Series(np.ones(len(f))), f["patient_id"], ids).fillna(0.0).to_numpy()
+        scores[t] = _measures(fu[t], rmdq_max_missing, sbst_missing)
+    for t in _T:
+        for m in ("sbst_total", "sbst_psychosocial", "risk_group"):
+            cols[f"{m}_{t}"] = scores[t][m].reset_index(drop=True)
+    cols["risk_group"] = scores["0m"]["risk_group"].reset_index(drop=True)
+    for m in _MEASURES:
+        for t in _T:
+            cols[f"{m}_{t}"] = _float(scores[t][m])
+
+    gc_dtype = pd.CategoricalDtype(list(GLOBAL_CHANGE_LABELS), ordered=True)
+    for t in ("2m", "6m"):
+        gc = _float(fu[t]["global_change"])
+        codes = np.where(np.isnan(gc), -1, np.nan_to_num(gc, nan=1.0) - 1).astype("int64")
+        cols[f"global_change_{t}"] = pd.Categorical.from_codes(codes, dtype=gc_dtype)
+    for t in ("2m", "6m"):
+        cols[f"good_outcome_{t}"] = _float(good_outcome(pd.Series(_float(fu[t]["global_change"]))))
+    cols["days_off_work_6m"] = _float(fu["6m"]["days_off_work"])
+    cols["satisfied_care_6m"] = _float(fu["6m"]["satisfied_care"])
+    cols["satisfied_results_6m"] = _float(fu["6m"]["satisfied_results"])
+
+    cols["rmdq_change_2m"] = cols["rmdq_0m"] - cols["rmdq_2m"]
+    cols["rmdq_change_6m"] = cols["rmdq_0m"] - cols["rmdq_6m"]
+    cols["pain_change_6m"] = cols["pain_nrs_0m"] - cols["pain_nrs_6m"]
+    cols["tsk_change_6m"] = cols["tsk_0m"] - cols["tsk_6m"]
+    cols["hads_anxiety_change_6m"] = cols["hads_anxiety_0m"] - cols["hads_anxiety_6m"]
+    cols["hads_depression_change_6m"] = cols["hads_depression_0m"] - cols["hads_depression_6m"]
+    cols["eq5d_change_6m"] = cols["eq5d_index_6m"] - cols["eq5d_index_0m"]
+    cols["rmdq_mcid_6m"] = _float(rmdq_mcid(pd.Series(cols["rmdq_0m"]), pd.Series(cols["rmdq_6m"]),
+                                            min_reduction=mcid_min_reduction))
+
+    records = _used(clean, "records")
+    records = records.loc[records["patient_id"].isin(ids)]
+    r = _align(records.reset_index(drop=True), records["patient_id"], ids)
+    rec = {c: _float(r[c]) for c in records.columns if c not in ("patient_id", "review_date")}
+    strong, weak = rec["opioids_strong"], rec["opioids_weak"]
+    any_op = np.where((strong == 1) | (weak == 1), 1.0, np.where((strong == 0) & (weak == 0), 0.0, np.nan))
+    weak_only = np.where(np.isnan(strong) | np.isnan(weak), np.nan, ((weak == 1) & (strong == 0)).astype("float64"))
+    for c in _RECORD_FLAGS:
+        cols[c] = {"opioids_any": any_op, "opioids_weak_only": weak_only}.get(c, rec.get(c))
+
+    physio = _used(clean, "physio")
+    physio = physio.loc[physio["patient_id"].isin(ids)]
+    by = physio.groupby("patient_id", sort=False, observed=True)
+    sessions = by["n_sessions"].sum(min_count=1).astype("float64")
+    rank = physio["approach"].astype(object).map({a: i for i, a in enumerate(_APPROACH_ORDER)}).astype("float64")
+    top = rank.groupby(physio["patient_id"].to_numpy(), sort=False).max()
+    has_episode = ids.isin(sessions.index)
+    sess = _align(sessions, pd.Series(sessions.index), ids).to_numpy(dtype="float64", na_value=np.nan)
+    cols["physio_sessions"] = np.where(has_episode, sess, 0.0)
+    top_codes = _align(top, pd.Series(top.index), ids).to_numpy(dtype="float64", na_value=np.nan)
+    cols["physio_approach"] = pd.Categorical.from_codes(
+        np.where(np.isnan(top_codes), -1, np.nan_to_num(top_codes, nan=0)).astype("int64"),
+        dtype=pd.CategoricalDtype(list(_APPROACH_ORDER), ordered=True))
+
+    risk = pd.Series(cols["risk_group"])
+    referral = pd.Series(cols["physio_referral"])
+    approach = pd.Series(cols["physio_approach"]).astype(object)
+    cols["matched_pathway"] = matched_pathway(risk)
+    cols["received_pathway"] = received_pathway(referral, approach)
+    cols["matched_care"] = _float(matched_care(cols["matched_pathway"], cols["received_pathway"]))
+    cols["matched_referral"] = _float(matched_referral(risk, referral))
+
+    cols["consented_records"] = _float(p["record_review_consent"])
+    cols["followed_up_2m"] = fu["2m"]["_present"].to_numpy(dtype="float64")
+    cols["followed_up_6m"] = fu["6m"]["_present"].to_numpy(dtype="float64")
+    in_window = fu["6m"]["in_window"].astype("Float64").to_numpy(dtype="float64", na_value=np.nan)
+    cols["followup_6m_in_window"] = np.where(cols["followed_up_6m"] == 1, in_window, np.nan)
+
+    out = pd.DataFrame({c: (v.reset_index(drop=True) if isinstance(v, pd.Series) else v) for c, v in cols.items()},
+                       index=pd.RangeIndex(n))
+    return out[list(ANALYSIS_COLUMNS)]
+
+
+def flow_counts(clean: CleanStudy) -> pd.DataFrame:
+    """Participant flow per phase, in the shape of the published Table 1 flow.
+
+    Parameters
+    ----------
+    clean : CleanStudy
+
+    Returns
+    -------
+    DataFrame
+        One row per ``item``: ``invited``; ``excluded``; one ``excluded: <reason>`` row per
+        reason of :data:`EXCLUSION_REASON_LABELS` (plus ``excluded: reason not recorded``
+        when any is missing); ``non-respondents``; ``respondents``; ``consented to record
+        review``; ``followed up at 2 months``; ``followed up at 6 months``. Columns
+        ``n_phase1``, ``pct_phase1``, ``n_phase3``, ``pct_phase3`` (percentages 0-100, not
+        rounded) and ``percent_of`` (the denominator).
+
+    Notes
+    -----
+    Percentages as published (Foster et al. 2014, Table 1): respondents as a percentage of
+    invited; consent and follow-up as a percentage of respondents; none for exclusions and
+    non-respondents. Counts come from the clean (deduplicated) patients table; a patient is
+    followed up at a time point when a follow-up questionnaire for it is used. Small counts
+    are not suppressed here: a shared output must suppress counts from 1 to 4 itself.
+
+    Examples
+    --------
+    >>> import sys; sys.path.insert(0, "tests")
+    >>> from types import SimpleNamespace
+    >>> from studyfactory import build_study
+    >>> from backpain_analysis import clean_study
+    >>> flow = flow_counts(clean_study(SimpleNamespace(tables=build_study())))
+    >>> flow.set_index("item").loc["respondents", ["n_phase1", "n_phase3"]].tolist()
+    [5, 5]
+    """
+    patients = _used(clean, "patients")
+    excluded_rows = clean.exclusions.loc[(clean.exclusions["table"] == "patients")
+                                         & (clean.exclusions["stage"] == "analysis"), "row"].to_numpy()
+    invited = clean.tables["patients"]  # every invited patient (after dropping exact duplicate rows)
+    invited = invited.loc[invited.index.isin(patients.index) | invited.index.isin(excluded_rows)]
+    followups = _used(clean, "followups")
+    rows: list[tuple[str, str, dict[int, int]]] = []
+
+    def count(mask: pd.Series) -> dict[int, int]:
+        phase = invited.loc[mask.to_numpy(dtype=bool), "phase"]
+        return {ph: int((phase == ph).sum()) for ph in (1, 3)}
+
+    outcome = invited["invitation_outcome"].astype(object)
+    reason = invited["exclusion_reason"].astype(object)
+    responded = outcome == "responded"
+    rows.append(("invited", "", count(pd.Series(np.ones(len(invited), bool)))))
+    rows.append(("excluded", "", count(outcome == "excluded")))
+    for code, label in EXCLUSION_REASON_LABELS.items():
+        rows.append((f"excluded: {label}", "", count((outcome == "excluded") & (reason == code))))
+    unknown = (outcome == "excluded") & reason.isna()
+    if unknown.any():
+        rows.append(("excluded: reason not recorded", "", count(unknown)))
+    rows.append(("non-respondents", "", count(outcome == "non_respondent")))
+    rows.append(("respondents", "invited", count(responded)))
+    consent = invited["record_review_consent"].astype("float64")
+    rows.append(("consented to record review", "respondents", count(responded & (consent == 1))))
+    for months in (2, 6):
+        ids = followups.loc[followups["time_point"] == months, "patient_id"]
+        rows.append((f"followed up at {months} months", "respondents",
+                     count(responded & invited["patient_id"].isin(ids))))
+    n_invited = rows[0][2]
+    n_resp = next(r[2] for r in rows if r[0] == "respondents")
+    records = []
+    for item, of, n in rows:
+        rec: dict[str, Any] = {"item": item}
+        for ph in (1, 3):
+            denom = {"invited": n_invited, "respondents": n_resp}.get(of, {}).get(ph)
+            rec[f"n_phase{ph}"] = n[ph]
+            rec[f"pct_phase{ph}"] = 100.0 * n[ph] / denom if denom else np.nan
+        rec["percent_of"] = of
+        records.append(rec)
+    return pd.DataFrame(records, columns=["item", "n_phase1", "pct_phase1", "n_phase3", "pct_phase3", "percent_of"])
+
+
+def reconcile(study: Any, clean: CleanStudy, dataset: pd.DataFrame) -> pd.DataFrame:
+    """Show that every input row is used in the analysis dataset or listed as excluded.
+
+    Parameters
+    ----------
+    study : Study
+        The loaded study (``study.tables``: the raw input tables).
+    clean : CleanStudy
+        ``clean_study(study)``.
+    dataset : DataFrame
+        ``build_analysis_dataset(clean)``.
+
+    Returns
+    -------
+    DataFrame
+        One row per input table: ``table``, ``n_input``, ``n_used``, ``n_excluded_cleaning``,
+        ``n_excluded_analysis``, ``n_unaccounted`` (0), ``n_double_counted`` (0).
+
+    Raises
+    ------
+    ReconciliationError
+        If any input row is neither used nor excluded, is both, a dataset row matches no
+        input patient, or the dataset disagrees with the tables it was built from.
+
+    Notes
+    -----
+    "Used" means: patients, a row whose ``patient_id`` is in the dataset; follow-ups, a row
+    of an analysed patient whose ``followed_up_{2m,6m}`` is 1 in the dataset; records and
+    physio episodes, a row of an analysed patient; other tables, a row kept in the clean
+    table. Rows are identified by their 0-based position in the input table.
+
+    Examples
+    --------
+    >>> import sys; sys.path.insert(0, "tests")
+    >>> from types import SimpleNamespace
+    >>> from studyfactory import build_study
+    >>> from backpain_analysis import clean_study, build_analysis_dataset
+    >>> study = SimpleNamespace(tables=build_study())
+    >>> clean = clean_study(study)
+    >>> int(reconcile(study, clean, build_analysis_dataset(clean))["n_unaccounted"].sum())
+    0
+    """
+    problems: list[str] = []
+    ids = pd.Index(dataset["patient_id"].to_numpy())
+    if ids.has_duplicates:
+        problems.append(f"the dataset has {int(ids.duplicated().sum())} repeated patient_id value(s)")
+    ex = clean.exclusions
+    out = []
+    for name, raw in study.tables.items():
+        n_input = len(raw)
+        if clean.input_rows.get(name) != n_input:
+            problems.append(f"table {name!r}: {n_input} input rows but the clean study was built from "
+                            f"{clean.input_rows.get(name)}; reconcile the same study that was cleaned")
+            continue
+        t_ex = ex.loc[ex["table"] == name]
+        ex_rows = t_ex["row"].to_numpy(dtype="int64")
+        kept = _used(clean, name)
+        if name == "patients":
+            used_mask = kept["patient_id"].isin(ids).to_numpy()
+            missing_ids = ids.difference(pd.Index(kept["patient_id"].to_numpy()))
+            if len(missing_ids):
+                problems.append(f"{len(missing_ids)} dataset patient(s) match no used input patient row, "
+                                f"e.g. {list(missing_ids[:3])}")
+        elif name == "followups":
+            used_mask = np.zeros(len(kept), dtype=bool)
+            for months in (2, 6):
+                flag = dataset[f"followed_up_{months}m"].to_numpy() == 1
+                fu_ids = pd.Index(dataset["patient_id"].to_numpy()[flag])
+                at = (kept["time_point"] == months).to_numpy(dtype=bool)
+                used_mask |= at & kept["patient_id"].isin(fu_ids).to_numpy()
+                n_rows = int((at & kept["patient_id"].isin(ids).to_numpy()).sum())
+                if n_rows != int(flag.sum()):
+                    problems.append(f"followups at {months} months: {n_rows} used rows but "
+                                    f"{int(flag.sum())} patients with followed_up_{months}m = 1")
+        elif name in ("records", "physio"):
+            used_mask = kept["patient_id"].isin(ids).to_numpy()
+        else:
+            used_mask = np.ones(len(kept), dtype=bool)
+        used_rows = kept.index.to_numpy()[used_mask]
+        covered = np.zeros(n_input, dtype="int64")
+        np.add.at(covered, used_rows, 1)
+        np.add.at(covered, ex_rows, 1)
+        unaccounted = np.flatnonzero(covered == 0)
+        double = np.flatnonzero(covered > 1)
+        if unaccounted.size:
+            problems.append(f"table {name!r}: {unaccounted.size} input row(s) neither used nor excluded, "
+                            f"e.g. rows {unaccounted[:5].tolist()}")
+        if double.size:
+            problems.append(f"table {name!r}: {double.size} input row(s) both used and excluded (or excluded "
+                            f"twice), e.g. rows {double[:5].tolist()}")
+        out.append({
+            "table": name, "n_input": n_input, "n_used": int(used_rows.size),
+            "n_excluded_cleaning": int((t_ex["stage"] == "cleaning").sum()),
+            "n_excluded_analysis": int((t_ex["stage"] == "analysis").sum()),
+            "n_unaccounted": int(unaccounted.size), "n_double_counted": int(double.size),
+        })
+    if problems:
+        raise ReconciliationError("reconciliation failed: " + "; ".join(problems))
+    return pd.DataFrame(out, columns=["table", "n_input", "n_used", "n_excluded_cleaning", "n_excluded_analysis",
+                                      "n_unaccounted", "n_double_counted"])
+
+
+def load_analysis_dataset(data_dir: str | Path, **clean_options: Any) -> tuple[CleanStudy, pd.DataFrame]:
+    """Load, clean and build: the one call every chapter notebook starts with.
+
+    Parameters
+    ----------
+    data_dir : str or Path
+        Study export folder.
+    **clean_options
+        Passed to :func:`backpain_analysis.clean_study` (for example
+        ``followup_window_days``).
+
+    Returns
+    -------
+    (CleanStudy, DataFrame)
+        The clean study (tables, cleaning log, exclusions, truth) and the analysis dataset.
+
+    Examples
+    --------
+    >>> import sys, tempfile; sys.path.insert(0, "tests")
+    >>> from studyfactory import write_study
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     clean, data = load_analysis_dataset(write_study(tmp))
+    >>> data.shape[0]
+    10
+    """
+    from .loading import load_study
+
+    study = load_study(data_dir)
+    clean = clean_study(study, **clean_options)
+    return clean, build_analysis_dataset(clean)
