@@ -169,3 +169,24 @@ def test_imputation_input_errors():
         impute_chained(df.assign(y=np.nan), ["y"])
     with pytest.raises(ValueError, match="text or dates"):
         impute_chained(df, ["y"], predictors=["id"])
+
+
+def test_pool_wald_worked_by_hand():
+    from scipy import stats
+
+    from backpain_analysis.imputation import pool_wald
+
+    # m = 3, k = 2, U = I: Qbar = (2, 0), B = [[1, -0.5], [-0.5, 1]], r1 = (4/3) tr(B) / 2 = 4/3,
+    # D1 = Qbar' Qbar / (2 (1 + 4/3)) = 4 / (14/3) = 6/7; t = k (m - 1) = 4 (not > 4), so
+    # nu1 = t (1 + 1/k) (1 + r1)^2 / 2 = 4 * 1.5 * (7/3)^2 / 2 = 49/3.
+    r = pool_wald([[1.0, 0.0], [2.0, 1.0], [3.0, -1.0]], [np.eye(2)] * 3)
+    assert r["riv"] == pytest.approx(4 / 3)
+    assert r["statistic"] == pytest.approx(6 / 7)
+    assert r["df_den"] == pytest.approx(49 / 3)
+    assert r["p_value"] == pytest.approx(stats.f.sf(6 / 7, 2, 49 / 3))
+    # no between-imputation variance: the complete-data Wald test (chi-square / k)
+    r0 = pool_wald([[1.0, 2.0]] * 4, [np.diag([0.5, 2.0])] * 4)
+    assert r0["statistic"] == pytest.approx((1 / 0.5 + 4 / 2.0) / 2)
+    assert r0["p_value"] == pytest.approx(stats.chi2.sf(4.0, 2))
+    with pytest.raises(ValueError, match="at least 2"):
+        pool_wald([[1.0, 2.0]], [np.eye(2)])
