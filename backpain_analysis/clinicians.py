@@ -35,6 +35,7 @@ __all__ = [
     "MEASURE_LABELS",
     "PROFESSION_LABELS",
     "ClinicianDataError",
+    "change_finding",
     "clinician_scores",
     "mixed_anovas",
     "paired_changes",
@@ -302,6 +303,42 @@ def paired_changes(
     cols = ["measure", "label", "profession", "n_pairs", "mean_before", "mean_after", "estimate", "ci_low",
             "ci_high", "p_value", "t", "dof", "hedges_g", "sd_change"]
     return pd.DataFrame(rows)[cols]
+
+
+def change_finding(change: pd.DataFrame, measure: str, profession: str, *, min_pairs: int = 5) -> dict[str, float | None]:
+    """The change of one measure in one profession, ready for a key finding.
+
+    Parameters
+    ----------
+    change : DataFrame
+        From :func:`paired_changes`.
+    measure, profession : str
+        The row to take.
+    min_pairs : int
+        With fewer complete pairs (but at least one) the values are withheld (None): a mean
+        of 1-4 clinicians would disclose individual answers.
+
+    Returns
+    -------
+    dict
+        ``value`` (mean change after minus before), ``ci_low``, ``ci_high``, ``n_pairs``.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"measure": ["m"], "profession": ["gp"], "n_pairs": [3], "estimate": [1.0],
+    ...                   "ci_low": [0.0], "ci_high": [2.0]})
+    >>> change_finding(t, "m", "gp")["value"] is None
+    True
+    """
+    rows = change.loc[(change["measure"] == measure) & (change["profession"] == profession)]
+    if len(rows) != 1:
+        raise ClinicianDataError(f"change_finding: no single row for measure {measure!r} and profession {profession!r}")
+    row = rows.iloc[0]
+    n = int(row["n_pairs"])
+    if 0 < n < min_pairs:
+        return {"value": None, "ci_low": None, "ci_high": None, "n_pairs": n}
+    return {"value": float(row["estimate"]), "ci_low": float(row["ci_low"]), "ci_high": float(row["ci_high"]),
+            "n_pairs": n}
 
 
 def mixed_anovas(scores: pd.DataFrame, measures: Sequence[str] = MEASURES) -> pd.DataFrame:

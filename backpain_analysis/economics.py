@@ -741,6 +741,7 @@ def cost_utility_by_group(
     by: str = "risk_group",
     *,
     overall: bool = True,
+    min_per_phase: int = 5,
     **kwargs: Any,
 ) -> dict[str, CostUtilityResult]:
     """:func:`cost_utility` for all patients and within each level of ``by``.
@@ -753,6 +754,9 @@ def cost_utility_by_group(
         Grouping column (default ``risk_group``); levels in category order.
     overall : bool
         Also include all patients (key ``"all patients"``).
+    min_per_phase : int
+        Groups with fewer patients than this in either phase (in the first data set) are left
+        out of the result: too few to estimate, and too few to show.
     **kwargs
         Passed to :func:`cost_utility` (cost, n_boot, seed, ...).
 
@@ -775,6 +779,9 @@ def cost_utility_by_group(
     for level in levels:
         name = f"{level} risk" if by == "risk_group" else str(level)
         subsets = [d.loc[d[by] == level] for d in datasets]
+        sizes = subsets[0]["phase"].value_counts()
+        if min(sizes.get(1, 0), sizes.get(3, 0)) < min_per_phase:
+            continue
         results[name] = cost_utility(subsets, label=name, **kwargs)
     return results
 

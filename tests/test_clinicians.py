@@ -152,3 +152,15 @@ def test_before_after_figure_has_a_panel_per_profession():
     assert titles[0].startswith("GPs (n = 6")
     assert "fewer than 5" in titles[1]  # no count from 1 to 4 in a shared figure
     plt.close(fig)
+
+
+def test_change_finding_withholds_small_groups():
+    clin, surv = _study(n_gp=4, n_physio=12, seed=2)
+    change = cl.paired_changes(cl.clinician_scores(clin, surv))
+    gp = cl.change_finding(change, "pabs_biomedical", "gp")
+    physio = cl.change_finding(change, "pabs_biomedical", "physio")
+    assert gp == {"value": None, "ci_low": None, "ci_high": None, "n_pairs": 4}
+    row = change.query("measure == 'pabs_biomedical' and profession == 'physio'").iloc[0]
+    assert physio["value"] == pytest.approx(row["estimate"]) and physio["n_pairs"] == 12
+    with pytest.raises(cl.ClinicianDataError, match="no single row"):
+        cl.change_finding(change, "nonsense", "gp")

@@ -273,6 +273,15 @@ def test_results_table_and_groups():
     assert tab["measure"].str.contains("phase 3 minus phase 1").sum() >= 8
 
 
+def test_groups_too_small_to_estimate_are_left_out():
+    d = _toy(n1=90, n3=120)
+    high_phase1 = d.index[(d.risk_group == "high") & (d.phase == 1)]
+    d = d.drop(high_phase1[3:])  # 3 high-risk patients left in phase 1
+    res = ec.cost_utility_by_group(d, n_boot=50, seed=1)
+    assert "high risk" not in res and "medium risk" in res
+    assert "high risk" in ec.cost_utility_by_group(d, n_boot=50, seed=1, min_per_phase=3)
+
+
 # --------------------------------------------------------------------------------------------
 # data preparation: complete cases and multiple imputation
 # --------------------------------------------------------------------------------------------
