@@ -428,6 +428,8 @@ def plan_jobs(
 def _parameter_problem(job: NotebookJob, inspected: dict[str, Any] | None, n_param_cells: int) -> str | None:
     if not job.notebook.is_file():
         return f"notebook {job.notebook} does not exist"
+    if n_param_cells == -1:
+        return f"notebook {job.notebook.name} has no kernelspec in its metadata (open it in JupyterLab with the backpain kernel and save)"
     if n_param_cells != 1:
         return f"notebook {job.notebook.name} has {n_param_cells} cells tagged 'parameters' (needs exactly one)"
     assert inspected is not None  # set whenever the notebook has one parameters cell
@@ -451,6 +453,8 @@ def _inspect(notebook: Path) -> tuple[dict[str, Any] | None, int]:
     n_cells = sum("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells)
     if n_cells != 1:
         return None, n_cells
+    if not nb.metadata.get("kernelspec", {}).get("name"):
+        return None, -1  # papermill cannot inspect a notebook without a kernelspec
     return papermill.inspect_notebook(str(notebook)), n_cells
 
 
@@ -568,7 +572,7 @@ def _execute_job(
     except PapermillExecutionError as exc:
         result.status = "failed"
         result.cell_index, result.ename, result.evalue = exc.cell_index, exc.ename, _first_line(exc.evalue)
-        result.error = f"cell {exc.cell_index}: {exc.ename}: {result.evalue}"
+        result.error = f"cell {exc.cell_index} of {executed.name}: {exc.ename}: {result.evalue}"
     except Exception as exc:  # kernel start failures, missing kernel, timeouts: isolate like cell errors
         result.status = "failed"
         result.ename, result.evalue = type(exc).__name__, _first_line(str(exc))
@@ -963,8 +967,10 @@ def strip_notebook_outputs(path: str | Path, *, write: bool = True) -> bool:
     """Keep only the outputs nbval checks in a source notebook.
 
     Removes the outputs of every code cell that is not marked ``# NBVAL_CHECK_OUTPUT`` (first
-    line) or tagged ``nbval-check-output``, removes stderr from checked cells, sets every
-    ``execution_count`` to null and drops papermill / execution metadata.
+    line) or tagged ``nbval-check-output``, removes stderr from checked cells, sets the
+    ``execution_count`` of every other cell to null and drops papermill / execution metadata.
+    Checked cells with outputs keep an ``execution_count``: nbval treats a cell without one as
+    never run and fails when such a cell has outputs ("Unrun reference cell has outputs").
 
     Parameters
     ----------
@@ -997,17 +1003,18 @@ def strip_notebook_outputs(path: str | Path, *, write: bool = True) -> bool:
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        cell.execution_count = None
         for key in ("execution", "papermill"):
             cell.metadata.pop(key, None)
         if _is_checked_cell(cell):
-            kept = [o for o in cell.outputs if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
-            for out in kept:
-                if "execution_count" in out:
-                    out["execution_count"] = None
-            cell.outputs = kept
+            cell.outputs = [o for o in cell.outputs if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+            # nbval compares only cells that were run: a checked cell with outputs keeps a count.
+            if not cell.outputs:
+                cell.execution_count = None
+            elif cell.execution_count is None:
+                cell.execution_count = 1
         else:
             cell.outputs = []
+            cell.execution_count = None
     nb.metadata.pop("papermill", None)
     after = nbformat.writes(nb)
     changed = after != before
@@ -1022,17 +1029,20 @@ def notebook_problems(path: str | Path) -> list[str]:
 
     Checks: exactly one cell tagged ``parameters``, which declares ``data_dir`` and
     ``output_dir``; no outputs except on ``# NBVAL_CHECK_OUTPUT`` cells (and no stderr there);
-    no execution counts.
+    no execution counts except on checked cells with outputs, which need one for nbval.
     """
     import nbformat
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
     problems = []
+    kernel = nb.metadata.get("kernelspec", {}).get("name")
+    if kernel != DEFAULT_KERNEL:
+        problems.append(f"{path.name}: kernelspec name is {kernel!r}; should be {DEFAULT_KERNEL!r} (JupyterLab, nbval)")
     tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(tagged) != 1:
         problems.append(f"{path.name}: {len(tagged)} cells tagged 'parameters' (cells {tagged}); needs exactly one")
-    else:
+    elif kernel:
         import papermill
 
         declared = papermill.inspect_notebook(str(path))
@@ -1042,10 +1052,13 @@ def notebook_problems(path: str | Path) -> list[str]:
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
-        if cell.get("execution_count") is not None:
-            problems.append(f"{path.name}: cell {i} has execution_count {cell.execution_count} (should be null)")
-        if cell.outputs and not _is_checked_cell(cell):
+        checked = _is_checked_cell(cell)
+        if cell.outputs and not checked:
             problems.append(f"{path.name}: cell {i} has outputs but is not marked # NBVAL_CHECK_OUTPUT")
+        elif cell.outputs and cell.get("execution_count") is None:
+            problems.append(f"{path.name}: checked cell {i} has outputs but no execution_count (nbval would fail)")
+        if cell.get("execution_count") is not None and not (checked and cell.outputs):
+            problems.append(f"{path.name}: cell {i} has execution_count {cell.execution_count} (should be null)")
         if any(o.get("output_type") == "stream" and o.get("name") == "stderr" for o in cell.outputs):
             problems.append(f"{path.name}: cell {i} keeps stderr output")
     return problems
