@@ -66,6 +66,13 @@ FLOW_STEPS: dict[str, str] = {
     "followed_up_2m": "Followed up at 2 months",
     "followed_up_6m": "Followed up at 6 months",
 }
+#: Items of :func:`backpain_analysis.dataset.flow_counts` -> flow steps.
+_ITEM_STEPS: dict[str, str] = {
+    "non-respondents": "non_respondents",
+    "consented to record review": "consented_records",
+    "followed up at 2 months": "followed_up_2m",
+    "followed up at 6 months": "followed_up_6m",
+}
 PHASE_TITLES: dict[int, str] = {1: "Phase 1: usual care", 3: "Phase 3: stratified care"}
 
 
@@ -88,15 +95,16 @@ def validation_summary(clean: Any, study: Any | None = None) -> pd.DataFrame:
     clean : CleanStudy or mapping of str to DataFrame
         Cleaned tables (``clean.tables``).
     study : Study, optional
-        The validated raw study (``load_study``); adds ``rows_read``.
+        The validated raw study (``load_study``); adds ``rows_read`` (else taken from
+        ``clean.input_rows`` when present).
 
     Returns
     -------
     DataFrame
         Columns: ``table``, ``rows_read`` (if ``study`` given), ``rows``, ``columns``,
         ``missing_cells``, ``pct_missing_cells`` (0-100 of rows x columns), ``cleaning_changes``
-        (entries of the cleaning log for the table, if the log names tables), ``excluded_rows``
-        (rows of ``clean.exclusions`` for the table, if it names tables).
+        (cells changed by cleaning: ``clean.summary`` if present, else the cleaning log),
+        ``excluded_rows`` (rows of ``clean.exclusions`` for the table, if it names tables).
 
     Examples
     --------
@@ -105,13 +113,18 @@ def validation_summary(clean: Any, study: Any | None = None) -> pd.DataFrame:
     0  practices     2               50.0
     """
     tables: Mapping[str, pd.DataFrame] = clean if isinstance(clean, Mapping) else clean.tables
-    log = getattr(clean, "cleaning_log", None)
+    log = getattr(clean, "summary", None)
+    if not isinstance(log, pd.DataFrame):
+        log = getattr(clean, "cleaning_log", None)
     excl = getattr(clean, "exclusions", None)
     rows = []
     for name, df in tables.items():
         row: dict[str, Any] = {"table": name}
+        input_rows = getattr(clean, "input_rows", None)
         if study is not None and name in getattr(study, "tables", {}):
             row["rows_read"] = len(study.tables[name])
+        elif isinstance(input_rows, Mapping) and name in input_rows:
+            row["rows_read"] = int(input_rows[name])
         cells = df.shape[0] * df.shape[1]
         row.update(rows=len(df), columns=df.shape[1], missing_cells=_missing_cells(df),
                    pct_missing_cells=100 * _missing_cells(df) / cells if cells else np.nan)
@@ -126,7 +139,7 @@ def validation_summary(clean: Any, study: Any | None = None) -> pd.DataFrame:
 
 
 def _count_column(log: pd.DataFrame) -> str | None:
-    for c in ("n_changed", "n_rows", "n_values", "n_changes", "count", "n"):
+    for c in ("n_cells", "n_changed", "n_rows", "n_values", "n_changes", "count", "n"):
         if c in log.columns and pd.api.types.is_numeric_dtype(log[c]):
             return c
     return None
@@ -139,9 +152,10 @@ def cleaning_summary(cleaning_log: pd.DataFrame) -> pd.DataFrame:
     ----------
     cleaning_log : DataFrame
         ``CleanStudy.cleaning_log``: one row per logged change or per (rule, table, column)
-        batch; needs a ``rule`` column; uses ``table`` and ``column`` if present and a count
-        column (the first of ``n_changed``, ``n_rows``, ``n_values``, ``n_changes``, ``count``,
-        ``n``) if present, else counts log rows.
+        batch, or ``CleanStudy.summary`` (cells per table, column and rule, including rules not
+        logged cell by cell: the better input). Needs a ``rule`` column; uses ``table`` and
+        ``column`` if present and a count column (the first of ``n_cells``, ``n_changed``,
+        ``n_rows``, ``n_values``, ``n_changes``, ``count``, ``n``) if present, else counts rows.
 
     Returns
     -------
@@ -183,12 +197,13 @@ def exclusion_summary(exclusions: pd.DataFrame) -> pd.DataFrame:
     Parameters
     ----------
     exclusions : DataFrame
-        Needs a ``reason`` column; ``table`` is used if present. Identifiers are never returned.
+        Needs a ``reason`` column; ``table`` and ``stage`` are used if present. Identifiers
+        (``row_key``, ``patient_id``) are never returned.
 
     Returns
     -------
     DataFrame
-        Columns: ``table`` (if present), ``reason``, ``n``.
+        Columns: ``table`` and ``stage`` (if present), ``reason``, ``n``.
 
     Examples
     --------
@@ -197,7 +212,7 @@ def exclusion_summary(exclusions: pd.DataFrame) -> pd.DataFrame:
     {'table': ['followups'], 'reason': ['duplicate'], 'n': [3]}
     """
     _require(exclusions, ["reason"], "exclusion_summary: exclusions table")
-    keys = [k for k in ("table", "reason") if k in exclusions.columns]
+    keys = [k for k in ("table", "stage", "reason") if k in exclusions.columns]
     if exclusions.empty:
         return pd.DataFrame(columns=[*keys, "n"])
     return exclusions.groupby(keys, sort=True).size().rename("n").reset_index()
@@ -331,7 +346,8 @@ def flow_frame(counts: Any, exclusion_reasons: pd.DataFrame | None = None) -> pd
     Parameters
     ----------
     counts : DataFrame or mapping
-        Either a long frame with columns ``phase``, ``step`` and ``n`` (and optionally
+        :func:`backpain_analysis.dataset.flow_counts` output (an ``item`` column with
+        ``n_phase1``/``n_phase3``; items "excluded: <reason>" give the reasons), or a long frame with columns ``phase``, ``step`` and ``n`` (and optionally
         ``reason`` for the exclusion rows), or a wide frame indexed by step with one column per
         phase (1, 3; ``"phase1"``/``"phase3"``/``"n_phase1"`` also accepted), or a mapping
         ``{phase: {step: n}}``. Steps are those of :data:`FLOW_STEPS`.
@@ -353,6 +369,16 @@ def flow_frame(counts: Any, exclusion_reasons: pd.DataFrame | None = None) -> pd
         long = pd.DataFrame([{"phase": ph, "step": st, "n": n} for ph, d in counts.items() for st, n in d.items()])
     elif isinstance(counts, pd.DataFrame) and {"phase", "step", "n"} <= set(counts.columns):
         long = counts.copy()
+    elif isinstance(counts, pd.DataFrame) and "item" in counts.columns:
+        parts = []
+        for _, r in counts.iterrows():
+            item = str(r["item"])
+            step, reason = (("excluded", item.split(":", 1)[1].strip()) if item.startswith("excluded:")
+                            else (_ITEM_STEPS.get(item, item), ""))
+            for ph in (1, 3):
+                if f"n_phase{ph}" in counts.columns:
+                    parts.append({"phase": ph, "step": step, "reason": reason, "n": r[f"n_phase{ph}"]})
+        long = pd.DataFrame(parts)
     elif isinstance(counts, pd.DataFrame):
         wide = counts.copy()
         rename = {}
@@ -387,6 +413,19 @@ def _pct(n: int, d: int) -> str:
     return f" ({100 * n / d:.0f}%)" if d else ""
 
 
+def _reason_cells(counts: np.ndarray, total: int, threshold: int) -> list[str]:
+    """Exclusion-reason counts as shown: 1-4 as "<5"; a count hidden only so that a lone small
+    count cannot be recovered from the total (secondary suppression) as "*"."""
+    from . import disclosure
+
+    if len(counts) == 0:
+        return []
+    table = pd.DataFrame({"n": [*counts.tolist(), total]}, index=[*range(len(counts)), "total"])
+    mask = disclosure.suppression_mask(table, ["n"], total_row="total", threshold=threshold)["n"].to_numpy()
+    return [_small(int(n), threshold) if 0 < n < threshold else ("*" if h else f"{n:,}")
+            for n, h in zip(counts, mask[:-1], strict=True)]
+
+
 def plot_flow(flow: pd.DataFrame, *, threshold: int = 5, title: str | None = None):
     """CONSORT-like participant flow diagram, one column per phase; returns the Figure.
 
@@ -396,8 +435,11 @@ def plot_flow(flow: pd.DataFrame, *, threshold: int = 5, title: str | None = Non
         :func:`flow_frame` output (``phase``, ``step``, ``reason``, ``n``).
     threshold : int
         Exclusion reasons with counts from 1 to ``threshold - 1`` are shown as ``"<threshold"``
-        (small-number suppression, default 5). The main boxes show counts as they are: the
-        totals are large in any realistic study; a main count from 1 to 4 is also suppressed.
+        (small-number suppression, default 5); when exactly one reason is small, the next
+        smallest is shown as ``"*"`` so the small one cannot be recovered from the total
+        (:func:`backpain_analysis.disclosure.suppression_mask`). Reasons with no one are left
+        out. The main boxes show counts as they are (a main count from 1 to 4 is also shown
+        as "<5").
 
     Returns
     -------
@@ -430,16 +472,17 @@ def plot_flow(flow: pd.DataFrame, *, threshold: int = 5, title: str | None = Non
         main = f[f["reason"] == ""].groupby("step")["n"].sum()
         get = lambda s, main=main: int(main.get(s, 0))  # noqa: E731
         reasons = f[(f["step"] == "excluded") & (f["reason"] != "")]
+        reasons = reasons[reasons["n"] > 0]
         invited = get("invited")
         excluded = get("excluded") or int(reasons["n"].sum())
+        shown = _reason_cells(reasons["n"].to_numpy(dtype=int), excluded, threshold)
         resp = get("respondents")
         cx = 6.2 * k + 2.2
         side = 6.2 * k + 4.8
         ax.text(6.2 * k + 3.1, 9.75, PHASE_TITLES.get(ph, f"Phase {ph}"), ha="center", fontsize=11, weight="bold")
         box(cx, 9.0, 3.2, 0.6, f"{FLOW_STEPS['invited']}\nn = {_small(invited, threshold)}")
         lines = [f"{FLOW_STEPS['excluded']}: n = {_small(excluded, threshold)}{_pct(excluded, invited)}"]
-        lines += [f"  {r}: {_small(int(n), threshold)}" for r, n in zip(reasons["reason"], reasons["n"], strict=True)
-                  if n > 0]
+        lines += [f"  {r}: {cell}" for r, cell in zip(reasons["reason"], shown, strict=True)]
         box(side, 7.45, 2.5, 0.2 * len(lines) + 0.25, "\n".join(lines), fc="#fbeeee", fontsize=7.5)
         nonresp = get("non_respondents")
         box(side, 5.75, 2.5, 0.6, f"{FLOW_STEPS['non_respondents']}\nn = {_small(nonresp, threshold)}"

@@ -49,6 +49,7 @@ __all__ = [
     "risk_mix",
     "sbst_item_scores",
     "score_distributions",
+    "suppress_shares",
     "uptake",
     "wilson_interval",
 ]
@@ -99,6 +100,68 @@ def wilson_interval(successes: np.ndarray | float, n: np.ndarray | float, level:
     lo = np.where(m > 0, centre - half, np.nan)
     hi = np.where(m > 0, centre + half, np.nan)
     return lo, hi
+
+
+def suppress_shares(table: pd.DataFrame, by: str | Sequence[str] | None, *, count: str = "n",
+                    total: str | None = "n_total", derived: Sequence[str] = ("pct",),
+                    threshold: int | None = None, marker: str | None = None) -> pd.DataFrame:
+    """Small-number suppression of a table of counts that add up to a total within each group.
+
+    Parameters
+    ----------
+    table : DataFrame
+        E.g. :func:`risk_mix` (``n`` per risk group adds up to ``n_total`` within each phase).
+    by : str, list of str or None
+        Group columns; rows of one group are the parts of its ``total``. ``None``: each row is
+        on its own (``count`` out of ``total``, e.g. uptake or fidelity).
+    count, total : str
+        Count column and denominator column (``total=None``: the group sum, not shown).
+    derived : sequence of str
+        Percentages or shares built on ``count``: hidden with it.
+    threshold, marker : optional
+        Default :data:`backpain_analysis.disclosure.THRESHOLD` and ``MARKER``.
+
+    Returns
+    -------
+    DataFrame
+        The table with hidden cells replaced by ``marker``.
+
+    Notes
+    -----
+    Uses :func:`backpain_analysis.disclosure.suppression_mask`: counts from 1 to 4 are hidden,
+    then within each group one more part when exactly one is hidden (so the hidden count
+    cannot be recovered from the total); a total from 1 to 4 is hidden with its parts.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"phase": [1, 1, 1], "risk_group": ["low", "medium", "high"], "n": [20, 30, 3],
+    ...                   "n_total": [53, 53, 53]})
+    >>> suppress_shares(t.assign(pct=100 * t["n"] / 53), "phase")["n"].tolist()
+    ['*', 30, '*']
+    """
+    from . import disclosure
+
+    threshold = disclosure.THRESHOLD if threshold is None else threshold
+    marker = disclosure.MARKER if marker is None else marker
+    hide = pd.DataFrame(False, index=table.index, columns=table.columns)
+    if by is None:
+        cols = [count] + ([total] if total else [])
+        mask = disclosure.suppression_mask(table, cols, denominators={count: total} if total else None,
+                                           threshold=threshold)
+        hide[cols] = mask[cols]
+    else:
+        keys = [by] if isinstance(by, str) else list(by)
+        for _, sub in table.groupby(keys, sort=False, observed=True):
+            grand = sub[total].iloc[0] if total else sub[count].sum()
+            parts = pd.DataFrame({"n": [*sub[count].tolist(), grand]}, index=[*range(len(sub)), "total"])
+            m = disclosure.suppression_mask(parts, ["n"], total_row="total", threshold=threshold)["n"]
+            hide.loc[sub.index, count] = m.iloc[:-1].to_numpy()
+            if total and m.iloc[-1]:
+                hide.loc[sub.index, total] = True
+    for d in derived:
+        if d in table.columns:
+            hide[d] = hide[d] | hide[count]
+    return table.astype(object).mask(hide, marker) if hide.to_numpy().any() else table.copy()
 
 
 # --------------------------------------------------------------------------- risk mix

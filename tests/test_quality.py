@@ -137,3 +137,27 @@ def test_missingness_heatmap_draws_a_panel_per_phase():
     fig = plot_missingness(missingness(df, ["rmdq"]))
     assert len(fig.axes) == 3  # two panels + colour bar
     plt.close(fig)
+
+
+def test_flow_diagram_protects_a_lone_small_reason():
+    counts = {1: {"invited": 100, "excluded": 30, "non_respondents": 20, "respondents": 50}}
+    reasons = pd.DataFrame({"reason": ["died or moved practice", "no back pain", "did not want to take part"],
+                            "n_phase1": [3, 12, 15], "n_phase3": [0, 0, 0]})
+    fig = plot_flow(flow_frame(counts, reasons))
+    text = _texts(fig)
+    # 3 is shown as <5, and 12 (the next smallest) as * so 3 cannot be recovered as 30 - 12 - 15
+    assert "died or moved practice: <5" in text and "no back pain: *" in text
+    assert "did not want to take part: 15" in text
+    plt.close(fig)
+
+
+def test_flow_frame_reads_dataset_flow_counts_shape():
+    flow = pd.DataFrame({
+        "item": ["invited", "excluded", "excluded: no back pain", "excluded: declined", "non-respondents",
+                 "respondents", "consented to record review", "followed up at 2 months", "followed up at 6 months"],
+        "n_phase1": [630, 28, 6, 22, 234, 368, 307, 254, 233],
+        "n_phase3": [1017, 47, 4, 43, 416, 554, 421, 332, 314],
+    })
+    f = flow_frame(flow).set_index(["phase", "step", "reason"])["n"]
+    assert f[(3, "followed_up_6m", "")] == 314 and f[(1, "consented_records", "")] == 307
+    assert f[(1, "excluded", "no back pain")] == 6 and f[(3, "non_respondents", "")] == 416

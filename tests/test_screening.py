@@ -292,3 +292,17 @@ def test_plots_return_figures():
     for fig in figs:
         assert isinstance(fig, plt.Figure) and fig.axes
         plt.close(fig)
+
+
+def test_suppress_shares_grouped_and_rowwise():
+    from backpain_analysis.screening import suppress_shares
+
+    mix = pd.DataFrame({"practice_id": ["A"] * 3 + ["B"] * 3, "risk_group": ["low", "medium", "high"] * 2,
+                        "n": [20, 30, 3, 10, 12, 0], "n_total": [53, 53, 53, 22, 22, 22]})
+    mix["pct"] = 100 * mix["n"] / mix["n_total"]
+    shared = suppress_shares(mix, "practice_id")
+    assert shared["n"].tolist() == ["*", 30, "*", 10, 12, 0]  # 3 hidden, and 20 so 3 != 53 - 30 - 20
+    assert shared.loc[2, "pct"] == "*" and shared.loc[1, "pct"] == pytest.approx(100 * 30 / 53)
+    up = pd.DataFrame({"n_completed": [2, 40, 48], "n_consultations": [50, 60, 50]})
+    up_shared = suppress_shares(up, None, count="n_completed", total="n_consultations", derived=["estimate"])
+    assert up_shared["n_completed"].tolist() == ["*", 40, "*"]  # 2 small; 50 - 48 = 2 small complement
