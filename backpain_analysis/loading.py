@@ -1,0 +1,491 @@
+"""Read a study export folder and validate it against the data dictionary.
+
+:func:`load_study` finds one file per table (``<table>.csv``, ``<table>.parquet`` or
+``<table>.xlsx``), reads it without modifying it, validates every table with its pandera
+schema (:func:`backpain_analysis.schemas.build_schema`) and then the cross-table rules (unique
+keys, foreign keys), and either returns a :class:`Study` or raises one
+:class:`StudyValidationError` listing every problem found.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pandera.pandas as pa
+import pyarrow as pa_arrow
+import pyarrow.compute as pc
+
+from .dictionary import DataDictionary, Table, load_dictionary
+from .errors import BackpainError
+from .schemas import build_schema
+
+__all__ = ["PROBLEM_COLUMNS", "TABLE_FORMATS", "Study", "StudyValidationError", "load_study"]
+
+#: File extensions read for a table, in order of preference when reporting.
+TABLE_FORMATS: tuple[str, ...] = (".csv", ".parquet", ".xlsx")
+#: Columns of :attr:`StudyValidationError.problems`.
+PROBLEM_COLUMNS: tuple[str, ...] = ("file", "table", "column", "rule", "n_rows", "examples")
+_SUMMARY_COLUMNS = ["table", "file", "rows", "columns", "status"]
+_MAX_EXAMPLES = 5
+_BOM = b"\xef\xbb\xbf"
+_DELIMITER_NAMES = {";": "semicolons (;)", "\t": "tabs", "|": "vertical bars (|)"}
+
+
+class StudyValidationError(BackpainError):
+    """A study export does not follow the data dictionary.
+
+    Raised once, with every problem found. ``problems`` is a DataFrame with the columns
+    ``file``, ``table``, ``column``, ``rule``, ``n_rows`` (number of failing rows; missing
+    for file- or column-level problems) and ``examples`` (up to 5 failing rows: the row
+    number as a spreadsheet shows it, the row's key and the offending value).
+    ``summary`` lists every table (file, rows, columns, status) and ``notes`` the
+    non-fatal observations.
+    """
+
+    def __init__(self, problems: pd.DataFrame, summary: pd.DataFrame | None = None,
+                 notes: list[str] | None = None, path: Path | None = None):
+        self.problems = problems.reset_index(drop=True)
+        self.summary = summary if summary is not None else pd.DataFrame(columns=_SUMMARY_COLUMNS)
+        self.notes = list(notes or [])
+        self.path = path
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        n = len(self.problems)
+        where = f" in {self.path}" if self.path else ""
+        lines = [f"the study export{where} does not follow the data dictionary ({n} problem{'s' if n != 1 else ''}):"]
+        lines += [f"- {format_problem(p)}" for p in self.problems.itertuples(index=False)]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self._message()
+
+
+def format_problem(p: Any) -> str:
+    """One problem (a row of ``problems``) as one readable line."""
+    where = p.file if not p.column else f"{p.file}, column {p.column!r}"
+    text = f"{where}: {p.rule}"
+    if not pd.isna(p.n_rows):
+        text += f"; failing rows: {int(p.n_rows)}"
+    if p.examples:
+        text += f", e.g. {p.examples}"
+    return text
+
+
+@dataclass
+class Study:
+    """A validated study export, values as read.
+
+    Attributes
+    ----------
+    tables : dict of str to DataFrame
+        One raw DataFrame per dictionary table (``study.patients`` and
+        ``study["patients"]`` also work). Clean numeric columns are numeric; columns
+        holding text answers, missing codes or non-ISO dates are text; identifier,
+        category and date columns of CSV files are text.
+    path : Path
+        The study folder.
+    files : dict of str to Path
+        The file read for each table.
+    dictionary : DataDictionary
+        The data dictionary the study was validated against.
+    truth : dict or None
+        The parsed ``truth.json`` of a synthetic study, else ``None``.
+    notes : list of str
+        Non-fatal observations (byte-order mark, exact duplicate rows, conflicting
+        duplicates that cleaning resolves, extra files).
+    """
+
+    tables: dict[str, pd.DataFrame]
+    path: Path
+    files: dict[str, Path]
+    dictionary: DataDictionary
+    truth: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def __getattr__(self, name: str) -> pd.DataFrame:
+        tables = self.__dict__.get("tables") or {}
+        if name in tables:
+            return tables[name]
+        raise AttributeError(f"{type(self).__name__!s} has no attribute or table {name!r}")
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        try:
+            return self.tables[name]
+        except KeyError:
+            raise KeyError(f"no table {name!r}; the study has {', '.join(self.tables)}") from None
+
+    def summary(self) -> pd.DataFrame:
+        """One row per table: ``table``, ``file``, ``rows``, ``columns``, ``status``."""
+        return pd.DataFrame(
+            [(t, self.files[t].name, len(df), df.shape[1], "ok") for t, df in self.tables.items()],
+            columns=_SUMMARY_COLUMNS,
+        )
+
+
+# ----------------------------------------------------------------------------------------
+# problems
+
+
+class _Problems:
+    """Collects problems; examples are built from the raw rows."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, file: str, table: str, column: str, rule: str, n_rows: int | None = None, examples: str = "") -> None:
+        self.rows.append({"file": file, "table": table, "column": column, "rule": rule,
+                          "n_rows": n_rows, "examples": examples})
+
+    def count(self, table: str) -> int:
+        return sum(r["table"] == table for r in self.rows)
+
+    def frame(self) -> pd.DataFrame:
+        df = pd.DataFrame(self.rows, columns=list(PROBLEM_COLUMNS))
+        df["n_rows"] = df["n_rows"].astype("Int64")
+        return df
+
+
+def _examples(df: pd.DataFrame, positions, key: tuple[str, ...], column: str | None, row_offset: int) -> str:
+    """Up to 5 failing rows as text: spreadsheet row number, key, offending value."""
+    parts = []
+    for pos in list(positions)[:_MAX_EXAMPLES]:
+        row = df.iloc[int(pos)]
+        keys = ", ".join(f"{k}={row[k]}" for k in key if k in df.columns and k != column and not pd.isna(row[k]))
+        text = f"row {int(pos) + row_offset}"
+        if keys:
+            text += f" ({keys})"
+        if column is not None and column in df.columns:
+            text += f": {_show(row[column])}"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def _show(value: Any) -> str:
+    """A raw value as a user would recognise it: numbers plain, text quoted, blank named."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "blank"
+    if isinstance(value, str):
+        return repr(value)
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+# ----------------------------------------------------------------------------------------
+# reading
+
+
+def _find_files(folder: Path, dictionary: DataDictionary, problems: _Problems, notes: list[str]) -> dict[str, Path]:
+    present = {p.name: p for p in folder.iterdir() if p.is_file()}
+    data_files = {name: p for name, p in present.items() if p.suffix.lower() in TABLE_FORMATS}
+    found: dict[str, Path] = {}
+    used: set[str] = set()
+    for table in dictionary.table_names:
+        candidates = [p for p in data_files.values() if p.stem == table]
+        used.update(p.name for p in candidates)
+        if len(candidates) > 1:
+            names = ", ".join(sorted(p.name for p in candidates))
+            problems.add(names, table, "", f"more than one file for table {table!r} ({names}); keep exactly one")
+        elif candidates:
+            found[table] = candidates[0]
+    unused = sorted(name for name in data_files if name not in used)
+    for table in dictionary.table_names:
+        if table in found or any(p.stem == table for p in data_files.values()):
+            continue
+        hint = difflib.get_close_matches(table, [Path(n).stem for n in unused], n=1, cutoff=0.6)
+        rule = f"file missing: every study needs {table}.csv (or .parquet / .xlsx)"
+        if hint:
+            rule += f"; did you mean {next(n for n in unused if Path(n).stem == hint[0])}?"
+        problems.add(f"{table}.csv", table, "", rule)
+    for name in unused:
+        notes.append(f"{name}: not a table of the data dictionary; ignored")
+    return found
+
+
+def _id_columns(table: Table) -> list[str]:
+    """Columns read as text whatever they contain: identifiers and names (``string`` type)."""
+    return [c.name for c in table if c.type == "string"]
+
+
+def _read_csv(path: Path, table: Table, problems: _Problems, notes: list[str]) -> pd.DataFrame | None:
+    with open(path, "rb") as fh:
+        head = fh.read(65536)
+    if not head.strip():
+        problems.add(path.name, table.name, "", "the file is empty; expected a header row and one row per record")
+        return None
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        problems.add(path.name, table.name, "", "the file is UTF-16 encoded; save it as UTF-8 CSV")
+        return None
+    encoding = "utf-8"
+    if head.startswith(_BOM):
+        notes.append(f"{path.name}: starts with a UTF-8 byte-order mark; read transparently")
+        head = head[len(_BOM):]
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # a real decoding error, not a character cut by the 64 KB window
+            encoding = "cp1252"
+    first_line = head.split(b"\n", 1)[0].decode(encoding, errors="replace").rstrip("\r")
+    header = next(csv.reader(io.StringIO(first_line)), [])
+    if len(header) <= 1:
+        for delim, name in _DELIMITER_NAMES.items():
+            if delim in first_line:
+                problems.add(path.name, table.name, "",
+                             f"wrong delimiter: the file is separated by {name}, but a study export must be "
+                             f"comma-separated (header read as one column: {first_line[:60]!r})")
+                return None
+    kwargs = {"keep_default_na": False, "na_values": [""], "dtype": dict.fromkeys(_id_columns(table), "str")}
+    try:
+        try:
+            df = pd.read_csv(path, encoding=encoding, **kwargs)
+        except UnicodeDecodeError:
+            encoding = "cp1252"
+            df = pd.read_csv(path, encoding=encoding, **kwargs)
+    except (ValueError, pd.errors.ParserError) as exc:
+        problems.add(path.name, table.name, "", f"could not be read as CSV: {str(exc).strip()}")
+        return None
+    if encoding != "utf-8":
+        notes.append(f"{path.name}: not valid UTF-8; read as Windows-1252 text")
+    return df
+
+
+def _read_other(path: Path, table: Table, problems: _Problems) -> pd.DataFrame | None:
+    try:
+        if path.suffix.lower() == ".parquet":
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_excel(path, sheet_name=0, dtype=dict.fromkeys(_id_columns(table), "str"),
+                               keep_default_na=False, na_values=[""])
+    except Exception as exc:  # any reader failure is a problem of this file
+        problems.add(path.name, table.name, "", f"could not be read: {exc}")
+        return None
+    # identifiers stored as numbers (parquet, spreadsheets) become text so keys compare across tables
+    for col in table:
+        if col.type == "string" and col.name in df.columns and pd.api.types.is_numeric_dtype(df[col.name].dtype):
+            values = df[col.name]
+            if pd.api.types.is_float_dtype(values.dtype) and (values.dropna() % 1 == 0).all():
+                values = values.astype("Int64")
+            df[col.name] = values.astype("str").where(values.notna())
+    return df
+
+
+def _read_table(path: Path, table: Table, problems: _Problems, notes: list[str]) -> pd.DataFrame | None:
+    if path.suffix.lower() == ".csv":
+        return _read_csv(path, table, problems, notes)
+    return _read_other(path, table, problems)
+
+
+# ----------------------------------------------------------------------------------------
+# validation
+
+
+def _validate_table(df: pd.DataFrame, path: Path, table: Table, problems: _Problems, row_offset: int) -> None:
+    schema = build_schema(table)
+    try:
+        schema.validate(df, lazy=True, inplace=True)
+        return
+    except pa.errors.SchemaErrors as exc:
+        failures = exc.failure_cases
+    known = list(table.columns)
+    for (column, check), cases in failures.groupby(["column", "check"], dropna=False, sort=False):
+        if check == "column_in_schema":
+            for name in cases["failure_case"]:
+                hint = difflib.get_close_matches(str(name).strip().lower(), known, n=1, cutoff=0.6)
+                rule = "unknown column (not in the data dictionary)"
+                rule += f"; did you mean {hint[0]!r}?" if hint else f"; known columns: {', '.join(known)}"
+                problems.add(path.name, table.name, str(name), rule)
+            continue
+        if check == "column_in_dataframe":
+            for name in cases["failure_case"]:
+                problems.add(path.name, table.name, str(name), "required column missing")
+            continue
+        positions = pd.Index(df.index).get_indexer(pd.Index(cases["index"].dropna().unique()))
+        positions = sorted(int(p) for p in positions if p >= 0)
+        rule = "must not be blank (part of the table's key)" if check == "not_nullable" else str(check)
+        problems.add(path.name, table.name, str(column), rule, len(positions),
+                     _examples(df, positions, table.key, str(column), row_offset))
+
+
+def _check_keys(df: pd.DataFrame, path: Path, table: Table, problems: _Problems, notes: list[str],
+                row_offset: int) -> None:
+    key = [k for k in table.key if k in df.columns]
+    if len(key) != len(table.key) or not key:
+        return
+    key_dup = df.duplicated(subset=key, keep=False).to_numpy()
+    if not key_dup.any():
+        return
+    sub = df[key_dup]
+    exact_extra = sub.duplicated(keep="first")
+    if exact_extra.any():
+        rows = [int(p) + row_offset for p in pd.Index(range(len(df)))[key_dup][exact_extra.to_numpy()][:_MAX_EXAMPLES]]
+        notes.append(f"{path.name}: {int(exact_extra.sum())} row(s) repeat another row exactly (e.g. rows "
+                     f"{', '.join(map(str, rows))}); cleaning drops them")
+    distinct = sub[~exact_extra.to_numpy()]
+    conflicting = distinct.duplicated(subset=key, keep=False)
+    if not conflicting.any():
+        return
+    conflict_keys = distinct.loc[conflicting.to_numpy(), key].drop_duplicates()
+    in_conflict = sub[key].merge(conflict_keys, on=key, how="left", indicator=True)["_merge"].eq("both").to_numpy()
+    positions = [int(p) for p in pd.Index(range(len(df)))[key_dup][in_conflict]]
+    key_name = " + ".join(key)
+    if table.duplicate_rule:
+        rule = table.duplicate_rule
+        notes.append(f"{path.name}: {len(conflict_keys)} {key_name} value(s) appear on differing rows "
+                     f"(e.g. rows {', '.join(str(p + row_offset) for p in positions[:_MAX_EXAMPLES])}); cleaning keeps "
+                     f"the {rule.get('keep', 'earliest')} by {rule.get('order_by', '?')}")
+        return
+    problems.add(path.name, table.name, key_name,
+                 f"duplicate key: each {key_name} must appear once (rows identical in every column are allowed)",
+                 len(positions), _examples(df, positions, table.key, key[0] if len(key) == 1 else None, row_offset))
+
+
+def _arrow_text(values: pd.Series) -> pa_arrow.Array:
+    """Identifier values as an arrow string array (numbers written as text)."""
+    if not pd.api.types.is_string_dtype(values.dtype) or values.dtype == object:
+        values = values.map(lambda v: v if pd.isna(v) else str(v)).astype("str")
+    return pa_arrow.array(values, type=pa_arrow.large_string(), from_pandas=True)
+
+
+def _check_foreign_keys(tables: dict[str, pd.DataFrame], files: dict[str, Path], dictionary: DataDictionary,
+                        problems: _Problems, offsets: dict[str, int]) -> None:
+    parent_sets: dict[tuple[str, str], pa_arrow.Array] = {}
+    for fk in dictionary.foreign_keys:
+        child, parent = tables.get(fk.table), tables.get(fk.ref_table)
+        if child is None or parent is None or fk.column not in child.columns or fk.ref_column not in parent.columns:
+            continue
+        if (fk.ref_table, fk.ref_column) not in parent_sets:
+            parent_sets[fk.ref_table, fk.ref_column] = pc.unique(_arrow_text(parent[fk.ref_column]).drop_null())
+        col = dictionary[fk.table].columns[fk.column]
+        values = _arrow_text(child[fk.column])
+        # pyarrow hashing: pandas' isin on str values loops in Python
+        known = pc.is_in(values, value_set=parent_sets[fk.ref_table, fk.ref_column])
+        orphan = ~known.to_numpy(zero_copy_only=False).astype(bool) & values.is_valid().to_numpy(zero_copy_only=False)
+        if orphan.any() and col.missing_codes:
+            # a missing code (blank, NA, ...) in an optional reference is not an orphan
+            lowered = pc.utf8_lower(pc.utf8_trim_whitespace(values))
+            missing = pc.is_in(lowered, value_set=pa_arrow.array(sorted({m.strip().lower() for m in col.missing_codes}),
+                                                                 type=pa_arrow.large_string()))
+            orphan &= ~missing.to_numpy(zero_copy_only=False).astype(bool)
+        if orphan.any():
+            positions = [int(p) for p in orphan.nonzero()[0]]
+            problems.add(files[fk.table].name, fk.table, fk.column,
+                         f"unknown {fk.ref_column}: every {fk.table}.{fk.column} must exist in "
+                         f"{fk.ref_table}.{fk.ref_column} ({files[fk.ref_table].name})",
+                         len(positions), _examples(child, positions, dictionary[fk.table].key, fk.column,
+                                                   offsets[fk.table]))
+
+
+def _read_truth(folder: Path, problems: _Problems) -> dict[str, Any] | None:
+    path = folder / "truth.json"
+    if not path.exists():
+        return None
+    try:
+        truth = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        problems.add(path.name, "", "", f"truth.json is not valid JSON: {exc}")
+        return None
+    if not isinstance(truth, dict):
+        problems.add(path.name, "", "", "truth.json must hold one JSON object")
+        return None
+    return truth
+
+
+def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | None = None) -> Study:
+    """Read a study export folder and validate it against the data dictionary.
+
+    Parameters
+    ----------
+    path : str or Path
+        Folder with one file per table: ``<table>.csv``, ``<table>.parquet`` or
+        ``<table>.xlsx`` (first sheet), plus an optional ``truth.json``.
+    dictionary : DataDictionary, str or Path, optional
+        The data dictionary (or the path of its YAML). Defaults to the bundled one.
+
+    Returns
+    -------
+    Study
+        ``tables`` (dict of raw DataFrames keyed by table name, also ``study.patients``),
+        ``path``, ``files`` (table -> file read), ``dictionary``, ``truth`` (parsed
+        ``truth.json`` or ``None``) and ``notes`` (non-fatal observations).
+
+    Raises
+    ------
+    StudyValidationError
+        Once, listing every problem: missing or duplicated files, wrong delimiter,
+        unreadable files, unknown columns (with the closest known name), missing required
+        columns, values the dictionary does not accept, duplicate keys, and values that
+        point at unknown rows of another table.
+    BackpainError
+        If ``path`` is not a folder.
+
+    Notes
+    -----
+    The files are only read, never written. CSV is read with pandas' C parser; only
+    blank cells are read as missing, so text answers and missing codes (``"Agree"``,
+    ``"NA"``, ``99``) stay as they are for :func:`backpain_analysis.clean_study` to
+    harmonize and log. Identifier columns (type ``string``) are read as text; a numeric
+    column is numeric unless it holds text; dates are text as written. A UTF-8 byte-order mark is skipped (and noted).
+    Every table is validated lazily with its pandera schema
+    (:func:`backpain_analysis.schemas.build_schema`), then keys: rows identical in every
+    column are noted, not errors (cleaning drops them); other rows sharing a key are an
+    error except in tables with a ``duplicate_rule`` (follow-ups, clinician surveys),
+    where cleaning keeps the earliest. Row numbers in examples are those a spreadsheet
+    shows (the header is row 1); for parquet files, the record number.
+
+    Examples
+    --------
+    >>> import tempfile, sys
+    >>> sys.path.insert(0, "tests")
+    >>> from studyfactory import write_study
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     study = load_study(write_study(tmp))
+    ...     print(len(study.patients) > 0, study.truth)
+    True None
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise BackpainError(f"study folder {str(folder)!r} not found (expected a folder with one file per table)")
+    if not isinstance(dictionary, DataDictionary):
+        dictionary = load_dictionary(dictionary)
+    problems = _Problems()
+    notes: list[str] = []
+    files = _find_files(folder, dictionary, problems, notes)
+    tables: dict[str, pd.DataFrame] = {}
+    offsets: dict[str, int] = {}
+    summary = []
+    for name in dictionary.table_names:
+        table = dictionary[name]
+        if name not in files:
+            summary.append((name, "", pd.NA, pd.NA, "missing"))
+            continue
+        file = files[name]
+        df = _read_table(file, table, problems, notes)
+        if df is None:
+            summary.append((name, file.name, pd.NA, pd.NA, "unreadable"))
+            continue
+        offsets[name] = 1 if file.suffix.lower() == ".parquet" else 2
+        _validate_table(df, file, table, problems, offsets[name])
+        _check_keys(df, file, table, problems, notes, offsets[name])
+        tables[name] = df
+        summary.append((name, file.name, len(df), df.shape[1], None))
+    _check_foreign_keys(tables, files, dictionary, problems, offsets)
+    truth = _read_truth(folder, problems)
+    summary = [(*row[:4], row[4] or _status(problems.count(row[0]))) for row in summary]
+    summary_df = pd.DataFrame(summary, columns=_SUMMARY_COLUMNS).astype({"rows": "Int64", "columns": "Int64"})
+    if problems.rows:
+        raise StudyValidationError(problems.frame(), summary_df, notes, folder)
+    return Study(tables=tables, path=folder, files=files, dictionary=dictionary, truth=truth, notes=notes)
+
+
+def _status(n_problems: int) -> str:
+    return "ok" if n_problems == 0 else f"{n_problems} problem{'s' if n_problems != 1 else ''}"
