@@ -794,23 +794,23 @@ def results_table(
     Returns
     -------
     DataFrame
-        Columns ``population``, ``measure`` (incremental cost (GBP), incremental QALYs, net
-        monetary benefit at each willingness to pay), ``n_phase1``, ``n_phase3``,
+        Columns ``population``, ``measure`` (incremental cost in GBP, incremental QALYs, net
+        monetary benefit at each willingness to pay; no commas in the labels), ``n_phase1``, ``n_phase3``,
         ``mean_phase1``, ``mean_phase3`` (costs and QALYs only), ``estimate``, ``ci_low``,
         ``ci_high``, ``p_value``, ``prob_cost_effective`` (NMB rows only).
     """
     rows = []
     for name, r in results.items():
         common = {"population": name, "n_phase1": r.n_phase1, "n_phase3": r.n_phase3}
-        rows.append({**common, "measure": "incremental cost (GBP, phase 3 minus phase 1)",
+        rows.append({**common, "measure": "incremental cost in GBP (phase 3 minus phase 1)",
                      "mean_phase1": r.mean_cost["phase1"], "mean_phase3": r.mean_cost["phase3"],
                      **{k: r.delta_cost[k] for k in _RESULT_COLUMNS}})
-        rows.append({**common, "measure": "incremental QALYs (phase 3 minus phase 1, adjusted for baseline EQ-5D)",
+        rows.append({**common, "measure": "incremental QALYs (phase 3 minus phase 1; adjusted for baseline EQ-5D)",
                      "mean_phase1": r.mean_qaly["phase1"], "mean_phase3": r.mean_qaly["phase3"],
                      **{k: r.delta_qaly[k] for k in _RESULT_COLUMNS}})
         for w in wtp:
             nmb = r.nmb(w)
-            rows.append({**common, "measure": f"net monetary benefit at GBP {w:,.0f} per QALY",
+            rows.append({**common, "measure": f"net monetary benefit in GBP at {w:.0f} GBP per QALY",
                          **{k: nmb[k] for k in _RESULT_COLUMNS}, "prob_cost_effective": nmb["prob_cost_effective"]})
     cols = ["population", "measure", "n_phase1", "n_phase3", "mean_phase1", "mean_phase3", *_RESULT_COLUMNS,
             "prob_cost_effective"]
@@ -833,7 +833,7 @@ def cost_summary(df: pd.DataFrame, unit_costs: pd.DataFrame | None = None) -> pd
         Columns ``item``, ``unit_cost_gbp``, ``n_phase1``, ``n_phase3`` (patients with the item
         observed), ``mean_use_phase1``, ``mean_use_phase3``, ``mean_cost_phase1``,
         ``mean_cost_phase3`` (GBP per patient), then rows for the NHS, productivity and
-        societal totals.
+        societal totals. Days off work count as 0 for patients not in paid work.
 
     Examples
     --------
@@ -849,9 +849,12 @@ def cost_summary(df: pd.DataFrame, unit_costs: pd.DataFrame | None = None) -> pd
     phase = pd.to_numeric(df["phase"], errors="coerce")
     rows = []
     items = {**RESOURCE_ITEMS, **PRODUCTIVITY_RESOURCE}
+    employed = pd.to_numeric(df["employed"], errors="coerce") if "employed" in df.columns else None
     for column, item in items.items():
         use = pd.to_numeric(df[column], errors="coerce").astype(float)
         if column in PRODUCTIVITY_RESOURCE:
+            if employed is not None:  # as patient_costs: no earnings lost out of paid work
+                use = use.mask(employed == 0, 0.0)
             cost_col = costs["productivity_cost"]
         else:
             cost_col = costs[f"cost_{column}"]

@@ -349,3 +349,18 @@ def test_prepare_rejects_bad_options():
         ec.prepare_economic_data(d.assign(phase=2), _unit_costs(), imputation="complete_case")
     with pytest.raises(ec.EconomicsError, match="eq5d_index_2m"):
         ec.prepare_economic_data(d.drop(columns="eq5d_index_2m"), _unit_costs())
+
+
+def test_cost_summary_by_hand():
+    d = pd.DataFrame({"phase": [1, 1, 3, 3], "n_gp_consultations": [1.0, 3.0, 2.0, np.nan],
+                      "physio_sessions": [0.0, 2.0, 4.0, 6.0], "imaging": [0.0, 1.0, 0.0, 0.0],
+                      "n_prescriptions": [1.0, 1.0, 0.0, 2.0], "secondary_care_referral": [0.0, 0.0, 1.0, 0.0],
+                      "days_off_work_6m": [2.0, np.nan, 10.0, 0.0], "employed": [1.0, 0.0, 1.0, 1.0]})
+    s = ec.cost_summary(d, _unit_costs()).set_index("item")
+    assert s.loc["gp_consultation", "n_phase3"] == 1
+    assert s.loc["gp_consultation", "mean_cost_phase1"] == pytest.approx(60.0)
+    # the non-worker's unknown days count as 0, as in the productivity cost
+    assert s.loc["day_off_work", "n_phase1"] == s.loc["total: productivity cost", "n_phase1"] == 2
+    assert s.loc["day_off_work", "mean_use_phase1"] == pytest.approx(1.0)
+    assert s.loc["total: nhs cost", "mean_cost_phase1"] == pytest.approx((30 + 10 + 90 + 2 * 40 + 100 + 10) / 2)
+    assert s.loc["total: societal cost", "n_phase3"] == 1
