@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["MARKER", "THRESHOLD", "small_count_cells", "suppress_table", "suppression_mask"]
+__all__ = ["MARKER", "THRESHOLD", "compare_with_all", "small_count_cells", "suppress_table", "suppression_mask"]
 
 #: Counts from 1 to THRESHOLD - 1 are never shown.
 THRESHOLD = 5
@@ -88,8 +88,8 @@ def suppression_mask(
     counts : sequence of str
         Columns holding counts of people (or events).
     denominators : mapping, optional
-        ``{count column: denominator column}``: a count is hidden when its denominator is hidden
-        or when ``denominator - count`` is from 1 to ``threshold - 1``. The denominator may be a
+        ``{count column: denominator column or list of them}``: a count is hidden when a
+        denominator is hidden or when ``denominator - count`` is from 1 to ``threshold - 1``. The denominator may be a
         count column of the table (then it is suppressed too) or a column that is always large
         (e.g. "all practices combined"); pass it in ``counts`` when it may be small.
     derived : mapping, optional
@@ -119,7 +119,9 @@ def suppression_mask(
     [True, True, False, False]
     """
     counts = list(counts)
-    denominators = dict(denominators or {})
+    denominators = {
+        k: [v] if isinstance(v, str) else list(v) for k, v in (denominators or {}).items()
+    }
     derived = {k: list(v) for k, v in (derived or {}).items()}
     row_totals = {k: list(v) for k, v in (row_totals or {}).items()}
     if threshold < 1:
@@ -127,7 +129,8 @@ def suppression_mask(
     if table.index.has_duplicates and total_row is not None:
         raise ValueError("suppression_mask: the table index has duplicate labels; total_row needs unique labels")
     count_values = {c: _numeric(table, c) for c in counts}
-    extra = {c for pair in denominators.items() for c in pair} | {c for v in row_totals.values() for c in v}
+    extra = set(denominators) | {c for v in denominators.values() for c in v}
+    extra |= {c for v in row_totals.values() for c in v}
     extra |= set(row_totals)
     values = {**{c: _numeric(table, c) for c in extra if c not in count_values}, **count_values}
     for col in [*denominators, *row_totals, *(c for v in row_totals.values() for c in v)]:
@@ -144,12 +147,12 @@ def suppression_mask(
     changed = True
     while changed:
         changed = False
-        for count, denominator in denominators.items():
-            comp = values[denominator] - values[count]
-            new = hidden[count] | _is_small(comp, threshold)
-            if denominator in hidden:
-                new |= hidden[denominator]
-                # a hidden count with a shown denominator of the same group is fine: the complement is unknown
+        for count, dens in denominators.items():
+            new = hidden[count].copy()
+            for denominator in dens:
+                new |= _is_small(values[denominator] - values[count], threshold)
+                if denominator in hidden:
+                    new |= hidden[denominator]
             if (new != hidden[count]).any():
                 hidden[count] = new
                 changed = True
@@ -263,3 +266,138 @@ def small_count_cells(
             if small:
                 found.append((label, col, float(value)))
     return found
+
+
+def compare_with_all(
+    data: pd.DataFrame,
+    unit: Any,
+    by: str,
+    *,
+    event: str | None = None,
+    value: str | None = None,
+    unit_column: str = "practice_id",
+    order: Sequence[Any] | None = None,
+    total: bool = False,
+    threshold: int = THRESHOLD,
+    marker: str = MARKER,
+) -> pd.DataFrame:
+    """One unit (a practice) beside all units combined, by group, with small numbers suppressed.
+
+    Parameters
+    ----------
+    data : DataFrame
+        One row per person (or consultation), with ``unit_column`` and ``by``.
+    unit : Any
+        The unit shown (e.g. ``"P01"``); "all" means every row of ``data``, this unit included.
+    by : str
+        Grouping column (e.g. ``"phase"`` or ``"risk_group"``); one output row per group.
+    event : str, optional
+        A 0/1 column: the table gives the number and percentage with the event among rows where
+        it is not missing.
+    value : str, optional
+        A numeric column: the table gives its mean among rows where it is not missing.
+        With neither ``event`` nor ``value`` the table gives counts and the percentage of the
+        unit's (or all) rows in each group: a distribution such as the risk mix.
+    unit_column : str
+        Column identifying the unit (default ``"practice_id"``).
+    order : sequence, optional
+        Groups in display order (default: sorted, or the categorical order).
+    total : bool
+        Add a ``"total"`` row (counts of all groups; then counts are also protected against
+        recovery by subtraction from it).
+    threshold, marker : int, str
+        As for :func:`suppress_table`.
+
+    Returns
+    -------
+    DataFrame
+        Index: the groups (and ``"total"``). Columns: ``n_unit``, ``n_all`` (rows with a value),
+        then for ``event`` ``events_unit``, ``pct_unit``, ``events_all``, ``pct_all``,
+        ``difference`` (percentage points, unit minus all); for ``value`` ``mean_unit``,
+        ``mean_all``, ``difference``; for a distribution ``pct_unit``, ``pct_all`` and
+        ``difference``. Percentages and means are rounded to 1 and 2 decimals; cells that
+        would show or reveal a count from 1 to ``threshold - 1`` hold ``marker``.
+
+    Notes
+    -----
+    The counts of the other units (all minus this unit) are protected too: a count whose
+    complement within "all" is small is hidden. Means of hidden groups are hidden.
+
+    Examples
+    --------
+    >>> d = pd.DataFrame({"practice_id": ["A"] * 12 + ["B"] * 40, "phase": [1, 3] * 26,
+    ...                   "referred": [1, 0] * 4 + [1] * 4 + [0, 1] * 20})
+    >>> table = compare_with_all(d, "A", "phase", event="referred")
+    >>> table[["n_unit", "events_unit", "pct_unit", "pct_all"]]  # doctest: +NORMALIZE_WHITESPACE
+           n_unit events_unit pct_unit pct_all
+    phase
+    1           6           6    100.0    23.1
+    3           6           *        *       *
+
+    In phase 3 the practice's 2 referrals are hidden, and so is the all-practices count (22 of
+    26), whose complement (4 not referred) would be a small number.
+    """
+    for col in [unit_column, by, *(c for c in (event, value) if c)]:
+        if col not in data.columns:
+            raise KeyError(f"compare_with_all: column {col!r} is not in the data (columns: {list(data.columns)[:20]})")
+    if event is not None and value is not None:
+        raise ValueError("compare_with_all: give event or value, not both")
+    if order is None:
+        groups = data[by].cat.categories if isinstance(data[by].dtype, pd.CategoricalDtype) else None
+        order = list(groups) if groups is not None else sorted(data[by].dropna().unique().tolist())
+    measure = event or value
+    used = data if measure is None else data[data[measure].notna()]
+    in_unit = used[unit_column].astype(str) == str(unit)
+    rows = {}
+    for group in order:
+        g_all = used[used[by] == group]
+        g_unit = g_all[in_unit.loc[g_all.index]]
+        row: dict[str, float] = {"n_unit": len(g_unit), "n_all": len(g_all)}
+        if event is not None:
+            row["events_unit"] = float(pd.to_numeric(g_unit[event]).sum())
+            row["events_all"] = float(pd.to_numeric(g_all[event]).sum())
+        if value is not None:
+            row["mean_unit"] = float(pd.to_numeric(g_unit[value]).mean()) if len(g_unit) else np.nan
+            row["mean_all"] = float(pd.to_numeric(g_all[value]).mean()) if len(g_all) else np.nan
+        rows[group] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = by
+    if total:
+        table.loc["total"] = table.sum(numeric_only=True)
+        if value is not None:
+            table.loc["total", ["mean_unit", "mean_all"]] = [
+                float(pd.to_numeric(used.loc[in_unit, value]).mean()), float(pd.to_numeric(used[value]).mean())
+            ]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if event is not None:
+            table["pct_unit"] = (100 * table["events_unit"] / table["n_unit"]).round(1)
+            table["pct_all"] = (100 * table["events_all"] / table["n_all"]).round(1)
+            table["difference"] = (table["pct_unit"] - table["pct_all"]).round(1)
+            counts = ["n_unit", "n_all", "events_unit", "events_all"]
+            denominators = {"events_unit": ["n_unit", "events_all"], "events_all": "n_all", "n_unit": "n_all"}
+            derived = {"pct_unit": ["events_unit", "n_unit"], "pct_all": ["events_all", "n_all"],
+                       "difference": ["pct_unit", "pct_all"]}
+            columns = ["n_unit", "events_unit", "pct_unit", "n_all", "events_all", "pct_all", "difference"]
+        elif value is not None:
+            table["mean_unit"] = table["mean_unit"].round(2)
+            table["mean_all"] = table["mean_all"].round(2)
+            table["difference"] = (table["mean_unit"] - table["mean_all"]).round(2)
+            counts = ["n_unit", "n_all"]
+            denominators = {"n_unit": "n_all"}
+            derived = {"mean_unit": ["n_unit"], "mean_all": ["n_all"], "difference": ["mean_unit", "mean_all"]}
+            columns = ["n_unit", "mean_unit", "n_all", "mean_all", "difference"]
+        else:
+            unit_total = float(in_unit.sum())
+            all_total = float(len(used))
+            table["pct_unit"] = (100 * table["n_unit"] / unit_total).round(1) if unit_total else np.nan
+            table["pct_all"] = (100 * table["n_all"] / all_total).round(1) if all_total else np.nan
+            table["difference"] = (table["pct_unit"] - table["pct_all"]).round(1)
+            counts = ["n_unit", "n_all"]
+            denominators = {"n_unit": "n_all"}
+            derived = {"pct_unit": ["n_unit"], "pct_all": ["n_all"], "difference": ["pct_unit", "pct_all"]}
+            columns = ["n_unit", "pct_unit", "n_all", "pct_all", "difference"]
+    for c in counts:
+        table[c] = table[c].astype("int64")
+    table = table[columns]
+    return suppress_table(table, counts, denominators=denominators, derived=derived,
+                          total_row="total" if total else None, threshold=threshold, marker=marker)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backpain_analysis.disclosure import MARKER, small_count_cells, suppress_table, suppression_mask
+from backpain_analysis.disclosure import MARKER, compare_with_all, small_count_cells, suppress_table, suppression_mask
 
 
 def test_primary_suppression_hides_1_to_4_but_not_0_or_5():
@@ -135,3 +135,45 @@ def test_property_rates_never_reveal_small_counts_or_complements(rows):
             assert not 1 <= den - ev <= 4
         if ev == MARKER:
             assert pct == MARKER  # the percentage would give the count back
+
+
+def _practice_data():
+    # practice A: phase 1 has 6 patients all referred; phase 3 has 6 with 2 referred
+    return pd.DataFrame(
+        {
+            "practice_id": ["A"] * 12 + ["B"] * 40,
+            "phase": [1, 3] * 26,
+            "referred": [1, 0] * 4 + [1] * 4 + [0, 1] * 20,
+            "rmdq_change": np.arange(52, dtype=float),
+        }
+    )
+
+
+def test_compare_with_all_rates_by_hand():
+    table = compare_with_all(_practice_data(), "A", "phase", event="referred")
+    # phase 1: A 6/6 referred; all 6/26 -> 23.1%; difference 76.9 points
+    assert table.loc[1, "n_unit"] == 6 and table.loc[1, "events_unit"] == 6 and table.loc[1, "pct_unit"] == 100.0
+    assert table.loc[1, "events_all"] == 6 and table.loc[1, "pct_all"] == 23.1 and table.loc[1, "difference"] == 76.9
+    # phase 3: A 2/6 (small) and all 22/26 (complement 4 is small): both hidden, with their percentages
+    assert (table.loc[3, ["events_unit", "pct_unit", "events_all", "pct_all", "difference"]] == MARKER).all()
+    assert small_count_cells(table, ["n_unit", "events_unit", "n_all", "events_all"]) == []
+
+
+def test_compare_with_all_means_and_distribution():
+    data = _practice_data()
+    means = compare_with_all(data, "A", "phase", value="rmdq_change")
+    assert means.loc[1, "mean_unit"] == np.mean(np.arange(0, 12, 2)) and means.loc[1, "n_all"] == 26
+    assert means.loc[1, "mean_all"] == np.mean(np.arange(0, 52, 2))
+    dist = compare_with_all(data, "A", "phase", total=True)
+    assert dist.loc["total", "n_unit"] == 12 and dist.loc["total", "n_all"] == 52
+    assert dist.loc[1, "pct_unit"] == 50.0
+
+
+def test_compare_with_all_hides_a_small_group_and_protects_the_total():
+    data = _practice_data()
+    data.loc[0, "phase"] = 2  # a group of one patient in practice A
+    dist = compare_with_all(data, "A", "phase", total=True, order=[1, 2, 3])
+    assert dist.loc[2, "n_unit"] == MARKER and dist.loc[2, "pct_unit"] == MARKER
+    # one hidden count in a column with a total would be recoverable: a second one is hidden
+    assert (dist["n_unit"] == MARKER).sum() >= 2
+    assert small_count_cells(dist, ["n_unit", "n_all"]) == []
