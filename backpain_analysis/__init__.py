@@ -12,6 +12,10 @@ from .errors import BackpainError
 __all__ = ["BackpainError", "DataDictionary", "__version__", "load_dictionary"]
 
 # --- loading and validation (issue 2) ---
+from .loading import Study, StudyValidationError, load_study
+from .schemas import build_schema
+
+__all__ += ["Study", "StudyValidationError", "build_schema", "load_study"]
 
 # --- synthetic study (issue 3) ---
 

@@ -45,7 +45,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from .loading import StudyValidationError, format_problem, load_study
 
     def table(df) -> str:
-        return df.fillna("").to_string(index=False)
+        return df.astype("object").fillna("").to_string(index=False)
 
     try:
         study = load_study(args.data, dictionary=args.dictionary)
@@ -58,6 +58,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             print(f"- {format_problem(p)}")
         print("\nINVALID: fix the problems above (the data dictionary is docs/data_dictionary.md).")
         return EXIT_BAD_INPUT
+    except (OSError, ValueError) as exc:  # an unreadable folder or file must not end in a traceback
+        raise BackpainError(f"could not validate {args.data}: {exc}") from exc
     print(f"Study folder: {args.data}\n\n{table(study.summary())}")
     if study.notes:
         print("\nNotes:\n" + "\n".join(f"- {n}" for n in study.notes))
