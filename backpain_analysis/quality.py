@@ -314,9 +314,15 @@ def missingness(dataset: pd.DataFrame, measures: Mapping[str, str] | Iterable[st
 
 
 def plot_missingness(miss: pd.DataFrame, by: str = "phase", *, title: str | None = None):
-    """Heatmap of % missing (measure x time point), one panel per phase; returns the Figure."""
+    """Heatmap of % missing (measure x time point), one panel per phase; returns the Figure.
+
+    ``miss`` is :func:`missingness` output, possibly suppressed for sharing: a cell whose
+    ``pct_missing`` is a marker (not a number) is drawn as "*" on a blank cell.
+    """
     import matplotlib.pyplot as plt
 
+    miss = miss.assign(hidden=pd.to_numeric(miss["pct_missing"], errors="coerce").isna() & miss["pct_missing"].notna(),
+                       pct_missing=pd.to_numeric(miss["pct_missing"], errors="coerce"))
     groups = sorted(miss[by].unique())
     labels = list(dict.fromkeys(miss["label"]))
     tps = [t for t in TIME_POINTS if t in set(miss["time_point"])] + sorted(
@@ -327,10 +333,12 @@ def plot_missingness(miss: pd.DataFrame, by: str = "phase", *, title: str | None
     for ax, g in zip(axes[0], groups, strict=True):
         wide = (miss[miss[by] == g].pivot_table(index="label", columns="time_point", values="pct_missing")
                 .reindex(index=labels, columns=tps))
+        hidden = (miss[miss[by] == g].pivot_table(index="label", columns="time_point", values="hidden", aggfunc="max")
+                  .reindex(index=labels, columns=tps).fillna(False).to_numpy(dtype=bool))
         im = ax.imshow(wide.to_numpy(dtype=float), vmin=0, vmax=100, cmap="Reds", aspect="auto")
         for (i, j), v in np.ndenumerate(wide.to_numpy(dtype=float)):
-            ax.text(j, i, "" if np.isnan(v) else f"{v:.0f}", ha="center", va="center", fontsize=8,
-                    color="white" if v > 60 else "black")
+            text = "*" if hidden[i, j] else ("" if np.isnan(v) else f"{v:.0f}")
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if v > 60 else "black")
         ax.set_xticks(range(len(tps)), [TIME_POINTS.get(t, t) for t in tps])
         ax.set_yticks(range(len(labels)), labels)
         ax.set_title(PHASE_TITLES.get(g, str(g)), fontsize=10)

@@ -161,3 +161,15 @@ def test_flow_frame_reads_dataset_flow_counts_shape():
     f = flow_frame(flow).set_index(["phase", "step", "reason"])["n"]
     assert f[(3, "followed_up_6m", "")] == 314 and f[(1, "consented_records", "")] == 307
     assert f[(1, "excluded", "no back pain")] == 6 and f[(3, "non_respondents", "")] == 416
+
+
+def test_missingness_heatmap_marks_suppressed_cells():
+    from backpain_analysis.screening import suppress_shares
+
+    df = pd.DataFrame({"phase": [1] * 40, "rmdq_0m": [np.nan] * 2 + [1.0] * 38, "rmdq_6m": [np.nan] * 20 + [1.0] * 20})
+    shared = suppress_shares(missingness(df, ["rmdq"]), None, count="n_missing", total="n", derived=["pct_missing"])
+    assert shared.loc[0, "pct_missing"] == "*" and shared.loc[1, "pct_missing"] == 50.0
+    fig = plot_missingness(shared)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "*" in texts and "50" in texts and "5" not in texts
+    plt.close(fig)
