@@ -164,3 +164,22 @@ def test_change_finding_withholds_small_groups():
     assert physio["value"] == pytest.approx(row["estimate"]) and physio["n_pairs"] == 12
     with pytest.raises(cl.ClinicianDataError, match="no single row"):
         cl.change_finding(change, "nonsense", "gp")
+
+
+def test_changes_recover_the_synthetic_truth(tmp_path):
+    from backpain_analysis.dataset import load_analysis_dataset
+    from backpain_analysis.synthetic import generate_study
+
+    study = generate_study(n_invited=1000, seed=9, n_gps=600, n_physios=1500, n_practices=20)
+    study.write(tmp_path)
+    clean, _ = load_analysis_dataset(tmp_path)
+    change = cl.paired_changes(cl.clinician_scores(clean.tables["clinicians"], clean.tables["clinician_surveys"]))
+    keys = {"pabs_biomedical_change_gp": ("pabs_biomedical", "gp"),
+            "pabs_biomedical_change_physio": ("pabs_biomedical", "physio"),
+            "pabs_behavioural_change_physio": ("pabs_behavioural", "physio"),
+            "confidence_high_risk_change_physio": ("confidence_high", "physio")}
+    for name, (measure, prof) in keys.items():
+        row = change.loc[(change["measure"] == measure) & (change["profession"] == prof)].iloc[0]
+        se = (row["ci_high"] - row["ci_low"]) / (2 * stats.t.ppf(0.975, row["n_pairs"] - 1))
+        assert row["n_pairs"] > 300
+        assert abs(row["estimate"] - study.truth[name]) < 4 * se, (name, row["estimate"], study.truth[name])

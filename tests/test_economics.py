@@ -364,3 +364,36 @@ def test_cost_summary_by_hand():
     assert s.loc["day_off_work", "mean_use_phase1"] == pytest.approx(1.0)
     assert s.loc["total: nhs cost", "mean_cost_phase1"] == pytest.approx((30 + 10 + 90 + 2 * 40 + 100 + 10) / 2)
     assert s.loc["total: societal cost", "n_phase3"] == 1
+
+
+# --------------------------------------------------------------------------------------------
+# against the synthetic truth on a large generated study
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def large_study(tmp_path_factory):
+    from backpain_analysis.dataset import load_analysis_dataset
+    from backpain_analysis.synthetic import generate_study
+
+    study = generate_study(n_invited=20000, seed=5)
+    folder = tmp_path_factory.mktemp("large_study")
+    study.write(folder)
+    _, df = load_analysis_dataset(folder)
+    return study.truth, df
+
+
+@pytest.mark.parametrize("imputation", ["mice", "complete_case"])
+def test_estimates_recover_the_synthetic_truth(large_study, imputation):
+    truth, df = large_study
+    sets = ec.prepare_economic_data(df, imputation=imputation, n_imputations=3, seed=1)
+    res = ec.cost_utility_by_group(sets, n_boot=400, seed=1)
+    checks = {
+        "incremental_cost": res["all patients"].delta_cost,
+        "incremental_qaly": res["all patients"].delta_qaly,
+        "incremental_cost_high_risk": res["high risk"].delta_cost,
+        "incremental_qaly_high_risk": res["high risk"].delta_qaly,
+    }
+    for name, est in checks.items():
+        # within 4 standard errors (the study is generated with a fixed seed, so this is deterministic)
+        assert abs(est["estimate"] - truth[name]) < 4 * est["se"], (name, est, truth[name])
+    # the study is large enough for the QALY gain to be detected
+    assert res["all patients"].delta_qaly["ci_low"] > 0
