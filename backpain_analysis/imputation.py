@@ -197,7 +197,10 @@ def _bayes_draw(
     m, n_obs, p = x_obs.shape
     xtx = np.einsum("mij,mik->mjk", x_obs, x_obs)
     diag = np.einsum("mjj->mj", xtx)
-    xtx = xtx + _RIDGE * diag[:, :, None] * np.eye(p)[None]
+    # columns that are all zero among the observed rows (zeroed by the caller) get a unit
+    # diagonal: their coefficient is then a harmless draw that multiplies zeros
+    ridge = np.where(diag > 0, _RIDGE * diag, 1.0)
+    xtx = xtx + ridge[:, :, None] * np.eye(p)[None]
     v = np.linalg.inv(xtx)
     v = (v + np.swapaxes(v, 1, 2)) / 2
     beta_hat = np.einsum("mjk,mk->mj", v, np.einsum("mij,i->mj", x_obs, y_obs))
@@ -363,6 +366,13 @@ def impute_chained(
             miss = missing[target]
             y_obs = observed[target][~miss]
             x_obs, x_mis = x[:, ~miss, :], x[:, miss, :]
+            # a predictor constant among the observed rows carries no information about the
+            # target there (and is collinear with the intercept): leave it out (as mice does)
+            const = np.ptp(x_obs, axis=1) == 0
+            const[:, 0] = False
+            if const.any():
+                keep = (~const)[:, None, :]
+                x_obs, x_mis = x_obs * keep, x_mis * keep
             beta_hat, beta_star, sigma = _bayes_draw(x_obs, y_obs, rng)
             yhat_mis = np.einsum("mij,mj->mi", x_mis, beta_star)
             if col_method[target] == "norm" and not target_enc[target].categorical:

@@ -220,7 +220,9 @@ def fit_negative_binomial(df: pd.DataFrame, outcome: str, covariates: Sequence[s
 
     The dispersion ``alpha`` is estimated by maximum likelihood (statsmodels discrete
     ``NegativeBinomial``); the GLM with that alpha is then refitted so that the result is a
-    GLM (``exp(coef)`` = ratio of mean counts). Returns the GLM fit; ``fit.nb_alpha`` holds alpha.
+    GLM (``exp(coef)`` = ratio of mean counts). Standard errors are robust (sandwich, HC0), so
+    the CI of the ratio of means stays valid when the counts are not exactly negative binomial
+    (e.g. a mixture over unmeasured severity). Returns the GLM fit; ``fit.nb_alpha`` holds alpha.
     """
     data = _prepare(df, outcome, covariates)
     if (data[outcome] < 0).any():
@@ -231,7 +233,7 @@ def fit_negative_binomial(df: pd.DataFrame, outcome: str, covariates: Sequence[s
         warnings.simplefilter("ignore", RuntimeWarning)
         nb = smf.negativebinomial(formula, data=data).fit(disp=0, maxiter=200)
     alpha = float(nb.params["alpha"])
-    fit = smf.glm(formula, data=data, family=sm.families.NegativeBinomial(alpha=alpha)).fit()
+    fit = smf.glm(formula, data=data, family=sm.families.NegativeBinomial(alpha=alpha)).fit(cov_type="HC0")
     fit.nb_alpha = alpha
     return fit
 

@@ -1,0 +1,648 @@
+"""Chapter 05: patient outcomes at 6 months (published Table 3).
+
+Primary outcome: change in RMDQ from baseline to 6 months (baseline minus 6 months, positive =
+better), phase 3 (stratified care) against phase 1 (usual care), adjusted for baseline RMDQ,
+age, sex, episode duration and baseline risk group (ANCOVA by OLS). The primary analysis is by
+intention to treat with missing follow-up filled by multiple imputation by chained equations
+(:func:`impute_outcomes`) and pooled by Rubin's rules, as published; complete cases and a
+mixed model with a random intercept per practice are sensitivity analyses. Secondary outcomes
+use logistic, proportional-odds and negative binomial models (:data:`SECONDARY_OUTCOMES`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import statsmodels.formula.api as smf
+from scipy import stats
+from statsmodels.tools.sm_exceptions import ConvergenceWarning, SingularMatrixWarning
+
+from .imputation import impute_chained, pool_rubin, pool_wald
+from .models import (
+    EXPOSURE,
+    ModelError,
+    _formula,
+    _prepare,
+    add_phase3,
+    effect_from_fit,
+    fit_logistic,
+    fit_negative_binomial,
+    fit_ols,
+    fit_ordinal,
+    linear_combination,
+)
+from .scoring import rmdq_mcid
+
+__all__ = [
+    "BASELINE_COVARIATES",
+    "PRIMARY_COVARIATES",
+    "RISK_GROUPS",
+    "SECONDARY_OUTCOMES",
+    "OutcomeSpec",
+    "add_truth",
+    "category_distribution",
+    "impute_outcomes",
+    "primary_analysis",
+    "risk_group_analysis",
+    "rmdq_trajectory",
+    "secondary_outcomes_table",
+    "trajectory_plot",
+]
+
+RISK_GROUPS: tuple[str, ...] = ("low", "medium", "high")
+BASELINE_COVARIATES: tuple[str, ...] = ("age", "sex", "episode_duration", "risk_group")
+PRIMARY_COVARIATES: tuple[str, ...] = ("rmdq_0m", *BASELINE_COVARIATES)
+
+# analysis labels used in result tables
+MI = "multiple imputation"
+CC = "complete cases"
+
+
+@dataclass(frozen=True)
+class OutcomeSpec:
+    """One outcome of Table 3 and how it is analysed.
+
+    ``kind``: ``"linear"`` (OLS, mean difference), ``"logistic"`` (odds ratio),
+    ``"ordinal"`` (proportional odds; odds ratio of a better / lower category), ``"count"``
+    (negative binomial; ratio of means). ``population``: optional ``(column, value)`` restricting
+    the rows analysed (e.g. employed patients for days off work).
+    """
+
+    outcome: str
+    label: str
+    kind: str
+    covariates: tuple[str, ...] = PRIMARY_COVARIATES
+    population: tuple[str, float] | None = None
+    effect: str = field(default="")
+
+    def effect_name(self) -> str:
+        if self.effect:
+            return self.effect
+        adjusted = "adjusted " if self.covariates else ""
+        return {
+            "linear": f"{adjusted}mean difference",
+            "logistic": f"{adjusted}odds ratio",
+            "ordinal": f"{adjusted}ordinal odds ratio (better category)",
+            "count": f"{adjusted}ratio of means",
+        }[self.kind]
+
+
+SECONDARY_OUTCOMES: tuple[OutcomeSpec, ...] = (
+    OutcomeSpec("rmdq_change_6m", "RMDQ change (primary)", "linear"),
+    OutcomeSpec("rmdq_mcid_6m", "Clinically important RMDQ change", "logistic"),
+    OutcomeSpec("pain_change_6m", "Pain (0-10) change", "linear", ("pain_nrs_0m", *BASELINE_COVARIATES)),
+    OutcomeSpec("tsk_change_6m", "Fear avoidance (TSK) change", "linear", ("tsk_0m", *BASELINE_COVARIATES)),
+    OutcomeSpec("hads_anxiety_change_6m", "HADS anxiety change", "linear", ("hads_anxiety_0m", *BASELINE_COVARIATES)),
+    OutcomeSpec("hads_depression_change_6m", "HADS depression change", "linear",
+                ("hads_depression_0m", *BASELINE_COVARIATES)),
+    OutcomeSpec("global_change_6m", "Global change (better category)", "ordinal"),
+    OutcomeSpec("risk_group_6m", "6-month SBST risk group (lower group)", "ordinal",
+                ("age", "sex", "episode_duration", "risk_group"), effect="adjusted ordinal odds ratio (lower group)"),
+    # unadjusted ratio and odds ratios: the published estimands (and the synthetic study's truth)
+    OutcomeSpec("days_off_work_6m", "Days off work (employed)", "count", (), population=("employed", 1.0)),
+    OutcomeSpec("satisfied_care_6m", "Satisfied with care", "logistic", ()),
+    OutcomeSpec("satisfied_results_6m", "Satisfied with results of care", "logistic", ()),
+)
+
+#: Follow-up columns imputed by :func:`impute_outcomes` (those present in the data).
+FOLLOWUP_COLUMNS: tuple[str, ...] = (
+    "rmdq_2m", "rmdq_6m", "pain_nrs_2m", "pain_nrs_6m", "tsk_6m", "hads_anxiety_6m", "hads_depression_6m",
+    "global_change_6m", "risk_group_6m", "satisfied_care_6m", "satisfied_results_6m", "days_off_work_6m",
+)
+#: Baseline columns used as predictors (and imputed if they have missing values).
+BASELINE_PREDICTORS: tuple[str, ...] = (
+    "age", "sex", "employed", "episode_duration", "risk_group", "sbst_total_0m", "rmdq_0m", "pain_nrs_0m",
+    "tsk_0m", "hads_anxiety_0m", "hads_depression_0m", "eq5d_index_0m", "time_off_work",
+)
+_CHANGES: dict[str, tuple[str, str]] = {
+    "rmdq_change_2m": ("rmdq_0m", "rmdq_2m"),
+    "rmdq_change_6m": ("rmdq_0m", "rmdq_6m"),
+    "pain_change_6m": ("pain_nrs_0m", "pain_nrs_6m"),
+    "tsk_change_6m": ("tsk_0m", "tsk_6m"),
+    "hads_anxiety_change_6m": ("hads_anxiety_0m", "hads_anxiety_6m"),
+    "hads_depression_change_6m": ("hads_depression_0m", "hads_depression_6m"),
+}
+
+
+# ---------------------------------------------------------------------------------------- imputation
+
+
+def impute_outcomes(
+    df: pd.DataFrame,
+    *,
+    n_imputations: int = 10,
+    seed: int = 20260101,
+    max_iter: int = 10,
+    by_phase: bool = True,
+    columns: Sequence[str] = FOLLOWUP_COLUMNS,
+    baseline: Sequence[str] = BASELINE_PREDICTORS,
+    mcid_min_reduction: float = 0.30,
+) -> list[pd.DataFrame]:
+    """Multiply impute the follow-up outcomes of the analysis dataset (intention to treat).
+
+    Parameters
+    ----------
+    df : DataFrame
+        The analysis dataset (phases 1 and 3 are used).
+    n_imputations, seed, max_iter
+        Passed to :func:`backpain_analysis.imputation.impute_chained`.
+    by_phase : bool, default True
+        Impute each phase separately, so that every association (including the phase by risk
+        group interaction) may differ between phases (van Buuren 2018, section 6.2).
+    columns : sequence of str
+        Follow-up columns to impute (those absent from ``df`` are skipped).
+    baseline : sequence of str
+        Baseline predictors (imputed too when they have missing values).
+    mcid_min_reduction : float
+        Passed to :func:`backpain_analysis.scoring.rmdq_mcid` when recomputing ``rmdq_mcid_6m``.
+
+    Returns
+    -------
+    list of DataFrame
+        ``n_imputations`` copies of the phase 1 and 3 rows (original row order) with
+        ``phase3`` added, the follow-up columns filled, and the derived columns
+        (``rmdq_change_2m``, ``rmdq_change_6m``, ``pain_change_6m``, ``tsk_change_6m``,
+        ``hads_anxiety_change_6m``, ``hads_depression_change_6m``, ``rmdq_mcid_6m``,
+        ``good_outcome_6m``) recomputed from them. ``days_off_work_6m`` stays missing for
+        patients not in paid employment (it is only asked of them).
+
+    Notes
+    -----
+    Predictive mean matching (5 donors) for every column, so imputed values are observed
+    values (integer scores within range, 0/1 flags, valid categories). The imputation model of
+    each follow-up column uses the baseline predictors and the other follow-up columns,
+    except days off work, which predicts no other column (it is structurally missing for
+    patients not employed).
+    """
+    data = add_phase3(df)
+    targets = [c for c in columns if c in data.columns]
+    base = [c for c in baseline if c in data.columns]
+    impute_cols = [c for c in base if data[c].isna().any() and c not in ("time_off_work",)] + targets
+    aux = [c for c in base if c not in impute_cols]
+    predictors: dict[str, list[str]] = {}
+    for t in impute_cols:
+        others = [c for c in impute_cols if c != t and (c != "days_off_work_6m" or t == "days_off_work_6m")]
+        extra = ["time_off_work"] if t == "days_off_work_6m" and "time_off_work" in aux else []
+        predictors[t] = [*others, *[a for a in aux if a != "time_off_work"], *extra]
+    if not by_phase:
+        for t in impute_cols:
+            predictors[t].append(EXPOSURE)
+    groups = [data.loc[data[EXPOSURE] == v] for v in (0.0, 1.0)] if by_phase else [data]
+    rng = np.random.default_rng(seed)
+    parts = []
+    for g in groups:
+        if len(g) == 0:
+            continue
+        usable = [c for c in impute_cols if g[c].notna().sum() >= 2]
+        preds = {t: [p for p in predictors[t] if p in usable or p in aux or p == EXPOSURE] for t in usable}
+        parts.append(
+            impute_chained(g, usable, n_imputations=n_imputations, seed=rng, max_iter=max_iter, predictors=preds)
+        )
+    out = []
+    for i in range(n_imputations):
+        imp = pd.concat([p[i] for p in parts]).loc[data.index]
+        out.append(_derive(imp, mcid_min_reduction))
+    return out
+
+
+def _derive(imp: pd.DataFrame, mcid_min_reduction: float) -> pd.DataFrame:
+    new: dict[str, Any] = {}
+    for name, (b, f) in _CHANGES.items():
+        if b in imp.columns and f in imp.columns:
+            new[name] = imp[b] - imp[f]
+    if "rmdq_0m" in imp.columns and "rmdq_6m" in imp.columns:
+        new["rmdq_mcid_6m"] = rmdq_mcid(imp["rmdq_0m"], imp["rmdq_6m"], min_reduction=mcid_min_reduction)
+    if "global_change_6m" in imp.columns:
+        codes = imp["global_change_6m"].cat.codes
+        new["good_outcome_6m"] = np.where(codes < 0, np.nan, (codes <= 1).astype(float))
+    if "days_off_work_6m" in imp.columns and "employed" in imp.columns:
+        new["days_off_work_6m"] = imp["days_off_work_6m"].where(imp["employed"] == 1)
+    return imp.assign(**new)
+
+
+# ---------------------------------------------------------------------------------------- fitting
+
+
+def _fit_effect(data: pd.DataFrame, spec: OutcomeSpec) -> dict[str, float]:
+    """Coefficient of phase3 (on the scale it is pooled: log for ratios, sign so > 0 favours phase 3
+    for ordinal outcomes), its SE, residual df and n for one dataset."""
+    if spec.population is not None:
+        col, value = spec.population
+        if col not in data.columns:
+            raise ModelError(f"analysis dataset: outcome {spec.outcome!r} needs column {col!r}")
+        data = data.loc[data[col] == value]
+    covs = [c for c in spec.covariates if c != spec.outcome]
+    if spec.kind == "linear":
+        fit = fit_ols(data, spec.outcome, covs)
+    elif spec.kind == "logistic":
+        fit = fit_logistic(data, spec.outcome, covs)
+    elif spec.kind == "count":
+        fit = fit_negative_binomial(data, spec.outcome, covs)
+    elif spec.kind == "ordinal":
+        fit = fit_ordinal(data, spec.outcome, covs)
+    else:
+        raise ValueError(f"outcome {spec.outcome!r}: unknown kind {spec.kind!r}")
+    eff = effect_from_fit(fit)
+    sign = -1.0 if spec.kind == "ordinal" else 1.0
+    used = fit.model.data.frame  # the complete cases the model was fitted to
+    return {
+        "coef": sign * eff["coef"],
+        "se": eff["se"],
+        "df": eff["df"],
+        "n_phase1": int((used[EXPOSURE] == 0).sum()),
+        "n_phase3": int((used[EXPOSURE] == 1).sum()),
+    }
+
+
+def _result(coef: float, se: float, dof: float, kind: str, alpha: float) -> dict[str, float]:
+    crit = stats.t.ppf(1 - alpha / 2, dof) if np.isfinite(dof) else stats.norm.ppf(1 - alpha / 2)
+    lo, hi = coef - crit * se, coef + crit * se
+    p = 2 * (stats.t.sf(abs(coef / se), dof) if np.isfinite(dof) else stats.norm.sf(abs(coef / se)))
+    if kind != "linear":
+        return {"estimate": float(np.exp(coef)), "ci_low": float(np.exp(lo)), "ci_high": float(np.exp(hi)),
+                "p_value": float(p)}
+    return {"estimate": float(coef), "ci_low": float(lo), "ci_high": float(hi), "p_value": float(p)}
+
+
+def _pooled(results: list[dict[str, float]], kind: str, alpha: float) -> dict[str, float]:
+    pooled = pool_rubin(
+        [r["coef"] for r in results],
+        [r["se"] ** 2 for r in results],
+        df_complete=results[0]["df"] if np.isfinite(results[0]["df"]) else None,
+        alpha=alpha,
+    )
+    out = _result(pooled["estimate"], pooled["se"], pooled["df"], kind, alpha)
+    out.update({"df": pooled["df"], "fmi": pooled["fmi"]})
+    return out
+
+
+def _analyse(
+    df: pd.DataFrame, imputations: Sequence[pd.DataFrame] | None, spec: OutcomeSpec, alpha: float
+) -> list[dict[str, Any]]:
+    """Rows (multiple imputation if given, then complete cases) for one outcome."""
+    rows = []
+    if imputations:
+        fits = [_fit_effect(imp, spec) for imp in imputations]
+        res = _pooled(fits, spec.kind, alpha)
+        rows.append({"analysis": MI, "n_phase1": fits[0]["n_phase1"], "n_phase3": fits[0]["n_phase3"], **res})
+    cc = _fit_effect(add_phase3(df), spec)
+    res = _result(cc["coef"], cc["se"], cc["df"], spec.kind, alpha)
+    rows.append({"analysis": CC, "n_phase1": cc["n_phase1"], "n_phase3": cc["n_phase3"], **res,
+                 "df": cc["df"], "fmi": np.nan})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------- primary
+
+
+def primary_analysis(
+    df: pd.DataFrame,
+    imputations: Sequence[pd.DataFrame] | None = None,
+    *,
+    outcome: str = "rmdq_change_6m",
+    covariates: Sequence[str] = PRIMARY_COVARIATES,
+    practice: str = "practice_id",
+    mixed_model: bool = True,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """The primary outcome: adjusted mean difference, phase 3 vs phase 1, with sensitivity analyses.
+
+    Parameters
+    ----------
+    df : DataFrame
+        The analysis dataset.
+    imputations : list of DataFrame, optional
+        From :func:`impute_outcomes`; without them only complete-case rows are given.
+    outcome : str, default "rmdq_change_6m"
+    covariates : sequence of str, default PRIMARY_COVARIATES
+        Baseline RMDQ, age, sex, episode duration, risk group.
+    practice : str, default "practice_id"
+        Grouping column of the mixed model.
+    mixed_model : bool, default True
+        Add the mixed-model rows (random intercept for practice).
+    alpha : float, default 0.05
+
+    Returns
+    -------
+    DataFrame
+        One row per analysis: ``analysis`` ("multiple imputation", "complete cases", "mixed
+        model, complete cases", "mixed model, multiple imputation"), ``primary`` (True for the
+        pre-specified primary analysis: multiple imputation when given), ``outcome``,
+        ``n_phase1``, ``n_phase3``, ``estimate`` (adjusted mean difference, positive = more
+        improvement with stratified care), ``ci_low``, ``ci_high``, ``p_value``, ``df``
+        (residual or Barnard-Rubin df; inf for normal-based), ``fmi`` (fraction of missing
+        information), ``icc`` (practice intraclass correlation of the residuals, mixed models).
+
+    Notes
+    -----
+    ANCOVA by OLS of the change on a phase 3 indicator and the covariates (t-based CI). Mixed
+    model: statsmodels ``MixedLM`` (REML, random intercept per practice, normal-based CI).
+    Multiple imputation: Rubin's rules with Barnard-Rubin df (complete-data df = residual df).
+    """
+    spec = OutcomeSpec(outcome, outcome, "linear", tuple(covariates))
+    rows = _analyse(df, imputations, spec, alpha)
+    if mixed_model:
+        if practice not in df.columns:
+            raise ModelError(f"analysis dataset: mixed model needs the practice column {practice!r}")
+        cc = _mixed(add_phase3(df), outcome, covariates, practice)
+        rows.append({"analysis": "mixed model, " + CC, **_result(cc["coef"], cc["se"], np.inf, "linear", alpha),
+                     "n_phase1": cc["n_phase1"], "n_phase3": cc["n_phase3"], "df": np.inf, "fmi": np.nan,
+                     "icc": cc["icc"]})
+        if imputations:
+            fits = [_mixed(imp, outcome, covariates, practice) for imp in imputations]
+            res = _pooled([{**f, "df": np.inf} for f in fits], "linear", alpha)
+            rows.append({"analysis": "mixed model, " + MI, **res, "n_phase1": fits[0]["n_phase1"],
+                         "n_phase3": fits[0]["n_phase3"], "icc": float(np.mean([f["icc"] for f in fits]))})
+    table = pd.DataFrame(rows)
+    table.insert(1, "primary", table["analysis"] == (MI if imputations else CC))
+    table.insert(2, "outcome", outcome)
+    if "icc" not in table.columns:
+        table["icc"] = np.nan
+    return table[["analysis", "primary", "outcome", "n_phase1", "n_phase3", "estimate", "ci_low", "ci_high",
+                  "p_value", "df", "fmi", "icc"]]
+
+
+def _mixed(data: pd.DataFrame, outcome: str, covariates: Sequence[str], practice: str) -> dict[str, float]:
+    d = _prepare(data, outcome, list(covariates), extra=[practice])
+    model = smf.mixedlm(_formula(outcome, d, list(covariates)), data=d, groups=d[practice])
+    with warnings.catch_warnings():
+        # with few practices and a small ICC the variance estimate may sit on the boundary (0);
+        # statsmodels then warns, and the fixed effects are those of OLS: expected, not an error
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", SingularMatrixWarning)
+        fit = model.fit(reml=True)
+    group_var = float(fit.cov_re.iloc[0, 0])
+    eff = effect_from_fit(fit)
+    return {
+        "coef": eff["coef"],
+        "se": eff["se"],
+        "n_phase1": int((d[EXPOSURE] == 0).sum()),
+        "n_phase3": int((d[EXPOSURE] == 1).sum()),
+        "icc": group_var / (group_var + float(fit.scale)),
+    }
+
+
+# ---------------------------------------------------------------------------------------- risk groups
+
+
+def risk_group_analysis(
+    df: pd.DataFrame,
+    imputations: Sequence[pd.DataFrame] | None = None,
+    *,
+    outcome: str = "rmdq_change_6m",
+    covariates: Sequence[str] = PRIMARY_COVARIATES,
+    group: str = "risk_group",
+    alpha: float = 0.05,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Phase 3 vs phase 1 difference within each risk group and the interaction test.
+
+    Parameters
+    ----------
+    df, imputations, outcome, covariates, alpha
+        As for :func:`primary_analysis`.
+    group : str, default "risk_group"
+        Ordered categorical of subgroups (baseline SBST risk group).
+
+    Returns
+    -------
+    effects : DataFrame
+        One row per analysis and group: ``analysis``, ``risk_group``, ``n_phase1``, ``n_phase3``,
+        ``estimate`` (adjusted mean difference in the group), ``ci_low``, ``ci_high``, ``p_value``.
+    interaction : DataFrame
+        ``analysis``, ``test`` ("Wald F", "likelihood ratio" or "pooled Wald D1"), ``statistic``,
+        ``df_num``, ``df_den``, ``p_value``: the null hypothesis that the phase effect is the same
+        in every group.
+
+    Notes
+    -----
+    One ANCOVA with ``phase3 * C(risk_group)`` and the other covariates; the group effects are
+    linear combinations of its coefficients (so covariate effects are common to the groups).
+    After multiple imputation the group effects are pooled by Rubin's rules and the interaction
+    by the D1 statistic (Li, Raghunathan & Rubin 1991).
+    """
+    rows: list[dict[str, Any]] = []
+    tests: list[dict[str, Any]] = []
+    datasets: list[tuple[str, list[pd.DataFrame]]] = []
+    if imputations:
+        datasets.append((MI, list(imputations)))
+    datasets.append((CC, [add_phase3(df)]))
+    for analysis, data_list in datasets:
+        fits = [fit_ols(d, outcome, list(covariates), interaction=group) for d in data_list]
+        levels = list(data_list[0][group].cat.categories) if isinstance(
+            data_list[0][group].dtype, pd.CategoricalDtype) else sorted(data_list[0][group].dropna().unique())
+        inter = [t for t in fits[0].params.index if t.startswith(f"{EXPOSURE}:")]
+        for level in levels:
+            weights = {EXPOSURE: 1.0}
+            term = next((t for t in inter if t.endswith(f"[T.{level}]")), None)
+            if term is not None:
+                weights[term] = 1.0
+            elif level != levels[0]:
+                continue  # level absent from the data
+            combos = [linear_combination(f, weights, alpha=alpha) for f in fits]
+            counts = [_group_counts(f, d, group, level) for f, d in zip(fits, data_list, strict=True)]
+            if len(fits) > 1:
+                res = _pooled([{**c, "coef": c["estimate"]} for c in combos], "linear", alpha)
+            else:
+                c = combos[0]
+                res = {k: c[k] for k in ("estimate", "ci_low", "ci_high", "p_value")}
+            rows.append({"analysis": analysis, "risk_group": level, "n_phase1": counts[0][0],
+                         "n_phase3": counts[0][1], **{k: res[k] for k in ("estimate", "ci_low", "ci_high",
+                                                                            "p_value")}})
+        if len(fits) > 1:
+            q = np.array([[f.params[t] for t in inter] for f in fits])
+            u = np.array([f.cov_params().loc[inter, inter].to_numpy() for f in fits])
+            d1 = pool_wald(q, u)
+            tests.append({"analysis": analysis, "test": "pooled Wald D1", "statistic": d1["statistic"],
+                          "df_num": d1["df_num"], "df_den": d1["df_den"], "p_value": d1["p_value"]})
+        else:
+            f = fits[0]
+            ft = f.f_test(", ".join(f"{t} = 0" for t in inter))
+            tests.append({"analysis": analysis, "test": "Wald F", "statistic": float(np.squeeze(ft.fvalue)),
+                          "df_num": float(ft.df_num), "df_den": float(ft.df_denom), "p_value": float(ft.pvalue)})
+            reduced = smf.ols(f.model.formula.replace(f"{EXPOSURE} * ", f"{EXPOSURE} + "),
+                              data=f.model.data.frame).fit()
+            lr, p, dfd = f.compare_lr_test(reduced)
+            tests.append({"analysis": analysis, "test": "likelihood ratio", "statistic": float(lr),
+                          "df_num": float(dfd), "df_den": np.inf, "p_value": float(p)})
+    return pd.DataFrame(rows), pd.DataFrame(tests)
+
+
+def _group_counts(fit: Any, data: pd.DataFrame, group: str, level: Any) -> tuple[int, int]:
+    frame = fit.model.data.frame
+    sel = frame[group].astype(str) == str(level)
+    return int((frame.loc[sel, EXPOSURE] == 0).sum()), int((frame.loc[sel, EXPOSURE] == 1).sum())
+
+
+# ---------------------------------------------------------------------------------------- Table 3
+
+
+def secondary_outcomes_table(
+    df: pd.DataFrame,
+    imputations: Sequence[pd.DataFrame] | None = None,
+    *,
+    specs: Sequence[OutcomeSpec] = SECONDARY_OUTCOMES,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Table 3: every outcome by phase with its effect estimate (imputed and complete cases).
+
+    Parameters
+    ----------
+    df : DataFrame
+        The analysis dataset (observed values give the per-phase summaries).
+    imputations : list of DataFrame, optional
+        From :func:`impute_outcomes`.
+    specs : sequence of OutcomeSpec, default SECONDARY_OUTCOMES
+    alpha : float, default 0.05
+
+    Returns
+    -------
+    DataFrame
+        One row per outcome and analysis: ``outcome``, ``label``, ``effect`` (what ``estimate``
+        is), ``analysis``, ``n_phase1``, ``n_phase3`` (patients analysed), ``observed_phase1``,
+        ``observed_phase3`` (patients with an observed value), ``mean_phase1``, ``sd_phase1``,
+        ``mean_phase3``, ``sd_phase3`` (linear and count outcomes, observed values),
+        ``events_phase1``, ``pct_phase1``, ``events_phase3``, ``pct_phase3`` (0/1 outcomes,
+        observed), ``estimate``, ``ci_low``, ``ci_high``, ``p_value``, ``covariates``.
+
+    Notes
+    -----
+    Mean differences by OLS; odds ratios by logistic regression; global change and 6-month
+    risk group by proportional-odds models (``OrderedModel``), reported as the odds ratio of
+    a better (lower) category with stratified care, ``exp(-coef)``; days off work by negative
+    binomial regression (NB2, ratio of means). Ratios are pooled on the log scale.
+    """
+    data = add_phase3(df)
+    rows = []
+    for spec in specs:
+        if spec.outcome not in data.columns:
+            raise ModelError(f"analysis dataset: outcome column {spec.outcome!r} is missing")
+        obs = data if spec.population is None else data.loc[data[spec.population[0]] == spec.population[1]]
+        summary: dict[str, Any] = {}
+        for phase, flag in ((1, 0.0), (3, 1.0)):
+            y = obs.loc[obs[EXPOSURE] == flag, spec.outcome].dropna()
+            summary[f"observed_phase{phase}"] = int(len(y))
+            if spec.kind in ("linear", "count"):
+                summary[f"mean_phase{phase}"] = float(y.mean()) if len(y) else np.nan
+                summary[f"sd_phase{phase}"] = float(y.std()) if len(y) > 1 else np.nan
+            elif spec.kind == "logistic":
+                summary[f"events_phase{phase}"] = int(y.sum())
+                summary[f"pct_phase{phase}"] = float(100 * y.mean()) if len(y) else np.nan
+        for r in _analyse(df, imputations, spec, alpha):
+            rows.append({"outcome": spec.outcome, "label": spec.label, "effect": spec.effect_name(),
+                         "analysis": r["analysis"], "n_phase1": r["n_phase1"], "n_phase3": r["n_phase3"],
+                         **summary, **{k: r[k] for k in ("estimate", "ci_low", "ci_high", "p_value")},
+                         "covariates": ", ".join(spec.covariates)})
+    cols = ["outcome", "label", "effect", "analysis", "n_phase1", "n_phase3", "observed_phase1", "observed_phase3",
+            "mean_phase1", "sd_phase1", "mean_phase3", "sd_phase3", "events_phase1", "pct_phase1",
+            "events_phase3", "pct_phase3", "estimate", "ci_low", "ci_high", "p_value", "covariates"]
+    table = pd.DataFrame(rows)
+    for c in cols:
+        if c not in table.columns:
+            table[c] = np.nan
+    return table[cols]
+
+
+def category_distribution(df: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Counts and percentages of an ordered categorical per phase (observed values).
+
+    Returns
+    -------
+    DataFrame
+        ``category``, ``n_phase1``, ``pct_phase1``, ``n_phase3``, ``pct_phase3`` (percent of the
+        phase's observed values); pass it through ``backpain_analysis.disclosure`` to share.
+    """
+    data = add_phase3(df)
+    if not isinstance(data[column].dtype, pd.CategoricalDtype):
+        raise ModelError(f"analysis dataset: column {column!r} must be categorical, got {data[column].dtype}")
+    cats = list(data[column].cat.categories)
+    out = pd.DataFrame({"category": cats})
+    for phase, flag in ((1, 0.0), (3, 1.0)):
+        counts = data.loc[data[EXPOSURE] == flag, column].value_counts().reindex(cats, fill_value=0)
+        out[f"n_phase{phase}"] = counts.to_numpy().astype(int)
+        total = counts.sum()
+        out[f"pct_phase{phase}"] = 100 * counts.to_numpy() / total if total else np.nan
+    return out
+
+
+# ---------------------------------------------------------------------------------------- figures
+
+
+def rmdq_trajectory(
+    df: pd.DataFrame, *, times: Mapping[int, str] | None = None, group: str = "risk_group", alpha: float = 0.05
+) -> pd.DataFrame:
+    """Mean RMDQ at baseline, 2 and 6 months by phase and risk group (observed values) with CIs.
+
+    Returns
+    -------
+    DataFrame
+        ``risk_group`` ("all" and each group), ``phase`` (1, 3), ``month`` (0, 2, 6), ``n``,
+        ``mean``, ``ci_low``, ``ci_high`` (t-based CI of the mean).
+    """
+    times = dict(times or {0: "rmdq_0m", 2: "rmdq_2m", 6: "rmdq_6m"})
+    data = add_phase3(df)
+    rows = []
+    levels = ["all", *[str(c) for c in data[group].cat.categories]] if isinstance(
+        data[group].dtype, pd.CategoricalDtype) else ["all", *map(str, sorted(data[group].dropna().unique()))]
+    for level in levels:
+        sub = data if level == "all" else data.loc[data[group].astype(str) == level]
+        for phase in (1, 3):
+            ph = sub.loc[sub[EXPOSURE] == (1.0 if phase == 3 else 0.0)]
+            for month, col in times.items():
+                y = ph[col].dropna()
+                n = len(y)
+                mean = float(y.mean()) if n else np.nan
+                half = float(stats.t.ppf(1 - alpha / 2, n - 1) * y.std() / np.sqrt(n)) if n > 1 else np.nan
+                rows.append({"risk_group": level, "phase": phase, "month": month, "n": n, "mean": mean,
+                             "ci_low": mean - half, "ci_high": mean + half})
+    return pd.DataFrame(rows)
+
+
+def trajectory_plot(traj: pd.DataFrame, *, title: str = "Mean RMDQ over follow-up (observed values, 95% CI)"):
+    """One panel per risk group ("all" first): mean RMDQ by month, a line per phase. Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    levels = list(dict.fromkeys(traj["risk_group"]))
+    fig, axes = plt.subplots(1, len(levels), figsize=(3.2 * len(levels), 3.6), sharey=True)
+    axes = np.atleast_1d(axes)
+    styles = {1: ("tab:grey", "o", "Phase 1 (usual care)"), 3: ("tab:blue", "s", "Phase 3 (stratified care)")}
+    for ax, level in zip(axes, levels, strict=True):
+        sub = traj.loc[traj["risk_group"] == level]
+        for phase, (colour, marker, name) in styles.items():
+            s = sub.loc[sub["phase"] == phase].sort_values("month")
+            off = -0.12 if phase == 1 else 0.12
+            ax.errorbar(s["month"] + off, s["mean"], yerr=[s["mean"] - s["ci_low"], s["ci_high"] - s["mean"]],
+                        color=colour, marker=marker, capsize=3, label=name)
+        ax.set_title("All patients" if level == "all" else f"{level.capitalize()} risk")
+        ax.set_xticks(sorted(traj["month"].unique()))
+        ax.set_xlabel("Months since consultation")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("RMDQ (0-24, higher = more disability)")
+    axes[-1].legend(fontsize="small", loc="upper right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------- truth
+
+
+def add_truth(table: pd.DataFrame, truth: Mapping[str, Any] | None, names: Sequence[str | None]) -> pd.DataFrame:
+    """Add a ``truth`` column: ``truth[name]`` for each row (NaN when absent or no truth).
+
+    Parameters
+    ----------
+    table : DataFrame
+    truth : mapping or None
+        ``Study.truth`` of a synthetic study (None for real data: the column is all NaN).
+    names : sequence
+        One truth key (or None) per row of ``table``.
+    """
+    if len(names) != len(table):
+        raise ValueError(f"add_truth: {len(names)} names for a table of {len(table)} rows")
+    values = [float(truth[n]) if truth and n and isinstance(truth.get(n), int | float) else np.nan for n in names]
+    return table.assign(truth=values)

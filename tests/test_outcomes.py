@@ -1,0 +1,305 @@
+"""Chapter 05 functions: Table 3 estimates checked against independent routes and worked cases."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from backpain_analysis.imputation import pool_rubin
+from backpain_analysis.models import ModelError
+from backpain_analysis.outcomes import (
+    PRIMARY_COVARIATES,
+    SECONDARY_OUTCOMES,
+    OutcomeSpec,
+    add_truth,
+    category_distribution,
+    impute_outcomes,
+    primary_analysis,
+    risk_group_analysis,
+    rmdq_trajectory,
+    secondary_outcomes_table,
+    trajectory_plot,
+)
+
+RISK = ["low", "medium", "high"]
+EPISODE = ["lt_1m", "1_3m", "3_6m", "6m_3y", "gt_3y"]
+GLOBAL = ["completely recovered", "much better", "better", "no change", "worse", "much worse"]
+
+
+def analysis_frame(n: int = 900, seed: int = 1, effects=(0.1, 0.5, 2.3), missing: float = 0.35) -> pd.DataFrame:
+    """A small analysis dataset following docs/architecture.md, with known phase effects by risk group."""
+    rng = np.random.default_rng(seed)
+    phase = rng.choice([1, 3], size=n, p=[0.4, 0.6])
+    g = rng.choice(3, size=n, p=[0.38, 0.41, 0.21])
+    age = rng.normal(53, 15, n).round()
+    male = rng.random(n) < 0.42
+    episode = rng.integers(0, 5, n)
+    practice = rng.integers(1, 8, n)
+    rmdq0 = np.clip(np.round(4 + 3.5 * g + rng.normal(0, 4, n)), 0, 24)
+    effect = np.asarray(effects)[g] * (phase == 3)
+    u = rng.normal(0, 0.6, 8)[practice]
+    change = 0.35 * rmdq0 - 0.02 * (age - 53) - 1.0 + effect + u + rng.normal(0, 4.5, n)
+    rmdq6 = np.clip(np.round(rmdq0 - change), 0, 24)
+    rmdq2 = np.clip(np.round(rmdq0 - 0.7 * change + rng.normal(0, 2, n)), 0, 24)
+    pain0 = np.clip(np.round(3 + 0.8 * g + rng.normal(0, 2, n)), 0, 10)
+    pain6 = np.clip(np.round(pain0 - 0.12 * change - 0.5 + rng.normal(0, 1.8, n)), 0, 10)
+    employed = (rng.random(n) < 0.6).astype(float)
+    days = rng.negative_binomial(0.3, 0.3 / (0.3 + 6 * np.exp(-0.7 * (phase == 3) + 0.3 * g)), n).astype(float)
+    latent = -0.35 * change + rng.logistic(size=n)
+    gc = np.digitize(latent, [-3.0, -1.5, -0.2, 1.0, 2.5])
+    sat = (rng.random(n) < 1 / (1 + np.exp(-(0.4 + 0.4 * (phase == 3) + 0.15 * change)))).astype(float)
+    risk6 = np.clip(g - (change > 3) - (rng.random(n) < 0.2) + (rng.random(n) < 0.1), 0, 2)
+    fu = rng.random(n) > missing + 0.01 * (rmdq0 - 8) - 0.003 * (age - 53)  # MAR on baseline
+    df = pd.DataFrame(
+        {
+            "patient_id": [f"PAT{i:05d}" for i in range(n)],
+            "practice_id": [f"P{p:02d}" for p in practice],
+            "phase": phase.astype("int64"),
+            "age": age,
+            "sex": pd.Categorical(np.where(male, "male", "female"), categories=["female", "male"]),
+            "female": (~male).astype(float),
+            "employed": employed,
+            "episode_duration": pd.Categorical.from_codes(episode, categories=EPISODE, ordered=True),
+            "risk_group": pd.Categorical.from_codes(g, categories=RISK, ordered=True),
+            "sbst_total_0m": np.clip(np.round(2 + 2.2 * g + rng.normal(0, 1, n)), 0, 9),
+            "rmdq_0m": rmdq0,
+            "rmdq_2m": np.where(fu | (rng.random(n) < 0.5), rmdq2, np.nan),
+            "rmdq_6m": np.where(fu, rmdq6, np.nan),
+            "pain_nrs_0m": pain0,
+            "pain_nrs_6m": np.where(fu, pain6, np.nan),
+            "global_change_6m": pd.Categorical.from_codes(np.where(fu, gc, -1), categories=GLOBAL, ordered=True),
+            "risk_group_6m": pd.Categorical.from_codes(np.where(fu, risk6, -1), categories=RISK, ordered=True),
+            "days_off_work_6m": np.where(fu & (employed == 1), days, np.nan),
+            "satisfied_results_6m": np.where(fu, sat, np.nan),
+        }
+    )
+    df["rmdq_change_6m"] = df["rmdq_0m"] - df["rmdq_6m"]
+    df["pain_change_6m"] = df["pain_nrs_0m"] - df["pain_nrs_6m"]
+    df["rmdq_mcid_6m"] = np.where(df["rmdq_6m"].isna(), np.nan,
+                                  ((df["rmdq_0m"] > 0) & (df["rmdq_0m"] - df["rmdq_6m"] >= 0.3 * df["rmdq_0m"])))
+    return df
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return analysis_frame()
+
+
+@pytest.fixture(scope="module")
+def imputations(frame) -> list[pd.DataFrame]:
+    return impute_outcomes(frame, n_imputations=4, seed=3, max_iter=5)
+
+
+def _dummies(sub: pd.DataFrame, interaction: bool = False) -> pd.DataFrame:
+    x = pd.DataFrame(index=sub.index)
+    phase3 = (sub["phase"] == 3).astype(float)
+    if interaction:
+        for level in RISK:  # phase effect per group as its own coefficient
+            x[f"phase3_{level}"] = phase3 * (sub["risk_group"] == level)
+    else:
+        x["phase3"] = phase3
+    x["rmdq_0m"] = sub["rmdq_0m"]
+    x["age"] = sub["age"]
+    x["male"] = (sub["sex"] == "male").astype(float)
+    for level in EPISODE[1:]:
+        x[f"ep_{level}"] = (sub["episode_duration"] == level).astype(float)
+    for level in RISK[1:]:
+        x[f"risk_{level}"] = (sub["risk_group"] == level).astype(float)
+    return x
+
+
+def _pingouin(x: pd.DataFrame, y: pd.Series) -> pd.DataFrame:
+    import pingouin as pg
+
+    with warnings.catch_warnings():
+        # pingouin 0.7 may emit pandas deprecation warnings internally (tooling.md)
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return pg.linear_regression(x, y, alpha=0.05).set_index("names")
+
+
+def test_primary_complete_case_matches_pingouin(frame):
+    table = primary_analysis(frame, mixed_model=False)
+    row = table.set_index("analysis").loc["complete cases"]
+    sub = frame.dropna(subset=["rmdq_change_6m"])
+    res = _pingouin(_dummies(sub), sub["rmdq_change_6m"])
+    assert row["estimate"] == pytest.approx(res.loc["phase3", "coef"], rel=1e-8)
+    # pingouin rounds nothing in the coefficient table except CI columns at 2 dp by default:
+    # compare the CI through the SE instead
+    se = float(res.loc["phase3", "se"])
+    half = stats.t.ppf(0.975, len(sub) - res.shape[0]) * se
+    assert row["ci_high"] - row["estimate"] == pytest.approx(half, rel=1e-6)
+    assert row["p_value"] == pytest.approx(float(res.loc["phase3", "pval"]), rel=1e-6)
+    assert row["n_phase1"] + row["n_phase3"] == len(sub)
+    assert bool(row["primary"])  # complete cases are primary only when there are no imputations
+
+
+def test_primary_multiple_imputation_is_rubin_over_per_imputation_ols(frame, imputations):
+    table = primary_analysis(frame, imputations, mixed_model=False).set_index("analysis")
+    est, var = [], []
+    for imp in imputations:
+        x = _dummies(imp).assign(const=1.0)
+        y = imp["rmdq_change_6m"].to_numpy()
+        beta, rss, *_ = np.linalg.lstsq(x.to_numpy(), y, rcond=None)
+        dfr = len(y) - x.shape[1]
+        cov = rss[0] / dfr * np.linalg.inv(x.to_numpy().T @ x.to_numpy())
+        est.append(beta[0])
+        var.append(cov[0, 0])
+    pooled = pool_rubin(est, var, df_complete=len(frame) - 11)
+    row = table.loc["multiple imputation"]
+    assert bool(row["primary"])
+    assert row["estimate"] == pytest.approx(pooled["estimate"], rel=1e-8)
+    assert row["ci_low"] == pytest.approx(pooled["ci_low"], rel=1e-6)
+    assert row["p_value"] == pytest.approx(pooled["p_value"], rel=1e-6)
+    assert row["n_phase1"] + row["n_phase3"] == len(frame)  # intention to treat: everyone analysed
+    assert 0 < row["fmi"] < 1
+
+
+def test_mixed_model_rows(frame, imputations):
+    table = primary_analysis(frame, imputations).set_index("analysis")
+    assert list(table.index) == ["multiple imputation", "complete cases", "mixed model, complete cases",
+                                 "mixed model, multiple imputation"]
+    cc, mixed = table.loc["complete cases"], table.loc["mixed model, complete cases"]
+    # a small practice effect barely moves the fixed effect; ICC is a proportion
+    assert mixed["estimate"] == pytest.approx(cc["estimate"], abs=0.3)
+    assert 0 <= mixed["icc"] < 0.2
+    with pytest.raises(ModelError, match="practice"):
+        primary_analysis(frame.drop(columns="practice_id"))
+
+
+def test_risk_group_effects_match_a_reparameterized_model(frame):
+    effects, tests = risk_group_analysis(frame)
+    sub = frame.dropna(subset=["rmdq_change_6m"])
+    x = _dummies(sub, interaction=True)
+    res = _pingouin(x, sub["rmdq_change_6m"])
+    for level in RISK:
+        row = effects.set_index("risk_group").loc[level]
+        assert row["estimate"] == pytest.approx(res.loc[f"phase3_{level}", "coef"], rel=1e-7)
+        assert row["p_value"] == pytest.approx(float(res.loc[f"phase3_{level}", "pval"]), rel=1e-5)
+        assert row["n_phase1"] == int(((sub["risk_group"] == level) & (sub["phase"] == 1)).sum())
+    # interaction F by hand from the residual sums of squares of the nested models
+    x_full = x.assign(const=1.0).to_numpy()
+    x_red = _dummies(sub).assign(const=1.0).to_numpy()
+    y = sub["rmdq_change_6m"].to_numpy()
+    rss_f = np.sum((y - x_full @ np.linalg.lstsq(x_full, y, rcond=None)[0]) ** 2)
+    rss_r = np.sum((y - x_red @ np.linalg.lstsq(x_red, y, rcond=None)[0]) ** 2)
+    df_f = len(y) - x_full.shape[1]
+    f_hand = ((rss_r - rss_f) / 2) / (rss_f / df_f)
+    wald = tests.set_index("test").loc["Wald F"]
+    assert wald["statistic"] == pytest.approx(f_hand, rel=1e-6)
+    assert wald["p_value"] == pytest.approx(stats.f.sf(f_hand, 2, df_f), rel=1e-6)
+    lr = tests.set_index("test").loc["likelihood ratio"]
+    assert lr["statistic"] == pytest.approx(len(y) * math.log(rss_r / rss_f), rel=1e-6)
+
+
+def test_risk_group_effects_after_imputation_are_pooled(frame, imputations):
+    effects, tests = risk_group_analysis(frame, imputations)
+    mi = effects[effects["analysis"] == "multiple imputation"].set_index("risk_group")
+    assert list(mi.index) == RISK
+    assert (mi["n_phase1"] + mi["n_phase3"]).sum() == len(frame)
+    assert set(tests["test"]) == {"pooled Wald D1", "Wald F", "likelihood ratio"}
+    d1 = tests.set_index("test").loc["pooled Wald D1"]
+    assert d1["df_num"] == 2 and 0 <= d1["p_value"] <= 1
+    # the high-risk effect (2.3) is larger than the low-risk one (0.1) in this frame
+    assert mi.loc["high", "estimate"] > mi.loc["low", "estimate"]
+
+
+def test_impute_outcomes_fills_followup_and_recomputes_derived(frame, imputations):
+    assert len(imputations) == 4
+    for imp in imputations:
+        assert len(imp) == len(frame)
+        for col in ("rmdq_6m", "rmdq_2m", "pain_nrs_6m", "global_change_6m", "risk_group_6m",
+                    "satisfied_results_6m"):
+            assert imp[col].notna().all(), col
+        obs = frame["rmdq_6m"].notna()
+        np.testing.assert_array_equal(imp.loc[obs, "rmdq_6m"], frame.loc[obs, "rmdq_6m"])
+        np.testing.assert_allclose(imp["rmdq_change_6m"], imp["rmdq_0m"] - imp["rmdq_6m"])
+        assert set(imp["rmdq_mcid_6m"].unique()) <= {0.0, 1.0}
+        assert imp["rmdq_6m"].between(0, 24).all()
+        # days off work is only asked of employed patients: never imputed for the others
+        assert imp.loc[frame["employed"] == 0, "days_off_work_6m"].isna().all()
+        assert imp.loc[frame["employed"] == 1, "days_off_work_6m"].notna().all()
+        assert imp["global_change_6m"].dtype == frame["global_change_6m"].dtype
+    again = impute_outcomes(frame, n_imputations=4, seed=3, max_iter=5)
+    pd.testing.assert_frame_equal(again[2], imputations[2])
+
+
+def test_unadjusted_ratio_and_odds_ratio_by_hand(frame):
+    specs = [s for s in SECONDARY_OUTCOMES if s.outcome in ("days_off_work_6m", "satisfied_results_6m")]
+    table = secondary_outcomes_table(frame, specs=specs).set_index("outcome")
+    emp = frame[(frame["employed"] == 1)].dropna(subset=["days_off_work_6m"])
+    means = emp.groupby("phase")["days_off_work_6m"].mean()
+    # negative binomial with phase only: the fitted means are the phase means
+    assert table.loc["days_off_work_6m", "estimate"] == pytest.approx(means[3] / means[1], rel=1e-6)
+    assert table.loc["days_off_work_6m", "mean_phase1"] == pytest.approx(means[1])
+    sat = frame.dropna(subset=["satisfied_results_6m"])
+    a = sat.loc[sat["phase"] == 1, "satisfied_results_6m"]
+    c = sat.loc[sat["phase"] == 3, "satisfied_results_6m"]
+    odds = (c.mean() / (1 - c.mean())) / (a.mean() / (1 - a.mean()))
+    assert table.loc["satisfied_results_6m", "estimate"] == pytest.approx(odds, rel=1e-6)
+    assert table.loc["satisfied_results_6m", "events_phase1"] == int(a.sum())
+    assert table.loc["satisfied_results_6m", "pct_phase3"] == pytest.approx(100 * c.mean())
+
+
+def test_ordinal_odds_ratio_reduces_to_logistic_for_two_categories(frame):
+    two = frame.assign(
+        better=pd.Categorical(
+            np.where(frame["rmdq_change_6m"].isna(), None,
+                     np.where(frame["rmdq_change_6m"] >= 3, "improved", "not improved")),
+            categories=["improved", "not improved"], ordered=True),
+        improved=np.where(frame["rmdq_change_6m"].isna(), np.nan, (frame["rmdq_change_6m"] >= 3).astype(float)),
+    )
+    specs = [OutcomeSpec("better", "ordinal", "ordinal", ("age",)), OutcomeSpec("improved", "logistic", "logistic",
+                                                                                ("age",))]
+    t = secondary_outcomes_table(two, specs=specs).set_index("outcome")
+    assert t.loc["better", "estimate"] == pytest.approx(t.loc["improved", "estimate"], rel=1e-4)
+    assert t.loc["better", "ci_low"] == pytest.approx(t.loc["improved", "ci_low"], rel=1e-3)
+
+
+def test_table3_shape_and_direction(frame, imputations):
+    specs = [s for s in SECONDARY_OUTCOMES if s.outcome in frame.columns]
+    t = secondary_outcomes_table(frame, imputations, specs=specs)
+    assert list(t["analysis"].unique()) == ["multiple imputation", "complete cases"]
+    assert len(t) == 2 * len(specs)
+    assert (t["ci_low"] <= t["estimate"]).all() and (t["estimate"] <= t["ci_high"]).all()
+    g = t[(t["outcome"] == "global_change_6m") & (t["analysis"] == "multiple imputation")].iloc[0]
+    # phase 3 improves more, so better global-change categories are more likely: OR > 1
+    assert g["estimate"] > 1
+    assert g["effect"].startswith("adjusted ordinal odds ratio")
+    with pytest.raises(ModelError, match="tsk_change_6m"):
+        secondary_outcomes_table(frame, specs=SECONDARY_OUTCOMES)
+
+
+def test_trajectory_by_hand_and_plot(frame):
+    traj = rmdq_trajectory(frame)
+    assert len(traj) == 4 * 2 * 3
+    row = traj[(traj["risk_group"] == "high") & (traj["phase"] == 3) & (traj["month"] == 6)].iloc[0]
+    y = frame.loc[(frame["risk_group"] == "high") & (frame["phase"] == 3), "rmdq_6m"].dropna()
+    assert row["n"] == len(y) and row["mean"] == pytest.approx(y.mean())
+    assert row["ci_high"] - row["mean"] == pytest.approx(stats.t.ppf(0.975, len(y) - 1) * y.std() / math.sqrt(len(y)))
+    fig = trajectory_plot(traj)
+    assert len(fig.axes) == 4 and fig.axes[0].get_title() == "All patients"
+    plt.close(fig)
+
+
+def test_category_distribution_and_truth_column(frame):
+    dist = category_distribution(frame, "global_change_6m")
+    assert dist["category"].tolist() == GLOBAL
+    assert dist["n_phase1"].sum() == frame.loc[frame["phase"] == 1, "global_change_6m"].notna().sum()
+    assert dist["pct_phase3"].sum() == pytest.approx(100)
+    t = add_truth(pd.DataFrame({"estimate": [1.0, 2.0]}), {"a": 0.7, "parameters": {}}, ["a", "b"])
+    assert t["truth"].iloc[0] == 0.7 and math.isnan(t["truth"].iloc[1])
+    assert add_truth(pd.DataFrame({"estimate": [1.0]}), None, ["a"])["truth"].isna().all()
+
+
+def test_covariates_constant():
+    assert PRIMARY_COVARIATES == ("rmdq_0m", "age", "sex", "episode_duration", "risk_group")
