@@ -38,7 +38,16 @@ __all__ = [*__all__, "ANALYSIS_COLUMNS", "CleanStudy", "CleaningError", "Reconci
             "reconcile", "rmdq_mcid", "score_pabs", "score_rmdq", "score_sbst"]
 
 # --- report (issue 5) ---
-from .disclosure import small_count_cells, suppress_table, suppression_mask
-from .report import load_report_definition, run_report
+from .disclosure import small_count_cells, suppress_table, suppression_mask  # noqa: E402
+
+
+def __getattr__(name: str):
+    # report is imported lazily so that `python -m backpain_analysis.report strip ...` runs cleanly
+    if name in ("load_report_definition", "run_report"):
+        from . import report
+
+        return getattr(report, name)
+    raise AttributeError(f"module 'backpain_analysis' has no attribute {name!r}")
+
 
 __all__ += ["load_report_definition", "run_report", "small_count_cells", "suppress_table", "suppression_mask"]
