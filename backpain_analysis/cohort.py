@@ -27,9 +27,12 @@ __all__ = [
     "TABLE1_LABELS",
     "baseline_means",
     "export_table1",
+    "plot_response_bias",
+    "plot_smd",
     "response_bias",
     "response_groups",
     "shareable_table1",
+    "smd_table",
     "table1",
     "table1_frame",
 ]
@@ -461,3 +464,92 @@ def response_bias(patients: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
                          "estimate": 100 * (pa - pb), "ci_low": 100 * (pa - pb - z * se),
                          "ci_high": 100 * (pa - pb + z * se), "p_value": p})
     return pd.DataFrame(rows)
+
+
+def smd_table(t1: Any) -> pd.DataFrame:
+    """Standardized mean differences of a two-group :func:`table1`, one row per characteristic.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``characteristic`` (display label without the statistic) and ``smd`` (as
+        computed by tableone: group 2 minus group 1; for categorical variables the
+        multi-category SMD of Yang and Dalton 2012, always >= 0).
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"phase": [1, 1, 3, 3], "age": [40.0, 50.0, 50.0, 60.0]})
+    >>> smd_table(table1(df, columns=["age"]))["smd"].round(3).tolist()
+    [1.414]
+    """
+    raw = t1.tableone
+    cols = [c for c in raw.columns if str(c[-1] if isinstance(c, tuple) else c).startswith("SMD")]
+    if len(cols) != 1:
+        raise BackpainError(f"smd_table: need a two-group Table 1 with one SMD column; found {len(cols)}")
+    rows = []
+    for idx, v in raw[cols[0]].items():
+        name = idx[0] if isinstance(idx, tuple) else idx
+        num = pd.to_numeric(pd.Series([v]), errors="coerce").iloc[0]
+        if name != "n" and not pd.isna(num):
+            rows.append({"characteristic": re.sub(r", (mean \(SD\)|n \(%\))$", "", name), "smd": float(num)})
+    return pd.DataFrame(rows)
+
+
+def plot_smd(smd: pd.DataFrame, *, threshold: float = 0.1, title: str | None = None):
+    """Dot plot of absolute standardized mean differences with a reference line; returns the Figure.
+
+    Parameters
+    ----------
+    smd : DataFrame
+        :func:`smd_table` output.
+    threshold : float
+        Reference line (0.1 is a common rule of thumb for a negligible imbalance).
+    """
+    import matplotlib.pyplot as plt
+
+    d = smd.iloc[::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.38 * len(d) + 1.4))
+    ax.scatter(d["smd"].abs(), d["characteristic"], color="#377eb8", zorder=3)
+    ax.axvline(threshold, color="grey", ls="--", lw=1, label=f"{threshold:g}")
+    ax.set_xlabel("Absolute standardized mean difference, phase 3 vs phase 1")
+    ax.set_xlim(0, max(0.3, float(d["smd"].abs().max()) * 1.15))
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(title or "Baseline balance between the cohorts")
+    fig.tight_layout()
+    return fig
+
+
+def plot_response_bias(groups: pd.DataFrame):
+    """Mean age and % female of invited patients, respondents and non-participants, by phase.
+
+    Parameters
+    ----------
+    groups : DataFrame
+        :func:`response_groups` output.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    names = ["invited", "responded", "did not take part"]
+    colours = ["#999999", "#377eb8", "#e41a1c"]
+    phases = sorted(groups["phase"].unique())
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    x = np.arange(len(phases))
+    for k, (g, colour) in enumerate(zip(names, colours, strict=True)):
+        sub = groups[groups["group"] == g].set_index("phase").reindex(phases)
+        se = pd.to_numeric(sub["age_sd"], errors="coerce") / np.sqrt(pd.to_numeric(sub["n"], errors="coerce"))
+        axes[0].bar(x + (k - 1) * 0.27, sub["age_mean"], width=0.27, yerr=1.96 * se, capsize=3, color=colour,
+                    label=g)
+        axes[1].bar(x + (k - 1) * 0.27, pd.to_numeric(sub["pct_female"], errors="coerce"), width=0.27,
+                    color=colour, label=g)
+    for ax, ylabel in zip(axes, ("Mean age, years (95% CI)", "Female (%)"), strict=True):
+        ax.set_xticks(x, [f"Phase {p}" for p in phases])
+        ax.set_ylabel(ylabel)
+    axes[1].set_ylim(0, 100)
+    axes[1].legend(frameon=False, fontsize=8, loc="upper center", ncols=3)
+    fig.suptitle("Who responded to the invitation?")
+    fig.tight_layout()
+    return fig

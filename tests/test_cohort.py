@@ -168,3 +168,24 @@ def test_response_groups_and_bias_against_scipy():
     assert f["p_value"] == pytest.approx(chi.pvalue)
     with pytest.raises(BackpainError, match="invitation_outcome"):
         response_bias(p.drop(columns="invitation_outcome"))
+
+
+def test_smd_table_and_plots():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from backpain_analysis.cohort import plot_response_bias, plot_smd, smd_table
+
+    df = _dataset()
+    smd = smd_table(table1(df))
+    assert smd["characteristic"].tolist()[:3] == ["Age, years", "Female", "Routine or manual occupation"]
+    a, b = df[df["phase"] == 1]["rmdq_0m"], df[df["phase"] == 3]["rmdq_0m"]
+    expected = (b.mean() - a.mean()) / np.sqrt((a.var() + b.var()) / 2)
+    assert smd.set_index("characteristic").loc["RMDQ disability (0-24)", "smd"] == pytest.approx(expected, abs=1e-3)
+    with pytest.raises(BackpainError, match="two-group"):
+        smd_table(table1(df, by="risk_group"))
+    for fig in (plot_smd(smd), plot_response_bias(response_groups(_invited()))):
+        assert fig.axes
+        plt.close(fig)
