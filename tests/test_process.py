@@ -97,7 +97,7 @@ def test_adjusted_or_matches_pingouin_logistic_regression():
     import pingouin as pg
 
     df = _records_frame()
-    m = MEASURE["matched_referral"]
+    m = MEASURE["medium_high_referred"]
     t = process_of_care_table(df, measures=[m])
     row = t.iloc[0]
     sub = df[(df["consented_records"] == 1) & df["risk_group"].isin(["medium", "high"])].dropna(
@@ -145,10 +145,11 @@ def test_low_risk_measure_counts_the_non_referred_and_drops_constant_risk_group(
 
 
 def test_table_has_every_published_measure_and_result_columns():
-    assert [m.measure for m in PROCESS_MEASURES][:3] == ["low_risk_not_referred", "matched_referral", "reconsulted"]
-    assert len(PROCESS_MEASURES) == 13
+    assert [m.measure for m in PROCESS_MEASURES][:4] == ["low_risk_not_referred", "medium_high_referred",
+                                                          "matched_referral", "reconsulted"]
+    assert len(PROCESS_MEASURES) == 14  # the 13 rows of the published Table 2 and the combined matched referral
     df = _records_frame()
-    t = process_of_care_table(df, measures=[MEASURE["sickness_certificate"], MEASURE["matched_referral"]])
+    t = process_of_care_table(df, measures=[MEASURE["sickness_certificate"], MEASURE["medium_high_referred"]])
     for col in ("measure", "n_phase1", "n_phase3", "events_phase1", "pct_phase3", "estimate", "ci_low",
                 "ci_high", "p_value", "adjusted_estimate", "adjusted_p_value"):
         assert col in t.columns
@@ -165,6 +166,16 @@ def test_not_estimable_or_is_nan_with_a_note_and_bad_values_raise():
         process_of_care_table(bad, measures=[MEASURE["blood_test"]], adjust_for=())
     with pytest.raises(ModelError, match="imaging"):
         process_of_care_table(df, measures=[MEASURE["imaging"]])
+
+
+def test_combined_matched_referral_counts_both_kinds_of_match():
+    df = _records_frame()
+    low = df["risk_group"] == "low"
+    df["matched_referral"] = np.where(low, 1 - df["physio_referral"], df["physio_referral"])
+    t = process_of_care_table(df, measures=[MEASURE["matched_referral"], MEASURE["low_risk_not_referred"],
+                                            MEASURE["medium_high_referred"]], adjust_for=()).set_index("measure")
+    for col in ("events_phase1", "n_phase1", "events_phase3", "n_phase3"):
+        assert t.loc["matched_referral", col] == t.loc["low_risk_not_referred", col] + t.loc["medium_high_referred", col]
 
 
 def test_shareable_table_hides_small_counts():
