@@ -328,8 +328,9 @@ def _check_keys(df: pd.DataFrame, path: Path, table: Table, problems: _Problems,
     exact_extra = sub.duplicated(keep="first")
     if exact_extra.any():
         rows = [int(p) + row_offset for p in pd.Index(range(len(df)))[key_dup][exact_extra.to_numpy()][:_MAX_EXAMPLES]]
-        notes.append(f"{path.name}: {int(exact_extra.sum())} row(s) repeat another row exactly (e.g. rows "
-                     f"{', '.join(map(str, rows))}); cleaning drops them")
+        n = int(exact_extra.sum())
+        notes.append(f"{path.name}: {n} row{'s' if n != 1 else ''} repeat{'s' if n == 1 else ''} another row exactly "
+                     f"(e.g. row{'s' if len(rows) != 1 else ''} {', '.join(map(str, rows))}); cleaning drops them")
     distinct = sub[~exact_extra.to_numpy()]
     conflicting = distinct.duplicated(subset=key, keep=False)
     if not conflicting.any():
@@ -341,7 +342,7 @@ def _check_keys(df: pd.DataFrame, path: Path, table: Table, problems: _Problems,
     if table.duplicate_rule:
         rule = table.duplicate_rule
         notes.append(f"{path.name}: {len(conflict_keys)} {key_name} value(s) appear on differing rows "
-                     f"(e.g. rows {', '.join(str(p + row_offset) for p in positions[:_MAX_EXAMPLES])}); cleaning keeps "
+                     f"(e.g. rows {', '.join(str(p + row_offset) for p in positions[:_MAX_EXAMPLES])}): cleaning keeps "
                      f"the {rule.get('keep', 'earliest')} by {rule.get('order_by', '?')}")
         return
     problems.add(path.name, table.name, key_name,

@@ -161,10 +161,9 @@ def valid_values(col: Column) -> Callable[[pd.Series], pd.Series]:
 
         def distinct_ok(d: pd.Series) -> np.ndarray:
             is_date = d.map(lambda v: isinstance(v, (_dt.date, np.datetime64))).to_numpy(dtype=bool)
-            t = _text(d)
-            ok = t.isin(missing_text).to_numpy() | is_date
+            ok = _text(d).isin(missing_text).to_numpy() | is_date
             if not ok.all():
-                ok = ok | parse_dates(t.where(~ok)).notna().to_numpy()
+                ok = ok | parse_dates(d.where(~ok)).notna().to_numpy()
             return ok
 
         def check(s: pd.Series) -> pd.Series:
