@@ -18,6 +18,9 @@ from .schemas import build_schema
 __all__ += ["Study", "StudyValidationError", "build_schema", "load_study"]
 
 # --- synthetic study (issue 3) ---
+from .synthetic import SyntheticParameterError, SyntheticStudy, generate_study  # noqa: E402
+
+__all__ += ["SyntheticParameterError", "SyntheticStudy", "generate_study"]
 
 # --- scoring, stratification, cleaning, analysis dataset (issue 4) ---
 from .cleaning import CleaningError, CleanStudy, clean_study

@@ -89,13 +89,13 @@ DEFAULTS: dict[str, Any] = {
     "excluded": [0.0444, 0.0462],
     "exclusion_reason_weights": [[8, 1, 11, 6, 1, 1], [23, 0, 19, 4, 0, 1]],
     "response": [0.6113, 0.5711],
-    "response_age_logor": 0.42,
+    "response_age_logor": 0.55,
     "response_female_logor": 0.15,
     "record_consent": [0.834, 0.760],
     # --- baseline ---
     "risk_mix": [[0.370, 0.410, 0.220], [0.386, 0.419, 0.195]],
     "latent_correlation": 0.45,
-    "employed_intercept": [1.52, 1.42],
+    "employed_intercept": [1.42, 1.27],
     "manual_occupation": [0.35, 0.37],
     "manual_occupation_missing": 0.21,
     "time_off_work": [0.49, 0.42],
@@ -105,32 +105,32 @@ DEFAULTS: dict[str, Any] = {
     "rmdq_item_missing": 0.003,
     "sbst_rmdq_discordance": 0.05,
     # --- 6-month and 2-month RMDQ change (baseline minus follow-up) ---
-    "rmdq_effect": [0.1, 0.48, 2.3],
+    "rmdq_effect": [0.126, 0.536, 2.61],
     "rmdq_effect_2m_scale": 1.0,
-    "rmdq_change_intercept": [2.2, 1.8],
+    "rmdq_change_intercept": [2.3, 2.8],
     "rmdq_change_baseline_slope": 0.33,
     "rmdq_change_age_slope": -0.15,
-    "rmdq_change_sd": 3.6,
+    "rmdq_change_sd": 4.5,
     "rmdq_change_2m_6m_correlation": 0.7,
-    "rmdq_betabinomial_rho": 0.08,
+    "rmdq_betabinomial_rho": 0.02,
     "icc_practice": 0.03,
     "rmdq_change_within_sd": 5.6,
     # --- other follow-up outcomes ---
-    "pain_change": [1.7, 1.7],
+    "pain_change": [2.0, 2.0],
     "pain_effect": 0.15,
-    "tsk_change": [2.5, 2.5],
+    "tsk_change": [2.9, 2.9],
     "tsk_effect": 1.2,
-    "hads_anxiety_change": [1.0, 1.0],
+    "hads_anxiety_change": [1.35, 1.35],
     "hads_anxiety_effect": 0.25,
-    "hads_depression_change": [1.0, 1.0],
+    "hads_depression_change": [1.35, 1.35],
     "hads_depression_effect": 0.35,
     "psychosocial_effect": [0.1, 0.25, 0.45],
     "global_change_phase1": [0.10, 0.28, 0.24, 0.26, 0.08, 0.04],
-    "satisfied_care": [0.71, 0.70],
-    "satisfied_results": [0.59, 0.59],
-    "satisfied_results_logor": 0.45,
-    "days_off_work_mean": 7.9,
-    "days_off_work_logratio": -0.76,
+    "satisfied_care": [0.73, 0.72],
+    "satisfied_results": [0.62, 0.62],
+    "satisfied_results_logor": 0.33,
+    "days_off_work_mean": 7.4,
+    "days_off_work_logratio": -0.70,
     "days_off_work_dispersion": 0.12,
     "followup_2m": [0.69, 0.60],
     "followup_6m": [0.63, 0.57],
@@ -141,21 +141,20 @@ DEFAULTS: dict[str, Any] = {
     "physio_attendance": 0.85,
     "approach_phase1": [[0.40, 0.55, 0.05], [0.25, 0.68, 0.07], [0.20, 0.70, 0.10]],
     "approach_phase3": [[0.60, 0.35, 0.05], [0.10, 0.78, 0.12], [0.05, 0.30, 0.65]],
-    "physio_sessions_mean": [2.0, 4.0, 6.0],
+    "physio_sessions_mean": [[2.0, 6.5, 7.0], [2.0, 4.0, 5.0]],
     "reconsulted": [0.29, 0.38],
-    "gp_consultations_high_risk_ratio": 0.75,
+    "gp_consultations_mean": [[1.2, 1.6, 3.0], [1.2, 1.4, 0.6]],
+    "extra_prescriptions": [[0.8, 0.8, 1.2], [0.8, 0.8, 0.5]],
     "nsaids": [0.44, 0.38],
     "antidepressants": [0.10, 0.10],
     "non_opioid_analgesics": [0.22, 0.13],
     "opioids_strong": [0.24, 0.27],
     "opioids_weak_only": [0.05, 0.21],
     "neuromodulators": [0.06, 0.05],
-    "sickness_certificate": [0.15, 0.09],
+    "sickness_certificate": [0.15, 0.105],
     "blood_test": [0.36, 0.37],
-    "imaging": [0.15, 0.13],
-    "imaging_high_risk_logor": -0.6,
-    "secondary_care_referral": [0.08, 0.07],
-    "secondary_care_high_risk_logor": -0.9,
+    "imaging": [[0.08, 0.15, 0.28], [0.10, 0.17, 0.09]],
+    "secondary_care_referral": [[0.03, 0.08, 0.55], [0.03, 0.07, 0.10]],
     "practice_logit_sd": 0.3,
     # --- consultations ---
     "sbst_completed_phase1": 0.02,
@@ -211,9 +210,9 @@ PARAMETER_HELP: dict[str, str] = {
     "pain_mean": "mean baseline pain NRS per phase",
     "rmdq_item_missing": "probability that an RMDQ item is left blank",
     "sbst_rmdq_discordance": "probability that RMDQ items 9/17 disagree with SBST items 4/3",
-    "rmdq_effect": "phase 3 effect on the 6-month RMDQ change per risk group [low, medium, high] (points)",
+    "rmdq_effect": "phase 3 shift of the expected 6-month RMDQ change per risk group [low, medium, high] before the 0-24 floor and ceiling (the default gives average effects 0.1, 0.48, 2.3)",
     "rmdq_effect_2m_scale": "2-month effect as a multiple of the 6-month effect",
-    "rmdq_change_intercept": "mean RMDQ change at [2, 6] months in phase 1 at mean covariates",
+    "rmdq_change_intercept": "mean RMDQ change at [2, 6] months in phase 1 at baseline RMDQ 8.5 and age 50",
     "rmdq_change_baseline_slope": "change per point of baseline RMDQ",
     "rmdq_change_age_slope": "change per 10 years of age",
     "rmdq_change_sd": "SD of the individual deviation of the expected change",
@@ -245,9 +244,10 @@ PARAMETER_HELP: dict[str, str] = {
     "physio_attendance": "probability that a referred patient attends physiotherapy",
     "approach_phase1": "phase 1 physiotherapy approach distribution per risk group",
     "approach_phase3": "phase 3 physiotherapy approach distribution per risk group",
-    "physio_sessions_mean": "mean sessions for [advice_only, manual_exercise, psych_informed]",
+    "physio_sessions_mean": "mean sessions per phase for [advice_only, manual_exercise, psych_informed]",
     "reconsulted": "share reconsulting a GP per phase",
-    "gp_consultations_high_risk_ratio": "phase 3 rate ratio of GP reconsultations among the high risk",
+    "gp_consultations_mean": "mean further GP consultations (beyond the first) of reconsulters, per phase and risk group",
+    "extra_prescriptions": "prescriptions beyond one per drug class, per drug class prescribed, per phase and risk group",
     "nsaids": "share prescribed NSAIDs per phase",
     "antidepressants": "share prescribed antidepressants per phase",
     "non_opioid_analgesics": "share prescribed non-opioid analgesics per phase",
@@ -256,10 +256,8 @@ PARAMETER_HELP: dict[str, str] = {
     "neuromodulators": "share prescribed neuromodulators per phase",
     "sickness_certificate": "share given a sickness certificate per phase",
     "blood_test": "share with a blood test per phase",
-    "imaging": "share with MRI or radiograph per phase",
-    "imaging_high_risk_logor": "phase 3 log odds ratio of imaging among the high risk (extra)",
-    "secondary_care_referral": "share referred to secondary care per phase",
-    "secondary_care_high_risk_logor": "phase 3 log odds ratio of secondary care referral among the high risk (extra)",
+    "imaging": "share with MRI or radiograph per phase and risk group",
+    "secondary_care_referral": "share referred to secondary care per phase and risk group",
     "practice_logit_sd": "SD of random practice intercepts (logit scale) of the process-of-care outcomes",
     "sbst_completed_phase1": "SBST completion rate in phase 1 consultations",
     "sbst_completed_phase3_start": "SBST completion rate at the start of phase 3",
@@ -373,6 +371,11 @@ def _by_phase(values, phase3: np.ndarray) -> np.ndarray:
     return np.where(phase3, v[1], v[0])
 
 
+def _by_phase_group(values, phase3: np.ndarray, group: np.ndarray) -> np.ndarray:
+    v = np.asarray(values, dtype=float)
+    return np.where(phase3, v[1][group], v[0][group])
+
+
 def _categorical(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
     """One draw per row of a (n, k) probability matrix; returns codes 0..k-1."""
     cum = np.cumsum(probs, axis=1)
@@ -465,6 +468,10 @@ def latent_means_for_mix(low: float, high: float, rho: float) -> tuple[float, fl
 _RMDQ_C = np.array([0.2, -0.6, -1.2, -0.3, -1.0, -0.5, -1.4, -0.2, 0.0, -1.6, 0.3, -1.1,
                     -0.4, -0.1, -1.5, -2.4, 0.0, -0.9, -1.7, -2.0, -0.2, -1.3, -2.2, -1.8])
 _RMDQ_SLOPE = 1.35
+RESPONSE_AGE_QUADRATIC = 0.12
+RMDQ_SHIFT = -0.5
+CERTIFICATE_EMPLOYED_SHIFT = 0.58
+EQ5D_NOISE = 0.4
 
 
 def _topk_items(rng: np.random.Generator, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -534,7 +541,7 @@ def _simulate(p: dict[str, Any], n: int, rng: np.random.Generator, n_practices: 
     lo = special.ndtr((18 - mu) / sdr)
     hi = special.ndtr((95 - mu) / sdr)
     age = mu + sdr * special.ndtri(lo + rng.random(n) * (hi - lo))
-    age = np.clip(np.floor(age), 18, 95).astype(np.int16)
+    age = np.clip(np.rint(age), 18, 95).astype(np.int16)
     female = _bern(rng, _by_phase(p["female"], phase3))
     out["age"], out["female"] = age, female
     agec = (age - 50) / 10.0
@@ -544,8 +551,10 @@ def _simulate(p: dict[str, Any], n: int, rng: np.random.Generator, n_practices: 
     w = np.asarray(p["exclusion_reason_weights"], dtype=float)
     w = w / w.sum(axis=1, keepdims=True)
     reason = _categorical(rng, np.where(phase3[:, None], w[1][None, :], w[0][None, :]))
-    a_resp = np.array([_intercept(r, 0.0) for r in p["response"]])
-    lp = a_resp[phase3.astype(int)] + p["response_age_logor"] * (agec - 0.0) + p["response_female_logor"] * (female - 0.55)
+    age_z = (age - _by_phase(p["age_mean"], phase3)) / 10.0
+    b_age = float(p["response_age_logor"])
+    lp = (_intercept_vec(p["response"], phase3, b_age * 1.6) + b_age * age_z - RESPONSE_AGE_QUADRATIC * (age_z ** 2 - 2.6)
+          + p["response_female_logor"] * (female - 0.55))
     responded = ~excluded & (_bern(rng, _expit(lp)) == 1)
     out["excluded"], out["reason"], out["responded"] = excluded, reason, responded
     consent = _bern(rng, _expit(_intercept_vec(p["record_consent"], phase3) + 0.15 * (agec - 0.3)))
@@ -558,6 +567,8 @@ def _simulate(p: dict[str, Any], n: int, rng: np.random.Generator, n_practices: 
     phys = np.where(phase3, means[1][0], means[0][0]) + z1
     psy = np.where(phase3, means[1][1], means[0][1]) + rho * z1 + math.sqrt(1 - rho * rho) * z2
     out["phys"], out["psy"] = phys, psy
+    # latents centred within phase: used where a per-phase rate or mean is a parameter
+    zp, zs = z1, rho * z1 + math.sqrt(1 - rho * rho) * z2
 
     # SBST items
     sbst = _sbst_items(rng, phys, psy)
@@ -569,15 +580,15 @@ def _simulate(p: dict[str, Any], n: int, rng: np.random.Generator, n_practices: 
 
     # baseline characteristics
     emp_a = _by_phase(p["employed_intercept"], phase3)
-    employed = _bern(rng, _expit(emp_a - 0.25 * (age - 45) / 10 - 0.9 * np.maximum(age - 58, 0) / 5 - 0.15 * phys))
-    manual = _bern(rng, _expit(_intercept_vec(p["manual_occupation"], phase3, 0.3) + 0.3 * phys))
+    employed = _bern(rng, _expit(emp_a - 0.25 * (age - 45) / 10 - 0.9 * np.maximum(age - 58, 0) / 5 - 0.15 * zp))
+    manual = _bern(rng, _expit(_intercept_vec(p["manual_occupation"], phase3, 0.3) + 0.3 * zp))
     manual_missing = rng.random(n) < p["manual_occupation_missing"]
-    time_off = _bern(rng, _expit(_intercept_vec(p["time_off_work"], phase3, 0.7) + 0.7 * phys)) * employed
+    time_off = _bern(rng, _expit(_intercept_vec(p["time_off_work"], phase3, 0.7) + 0.7 * zp)) * employed
     ep = np.asarray(p["episode_duration"], dtype=float)
     ep = ep / ep.sum(axis=1, keepdims=True)
     cum = np.cumsum(np.where(phase3[:, None], ep[1][None, :], ep[0][None, :])[:, :-1], axis=1)
     cut = _logit(cum) * math.sqrt(1 + math.pi * 0.25 / 8)
-    episode = (rng.logistic(size=n)[:, None] + 0.5 * psy[:, None] > cut).sum(axis=1).astype(np.int8)
+    episode = (rng.logistic(size=n)[:, None] + 0.5 * zs[:, None] > cut).sum(axis=1).astype(np.int8)
     # leg pain: SBST item 1 (leg pain spread) implies leg pain
     b1 = _SBST_PHYS[0, 1]
     p_item1 = _expit((_SBST_PHYS[0, 0] + b1 * np.where(phase3, means[1][0], means[0][0])) / math.sqrt(1 + math.pi * b1 * b1 / 8))
@@ -588,7 +599,7 @@ def _simulate(p: dict[str, Any], n: int, rng: np.random.Generator, n_practices: 
 
     # baseline RMDQ: items from severity; 9 and 17 agree with SBST 4 and 3
     sev = phys + 0.25 * psy
-    rmdq_items = _bern(rng, _expit(_RMDQ_C[None, :] + _RMDQ_SLOPE * sev[:, None]))
+    rmdq_items = _bern(rng, _expit(_RMDQ_C[None, :] + RMDQ_SHIFT + _RMDQ_SLOPE * sev[:, None]))
     disc = float(p["sbst_rmdq_discordance"])
     rmdq_items[:, 8] = sbst[:, 3] ^ _bern(rng, np.full(n, disc))
     rmdq_items[:, 16] = sbst[:, 2] ^ _bern(rng, np.full(n, disc))
@@ -596,7 +607,7 @@ def _simulate(p: dict[str, Any], n: int, rng: np.random.Generator, n_practices: 
     out["rmdq_items0"], out["rmdq0"] = rmdq_items, rmdq0
 
     # other baseline measures
-    pain0 = _clip_round(_by_phase(p["pain_mean"], phase3) + 0.15 + 1.25 * phys + 0.45 * psy + rng.normal(0, 1.6, n), 0, 10)
+    pain0 = _clip_round(_by_phase(p["pain_mean"], phase3) + 1.25 * zp + 0.45 * zs + rng.normal(0, 1.9, n), 0, 10)
     hads_a0 = _clip_round(7.5 + 3.0 * psy + 0.3 * phys + rng.normal(0, 2.6, n), 0, 21)
     hads_d0 = _clip_round(6.0 + 2.8 * psy + 0.6 * phys + rng.normal(0, 2.4, n), 0, 21)
     tsk0 = _clip_round(40.5 + 4.0 * psy + 2.0 * phys + rng.normal(0, 5.0, n), 17, 68)
@@ -613,12 +624,19 @@ def _simulate(p: dict[str, Any], n: int, rng: np.random.Generator, n_practices: 
     sd_p = math.sqrt(icc / (1 - icc)) * sd_w if icc > 0 else 0.0
     prac_re = rng.normal(0, sd_p, n_practices)[practice] if sd_p > 0 else np.zeros(n)
     rho26 = float(p["rmdq_change_2m_6m_correlation"])
-    u6 = rng.standard_normal(n)
-    u2 = rho26 * u6 + math.sqrt(1 - rho26 ** 2) * rng.standard_normal(n)
+    # right-skewed deviations (standardized gamma, shape 2): most change little, some recover a lot
+    u6 = (rng.gamma(2.0, 1.0, n) - 2.0) / math.sqrt(2.0)
+    u2 = rho26 * u6 + math.sqrt(1 - rho26 ** 2) * (rng.gamma(2.0, 1.0, n) - 2.0) / math.sqrt(2.0)
     base = p["rmdq_change_baseline_slope"] * (rmdq0 - 8.5) + p["rmdq_change_age_slope"] * agec
-    delta6 = p["rmdq_change_intercept"][1] + base + eff + prac_re + p["rmdq_change_sd"] * u6
-    delta2 = p["rmdq_change_intercept"][0] + base + eff * p["rmdq_effect_2m_scale"] + prac_re + p["rmdq_change_sd"] * u2
+    # individual deviations shrink at low baseline scores (less room to change), sd at baseline 8.5 as given
+    sd_i = p["rmdq_change_sd"] * np.sqrt((rmdq0 + 1.0) / 9.5)
+    delta6 = p["rmdq_change_intercept"][1] + base + eff + prac_re + sd_i * u6
+    delta2 = p["rmdq_change_intercept"][0] + base + eff * p["rmdq_effect_2m_scale"] + prac_re + sd_i * u2
     out["rmdq_effect_i"], out["delta6"] = eff, delta6
+    # expected 6-month change without and with the phase 3 effect of the own risk group (for the truth)
+    d0 = delta6 - eff
+    out["change6_without"] = rmdq0 - np.clip(rmdq0 - d0, 0, 24)
+    out["change6_with"] = rmdq0 - np.clip(rmdq0 - d0 - np.asarray(p["rmdq_effect"], dtype=float)[risk], 0, 24)
     bb = float(p["rmdq_betabinomial_rho"])
     weights = _RMDQ_C.copy()
     for t, delta in (("2", delta2), ("6", delta6)):
@@ -642,8 +660,8 @@ def _simulate(p: dict[str, Any], n: int, rng: np.random.Generator, n_practices: 
     psy_eff = np.asarray(p["psychosocial_effect"], dtype=float)[risk] * g3
     for t, shrink in (("2", 0.8), ("6", 0.72)):
         imp = out[f"imp{t}"]
-        phys_t = -0.35 + shrink * phys - 0.55 * imp + rng.normal(0, 0.55, n)
-        psy_t = -0.3 + shrink * psy - 0.35 * imp - psy_eff + rng.normal(0, 0.6, n)
+        phys_t = -0.75 + shrink * phys - 0.55 * imp + rng.normal(0, 0.55, n)
+        psy_t = -0.5 + shrink * psy - 0.35 * imp - psy_eff + rng.normal(0, 0.6, n)
         items = _sbst_items(rng, phys_t, psy_t)
         r_items = out[f"rmdq_items{t}"]
         items[:, 2] = r_items[:, 16] ^ _bern(rng, np.full(n, disc))
@@ -654,13 +672,13 @@ def _simulate(p: dict[str, Any], n: int, rng: np.random.Generator, n_practices: 
     # other follow-up measures (change = baseline minus follow-up)
     for t, frac in (("2", 0.8), ("6", 1.0)):
         imp = out[f"imp{t}"]
-        pain_chg = frac * _by_phase(p["pain_change"], phase3) + 1.6 * imp + p["pain_effect"] * g3 * frac - 0.15 * 0
-        out[f"pain{t}"] = _clip_round(pain0 - pain_chg + rng.normal(0, 2.0, n), 0, 10)
+        pain_chg = frac * _by_phase(p["pain_change"], phase3) + 0.8 * imp + p["pain_effect"] * g3 * frac - 0.15 * 0
+        out[f"pain{t}"] = _clip_round(pain0 - pain_chg + rng.normal(0, 2.5, n), 0, 10)
         out[f"tsk{t}"] = _clip_round(tsk0 - (frac * _by_phase(p["tsk_change"], phase3) + 3.0 * imp + p["tsk_effect"] * g3
                                              + rng.normal(0, 7.5, n)), 17, 68)
-        out[f"hads_a{t}"] = _clip_round(hads_a0 - (frac * _by_phase(p["hads_anxiety_change"], phase3) + 1.0 * imp
+        out[f"hads_a{t}"] = _clip_round(hads_a0 - (frac * _by_phase(p["hads_anxiety_change"], phase3) + 0.6 * imp
                                                    + p["hads_anxiety_effect"] * g3 + rng.normal(0, 3.6, n)), 0, 21)
-        out[f"hads_d{t}"] = _clip_round(hads_d0 - (frac * _by_phase(p["hads_depression_change"], phase3) + 1.0 * imp
+        out[f"hads_d{t}"] = _clip_round(hads_d0 - (frac * _by_phase(p["hads_depression_change"], phase3) + 0.6 * imp
                                                    + p["hads_depression_effect"] * g3 + rng.normal(0, 2.9, n)), 0, 21)
         out[f"csq{t}"] = _clip_round(csq0 - (frac * 2.0 + 2.0 * imp + 0.8 * g3 + rng.normal(0, 4.5, n)), 0, 36)
         out[f"pseq{t}"] = _clip_round(pseq0 + (frac * 3.0 + 4.0 * imp + 1.0 * g3 + rng.normal(0, 7.0, n)), 0, 60)
@@ -669,7 +687,7 @@ def _simulate(p: dict[str, Any], n: int, rng: np.random.Generator, n_practices: 
         # global change: ordered logit on improvement, cut points from the phase 1 distribution
         gc = np.asarray(p["global_change_phase1"], dtype=float)
         cuts = _logit(np.cumsum(gc / gc.sum())[:-1]) * math.sqrt(1 + math.pi * 2.2 ** 2 / 8) + 2.2 * 0.0
-        latent = -2.2 * (imp - (0.0 if t == "6" else 0.0)) + rng.logistic(size=n) + (0.25 if t == "2" else 0.0)
+        latent = -2.2 * (imp - (0.0 if t == "6" else 0.0)) + rng.logistic(size=n) + (0.0 if t == "2" else -0.3)
         out[f"global{t}"] = (1 + (latent[:, None] > cuts[None, :]).sum(axis=1)).astype(np.int8)
 
     imp6 = out["imp6"]
@@ -679,7 +697,7 @@ def _simulate(p: dict[str, Any], n: int, rng: np.random.Generator, n_practices: 
                                                  + p["satisfied_results_logor"] * g3 + re["satisfaction"]))
     # days off work (employed): negative binomial (gamma-Poisson)
     k = float(p["days_off_work_dispersion"])
-    mu_days = p["days_off_work_mean"] * np.exp(0.5 * time_off + 0.3 * phys - 0.5 * imp6 + p["days_off_work_logratio"] * g3
+    mu_days = p["days_off_work_mean"] * np.exp(0.5 * time_off + 0.3 * zp - 0.5 * imp6 + p["days_off_work_logratio"] * g3
                                                - 0.5 * 0.5 - 0.0)
     lam = rng.gamma(k, mu_days / k)
     out["days_off"] = np.minimum(rng.poisson(lam), 180).astype(np.int16)
@@ -698,41 +716,38 @@ def _simulate(p: dict[str, Any], n: int, rng: np.random.Generator, n_practices: 
     appr = np.where(phase3[:, None], np.asarray(p["approach_phase3"], dtype=float)[risk],
                     np.asarray(p["approach_phase1"], dtype=float)[risk])
     approach = _categorical(rng, appr)
-    sess_mean = np.asarray(p["physio_sessions_mean"], dtype=float)[approach]
+    sess_mean = _by_phase_group(p["physio_sessions_mean"], phase3, approach)
     sessions = 1 + rng.poisson(np.maximum(sess_mean - 1, 0.1))
     sessions = np.minimum(sessions, 40).astype(np.int16)
     out.update(referral=referral, attended=attended.astype(bool), approach=approach, sessions=sessions)
     # GP reconsultations: zero-inflated count; P(any) by phase, fewer for phase 3 high risk
-    p_rec = _by_phase(p["reconsulted"], phase3)
-    hr3 = (risk == 2) & phase3
-    rec_lp = _intercept_vec(p["reconsulted"], phase3, 0.6) + 0.5 * phys + re["reconsult"] - 0.1 * 0
+    rec_lp = _intercept_vec(p["reconsulted"], phase3, 0.6) + 0.5 * zp + re["reconsult"]
     reconsulted = _bern(rng, _expit(rec_lp))
-    n_gp = reconsulted * (1 + rng.poisson(np.where(hr3, 1.6 * p["gp_consultations_high_risk_ratio"], 1.6)
-                                          * np.exp(0.25 * phys)))
-    del p_rec
+    n_gp = reconsulted * (1 + rng.poisson(_by_phase_group(p["gp_consultations_mean"], phase3, risk) * np.exp(0.25 * zp)))
     out["reconsulted"], out["n_gp"] = reconsulted, np.minimum(n_gp, 60).astype(np.int16)
     drugs = {}
     for name in ("nsaids", "antidepressants", "non_opioid_analgesics", "neuromodulators"):
         slope = 0.4 if name in ("nsaids", "non_opioid_analgesics") else 0.5
-        x = slope * (psy if name in ("antidepressants", "neuromodulators") else phys)
+        x = slope * (zs if name in ("antidepressants", "neuromodulators") else zp)
         drugs[name] = _bern(rng, _expit(_intercept_vec(p[name], phase3, slope) + x))
-    strong = _bern(rng, _expit(_intercept_vec(p["opioids_strong"], phase3, 0.6) + 0.6 * phys + re["opioid"]))
+    strong = _bern(rng, _expit(_intercept_vec(p["opioids_strong"], phase3, 0.6) + 0.6 * zp + re["opioid"]))
     weak_only_p = _by_phase(p["opioids_weak_only"], phase3) / (1 - _by_phase(p["opioids_strong"], phase3))
     weak = np.where(strong == 1, _bern(rng, np.full(n, 0.25)),
-                    _bern(rng, _expit(_logit(weak_only_p) * math.sqrt(1 + math.pi * 0.16 / 8) + 0.4 * phys
+                    _bern(rng, _expit(_logit(weak_only_p) * math.sqrt(1 + math.pi * 0.04 / 8) + 0.2 * zp
                                       + re["opioid"]))).astype(np.int8)
     drugs["opioids_strong"], drugs["opioids_weak"] = strong, weak
     out["drugs"] = drugs
     n_drug = sum(v.astype(np.int16) for v in drugs.values())
-    out["n_prescriptions"] = np.minimum(n_drug + rng.poisson(0.8 * n_drug), 150).astype(np.int16)
+    out["n_prescriptions"] = np.minimum(n_drug + rng.poisson(_by_phase_group(p["extra_prescriptions"], phase3, risk) * n_drug), 150).astype(np.int16)
     cert_a = _intercept_vec(p["sickness_certificate"], phase3, 0.5)
     # certificates go to the employed: shift the intercept so the marginal over all patients is as given
-    cert = _bern(rng, _expit(cert_a + 1.0 + 0.5 * phys + 0.6 * time_off + re["certificate"])) * employed
+    cert = _bern(rng, _expit(cert_a + CERTIFICATE_EMPLOYED_SHIFT + 0.5 * zp + 0.6 * (time_off - 0.45)
+                             + re["certificate"])) * employed
     out["certificate"] = cert
     out["blood_test"] = _bern(rng, _expit(_intercept_vec(p["blood_test"], phase3, 0.3) + 0.3 * (agec - 0.3)))
-    img_lp = _intercept_vec(p["imaging"], phase3, 0.5) + 0.5 * phys + re["imaging"] + p["imaging_high_risk_logor"] * hr3
+    img_lp = _logit(_by_phase_group(p["imaging"], phase3, risk)) * math.sqrt(1 + math.pi * 0.04 / 8) + 0.2 * zp + re["imaging"]
     out["imaging"] = _bern(rng, _expit(img_lp))
-    sec_lp = _intercept_vec(p["secondary_care_referral"], phase3, 0.6) + 0.6 * phys + p["secondary_care_high_risk_logor"] * hr3
+    sec_lp = _logit(_by_phase_group(p["secondary_care_referral"], phase3, risk)) * math.sqrt(1 + math.pi * 0.04 / 8) + 0.2 * zp
     out["secondary"] = _bern(rng, _expit(sec_lp))
     return out
 
@@ -770,13 +785,15 @@ def _sbst_items(rng: np.random.Generator, phys: np.ndarray, psy: np.ndarray) -> 
     return items
 
 
-# EQ-5D-3L: per-dimension ordered logit on the current RMDQ, pain and HADS, plus person noise
-_EQ5D_MODEL = {  # (driver, slope, cut for level >= 2, cut for level 3)
-    "eq5d_mo": ("rmdq", 1.6, 0.35, -3.6),
-    "eq5d_sc": ("rmdq", 1.5, -0.9, -4.6),
-    "eq5d_ua": ("rmdq", 1.5, 1.0, -2.3),
-    "eq5d_pd": ("pain", 1.6, 3.6, -1.2),
-    "eq5d_ad": ("hads", 1.4, -0.2, -3.0),
+# EQ-5D-3L: per dimension, P(level >= 2) = expit(c2 + s2 x) and P(level 3) = expit(c3 + s3 x) (s3 >= s2,
+# so extreme problems concentrate in the most severe), x = the current RMDQ, pain or HADS total (standardized)
+# plus a person-level noise shared across dimensions and time points.
+_EQ5D_MODEL = {  # driver, s2, c2, s3, c3
+    "eq5d_mo": ("rmdq", 1.45, -0.50, 1.20, -4.50),
+    "eq5d_sc": ("rmdq", 1.45, -1.70, 1.20, -5.50),
+    "eq5d_ua": ("rmdq", 1.45, 0.20, 1.20, -3.30),
+    "eq5d_pd": ("pain", 3.29, 2.80, 2.38, -2.40),
+    "eq5d_ad": ("hads", 2.96, -1.00, 2.12, -4.00),
 }
 
 
@@ -784,10 +801,12 @@ def _eq5d(rng, rmdq, pain, hads, noise) -> np.ndarray:
     drivers = {"rmdq": (rmdq - 9.0) / 6.0, "pain": (pain - 5.0) / 2.5, "hads": (hads - 13.0) / 7.0}
     n = len(rmdq)
     levels = np.empty((n, 5), dtype=np.int8)
-    for j, (_, (driver, slope, c2, c3)) in enumerate(_EQ5D_MODEL.items()):
-        x = slope * drivers[driver] + 0.6 * noise
-        u = rng.logistic(size=n)
-        levels[:, j] = 1 + (x + u > -c2) + (x + u > -c3)
+    for j, (driver, s2, c2, s3, c3) in enumerate(_EQ5D_MODEL.values()):
+        x = drivers[driver] + EQ5D_NOISE * noise
+        u = rng.random(n)
+        p2 = _expit(c2 + s2 * x)
+        p3 = np.minimum(_expit(c3 + s3 * x), p2)
+        levels[:, j] = 1 + (u < p2) + (u < p3)
     return levels
 
 
@@ -859,7 +878,10 @@ def _truth_cached(params_json: str) -> str:
     ph3, resp, cons = sim["phase3"], sim["responded"], sim["consent"]
     risk = sim["risk"]
     t: dict[str, Any] = {}
-    eff = np.asarray(p["rmdq_effect"], dtype=float)
+    # average effect of phase 3 care on the expected 6-month change, respondents of each risk group
+    # (equals the model coefficient up to the floor/ceiling of the RMDQ scale)
+    ate = sim["change6_with"] - sim["change6_without"]
+    eff = np.array([ate[resp & (risk == g)].mean() for g in range(3)])
     for g, name in enumerate(RISK_GROUPS):
         t[f"rmdq_difference_{name}_risk"] = float(eff[g])
     # OLS weights of a model with phase and risk group: n_g * pi_g * (1 - pi_g)
