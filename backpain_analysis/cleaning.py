@@ -62,6 +62,7 @@ __all__ = [
     "CleanStudy",
     "CleaningError",
     "clean_study",
+    "patient_rows",
 ]
 
 #: time_point (months) -> (nominal days after baseline, half-width of the window in days):
@@ -298,6 +299,9 @@ def _row_keys(raw: pd.DataFrame, key: tuple[str, ...], positions: np.ndarray) ->
     for k in key:
         if k in raw.columns:
             vals = raw[k].take(positions)
+            if pd.api.types.is_string_dtype(vals.dtype) and vals.dtype != object:
+                parts.append(vals.fillna("").to_numpy(dtype=object))
+                continue
             codes, uniques = pd.factorize(vals, use_na_sentinel=True)
             text = np.asarray([_fmt(u) for u in uniques] + [""], dtype=object)
             parts.append(text[np.where(codes < 0, len(uniques), codes)])
@@ -507,25 +511,67 @@ def _clean_table(raw: pd.DataFrame, table: Table, log_blocks: list, summary_rows
     return _duplicate_keys(out, table, raw, exclusions)
 
 
-def _lookup(values: pd.Series, keys: pd.Series) -> pd.Series:
-    """``values`` (indexed by a unique id) looked up for each of ``keys``; missing where absent."""
-    pos = values.index.get_indexer(keys.to_numpy())
-    out = values.iloc[np.where(pos < 0, 0, pos)] if len(values) else values.reindex(keys.to_numpy())
-    out = out.reset_index(drop=True)
-    if len(values) and (pos < 0).any():
-        out = out.mask(pd.Series(pos < 0))
-    out.index = keys.index
-    return out
+def _arrow_strings(s: pd.Series):
+    import pyarrow as pa
+
+    if pd.api.types.is_string_dtype(s.dtype) and s.dtype != object:
+        return pa.array(s.array).cast(pa.large_string())
+    return pa.array(s.astype("str").to_numpy(dtype=object), type=pa.large_string(), from_pandas=True)
 
 
-def _followup_windows(followups: pd.DataFrame, patients: pd.DataFrame,
+def _index_in(values: pd.Series, keys: pd.Series) -> np.ndarray:
+    """Position of each of ``values`` in ``keys`` (unique: cleaning guarantees it; -1 if absent).
+
+    One Arrow hash lookup; pandas' own lookups on Arrow strings convert to Python objects first.
+    """
+    import pyarrow.compute as pc
+
+    found = pc.index_in(_arrow_strings(values), value_set=_arrow_strings(keys)).fill_null(-1)
+    return found.to_numpy(zero_copy_only=False).astype("int64")
+
+
+def patient_rows(clean_or_tables: CleanStudy | dict[str, pd.DataFrame], table: str) -> np.ndarray:
+    """For each row of ``table``, the position of its patient in the clean ``patients`` table (-1 if none).
+
+    One hash lookup of the ``patient_id`` strings per table; the result is cached on a
+    :class:`CleanStudy` (and recomputed if the table object was replaced), so later joins
+    between patient tables are integer indexing.
+    """
+    cache: dict | None = None
+    if isinstance(clean_or_tables, CleanStudy):
+        tables = clean_or_tables.tables
+        if clean_or_tables._cohort_cache is None:
+            clean_or_tables._cohort_cache = {}
+        cache = clean_or_tables._cohort_cache
+    else:
+        tables = clean_or_tables
+    patients, t = tables["patients"], tables[table]
+    if cache is not None:
+        hit = cache.get(table)
+        if hit is not None and hit[0] is t and hit[1] is patients:
+            return hit[2]
+    if table == "patients":
+        rows = np.arange(len(patients))
+    else:
+        rows = _index_in(t["patient_id"], patients["patient_id"])
+    if cache is not None:
+        cache[table] = (t, patients, rows)
+    return rows
+
+
+def _followup_windows(followups: pd.DataFrame, patients: pd.DataFrame, rows: np.ndarray,
                       windows: Mapping[int, tuple[float, float]], reference: str) -> pd.DataFrame:
-    by_patient = patients.drop_duplicates("patient_id").set_index("patient_id")
-    ref = by_patient["baseline_date"] if reference == "baseline_date" else by_patient["consultation_date"]
+    ref = patients["baseline_date"] if reference == "baseline_date" else patients["consultation_date"]
     if reference == "baseline_date":
-        ref = ref.fillna(by_patient["consultation_date"])
-    ref_dates = _lookup(ref, followups["patient_id"])
-    days = (followups["return_date"] - ref_dates).dt.total_seconds().to_numpy(dtype="float64", na_value=np.nan) / 86400
+        ref = ref.fillna(patients["consultation_date"])
+    ref_values = ref.to_numpy(dtype="datetime64[ns]")
+    nat = np.datetime64("NaT", "ns")
+    ref_dates = np.full(len(rows), nat)
+    if len(ref_values):
+        ref_dates = np.where(rows >= 0, ref_values[np.where(rows >= 0, rows, 0)], nat)
+    returned = followups["return_date"].to_numpy(dtype="datetime64[ns]")
+    days = (returned - ref_dates).astype("timedelta64[s]").astype("float64") / 86400
+    days[np.isnat(returned) | np.isnat(ref_dates)] = np.nan
     tp = followups["time_point"].to_numpy(dtype="float64", na_value=np.nan)
     nominal = np.full(len(followups), np.nan)
     half = np.full(len(followups), np.nan)
@@ -540,8 +586,8 @@ def _followup_windows(followups: pd.DataFrame, patients: pd.DataFrame,
     return out
 
 
-def _analysis_exclusions(tables: dict[str, pd.DataFrame], raws: dict[str, pd.DataFrame],
-                         dd: DataDictionary, exclusions: list[pd.DataFrame]) -> None:
+def _analysis_exclusions(tables: dict[str, pd.DataFrame], rows_of: dict[str, np.ndarray],
+                         raws: dict[str, pd.DataFrame], dd: DataDictionary, exclusions: list[pd.DataFrame]) -> None:
     patients = tables["patients"]
     outcome = patients["invitation_outcome"].astype(object)
     not_analysed = (outcome != "responded").fillna(True).to_numpy(dtype=bool)
@@ -554,20 +600,18 @@ def _analysis_exclusions(tables: dict[str, pd.DataFrame], raws: dict[str, pd.Dat
         pos = sub.index.to_numpy()
         exclusions.append(_exclusion_block("patients", pos, _row_keys(raws["patients"], dd["patients"].key, pos),
                                            "analysis", reason, detail))
-    status = pd.Series(np.where(not_analysed, "patient not analysed", "analysed"), index=patients["patient_id"].to_numpy())
-    status = status[~status.index.duplicated()]
+    consent = patients["record_review_consent"].to_numpy(dtype="float64", na_value=np.nan)
     for name in _PATIENT_TABLES:
-        t = tables.get(name)
-        if t is None or len(t) == 0:
+        t = tables[name]
+        if len(t) == 0:
             continue
-        st = _lookup(status, t["patient_id"]).astype(object).fillna("patient not in the patients table")
-        st = st.to_numpy(dtype=object)
-        reason = st.copy()
+        rows = rows_of[name]
+        known = rows >= 0
+        safe = np.where(known, rows, 0)
+        reason = np.where(~known, "patient not in the patients table",
+                          np.where(not_analysed[safe], "patient not analysed", "analysed")).astype(object)
         if name == "records":
-            by_id = patients.drop_duplicates("patient_id").set_index("patient_id")["record_review_consent"]
-            consent = _lookup(by_id.astype("float64"), t["patient_id"])
-            no_consent = (consent != 1).to_numpy() & (st == "analysed")
-            reason[no_consent] = "no record-review consent"
+            reason[known & ~not_analysed[safe] & (consent[safe] != 1)] = "no record-review consent"
         drop = reason != "analysed"
         if drop.any():
             pos = t.index.to_numpy()[drop]
@@ -679,10 +723,12 @@ def clean_study(
             raise CleaningError(f"table {name!r} is a {type(raw).__name__}, not a DataFrame")
         raws[name] = raw
         tables[name] = _clean_table(raw, table, log_blocks, summary_rows, exclusions)
-    tables["followups"] = _followup_windows(tables["followups"], tables["patients"], windows, followup_reference)
-    _analysis_exclusions(tables, raws, dd, exclusions)
+    rows_of = {name: patient_rows(tables, name) for name in _PATIENT_TABLES}
+    tables["followups"] = _followup_windows(tables["followups"], tables["patients"], rows_of["followups"], windows,
+                                            followup_reference)
+    _analysis_exclusions(tables, rows_of, raws, dd, exclusions)
     summary = pd.DataFrame(summary_rows, columns=["table", "column", "rule", "n_cells", "logged"])
-    return CleanStudy(
+    result = CleanStudy(
         tables=tables,
         cleaning_log=_frame(log_blocks, LOG_COLUMNS),
         exclusions=_frame(exclusions, EXCLUSION_COLUMNS),
@@ -693,3 +739,5 @@ def clean_study(
         truth=getattr(study, "truth", None),
         path=getattr(study, "path", None),
     )
+    result._cohort_cache = {name: (tables[name], tables["patients"], rows_of[name]) for name in _PATIENT_TABLES}
+    return result

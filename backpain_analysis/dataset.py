@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .cleaning import CleanStudy, clean_study
+from .cleaning import CleanStudy, clean_study, patient_rows
 from .errors import BackpainError
 from .scoring import GLOBAL_CHANGE_LABELS, eq5d3l_index, good_outcome, rmdq_mcid, score_rmdq, score_sbst
 from .stratification import matched_care, matched_pathway, matched_referral, received_pathway
@@ -73,6 +73,14 @@ def _float(s: pd.Series) -> np.ndarray:
     return s.to_numpy(dtype="float64", na_value=np.nan)
 
 
+def _isin(values: pd.Series | pd.Index, ids: pd.Index) -> np.ndarray:
+    """Boolean mask: which ``values`` are in the unique index ``ids`` (a hash lookup; pandas'
+    ``isin`` on Arrow strings loops in Python over the lookup values)."""
+    if not ids.is_unique:
+        ids = ids.unique()
+    return ids.get_indexer(np.asarray(values, dtype=object)) >= 0
+
+
 def _used(clean: CleanStudy, table: str) -> pd.DataFrame:
     """Rows of a clean table that the exclusions table does not list."""
     t = clean.tables[table]
@@ -81,11 +89,32 @@ def _used(clean: CleanStudy, table: str) -> pd.DataFrame:
     return t if rows.size == 0 else t.loc[~t.index.isin(rows)]
 
 
-def _align(values: pd.DataFrame | pd.Series, keys: pd.Series, ids: pd.Index) -> pd.DataFrame | pd.Series:
-    """Rows of ``values`` (one per unique key) placed on ``ids`` (missing where a key is absent)."""
-    v = values.copy(deep=False)
-    v.index = pd.Index(keys.to_numpy())
-    return v.reindex(ids).reset_index(drop=True)
+def _used_mask(clean: CleanStudy, table: str) -> np.ndarray:
+    """Positional mask over a clean table: rows the exclusions table does not list."""
+    t = clean.tables[table]
+    ex = clean.exclusions
+    rows = ex.loc[ex["table"] == table, "row"].to_numpy()
+    return np.ones(len(t), dtype=bool) if rows.size == 0 else ~t.index.isin(rows)
+
+
+def _placement(clean: CleanStudy, table: str, row_of: np.ndarray, extra: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Used rows of a patient table that belong to analysed patients: (table positions, dataset rows)."""
+    prow = patient_rows(clean, table)
+    drow = np.where(prow >= 0, row_of[np.where(prow >= 0, prow, 0)] if len(row_of) else -1, -1)
+    sel = _used_mask(clean, table) & (drow >= 0)
+    if extra is not None:
+        sel &= extra
+    return np.flatnonzero(sel), drow[sel]
+
+
+def _spread(t: pd.DataFrame, tpos: np.ndarray, drow: np.ndarray, n: int, what: str) -> pd.DataFrame:
+    """Rows ``tpos`` of ``t`` placed on dataset rows ``drow`` (n rows; missing elsewhere)."""
+    if np.unique(drow).size != drow.size:
+        raise ReconciliationError(f"{what}: a patient has more than one used row; clean_study resolves duplicates")
+    order = np.full(n, -1, dtype="int64")
+    order[drow] = tpos
+    return t.reset_index(drop=True).reindex(order).reset_index(drop=True)
 
 
 def _measures(df: pd.DataFrame, rmdq_max_missing: int, sbst_missing: str) -> pd.DataFrame:
@@ -176,11 +205,13 @@ def build_analysis_dataset(
     >>> len(data), data["risk_group"].cat.categories.tolist()
     (10, ['low', 'medium', 'high'])
     """
-    patients = _used(clean, "patients")
-    patients = patients.loc[patients["invitation_outcome"] == "responded"]
-    ids = pd.Index(patients["patient_id"].to_numpy())
-    n = len(patients)
-    p = patients.reset_index(drop=True)
+    all_patients = clean.tables["patients"]
+    responded = (all_patients["invitation_outcome"] == "responded").to_numpy(dtype=bool)
+    resp_pos = np.flatnonzero(_used_mask(clean, "patients") & responded)
+    n = len(resp_pos)
+    row_of = np.full(len(all_patients), -1, dtype="int64")
+    row_of[resp_pos] = np.arange(n)
+    p = all_patients.iloc[resp_pos].reset_index(drop=True)
     cols: dict[str, Any] = {}
     cols["patient_id"] = p["patient_id"].astype("str")
     cols["practice_id"] = p["practice_id"].astype("str")
@@ -199,14 +230,16 @@ def build_analysis_dataset(
     cols["consultation_date"] = p["consultation_date"]
 
     scores = {"0m": _measures(p, rmdq_max_missing, sbst_missing)}
-    followups = _used(clean, "followups")
-    followups = followups.loc[followups["patient_id"].isin(ids)]
+    followups = clean.tables["followups"]
+    time_point = followups["time_point"].to_numpy(dtype="float64", na_value=np.nan)
     fu: dict[str, pd.DataFrame] = {}
     for months in (2, 6):
-        f = followups.loc[followups["time_point"] == months]
         t = f"{months}m"
-        fu[t] = _align(f.reset_index(drop=True), f["patient_id"], ids)
-        fu[t]["_present"] = _align(pd.Series(np.ones(len(f))), f["patient_id"], ids).fillna(0.0).to_numpy()
+        tpos, drow = _placement(clean, "followups", row_of, time_point == months)
+        fu[t] = _spread(followups, tpos, drow, n, f"followups at {months} months")
+        present = np.zeros(n)
+        present[drow] = 1.0
+        fu[t]["_present"] = present
         scores[t] = _measures(fu[t], rmdq_max_missing, sbst_missing)
     for t in _T:
         for m in ("sbst_total", "sbst_psychosocial", "risk_group"):
@@ -237,9 +270,9 @@ def build_analysis_dataset(
     cols["rmdq_mcid_6m"] = _float(rmdq_mcid(pd.Series(cols["rmdq_0m"]), pd.Series(cols["rmdq_6m"]),
                                             min_reduction=mcid_min_reduction))
 
-    records = _used(clean, "records")
-    records = records.loc[records["patient_id"].isin(ids)]
-    r = _align(records.reset_index(drop=True), records["patient_id"], ids)
+    records = clean.tables["records"]
+    tpos, drow = _placement(clean, "records", row_of)
+    r = _spread(records, tpos, drow, n, "records")
     rec = {c: _float(r[c]) for c in records.columns if c not in ("patient_id", "review_date")}
     strong, weak = rec["opioids_strong"], rec["opioids_weak"]
     any_op = np.where((strong == 1) | (weak == 1), 1.0, np.where((strong == 0) & (weak == 0), 0.0, np.nan))
@@ -247,19 +280,26 @@ def build_analysis_dataset(
     for c in _RECORD_FLAGS:
         cols[c] = {"opioids_any": any_op, "opioids_weak_only": weak_only}.get(c, rec.get(c))
 
-    physio = _used(clean, "physio")
-    physio = physio.loc[physio["patient_id"].isin(ids)]
-    by = physio.groupby("patient_id", sort=False, observed=True)
-    sessions = by["n_sessions"].sum(min_count=1).astype("float64")
-    rank = physio["approach"].astype(object).map({a: i for i, a in enumerate(_APPROACH_ORDER)}).astype("float64")
-    top = rank.groupby(physio["patient_id"].to_numpy(), sort=False).max()
-    has_episode = ids.isin(sessions.index)
-    sess = _align(sessions, pd.Series(sessions.index), ids).to_numpy(dtype="float64", na_value=np.nan)
-    cols["physio_sessions"] = np.where(has_episode, sess, 0.0)
-    top_codes = _align(top, pd.Series(top.index), ids).to_numpy(dtype="float64", na_value=np.nan)
-    cols["physio_approach"] = pd.Categorical.from_codes(
-        np.where(np.isnan(top_codes), -1, np.nan_to_num(top_codes, nan=0)).astype("int64"),
-        dtype=pd.CategoricalDtype(list(_APPROACH_ORDER), ordered=True))
+    physio = clean.tables["physio"]
+    tpos, drow = _placement(clean, "physio", row_of)
+    sessions = physio["n_sessions"].to_numpy(dtype="float64", na_value=np.nan)[tpos]
+    counted = ~np.isnan(sessions)
+    total = np.bincount(drow[counted], weights=sessions[counted], minlength=n)
+    n_counted = np.bincount(drow[counted], minlength=n)
+    has_episode = np.bincount(drow, minlength=n) > 0
+    cols["physio_sessions"] = np.where(~has_episode, 0.0, np.where(n_counted > 0, total, np.nan))
+    approach_rank = {a: i for i, a in enumerate(_APPROACH_ORDER)}
+    approach = physio["approach"]
+    if isinstance(approach.dtype, pd.CategoricalDtype):
+        lut = np.asarray([approach_rank.get(c, -1) for c in approach.cat.categories] + [-1], dtype="int64")
+        codes = approach.cat.codes.to_numpy()
+        rank = lut[np.where(codes < 0, len(lut) - 1, codes)][tpos]
+    else:
+        rank = approach.astype(object).map(approach_rank).fillna(-1).to_numpy(dtype="int64")[tpos]
+    top = np.full(n, -1, dtype="int64")
+    np.maximum.at(top, drow, rank)
+    cols["physio_approach"] = pd.Categorical.from_codes(top, dtype=pd.CategoricalDtype(list(_APPROACH_ORDER),
+                                                                                        ordered=True))
 
     risk = pd.Series(cols["risk_group"])
     referral = pd.Series(cols["physio_referral"])
@@ -315,12 +355,11 @@ def flow_counts(clean: CleanStudy) -> pd.DataFrame:
     >>> flow.set_index("item").loc["respondents", ["n_phase1", "n_phase3"]].tolist()
     [5, 5]
     """
-    patients = _used(clean, "patients")
-    excluded_rows = clean.exclusions.loc[(clean.exclusions["table"] == "patients")
-                                         & (clean.exclusions["stage"] == "analysis"), "row"].to_numpy()
-    invited = clean.tables["patients"]  # every invited patient (after dropping exact duplicate rows)
-    invited = invited.loc[invited.index.isin(patients.index) | invited.index.isin(excluded_rows)]
-    followups = _used(clean, "followups")
+    invited = clean.tables["patients"]  # every invited patient (exact duplicate rows dropped by cleaning)
+    followups = clean.tables["followups"]
+    fu_rows = patient_rows(clean, "followups")
+    fu_used = _used_mask(clean, "followups") & (fu_rows >= 0)
+    fu_time = followups["time_point"].to_numpy(dtype="float64", na_value=np.nan)
     rows: list[tuple[str, str, dict[int, int]]] = []
 
     def count(mask: pd.Series) -> dict[int, int]:
@@ -342,9 +381,9 @@ def flow_counts(clean: CleanStudy) -> pd.DataFrame:
     consent = invited["record_review_consent"].astype("float64")
     rows.append(("consented to record review", "respondents", count(responded & (consent == 1))))
     for months in (2, 6):
-        ids = followups.loc[followups["time_point"] == months, "patient_id"]
-        rows.append((f"followed up at {months} months", "respondents",
-                     count(responded & invited["patient_id"].isin(ids))))
+        followed = np.zeros(len(invited), dtype=bool)
+        followed[fu_rows[fu_used & (fu_time == months)]] = True
+        rows.append((f"followed up at {months} months", "respondents", count(responded & followed)))
     n_invited = rows[0][2]
     n_resp = next(r[2] for r in rows if r[0] == "respondents")
     records = []
@@ -417,7 +456,7 @@ def reconcile(study: Any, clean: CleanStudy, dataset: pd.DataFrame) -> pd.DataFr
         ex_rows = t_ex["row"].to_numpy(dtype="int64")
         kept = _used(clean, name)
         if name == "patients":
-            used_mask = kept["patient_id"].isin(ids).to_numpy()
+            used_mask = _isin(kept["patient_id"], ids)
             missing_ids = ids.difference(pd.Index(kept["patient_id"].to_numpy()))
             if len(missing_ids):
                 problems.append(f"{len(missing_ids)} dataset patient(s) match no used input patient row, "
@@ -428,13 +467,13 @@ def reconcile(study: Any, clean: CleanStudy, dataset: pd.DataFrame) -> pd.DataFr
                 flag = dataset[f"followed_up_{months}m"].to_numpy() == 1
                 fu_ids = pd.Index(dataset["patient_id"].to_numpy()[flag])
                 at = (kept["time_point"] == months).to_numpy(dtype=bool)
-                used_mask |= at & kept["patient_id"].isin(fu_ids).to_numpy()
-                n_rows = int((at & kept["patient_id"].isin(ids).to_numpy()).sum())
+                used_mask |= at & _isin(kept["patient_id"], fu_ids)
+                n_rows = int((at & _isin(kept["patient_id"], ids)).sum())
                 if n_rows != int(flag.sum()):
                     problems.append(f"followups at {months} months: {n_rows} used rows but "
                                     f"{int(flag.sum())} patients with followed_up_{months}m = 1")
         elif name in ("records", "physio"):
-            used_mask = kept["patient_id"].isin(ids).to_numpy()
+            used_mask = _isin(kept["patient_id"], ids)
         else:
             used_mask = np.ones(len(kept), dtype=bool)
         used_rows = kept.index.to_numpy()[used_mask]

@@ -36,6 +36,10 @@ _APPROACHES = ("advice_only", "manual_exercise", "psych_informed")
 
 def _risk_codes(risk_group: pd.Series) -> np.ndarray:
     """Integer codes 0/1/2 for low/medium/high, -1 for missing; anything else raises."""
+    if isinstance(risk_group.dtype, pd.CategoricalDtype) and set(risk_group.cat.categories) <= set(RISK_GROUPS):
+        lut = np.asarray([RISK_GROUPS.index(c) for c in risk_group.cat.categories] + [-1], dtype="int64")
+        codes = risk_group.cat.codes.to_numpy()
+        return lut[np.where(codes < 0, len(lut) - 1, codes)]
     text = risk_group.astype(object)
     mapped = text.map({g: i for i, g in enumerate(RISK_GROUPS)})
     bad = mapped.isna() & text.notna()
