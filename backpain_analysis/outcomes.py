@@ -607,7 +607,7 @@ def trajectory_plot(traj: pd.DataFrame, *, title: str = "Mean RMDQ over follow-u
     import matplotlib.pyplot as plt
 
     levels = list(dict.fromkeys(traj["risk_group"]))
-    fig, axes = plt.subplots(1, len(levels), figsize=(3.2 * len(levels), 3.6), sharey=True)
+    fig, axes = plt.subplots(1, len(levels), figsize=(2.9 * len(levels), 3.4), sharey=True)
     axes = np.atleast_1d(axes)
     styles = {1: ("tab:grey", "o", "Phase 1 (usual care)"), 3: ("tab:blue", "s", "Phase 3 (stratified care)")}
     for ax, level in zip(axes, levels, strict=True):
