@@ -306,3 +306,45 @@ def test_suppress_shares_grouped_and_rowwise():
     up = pd.DataFrame({"n_completed": [2, 40, 48], "n_consultations": [50, 60, 50]})
     up_shared = suppress_shares(up, None, count="n_completed", total="n_consultations", derived=["estimate"])
     assert up_shared["n_completed"].tolist() == ["*", 40, "*"]  # 2 small; 50 - 48 = 2 small complement
+
+
+# ----------------------------------------------------------------- against the synthetic study's settings
+@pytest.fixture(scope="module")
+def large_study():
+    from types import SimpleNamespace
+
+    from backpain_analysis.cleaning import clean_study
+    from backpain_analysis.dataset import build_analysis_dataset
+    from backpain_analysis.synthetic import generate_study
+
+    study = generate_study(n_invited=10000, seed=7)
+    clean = clean_study(SimpleNamespace(tables=study.tables))
+    return study.truth["parameters"], clean, build_analysis_dataset(clean)
+
+
+def test_risk_mix_recovers_generator_mix(large_study):
+    settings, _, data = large_study
+    mix = risk_mix(data).pivot_table(index="phase", columns="risk_group", values="pct", observed=False)
+    expected = pd.DataFrame(settings["risk_mix"], index=[1, 3], columns=["low", "medium", "high"]) * 100
+    np.testing.assert_allclose(mix[["low", "medium", "high"]].to_numpy(), expected.to_numpy(), atol=3.0)
+
+
+def test_uptake_follows_the_generator_ramp(large_study):
+    settings, clean, _ = large_study
+    by_month = uptake(clean.tables["consultations"], by="month")
+    assert len(by_month) == 12
+    start, end = settings["sbst_completed_phase3_start"], settings["sbst_completed_phase3_end"]
+    assert abs(by_month["estimate"].iloc[0] - start) < 0.15 and abs(by_month["estimate"].iloc[-1] - end) < 0.1
+    assert np.corrcoef(np.arange(12), by_month["estimate"])[0, 1] > 0.9
+    phase1 = uptake(clean.tables["consultations"], by=None, phase=1)["estimate"].item()
+    assert phase1 == pytest.approx(settings["sbst_completed_phase1"], abs=0.02)
+
+
+def test_screening_tool_validity_on_synthetic_study(large_study):
+    _, _, data = large_study
+    auc = discriminative_validity(data).set_index("measure")["estimate"]
+    assert auc.min() > 0.7
+    pred = predictive_validity(data).set_index("risk_group")
+    assert pred.loc["medium", "pct"] > pred.loc["low", "pct"] and pred.loc["high", "pct"] > pred.loc["low", "pct"]
+    fid = fidelity(data, by=("phase",)).set_index("phase")["estimate"]
+    assert fid.loc[3] > fid.loc[1]
