@@ -475,11 +475,17 @@ EQ5D_NOISE = 0.4
 
 
 def _topk_items(rng: np.random.Generator, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Tick ``score`` items per row, chosen by Gumbel-top-k on item log-weights (more common items first)."""
-    n = len(score)
-    keys = weights[None, :] + rng.gumbel(size=(n, len(weights)))
-    ranks = np.argsort(np.argsort(-keys, axis=1), axis=1)
-    return (ranks < score[:, None]).astype(np.int8)
+    """Tick ``score`` items per row, sampled without replacement with probability proportional to exp(weight).
+
+    Exponential race (equivalent to Gumbel-top-k): item k gets the key E_k / exp(w_k); the ``score``
+    smallest keys are ticked, so commoner items are ticked first.
+    """
+    n, k = len(score), len(weights)
+    keys = rng.standard_exponential((n, k), dtype=np.float32) * np.exp(-weights).astype(np.float32)[None, :]
+    order = np.argsort(keys, axis=1)
+    ticked = np.zeros((n, k), dtype=np.int8)
+    np.put_along_axis(ticked, order, (np.arange(k)[None, :] < score[:, None]).astype(np.int8), axis=1)
+    return ticked
 
 
 # ---------------------------------------------------------------------------------------------
@@ -599,7 +605,7 @@ def _simulate(p: dict[str, Any], n: int, rng: np.random.Generator, n_practices: 
 
     # baseline RMDQ: items from severity; 9 and 17 agree with SBST 4 and 3
     sev = phys + 0.25 * psy
-    rmdq_items = _bern(rng, _expit(_RMDQ_C[None, :] + RMDQ_SHIFT + _RMDQ_SLOPE * sev[:, None]))
+    rmdq_items = _bern(rng, _expit((_RMDQ_C[None, :] + RMDQ_SHIFT + _RMDQ_SLOPE * sev[:, None]).astype(np.float32)))
     disc = float(p["sbst_rmdq_discordance"])
     rmdq_items[:, 8] = sbst[:, 3] ^ _bern(rng, np.full(n, disc))
     rmdq_items[:, 16] = sbst[:, 2] ^ _bern(rng, np.full(n, disc))
@@ -937,12 +943,23 @@ TRUTH_NOTES: dict[str, str] = {
 # ---------------------------------------------------------------------------------------------
 # tables
 # ---------------------------------------------------------------------------------------------
-def _ids(prefix: str, numbers: np.ndarray, width: int) -> pd.Series:
+def _ids(prefix: str, numbers: np.ndarray, width: int, mask=None) -> pd.Series:
+    """Identifiers like ``PAT00001`` (vectorized with pyarrow); missing where ``mask``."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    text = pc.utf8_lpad(pc.cast(pa.array(np.asarray(numbers, dtype=np.int64)), pa.string()), width, "0")
+    numbers = pa.array(np.asarray(numbers, dtype=np.int64), mask=None if mask is None else np.asarray(mask, dtype=bool))
+    text = pc.utf8_lpad(pc.cast(numbers, pa.string()), width, "0")
     return pc.binary_join_element_wise(prefix, text, "").to_pandas()
+
+
+def _take(labels, codes, mask=None) -> pd.Series:
+    """Text column from integer codes into ``labels`` (vectorized); missing where ``mask``."""
+    import pyarrow as pa
+
+    arr = pa.array([None if v is None else str(v) for v in labels], pa.string())
+    idx = pa.array(np.asarray(codes, dtype=np.int64), mask=None if mask is None else np.asarray(mask, dtype=bool))
+    return arr.take(idx).to_pandas()
 
 
 def _width(n: int, minimum: int) -> int:
@@ -1042,25 +1059,25 @@ def _build_tables(p: dict[str, Any], n: int, seed: int) -> tuple[dict[str, pd.Da
     phase = np.where(ph3, 3, 1)
     resp, excl = sim["responded"], sim["excluded"]
     nr = ~resp
-    outcome = np.where(excl, "excluded", np.where(resp, "responded", "non_respondent"))
+    outcome = np.where(excl, 2, np.where(resp, 0, 1))
     patient_ids = _ids("PAT", np.arange(1, n + 1), aw)
     date = sim["date"]
     pat: dict[str, Any] = {
         "patient_id": patient_ids,
-        "practice_id": practice_ids.to_numpy()[sim["practice"]],
-        "gp_id": gp_ids.to_numpy()[sim["gp"]],
+        "practice_id": _take(practice_ids, sim["practice"]),
+        "gp_id": _take(gp_ids, sim["gp"]),
         "phase": _int(phase),
         "consultation_date": _date(date),
-        "invitation_outcome": _text(outcome),
-        "exclusion_reason": _text(np.asarray(EXCLUSION_REASONS, dtype=object)[sim["reason"]], ~excl),
+        "invitation_outcome": _take(["responded", "non_respondent", "excluded"], outcome),
+        "exclusion_reason": _take(EXCLUSION_REASONS, sim["reason"], ~excl),
         "record_review_consent": _int(sim["consent"].astype(int), nr),
         "age": _int(sim["age"]),
-        "sex": _text(np.where(sim["female"] == 1, "female", "male")),
+        "sex": _take(["male", "female"], sim["female"]),
         "baseline_date": _date(date + _days(rng, 5, 28, n), nr),
         "employed": _int(sim["employed"], nr),
         "manual_occupation": _int(sim["manual"], nr | sim["manual_missing"]),
         "time_off_work": _int(sim["time_off"], nr | (sim["employed"] == 0)),
-        "episode_duration": _text(np.asarray(EPISODE_DURATIONS, dtype=object)[sim["episode"]], nr),
+        "episode_duration": _take(EPISODE_DURATIONS, sim["episode"], nr),
         "leg_pain": _int(sim["leg"], nr),
     }
     for i in range(9):
@@ -1074,8 +1091,6 @@ def _build_tables(p: dict[str, Any], n: int, seed: int) -> tuple[dict[str, pd.Da
     for col, key in (("hads_anxiety", "hads_a"), ("hads_depression", "hads_d"), ("tsk", "tsk"), ("csq_cat", "csq"),
                      ("pseq", "pseq")):
         pat[col] = _int(sim[f"{key}0"], nr)
-    pat["practice_id"] = _text(pat["practice_id"])
-    pat["gp_id"] = _text(pat["gp_id"])
     tables["patients"] = pd.DataFrame(pat)
 
     # consultations: every eligible consultation; invited patients link to one
@@ -1097,15 +1112,15 @@ def _build_tables(p: dict[str, Any], n: int, seed: int) -> tuple[dict[str, pd.Da
     lp = np.where(c_ph3, lo3 + (hi3 - lo3) * c_time, _logit(p["sbst_completed_phase1"])) + prac_eff
     completed = _bern(rng, _expit(lp))
     order = np.lexsort((rng.random(n_cons), c_date))
-    c_pat = np.concatenate([patient_ids.to_numpy(), np.full(extra, None, dtype=object)])
+    c_pat = np.concatenate([np.arange(1, n + 1), np.zeros(extra, dtype=np.int64)])
     tables["consultations"] = pd.DataFrame({
         "consultation_id": _ids("C", np.arange(1, n_cons + 1), _width(n_cons, 6)),
-        "practice_id": _text(practice_ids.to_numpy()[c_prac[order]]),
-        "gp_id": _text(gp_ids.to_numpy()[np.concatenate([sim["gp"], e_gp])[order]]),
+        "practice_id": _take(practice_ids, c_prac[order]),
+        "gp_id": _take(gp_ids, np.concatenate([sim["gp"], e_gp])[order]),
         "consultation_date": _date(c_date[order]),
         "phase": _int(np.where(c_ph3[order], 3, 1)),
         "sbst_completed": _int(completed[order]),
-        "patient_id": _text(c_pat[order]),
+        "patient_id": _ids("PAT", c_pat[order], aw, mask=c_pat[order] == 0),
     })
 
     # follow-ups
@@ -1114,7 +1129,7 @@ def _build_tables(p: dict[str, Any], n: int, seed: int) -> tuple[dict[str, pd.Da
         sel = np.flatnonzero(sim[f"fu{t}"])
         m = len(sel)
         fu: dict[str, Any] = {
-            "patient_id": _text(patient_ids.to_numpy()[sel]),
+            "patient_id": _ids("PAT", sel + 1, aw),
             "time_point": _int(np.full(m, months)),
             "return_date": _date(date[sel] + _days(rng, 30 * months, 30 * months + 40, m)),
         }
@@ -1144,7 +1159,7 @@ def _build_tables(p: dict[str, Any], n: int, seed: int) -> tuple[dict[str, pd.Da
     sel = np.flatnonzero(sim["consent"])
     m = len(sel)
     rec: dict[str, Any] = {
-        "patient_id": _text(patient_ids.to_numpy()[sel]),
+        "patient_id": _ids("PAT", sel + 1, aw),
         "review_date": _date(date[sel] + _days(rng, 182, 220, m)),
         "physio_referral": _int(sim["referral"][sel]),
         "reconsulted": _int(sim["reconsulted"][sel]),
@@ -1167,11 +1182,11 @@ def _build_tables(p: dict[str, Any], n: int, seed: int) -> tuple[dict[str, pd.Da
     physio = np.where(per_service[service] > 0, physio, rng.integers(0, n_phys, m))
     tables["physio"] = pd.DataFrame({
         "episode_id": _ids("EP", np.arange(1, m + 1), _width(m, 6)),
-        "patient_id": _text(patient_ids.to_numpy()[sel]),
-        "physio_id": _text(physio_ids.to_numpy()[physio]),
+        "patient_id": _ids("PAT", sel + 1, aw),
+        "physio_id": _take(physio_ids, physio),
         "start_date": _date(date[sel] + _days(rng, 10, 60, m)),
         "n_sessions": _int(sim["sessions"][sel]),
-        "approach": _text(np.asarray(APPROACHES, dtype=object)[sim["approach"][sel]]),
+        "approach": _take(APPROACHES, sim["approach"][sel]),
     })
     order = ["practices", "clinicians", "clinician_surveys", "consultations", "patients", "followups", "records", "physio"]
     return {k: tables[k] for k in order}, sim
