@@ -40,6 +40,11 @@ __all__ = [*__all__, "ANALYSIS_COLUMNS", "CleanStudy", "CleaningError", "Reconci
             "load_analysis_dataset", "matched_care", "matched_pathway", "matched_referral", "received_pathway",
             "reconcile", "rmdq_mcid", "score_pabs", "score_rmdq", "score_sbst"]
 
+# --- process of care and patient outcomes (issue 7) ---
+from .imputation import impute_chained, pool_rubin, pool_wald  # noqa: E402
+
+__all__ += ["impute_chained", "pool_rubin", "pool_wald"]
+
 # --- report (issue 5) ---
 from .disclosure import small_count_cells, suppress_table, suppression_mask  # noqa: E402
 
