@@ -305,6 +305,46 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, parsed
 
 
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float | np.integer | np.floating) and not isinstance(x, bool)
+
+
+def _conform(key: str, default: Any, value: Any) -> Any:
+    """Check an override against the shape of its default; broadcast one value/list to every phase or group."""
+    if isinstance(default, dict):
+        if not isinstance(value, dict) or not all(k in default and _is_number(v) for k, v in value.items()):
+            raise SyntheticParameterError(f"parameter {key!r} must be a mapping with keys from {sorted(default)} "
+                                          f"to numbers; got {value!r}")
+        return {**default, **{k: float(v) for k, v in value.items()}}
+    if isinstance(default, list):
+        inner = default[0]
+        if isinstance(inner, list):
+            if isinstance(value, list) and len(value) == len(inner) and all(_is_number(v) for v in value):
+                value = [list(value) for _ in default]
+            ok = isinstance(value, list) and len(value) == len(default) and all(
+                isinstance(v, list) and len(v) == len(inner) and all(_is_number(x) for x in v) for v in value)
+            if not ok:
+                raise SyntheticParameterError(
+                    f"parameter {key!r} must be {len(default)} lists of {len(inner)} numbers like {default}, "
+                    f"or one list of {len(inner)} numbers for all; got {value!r}")
+            return value
+        if _is_number(value):
+            value = [value] * len(default)
+        if not (isinstance(value, list) and len(value) == len(default) and all(_is_number(v) for v in value)):
+            raise SyntheticParameterError(
+                f"parameter {key!r} must be a list of {len(default)} numbers like {default}, or one number; got {value!r}")
+        return value
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise SyntheticParameterError(f"parameter {key!r} must be text like {default!r}; got {value!r}")
+        return value
+    if not _is_number(value):
+        raise SyntheticParameterError(f"parameter {key!r} must be a number; got {value!r}")
+    if isinstance(default, int) and float(value) != int(value):
+        raise SyntheticParameterError(f"parameter {key!r} must be a whole number; got {value!r}")
+    return int(value) if isinstance(default, int) else float(value)
+
+
 def _resolve(overrides: Mapping[str, Any]) -> dict[str, Any]:
     unknown = sorted(k for k in overrides if k not in DEFAULTS)
     if unknown:
@@ -313,21 +353,7 @@ def _resolve(overrides: Mapping[str, Any]) -> dict[str, Any]:
         )
     p = json.loads(json.dumps(DEFAULTS))
     for key, value in overrides.items():
-        default = DEFAULTS[key]
-        if isinstance(default, list) and isinstance(default[0], list) and isinstance(value, list) and value \
-                and not isinstance(value[0], list) and len(value) == len(default[0]):
-            value = [list(value) for _ in default]  # one list for both phases / groups
-        elif isinstance(default, list) and not isinstance(value, list):
-            value = [value] * len(default)
-        elif isinstance(default, dict):
-            if not isinstance(value, dict):
-                raise SyntheticParameterError(f"parameter {key!r} must be a mapping like {default}")
-            value = {**default, **value}
-        if isinstance(default, list) and (not isinstance(value, list) or len(value) != len(default)):
-            raise SyntheticParameterError(f"parameter {key!r} must be a list of {len(default)} like {default}; got {value!r}")
-        if isinstance(default, int | float) and not isinstance(default, bool) and not isinstance(value, int | float):
-            raise SyntheticParameterError(f"parameter {key!r} must be a number; got {value!r}")
-        p[key] = json.loads(json.dumps(value))
+        p[key] = json.loads(json.dumps(_conform(key, DEFAULTS[key], value)))
     for key in ("n_practices", "n_gps", "n_physios", "n_physio_services", "phase1_months", "phase3_months"):
         if int(p[key]) < 1:
             raise SyntheticParameterError(f"parameter {key!r} must be at least 1; got {p[key]!r}")
