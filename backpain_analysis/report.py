@@ -58,6 +58,7 @@ __all__ = [
     "ReportDefinition",
     "ReportDefinitionError",
     "ReportRun",
+    "cached_analysis_dataset",
     "fingerprint_inputs",
     "load_report_definition",
     "notebook_problems",
@@ -77,7 +78,8 @@ CHECK_MARKER = "NBVAL_CHECK_OUTPUT"
 CHECK_TAG = "nbval-check-output"
 _STAGING_PREFIX = ".staging-"
 _TRASH_PREFIX = ".trash-"
-_DATA_SUFFIXES = {".csv", ".parquet", ".xlsx", ".json", ".tsv", ".txt"}
+#: Environment variable naming the folder where notebooks run by the runner share the analysis dataset.
+CACHE_ENV = "BACKPAIN_DATASET_CACHE"
 
 
 class ReportDefinitionError(BackpainError):
@@ -625,6 +627,48 @@ class ReportRun:
         return "\n".join(f"{r.name} failed: {r.error}" for r in self.failed)
 
 
+def cached_analysis_dataset(data_dir: str | Path) -> tuple[Any, Any]:
+    """``load_analysis_dataset(data_dir)``, shared between the notebooks of one report run.
+
+    Under :func:`run_report` (environment variable ``BACKPAIN_DATASET_CACHE`` set to
+    ``OUT/.cache``) the first notebook builds the dataset and pickles it under a key made of the
+    input files' sha256 and the package version; the other notebooks load it (a file lock makes
+    concurrent notebooks wait for the first). Elsewhere (JupyterLab, papermill CLI, nbval) it
+    simply calls :func:`backpain_analysis.dataset.load_analysis_dataset`.
+
+    Returns
+    -------
+    (CleanStudy, DataFrame)
+        As :func:`~backpain_analysis.dataset.load_analysis_dataset`.
+    """
+    import fcntl
+    import pickle
+
+    from .dataset import load_analysis_dataset
+
+    cache_dir = os.environ.get(CACHE_ENV)
+    if not cache_dir:
+        return load_analysis_dataset(data_dir)
+    inputs_sha, _ = fingerprint_inputs(data_dir)
+    key = hashlib.sha256(f"{Path(data_dir).resolve()}|{inputs_sha}|{__version__}".encode()).hexdigest()[:24]
+    folder = Path(cache_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"dataset-{key}.pkl"
+    with open(folder / f"dataset-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if target.is_file():
+                with open(target, "rb") as fh:
+                    result: tuple[Any, Any] = pickle.load(fh)
+                return result
+            result = load_analysis_dataset(data_dir)
+            with atomic_write(target, "wb") as fh:
+                pickle.dump(result, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            return result
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def _default_jobs() -> int:
     return max(1, os.cpu_count() or 1)
 
@@ -741,6 +785,8 @@ def run_report(
         to_run.append((job, fingerprint))
 
     staging_root = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=out_dir))
+    previous_cache = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(out_dir / ".cache")  # inherited by the kernels: see cached_analysis_dataset
     try:
         with tqdm(total=len(planned), desc="report", unit="notebook", file=sys.stderr, disable=not progress) as bar:
             bar.update(len(planned) - len(to_run))
@@ -769,6 +815,11 @@ def run_report(
                     raise
     finally:
         shutil.rmtree(staging_root, ignore_errors=True)
+        shutil.rmtree(out_dir / ".cache", ignore_errors=True)
+        if previous_cache is None:
+            os.environ.pop(CACHE_ENV, None)
+        else:
+            os.environ[CACHE_ENV] = previous_cache
 
     # Every job of the full definition appears in the index: run now, skipped, or from an earlier run.
     try:

@@ -391,3 +391,29 @@ def test_full_report_feedback_tables_show_no_small_counts(full_report):
         table = pd.read_csv(path)
         count_columns = [c for c in table.columns if c.startswith(("n_", "events", "count")) or c == "n"]
         assert small_count_cells(table, count_columns) == [], path
+
+
+def test_cached_analysis_dataset_builds_once_per_input(tmp_path, monkeypatch):
+    import backpain_analysis.dataset as dataset_module
+
+    calls = []
+
+    def fake_load(data_dir):
+        calls.append(data_dir)
+        return ("clean", pd.DataFrame({"x": [len(calls)]}))
+
+    monkeypatch.setattr(dataset_module, "load_analysis_dataset", fake_load)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "practices.csv").write_text("practice_id\nP01\n")
+    monkeypatch.delenv(rpt.CACHE_ENV, raising=False)
+    rpt.cached_analysis_dataset(data)
+    rpt.cached_analysis_dataset(data)
+    assert len(calls) == 2  # no cache outside a report run
+
+    monkeypatch.setenv(rpt.CACHE_ENV, str(tmp_path / "cache"))
+    first = rpt.cached_analysis_dataset(data)
+    second = rpt.cached_analysis_dataset(data)
+    assert len(calls) == 3 and second[1]["x"].tolist() == first[1]["x"].tolist() == [3]
+    (data / "practices.csv").write_text("practice_id\nP02\n")  # changed input: rebuilt
+    assert rpt.cached_analysis_dataset(data)[1]["x"].tolist() == [4]
