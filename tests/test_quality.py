@@ -173,3 +173,30 @@ def test_missingness_heatmap_marks_suppressed_cells():
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert "*" in texts and "50" in texts and "5" not in texts
     plt.close(fig)
+
+
+def test_summaries_of_a_real_cleaned_study():
+    from studyfactory import build_study
+
+    from backpain_analysis.cleaning import clean_study
+
+    t = build_study()
+    p = t["patients"].astype({"employed": object, "leg_pain": object, "sex": object})
+    p.loc[2, "employed"] = -1  # missing code
+    p.loc[5, "employed"] = "NA"  # missing text
+    p.loc[1, "leg_pain"] = "yes"  # text answer -> code
+    p.loc[3, "sex"] = " Female "
+    t["patients"] = p
+    clean = clean_study(SimpleNamespace(tables=t))
+    summary = cleaning_summary(clean.summary).set_index("rule")
+    expected = clean.summary.groupby("rule")["n_cells"].sum()
+    assert summary["n_changes"].to_dict() == expected.to_dict()
+    assert summary.loc["missing_code", "n_changes"] >= 1 and "patients" in summary.loc["missing_code", "tables"]
+    logged = clean.cleaning_log.groupby("rule").size()
+    for rule, n in logged.items():
+        assert summary.loc[rule, "n_changes"] == n  # logged rules: one log row per changed cell
+    val = validation_summary(clean).set_index("table")
+    assert val.loc["patients", "rows_read"] == clean.input_rows["patients"]
+    assert val.loc["patients", "cleaning_changes"] == int(clean.summary.query("table == 'patients'")["n_cells"].sum())
+    ex = exclusion_summary(clean.exclusions)
+    assert "row_key" not in ex.columns and ex["n"].sum() == len(clean.exclusions)
