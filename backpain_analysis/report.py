@@ -1052,10 +1052,12 @@ def strip_notebook_outputs(path: str | Path, *, write: bool = True) -> bool:
     nb = nbformat.read(path, as_version=4)
     before = nbformat.writes(nb)
     for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
         for key in ("execution", "papermill"):
             cell.metadata.pop(key, None)
+        if cell.metadata.get("tags") == []:
+            del cell.metadata["tags"]
+        if cell.cell_type != "code":
+            continue
         if _is_checked_cell(cell):
             cell.outputs = [o for o in cell.outputs if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
             # nbval compares only cells that were run: a checked cell with outputs keeps a count.
