@@ -329,6 +329,43 @@ def _category_dtype(col: Column, table: str) -> pd.CategoricalDtype:
     return pd.CategoricalDtype(list(col.codes or {}), ordered=(table, col.name) in ORDERED_CATEGORIES)
 
 
+def _invalid(ctx: _Ctx, col: Column, n_rows: int, examples: list[str], first_local: int) -> CleaningError:
+    return CleaningError(
+        f"table {ctx.table.name!r}, column {col.name!r}: {n_rows} row(s) hold values that no cleaning rule "
+        f"accepts (expected {col.describe_rule()}, a label or alias of it, or a missing code "
+        f"{list(col.missing_codes)}): {examples}; first at input row {int(ctx.positions(np.array([first_local]))[0])}"
+    )
+
+
+def _harmonize_numeric(s: pd.Series, col: Column, ctx: _Ctx) -> pd.Series:
+    """Fast path of :func:`_harmonize_column` for a numeric column: only missing codes can change."""
+    values = s.to_numpy(dtype="float64", na_value=np.nan)
+    uniques = pd.unique(values)
+    uniques = uniques[~np.isnan(uniques)]
+    rules = _Rules(col)
+    classified = [rules.numeric(float(u)) for u in uniques]
+    bad = [u for u, (_, r) in zip(uniques, classified, strict=True) if r == "invalid"]
+    if bad:
+        mask = np.isin(values, bad)
+        raise _invalid(ctx, col, int(mask.sum()), [_fmt(u) for u in bad[:6]], int(np.flatnonzero(mask)[0]))
+    recoded = [u for u, (_, r) in zip(uniques, classified, strict=True) if r == "missing_code"]
+    if recoded:
+        values = values.copy()
+        for u in recoded:
+            local = np.flatnonzero(values == u)
+            values[local] = np.nan
+            pos = ctx.positions(local)
+            ctx.summary_rows.append((ctx.table.name, col.name, "missing_code", int(local.size), True))
+            ctx.log_blocks.append(pd.DataFrame({
+                "table": ctx.table.name, "row": pos.astype("int64"), "row_key": ctx.row_keys(pos),
+                "column": col.name, "old_value": _fmt(u), "new_value": "", "rule": "missing_code",
+            }))
+    if _kind(col) == "float":
+        return pd.Series(values)
+    missing = np.isnan(values)
+    return pd.Series(pd.arrays.IntegerArray(np.where(missing, 0, values).astype("int64"), missing))
+
+
 def _harmonize_column(s: pd.Series, col: Column, ctx: _Ctx) -> pd.Series:
     """Return the clean column (typed), appending log blocks and summary rows to ``ctx``."""
     table = ctx.table.name
@@ -342,6 +379,10 @@ def _harmonize_column(s: pd.Series, col: Column, ctx: _Ctx) -> pd.Series:
             out = out.mask(blank)
         return out.reset_index(drop=True)
 
+    if kind in ("coded_int", "int", "float") and pd.api.types.is_numeric_dtype(s.dtype) \
+            and not pd.api.types.is_bool_dtype(s.dtype):
+        return _harmonize_numeric(s, col, ctx)
+
     codes, uniques = pd.factorize(s, use_na_sentinel=True)
     rules = _Rules(col)
     uniq_list = list(uniques)
@@ -352,13 +393,8 @@ def _harmonize_column(s: pd.Series, col: Column, ctx: _Ctx) -> pd.Series:
     invalid = np.flatnonzero(rule_arr == "invalid")
     if invalid.size:
         mask = np.isin(codes, invalid)
-        first = int(np.flatnonzero(mask)[0])
-        examples = [_fmt(uniq_list[k]) for k in invalid[:6]]
-        raise CleaningError(
-            f"table {table!r}, column {col.name!r}: {int(mask.sum())} row(s) hold values that no cleaning rule "
-            f"accepts (expected {col.describe_rule()}, a label or alias of it, or a missing code "
-            f"{list(col.missing_codes)}): {examples}; first at input row {int(ctx.positions(np.array([first]))[0])}"
-        )
+        raise _invalid(ctx, col, int(mask.sum()), [_fmt(uniq_list[k]) for k in invalid[:6]],
+                       int(np.flatnonzero(mask)[0]))
 
     old_text = new_text = None
     counts = np.bincount(codes[codes >= 0], minlength=len(uniq_list)) if len(uniq_list) else np.zeros(0, int)
@@ -420,19 +456,21 @@ def _exclusion_block(table: str, positions: np.ndarray, keys: np.ndarray, stage:
     })
 
 
-def _exact_duplicates(raw: pd.DataFrame, table: Table, exclusions: list[pd.DataFrame]) -> np.ndarray | None:
-    """Input positions kept after dropping rows that repeat an earlier row exactly (None: all kept)."""
+def _exact_duplicates(raw: pd.DataFrame, table: Table,
+                      exclusions: list[pd.DataFrame]) -> tuple[np.ndarray | None, bool]:
+    """Input positions kept after dropping rows that repeat an earlier row exactly (None: all
+    kept), and whether any raw key value was repeated at all."""
     key = [k for k in table.key if k in raw.columns]
     if not key or len(raw) == 0:
-        return None
+        return None, False
     candidates = raw.duplicated(subset=key, keep=False).to_numpy()
     if not candidates.any():
-        return None
+        return None, False
     cand_pos = np.flatnonzero(candidates)
     sub = raw.iloc[cand_pos]
     dup = sub.duplicated(keep="first").to_numpy()
     if not dup.any():
-        return None
+        return None, True
     dropped = cand_pos[dup]
     # the kept copy of each dropped row: first candidate with the same values
     group = sub.astype(object).fillna("\x00NA").groupby(list(sub.columns), sort=False, dropna=False).ngroup().to_numpy()
@@ -443,7 +481,7 @@ def _exact_duplicates(raw: pd.DataFrame, table: Table, exclusions: list[pd.DataF
     ))
     keep = np.ones(len(raw), dtype=bool)
     keep[dropped] = False
-    return np.flatnonzero(keep)
+    return np.flatnonzero(keep), True
 
 
 def _duplicate_keys(clean: pd.DataFrame, table: Table, raw: pd.DataFrame,
@@ -487,7 +525,8 @@ def _duplicate_keys(clean: pd.DataFrame, table: Table, raw: pd.DataFrame,
 
 def _clean_table(raw: pd.DataFrame, table: Table, log_blocks: list, summary_rows: list,
                  exclusions: list) -> pd.DataFrame:
-    keep = _exact_duplicates(raw, table, exclusions)
+    keep, key_repeated = _exact_duplicates(raw, table, exclusions)
+    n_summary = len(summary_rows)
     ctx = _Ctx(table, raw, keep, log_blocks, summary_rows)
     n = len(raw) if keep is None else len(keep)
     columns: dict[str, pd.Series] = {}
@@ -506,9 +545,13 @@ def _clean_table(raw: pd.DataFrame, table: Table, log_blocks: list, summary_rows
             columns[extra] = s.reset_index(drop=True)
             summary_rows.append((table.name, extra, "not_in_dictionary_kept_as_is", n, False))
     index = pd.RangeIndex(len(raw)) if keep is None else pd.Index(keep, dtype="int64")
-    out = pd.DataFrame(columns)
+    out = pd.DataFrame(columns, copy=False)
     out.index = index
-    return _duplicate_keys(out, table, raw, exclusions)
+    # raw keys were all distinct: harmonized keys can only collide if a key column was recoded
+    recoded = {row[1] for row in summary_rows[n_summary:]}
+    if key_repeated or recoded & set(table.key):
+        return _duplicate_keys(out, table, raw, exclusions)
+    return out
 
 
 def _arrow_strings(s: pd.Series):
@@ -538,13 +581,14 @@ def patient_rows(clean_or_tables: CleanStudy | dict[str, pd.DataFrame], table: s
     between patient tables are integer indexing.
     """
     cache: dict | None = None
-    if isinstance(clean_or_tables, CleanStudy):
-        tables = clean_or_tables.tables
-        if clean_or_tables._cohort_cache is None:
-            clean_or_tables._cohort_cache = {}
-        cache = clean_or_tables._cohort_cache
-    else:
+    if isinstance(clean_or_tables, dict):
         tables = clean_or_tables
+    else:
+        tables = clean_or_tables.tables
+        if isinstance(clean_or_tables, CleanStudy):
+            if clean_or_tables._cohort_cache is None:
+                clean_or_tables._cohort_cache = {}
+            cache = clean_or_tables._cohort_cache
     patients, t = tables["patients"], tables[table]
     if cache is not None:
         hit = cache.get(table)
@@ -580,10 +624,8 @@ def _followup_windows(followups: pd.DataFrame, patients: pd.DataFrame, rows: np.
         nominal[hit], half[hit] = nom, width
     inside = np.abs(days - nominal) <= half
     known = ~(np.isnan(days) | np.isnan(nominal))
-    out = followups.copy()
-    out["followup_days"] = days
-    out["in_window"] = pd.arrays.BooleanArray(np.where(known, inside, False), ~known)
-    return out
+    return followups.assign(followup_days=days,
+                            in_window=pd.arrays.BooleanArray(np.where(known, inside, False), ~known))
 
 
 def _analysis_exclusions(tables: dict[str, pd.DataFrame], rows_of: dict[str, np.ndarray],

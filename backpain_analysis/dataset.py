@@ -110,23 +110,23 @@ def _placement(clean: CleanStudy, table: str, row_of: np.ndarray, extra: np.ndar
 
 def _spread(t: pd.DataFrame, tpos: np.ndarray, drow: np.ndarray, n: int, what: str) -> pd.DataFrame:
     """Rows ``tpos`` of ``t`` placed on dataset rows ``drow`` (n rows; missing elsewhere)."""
-    if np.unique(drow).size != drow.size:
+    if drow.size and np.bincount(drow, minlength=n).max() > 1:
         raise ReconciliationError(f"{what}: a patient has more than one used row; clean_study resolves duplicates")
     order = np.full(n, -1, dtype="int64")
     order[drow] = tpos
     return t.reset_index(drop=True).reindex(order).reset_index(drop=True)
 
 
-def _measures(df: pd.DataFrame, rmdq_max_missing: int, sbst_missing: str) -> pd.DataFrame:
-    """Scores of one questionnaire (baseline or one follow-up), index as ``df``."""
+def _measures(df: pd.DataFrame, rmdq_max_missing: int, sbst_missing: str) -> dict[str, Any]:
+    """Scores of one questionnaire (baseline or one follow-up), positional arrays / Series."""
     sbst = score_sbst(df, missing=sbst_missing)
-    out = pd.DataFrame(index=df.index)
-    out["sbst_total"] = sbst["sbst_total"]
-    out["sbst_psychosocial"] = sbst["sbst_psychosocial"]
-    out["risk_group"] = sbst["risk_group"]
-    out["rmdq"] = score_rmdq(df, max_missing=rmdq_max_missing)
+    out: dict[str, Any] = {}
+    out["sbst_total"] = sbst["sbst_total"].to_numpy()
+    out["sbst_psychosocial"] = sbst["sbst_psychosocial"].to_numpy()
+    out["risk_group"] = sbst["risk_group"].reset_index(drop=True)
+    out["rmdq"] = score_rmdq(df, max_missing=rmdq_max_missing).to_numpy()
     out["pain_nrs"] = _float(df["pain_nrs"])
-    out["eq5d_index"] = eq5d3l_index(df)
+    out["eq5d_index"] = eq5d3l_index(df).to_numpy()
     for m in ("hads_anxiety", "hads_depression", "tsk", "csq_cat", "pseq"):
         out[m] = _float(df[m])
     return out
@@ -243,11 +243,11 @@ def build_analysis_dataset(
         scores[t] = _measures(fu[t], rmdq_max_missing, sbst_missing)
     for t in _T:
         for m in ("sbst_total", "sbst_psychosocial", "risk_group"):
-            cols[f"{m}_{t}"] = scores[t][m].reset_index(drop=True)
-    cols["risk_group"] = scores["0m"]["risk_group"].reset_index(drop=True)
+            cols[f"{m}_{t}"] = scores[t][m]
+    cols["risk_group"] = scores["0m"]["risk_group"]
     for m in _MEASURES:
         for t in _T:
-            cols[f"{m}_{t}"] = _float(scores[t][m])
+            cols[f"{m}_{t}"] = scores[t][m]
 
     gc_dtype = pd.CategoricalDtype(list(GLOBAL_CHANGE_LABELS), ordered=True)
     for t in ("2m", "6m"):
@@ -315,9 +315,9 @@ def build_analysis_dataset(
     in_window = fu["6m"]["in_window"].astype("Float64").to_numpy(dtype="float64", na_value=np.nan)
     cols["followup_6m_in_window"] = np.where(cols["followed_up_6m"] == 1, in_window, np.nan)
 
-    out = pd.DataFrame({c: (v.reset_index(drop=True) if isinstance(v, pd.Series) else v) for c, v in cols.items()},
-                       index=pd.RangeIndex(n))
-    return out[list(ANALYSIS_COLUMNS)]
+    ordered = {c: (cols[c].reset_index(drop=True) if isinstance(cols[c], pd.Series) else cols[c])
+               for c in ANALYSIS_COLUMNS}
+    return pd.DataFrame(ordered, index=pd.RangeIndex(n), copy=False)
 
 
 def flow_counts(clean: CleanStudy) -> pd.DataFrame:

@@ -294,3 +294,28 @@ def test_load_then_clean_a_messy_csv_export(tmp_path):
     assert pd.isna(cp.loc[2, "employed"]) and pd.isna(cp.loc[5, "employed"])
     assert cp.loc[3, "consultation_date"] == pd.Timestamp("2007-04-16")
     assert set(clean.cleaning_log["rule"]) == {"text_to_code", "missing_code", "date_format"}
+
+
+def test_numeric_columns_take_the_same_rules():
+    """Columns already numeric (as read from CSV or parquet) follow the same missing-code and range rules."""
+    t = build_study()
+    p = t["patients"].copy()
+    p.loc[0, "leg_pain"] = 9
+    p.loc[1, "leg_pain"] = 9
+    p.loc[2, "pain_nrs"] = 9
+    t["patients"] = p
+    clean = clean_study(study_of(t))
+    assert clean.patients.loc[[0, 1], "leg_pain"].isna().all() and clean.patients.loc[2, "pain_nrs"] == 9
+    log = log_of(clean, "patients", "leg_pain")
+    assert log[["row", "old_value", "new_value", "rule"]].values.tolist() == [
+        [0, "9", "", "missing_code"], [1, "9", "", "missing_code"]]
+    assert str(clean.patients["leg_pain"].dtype) == "Int64"
+    bad = p.copy()
+    bad.loc[3, "leg_pain"] = 2
+    with pytest.raises(CleaningError, match=r"'leg_pain': 1 row\(s\).*\['2'\].*input row 3"):
+        clean_study(study_of({**t, "patients": bad}))
+    c = t["clinicians"].assign(training_days=t["clinicians"]["training_days"].astype("float64"))
+    c.loc[0, "training_days"] = 2.5
+    c.loc[1, "training_days"] = -1.0
+    clean = clean_study(study_of({**t, "clinicians": c}))
+    assert clean.clinicians.loc[0, "training_days"] == 2.5 and np.isnan(clean.clinicians.loc[1, "training_days"])
