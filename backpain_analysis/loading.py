@@ -212,6 +212,10 @@ def _find_files(folder: Path, dictionary: DataDictionary, problems: _Problems, n
     return found
 
 
+def _is_text(values: pd.Series) -> bool:
+    return pd.api.types.is_string_dtype(values.dtype) and values.dtype != object
+
+
 def _id_columns(table: Table) -> list[str]:
     """Columns read as text whatever they contain: identifiers and names (``string`` type)."""
     return [c.name for c in table if c.type == "string"]
@@ -244,13 +248,20 @@ def _read_csv(path: Path, table: Table, problems: _Problems, notes: list[str]) -
                              f"wrong delimiter: the file is separated by {name}, but a study export must be "
                              f"comma-separated (header read as one column: {first_line[:60]!r})")
                 return None
-    kwargs = {"keep_default_na": False, "na_values": [""], "dtype": dict.fromkeys(_id_columns(table), "str")}
+    # Only blank cells are missing: "NA", "N/A", "none" stay text for cleaning to log.
+    # (A dtype= argument would cost half a read again; identifiers are fixed up below instead.)
+    kwargs = {"keep_default_na": False, "na_values": [""]}
     try:
         try:
             df = pd.read_csv(path, encoding=encoding, **kwargs)
         except UnicodeDecodeError:
             encoding = "cp1252"
             df = pd.read_csv(path, encoding=encoding, **kwargs)
+        numeric_ids = [c for c in _id_columns(table) if c in df.columns and not _is_text(df[c])]
+        if numeric_ids:
+            # identifiers made only of digits: read those columns again as text (keeps leading zeros)
+            again = pd.read_csv(path, encoding=encoding, usecols=numeric_ids, dtype="str", **kwargs)
+            df = df.assign(**{c: again[c] for c in numeric_ids})
     except (ValueError, pd.errors.ParserError) as exc:
         problems.add(path.name, table.name, "", f"could not be read as CSV: {str(exc).strip()}")
         return None
@@ -317,10 +328,17 @@ def _validate_table(df: pd.DataFrame, path: Path, table: Table, problems: _Probl
 
 
 def _check_keys(df: pd.DataFrame, path: Path, table: Table, problems: _Problems, notes: list[str],
-                row_offset: int) -> None:
+                row_offset: int, distinct: dict[tuple[str, str], pa_arrow.Array]) -> None:
     key = [k for k in table.key if k in df.columns]
     if len(key) != len(table.key) or not key:
         return
+    if len(key) == 1:
+        # one hash of the key column answers "any duplicate?" and serves the foreign-key checks
+        values = _arrow_text(df[key[0]])
+        unique = pc.unique(values)
+        distinct[table.name, key[0]] = unique.drop_null()
+        if len(unique) == len(values):
+            return
     key_dup = df.duplicated(subset=key, keep=False).to_numpy()
     if not key_dup.any():
         return
@@ -354,36 +372,51 @@ def _arrow_text(values: pd.Series) -> pa_arrow.Array:
     """Identifier values as an arrow string array (numbers written as text)."""
     if not pd.api.types.is_string_dtype(values.dtype) or values.dtype == object:
         values = values.map(lambda v: v if pd.isna(v) else str(v)).astype("str")
-    return pa_arrow.array(values, type=pa_arrow.large_string(), from_pandas=True)
+    array = pa_arrow.array(values, type=pa_arrow.large_string(), from_pandas=True)
+    # one contiguous array: pyarrow rebuilds a lookup set for every chunk of a chunked array
+    return array.combine_chunks() if isinstance(array, pa_arrow.ChunkedArray) else array
 
 
 def _check_foreign_keys(tables: dict[str, pd.DataFrame], files: dict[str, Path], dictionary: DataDictionary,
-                        problems: _Problems, offsets: dict[str, int]) -> None:
-    parent_sets: dict[tuple[str, str], pa_arrow.Array] = {}
+                        problems: _Problems, offsets: dict[str, int],
+                        parent_sets: dict[tuple[str, str], pa_arrow.Array]) -> None:
+    # Group references by the key they point at: one pyarrow lookup per key column (building the
+    # hash set of a million keys costs more than probing it; pandas' isin on text loops in Python).
+    groups: dict[tuple[str, str], list] = {}
     for fk in dictionary.foreign_keys:
         child, parent = tables.get(fk.table), tables.get(fk.ref_table)
         if child is None or parent is None or fk.column not in child.columns or fk.ref_column not in parent.columns:
             continue
-        if (fk.ref_table, fk.ref_column) not in parent_sets:
-            parent_sets[fk.ref_table, fk.ref_column] = pc.unique(_arrow_text(parent[fk.ref_column]).drop_null())
-        col = dictionary[fk.table].columns[fk.column]
-        values = _arrow_text(child[fk.column])
-        # pyarrow hashing: pandas' isin on str values loops in Python
-        known = pc.is_in(values, value_set=parent_sets[fk.ref_table, fk.ref_column])
-        orphan = ~known.to_numpy(zero_copy_only=False).astype(bool) & values.is_valid().to_numpy(zero_copy_only=False)
-        if orphan.any() and col.missing_codes:
-            # a missing code (blank, NA, ...) in an optional reference is not an orphan
-            lowered = pc.utf8_lower(pc.utf8_trim_whitespace(values))
-            missing = pc.is_in(lowered, value_set=pa_arrow.array(sorted({m.strip().lower() for m in col.missing_codes}),
-                                                                 type=pa_arrow.large_string()))
-            orphan &= ~missing.to_numpy(zero_copy_only=False).astype(bool)
-        if orphan.any():
-            positions = [int(p) for p in orphan.nonzero()[0]]
-            problems.add(files[fk.table].name, fk.table, fk.column,
-                         f"unknown {fk.ref_column}: every {fk.table}.{fk.column} must exist in "
-                         f"{fk.ref_table}.{fk.ref_column} ({files[fk.ref_table].name})",
-                         len(positions), _examples(child, positions, dictionary[fk.table].key, fk.column,
-                                                   offsets[fk.table]))
+        groups.setdefault((fk.ref_table, fk.ref_column), []).append((fk, _arrow_text(child[fk.column])))
+    for (ref_table, ref_column), refs in groups.items():
+        if (ref_table, ref_column) not in parent_sets:
+            parent_sets[ref_table, ref_column] = pc.unique(_arrow_text(tables[ref_table][ref_column]).drop_null())
+        known_all = pc.is_in(pa_arrow.concat_arrays([values for _, values in refs]),
+                             value_set=parent_sets[ref_table, ref_column])
+        known_all = known_all.to_numpy(zero_copy_only=False).astype(bool)
+        start = 0
+        for fk, values in refs:
+            known, start = known_all[start:start + len(values)], start + len(values)
+            _report_orphans(fk, values, known, tables[fk.table], files, dictionary, problems, offsets)
+
+
+def _report_orphans(fk, values: pa_arrow.Array, known, child: pd.DataFrame, files: dict[str, Path],
+                    dictionary: DataDictionary, problems: _Problems, offsets: dict[str, int]) -> None:
+    orphan = ~known & values.is_valid().to_numpy(zero_copy_only=False)
+    col = dictionary[fk.table].columns[fk.column]
+    if orphan.any() and col.missing_codes:
+        # a missing code (blank, NA, ...) in an optional reference is not an orphan
+        lowered = pc.utf8_lower(pc.utf8_trim_whitespace(values))
+        missing = pc.is_in(lowered, value_set=pa_arrow.array(sorted({m.strip().lower() for m in col.missing_codes}),
+                                                             type=pa_arrow.large_string()))
+        orphan &= ~missing.to_numpy(zero_copy_only=False).astype(bool)
+    if orphan.any():
+        positions = [int(p) for p in orphan.nonzero()[0]]
+        problems.add(files[fk.table].name, fk.table, fk.column,
+                     f"unknown {fk.ref_column}: every {fk.table}.{fk.column} must exist in "
+                     f"{fk.ref_table}.{fk.ref_column} ({files[fk.ref_table].name})",
+                     len(positions), _examples(child, positions, dictionary[fk.table].key, fk.column,
+                                               offsets[fk.table]))
 
 
 def _read_truth(folder: Path, problems: _Problems) -> dict[str, Any] | None:
@@ -445,13 +478,19 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
 
     Examples
     --------
-    >>> import tempfile, sys
-    >>> sys.path.insert(0, "tests")
-    >>> from studyfactory import write_study
+    An empty folder: every table's file is missing, and all eight are reported at once.
+
+    >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as tmp:
-    ...     study = load_study(write_study(tmp))
-    ...     print(len(study.patients) > 0, study.truth)
-    True None
+    ...     try:
+    ...         load_study(tmp)
+    ...     except StudyValidationError as err:
+    ...         print(len(err.problems), err.problems.loc[0, "rule"])
+    8 file missing: every study needs practices.csv (or .parquet / .xlsx)
+
+    A valid export (``backpain synth`` writes one) gives a :class:`Study`:
+    ``study = load_study("data/synthetic")``, then ``study.patients``,
+    ``study.truth`` and ``study.notes``.
     """
     folder = Path(path)
     if not folder.is_dir():
@@ -463,6 +502,7 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
     files = _find_files(folder, dictionary, problems, notes)
     tables: dict[str, pd.DataFrame] = {}
     offsets: dict[str, int] = {}
+    distinct: dict[tuple[str, str], pa_arrow.Array] = {}  # distinct key values, shared by key and foreign-key checks
     summary = []
     for name in dictionary.table_names:
         table = dictionary[name]
@@ -476,10 +516,10 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
             continue
         offsets[name] = 1 if file.suffix.lower() == ".parquet" else 2
         _validate_table(df, file, table, problems, offsets[name])
-        _check_keys(df, file, table, problems, notes, offsets[name])
+        _check_keys(df, file, table, problems, notes, offsets[name], distinct)
         tables[name] = df
         summary.append((name, file.name, len(df), df.shape[1], None))
-    _check_foreign_keys(tables, files, dictionary, problems, offsets)
+    _check_foreign_keys(tables, files, dictionary, problems, offsets, distinct)
     truth = _read_truth(folder, problems)
     summary = [(*row[:4], row[4] or _status(problems.count(row[0]))) for row in summary]
     summary_df = pd.DataFrame(summary, columns=_SUMMARY_COLUMNS).astype({"rows": "Int64", "columns": "Int64"})

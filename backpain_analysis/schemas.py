@@ -25,6 +25,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow as pa_arrow
+import pyarrow.compute as pc
 
 from .dictionary import Column, Table
 
@@ -63,7 +65,7 @@ def column_rule(col: Column) -> str:
     --------
     >>> from backpain_analysis import load_dictionary
     >>> column_rule(load_dictionary()["patients"].columns["age"])
-    'a number from 18 to 110 (missing: blank, NA, N/A, -1)'
+    'a whole number from 18 to 110 (missing: blank, NA, N/A, -1)'
     """
     if col.type == "date" and col.codes is None:
         return "a date (YYYY-MM-DD, DD/MM/YYYY, DD-MM-YYYY, DD.MM.YYYY, YYYY/MM/DD or 5 Mar 2009)" + _missing_description(col)
@@ -93,6 +95,8 @@ def _by_distinct(s: pd.Series, ok_distinct: Callable[[pd.Series], np.ndarray]) -
 
 def _numeric_ok(s: pd.Series, accept: Callable[[np.ndarray], np.ndarray]) -> pd.Series:
     """Row-wise check of a numeric column on its numpy values (missing is acceptable)."""
+    if pd.api.types.is_integer_dtype(s.dtype) and not isinstance(s.dtype, pd.api.extensions.ExtensionDtype):
+        return pd.Series(accept(s.to_numpy()), index=s.index)  # no missing values, no conversion
     x = s.to_numpy(dtype="float64", na_value=np.nan)
     ok = np.isnan(x)
     ok |= accept(x)
@@ -141,8 +145,8 @@ def valid_values(col: Column) -> Callable[[pd.Series], pd.Series]:
         def number_ok(x: np.ndarray) -> np.ndarray:
             with np.errstate(invalid="ignore"):
                 ok = (x >= lo) & (x <= hi)
-                if whole:
-                    ok &= np.mod(x, 1) == 0
+                if whole and x.dtype.kind == "f":
+                    ok &= x == np.rint(x)
             return ok | np.isin(x, missing_array)
 
         def distinct_ok(d: pd.Series) -> np.ndarray:
@@ -179,8 +183,14 @@ def valid_values(col: Column) -> Callable[[pd.Series], pd.Series]:
         regex = re.compile(col.pattern)
 
         def check(s: pd.Series) -> pd.Series:
-            text = s if pd.api.types.is_string_dtype(s.dtype) and s.dtype != object else s.astype("str")
-            return s.isna() | text.str.fullmatch(regex.pattern).fillna(False).astype(bool)
+            text = s if pd.api.types.is_string_dtype(s.dtype) and s.dtype != object else s.map(
+                lambda v: v if pd.isna(v) else str(v)).astype("object")
+            values = pa_arrow.array(text, type=pa_arrow.large_string(), from_pandas=True)
+            # pyarrow's RE2 directly: no per-call scan for Python-only regex features
+            matched = pc.match_substring_regex(values, regex.pattern)
+            ok = matched.to_numpy(zero_copy_only=False)
+            return pd.Series(np.where(values.is_null().to_numpy(zero_copy_only=False), True, ok).astype(bool),
+                             index=s.index)
 
         return check
 
@@ -260,7 +270,9 @@ def build_schema(table: Table) -> pa.DataFrameSchema:
     columns = {}
     for col in table:
         columns[col.name] = pa.Column(
-            checks=[pa.Check(valid_values(col), error=column_rule(col), name=f"{table.name}.{col.name}")],
+            # ignore_na=False: the check accepts missing values itself, sparing pandera a dropna per column
+            checks=[pa.Check(valid_values(col), error=column_rule(col), name=f"{table.name}.{col.name}",
+                             ignore_na=False)],
             nullable=col.name not in table.key,
             required=col.required or col.name in table.key,
             coerce=False,

@@ -391,3 +391,39 @@ def test_parse_dates_day_first():
 
 def test_respondent_ids_constant():
     assert "PT004" not in RESPONDENT_IDS and "PT010" not in RESPONDENT_IDS and len(RESPONDENT_IDS) == 10
+
+
+def test_digit_only_identifiers_keep_leading_zeros(tmp_path):
+    tables = build_study()
+    codes = {"P01": "001", "P02": "002", "P03": "003"}
+    for name in ("practices", "clinicians", "patients", "consultations"):
+        tables[name] = tables[name].assign(practice_id=tables[name]["practice_id"].map(codes))
+    study = load_study(write_study(tmp_path, tables))
+    assert study.practices["practice_id"].tolist() == ["001", "002", "003"]
+    assert study.clinicians["practice_id"].tolist()[:4] == ["001", "001", "002", "003"]
+    assert pd.isna(study.clinicians["practice_id"].iloc[4])
+
+
+def test_identifier_checks_on_numbers_and_blank_columns():
+    check = valid_values(DD["patients"].columns["patient_id"])
+    assert check(pd.Series([101, 102])).all()
+    assert check(pd.Series([float("nan"), float("nan")])).all()  # blank keys are the nullable check's business
+    assert check(pd.Series(["PT-1", "pt_2", None], dtype="object")).all()
+    assert check(pd.Series(["PT 1", "PT/2", "PT3"], dtype="str")).tolist() == [False, False, True]
+
+
+def test_ragged_csv_row_is_reported(tmp_path):
+    write_study(tmp_path)
+    with open(tmp_path / "practices.csv", "a", encoding="utf-8") as fh:
+        fh.write("P04,Extra,1,2,3,4\n")
+    assert "could not be read as CSV" in problem(load_error(tmp_path), "practices")["rule"]
+
+
+def test_windows_1252_file_is_read_with_a_note(tmp_path):
+    tables = build_study()
+    write_study(tmp_path, tables)
+    tables["practices"].assign(practice_name=["Café Surgery", "Riverside", "Hill"]).to_csv(
+        tmp_path / "practices.csv", index=False, encoding="cp1252")
+    study = load_study(tmp_path)
+    assert study.practices.loc[0, "practice_name"] == "Café Surgery"
+    assert any("Windows-1252" in n for n in study.notes)
