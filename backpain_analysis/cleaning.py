@@ -51,6 +51,8 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .dictionary import Column, DataDictionary, Table, load_dictionary
 from .errors import BackpainError
@@ -337,11 +339,25 @@ def _invalid(ctx: _Ctx, col: Column, n_rows: int, examples: list[str], first_loc
     )
 
 
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """Distinct non-missing values of a numeric array; small integer ranges by counting, not hashing."""
+    finite = values if values.dtype.kind in "iu" else values[~np.isnan(values)]
+    if finite.size == 0:
+        return finite
+    lo, hi = finite.min(), finite.max()
+    if hi - lo <= 100_000 and (values.dtype.kind in "iu" or bool((finite == np.floor(finite)).all())):
+        counts = np.bincount((finite - lo).astype("int64"))
+        return (np.flatnonzero(counts) + lo).astype(values.dtype)
+    return pd.unique(finite)
+
+
 def _harmonize_numeric(s: pd.Series, col: Column, ctx: _Ctx) -> pd.Series:
     """Fast path of :func:`_harmonize_column` for a numeric column: only missing codes can change."""
-    values = s.to_numpy(dtype="float64", na_value=np.nan)
-    uniques = pd.unique(values)
-    uniques = uniques[~np.isnan(uniques)]
+    if isinstance(s.dtype, np.dtype) and s.dtype.kind in "iuf":
+        values = s.to_numpy()
+    else:  # nullable Int*/Float*
+        values = s.to_numpy(dtype="float64", na_value=np.nan)
+    uniques = _distinct(values)
     rules = _Rules(col)
     classified = [rules.numeric(float(u)) for u in uniques]
     bad = [u for u, (_, r) in zip(uniques, classified, strict=True) if r == "invalid"]
@@ -350,7 +366,7 @@ def _harmonize_numeric(s: pd.Series, col: Column, ctx: _Ctx) -> pd.Series:
         raise _invalid(ctx, col, int(mask.sum()), [_fmt(u) for u in bad[:6]], int(np.flatnonzero(mask)[0]))
     recoded = [u for u, (_, r) in zip(uniques, classified, strict=True) if r == "missing_code"]
     if recoded:
-        values = values.copy()
+        values = values.astype("float64")  # a copy: the input is never modified
         for u in recoded:
             local = np.flatnonzero(values == u)
             values[local] = np.nan
@@ -361,7 +377,9 @@ def _harmonize_numeric(s: pd.Series, col: Column, ctx: _Ctx) -> pd.Series:
                 "column": col.name, "old_value": _fmt(u), "new_value": "", "rule": "missing_code",
             }))
     if _kind(col) == "float":
-        return pd.Series(values)
+        return pd.Series(values.astype("float64", copy=True))
+    if values.dtype.kind in "iu":
+        return pd.Series(pd.arrays.IntegerArray(values.astype("int64", copy=True), np.zeros(values.size, dtype=bool)))
     missing = np.isnan(values)
     return pd.Series(pd.arrays.IntegerArray(np.where(missing, 0, values).astype("int64"), missing))
 
@@ -554,11 +572,12 @@ def _clean_table(raw: pd.DataFrame, table: Table, log_blocks: list, summary_rows
     return out
 
 
-def _arrow_strings(s: pd.Series):
-    import pyarrow as pa
-
+def _arrow_strings(s: pd.Series) -> pa.Array:
     if pd.api.types.is_string_dtype(s.dtype) and s.dtype != object:
-        return pa.array(s.array).cast(pa.large_string())
+        arr = pa.array(s.array)
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        return arr.cast(pa.large_string())
     return pa.array(s.astype("str").to_numpy(dtype=object), type=pa.large_string(), from_pandas=True)
 
 
@@ -567,10 +586,21 @@ def _index_in(values: pd.Series, keys: pd.Series) -> np.ndarray:
 
     One Arrow hash lookup; pandas' own lookups on Arrow strings convert to Python objects first.
     """
-    import pyarrow.compute as pc
-
     found = pc.index_in(_arrow_strings(values), value_set=_arrow_strings(keys)).fill_null(-1)
     return found.to_numpy(zero_copy_only=False).astype("int64")
+
+
+def _all_patient_rows(tables: dict[str, pd.DataFrame]) -> dict[str, np.ndarray]:
+    """:func:`patient_rows` of every patient table with one lookup (the patient ids are hashed once)."""
+    parts = [_arrow_strings(tables[name]["patient_id"]) for name in _PATIENT_TABLES]
+    combined = pa.concat_arrays(parts) if parts else pa.array([], type=pa.large_string())
+    found = pc.index_in(combined, value_set=_arrow_strings(tables["patients"]["patient_id"])).fill_null(-1)
+    found = found.to_numpy(zero_copy_only=False).astype("int64")
+    out, start = {}, 0
+    for name, part in zip(_PATIENT_TABLES, parts, strict=True):
+        out[name] = found[start:start + len(part)]
+        start += len(part)
+    return out
 
 
 def patient_rows(clean_or_tables: CleanStudy | dict[str, pd.DataFrame], table: str) -> np.ndarray:
@@ -650,15 +680,17 @@ def _analysis_exclusions(tables: dict[str, pd.DataFrame], rows_of: dict[str, np.
         rows = rows_of[name]
         known = rows >= 0
         safe = np.where(known, rows, 0)
-        reason = np.where(~known, "patient not in the patients table",
-                          np.where(not_analysed[safe], "patient not analysed", "analysed")).astype(object)
+        # 0 analysed, 1 patient not analysed, 2 unknown patient, 3 record without consent
+        code = np.where(~known, 2, np.where(not_analysed[safe], 1, 0))
         if name == "records":
-            reason[known & ~not_analysed[safe] & (consent[safe] != 1)] = "no record-review consent"
-        drop = reason != "analysed"
-        if drop.any():
+            code[(code == 0) & (consent[safe] != 1)] = 3
+        drop = np.flatnonzero(code)
+        if drop.size:
+            labels = np.asarray(["", "patient not analysed", "patient not in the patients table",
+                                 "no record-review consent"], dtype=object)
             pos = t.index.to_numpy()[drop]
             exclusions.append(_exclusion_block(name, pos, _row_keys(raws[name], dd[name].key, pos), "analysis",
-                                               reason[drop], ""))
+                                               labels[code[drop]], ""))
 
 
 def _frame(blocks: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame:
@@ -765,7 +797,7 @@ def clean_study(
             raise CleaningError(f"table {name!r} is a {type(raw).__name__}, not a DataFrame")
         raws[name] = raw
         tables[name] = _clean_table(raw, table, log_blocks, summary_rows, exclusions)
-    rows_of = {name: patient_rows(tables, name) for name in _PATIENT_TABLES}
+    rows_of = _all_patient_rows(tables)
     tables["followups"] = _followup_windows(tables["followups"], tables["patients"], rows_of["followups"], windows,
                                             followup_reference)
     _analysis_exclusions(tables, rows_of, raws, dd, exclusions)

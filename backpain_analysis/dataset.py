@@ -108,13 +108,31 @@ def _placement(clean: CleanStudy, table: str, row_of: np.ndarray, extra: np.ndar
     return np.flatnonzero(sel), drow[sel]
 
 
-def _spread(t: pd.DataFrame, tpos: np.ndarray, drow: np.ndarray, n: int, what: str) -> pd.DataFrame:
-    """Rows ``tpos`` of ``t`` placed on dataset rows ``drow`` (n rows; missing elsewhere)."""
+def _order(tpos: np.ndarray, drow: np.ndarray, n: int, what: str) -> np.ndarray:
+    """For each dataset row, the table position placed on it (-1: none)."""
     if drow.size and np.bincount(drow, minlength=n).max() > 1:
         raise ReconciliationError(f"{what}: a patient has more than one used row; clean_study resolves duplicates")
     order = np.full(n, -1, dtype="int64")
     order[drow] = tpos
-    return t.reset_index(drop=True).reindex(order).reset_index(drop=True)
+    return order
+
+
+def _take(values: np.ndarray | pd.Series, order: np.ndarray) -> np.ndarray | pd.Series:
+    """``values[order]`` with missing where ``order`` is -1 (float arrays or categorical Series)."""
+    absent = order < 0
+    safe = np.where(absent, 0, order)
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy()[safe] if len(values) else np.full(order.size, -1)
+        return pd.Series(pd.Categorical.from_codes(np.where(absent, -1, codes), dtype=values.dtype))
+    arr = np.asarray(values, dtype="float64")
+    out = arr[safe] if arr.size else np.full(order.size, np.nan)
+    out[absent] = np.nan
+    return out
+
+
+def _spread(t: pd.DataFrame, tpos: np.ndarray, drow: np.ndarray, n: int, what: str) -> pd.DataFrame:
+    """Rows ``tpos`` of ``t`` placed on dataset rows ``drow`` (n rows; missing elsewhere)."""
+    return t.reset_index(drop=True).reindex(_order(tpos, drow, n, what)).reset_index(drop=True)
 
 
 def _measures(df: pd.DataFrame, rmdq_max_missing: int, sbst_missing: str) -> dict[str, Any]:
@@ -232,15 +250,19 @@ def build_analysis_dataset(
     scores = {"0m": _measures(p, rmdq_max_missing, sbst_missing)}
     followups = clean.tables["followups"]
     time_point = followups["time_point"].to_numpy(dtype="float64", na_value=np.nan)
-    fu: dict[str, pd.DataFrame] = {}
+    # score every follow-up once, then place the scores (not the 50 item columns) on the patients
+    per_row = _measures(followups, rmdq_max_missing, sbst_missing)
+    for c in ("global_change", "days_off_work", "satisfied_care", "satisfied_results"):
+        per_row[c] = _float(followups[c])
+    per_row["in_window"] = followups["in_window"].astype("Float64").to_numpy(dtype="float64", na_value=np.nan)
+    fu: dict[str, dict[str, Any]] = {}
     for months in (2, 6):
         t = f"{months}m"
         tpos, drow = _placement(clean, "followups", row_of, time_point == months)
-        fu[t] = _spread(followups, tpos, drow, n, f"followups at {months} months")
-        present = np.zeros(n)
-        present[drow] = 1.0
-        fu[t]["_present"] = present
-        scores[t] = _measures(fu[t], rmdq_max_missing, sbst_missing)
+        order = _order(tpos, drow, n, f"followups at {months} months")
+        fu[t] = {c: _take(v, order) for c, v in per_row.items()}
+        fu[t]["_present"] = (order >= 0).astype("float64")
+        scores[t] = fu[t]
     for t in _T:
         for m in ("sbst_total", "sbst_psychosocial", "risk_group"):
             cols[f"{m}_{t}"] = scores[t][m]
@@ -251,14 +273,14 @@ def build_analysis_dataset(
 
     gc_dtype = pd.CategoricalDtype(list(GLOBAL_CHANGE_LABELS), ordered=True)
     for t in ("2m", "6m"):
-        gc = _float(fu[t]["global_change"])
+        gc = fu[t]["global_change"]
         codes = np.where(np.isnan(gc), -1, np.nan_to_num(gc, nan=1.0) - 1).astype("int64")
         cols[f"global_change_{t}"] = pd.Categorical.from_codes(codes, dtype=gc_dtype)
     for t in ("2m", "6m"):
-        cols[f"good_outcome_{t}"] = _float(good_outcome(pd.Series(_float(fu[t]["global_change"]))))
-    cols["days_off_work_6m"] = _float(fu["6m"]["days_off_work"])
-    cols["satisfied_care_6m"] = _float(fu["6m"]["satisfied_care"])
-    cols["satisfied_results_6m"] = _float(fu["6m"]["satisfied_results"])
+        cols[f"good_outcome_{t}"] = _float(good_outcome(pd.Series(fu[t]["global_change"])))
+    cols["days_off_work_6m"] = fu["6m"]["days_off_work"]
+    cols["satisfied_care_6m"] = fu["6m"]["satisfied_care"]
+    cols["satisfied_results_6m"] = fu["6m"]["satisfied_results"]
 
     cols["rmdq_change_2m"] = cols["rmdq_0m"] - cols["rmdq_2m"]
     cols["rmdq_change_6m"] = cols["rmdq_0m"] - cols["rmdq_6m"]
@@ -310,9 +332,9 @@ def build_analysis_dataset(
     cols["matched_referral"] = _float(matched_referral(risk, referral))
 
     cols["consented_records"] = _float(p["record_review_consent"])
-    cols["followed_up_2m"] = fu["2m"]["_present"].to_numpy(dtype="float64")
-    cols["followed_up_6m"] = fu["6m"]["_present"].to_numpy(dtype="float64")
-    in_window = fu["6m"]["in_window"].astype("Float64").to_numpy(dtype="float64", na_value=np.nan)
+    cols["followed_up_2m"] = fu["2m"]["_present"]
+    cols["followed_up_6m"] = fu["6m"]["_present"]
+    in_window = fu["6m"]["in_window"]
     cols["followup_6m_in_window"] = np.where(cols["followed_up_6m"] == 1, in_window, np.nan)
 
     ordered = {c: (cols[c].reset_index(drop=True) if isinstance(cols[c], pd.Series) else cols[c])
