@@ -130,7 +130,7 @@ DEFAULTS: dict[str, Any] = {
     "satisfied_results": [0.59, 0.59],
     "satisfied_results_logor": 0.36,
     "days_off_work_mean": 7.4,
-    "days_off_work_logratio": -0.66,
+    "days_off_work_logratio": -0.70,
     "days_off_work_dispersion": 0.12,
     "followup_2m": [0.69, 0.60],
     "followup_6m": [0.63, 0.57],
@@ -496,6 +496,7 @@ _RMDQ_C = np.array([0.2, -0.6, -1.2, -0.3, -1.0, -0.5, -1.4, -0.2, 0.0, -1.6, 0.
 _RMDQ_SLOPE = 1.35
 RESPONSE_AGE_QUADRATIC = 0.12
 RMDQ_SHIFT = -0.5
+DAYS_OFF_CAP = 180
 GLOBAL_CHANGE_6M_SHIFT = -0.2  # 6-month cut points calibrated on responders (MAR)
 CERTIFICATE_EMPLOYED_SHIFT = 0.58
 EQ5D_NOISE = 0.4
@@ -726,14 +727,17 @@ def _simulate(p: dict[str, Any], n: int, rng: np.random.Generator, n_practices: 
     imp6 = out["imp6"]
     out["satisfied_care"] = _bern(rng, _expit(_intercept_vec(p["satisfied_care"], phase3, 0.9) + 0.9 * imp6
                                               + re["satisfaction"]))
-    out["satisfied_results"] = _bern(rng, _expit(_intercept_vec(p["satisfied_results"], phase3, 1.4) + 1.4 * imp6
-                                                 + p["satisfied_results_logor"] * g3 + re["satisfaction"]))
+    # p_* are the model probabilities, kept for low-variance (Rao-Blackwellized) Monte Carlo truth
+    out["p_satisfied_results"] = _expit(_intercept_vec(p["satisfied_results"], phase3, 1.4) + 1.4 * imp6
+                                        + p["satisfied_results_logor"] * g3 + re["satisfaction"])
+    out["satisfied_results"] = _bern(rng, out["p_satisfied_results"])
     # days off work (employed): negative binomial (gamma-Poisson)
     k = float(p["days_off_work_dispersion"])
     mu_days = p["days_off_work_mean"] * np.exp(0.5 * (time_off - 0.5) + 0.3 * zp - 0.5 * imp6
                                                + p["days_off_work_logratio"] * g3)
+    out["mu_days"] = mu_days
     lam = rng.gamma(k, mu_days / k)
-    out["days_off"] = np.minimum(rng.poisson(lam), 180).astype(np.int16)
+    out["days_off"] = np.minimum(rng.poisson(lam), DAYS_OFF_CAP).astype(np.int16)
 
     # follow-up response (MAR: age and baseline RMDQ; shared propensity across time points)
     v = rng.standard_normal(n)
@@ -744,7 +748,8 @@ def _simulate(p: dict[str, Any], n: int, rng: np.random.Generator, n_practices: 
     # ---- records ----
     ref_p = np.asarray(p["physio_referral"], dtype=float)
     ref_a = _logit(np.where(phase3, ref_p[1][risk], ref_p[0][risk])) * math.sqrt(1 + math.pi * 0.09 / 8)
-    referral = _bern(rng, _expit(ref_a + re["referral"] + 0.15 * (pain0 - 5.2) / 2.5))
+    out["p_referral"] = _expit(ref_a + re["referral"] + 0.15 * (pain0 - 5.2) / 2.5)
+    referral = _bern(rng, out["p_referral"])
     attended = referral & _bern(rng, np.full(n, float(p["physio_attendance"])))
     appr = np.where(phase3[:, None], np.asarray(p["approach_phase3"], dtype=float)[risk],
                     np.asarray(p["approach_phase1"], dtype=float)[risk])
@@ -763,19 +768,21 @@ def _simulate(p: dict[str, Any], n: int, rng: np.random.Generator, n_practices: 
         slope = 0.4 if name in ("nsaids", "non_opioid_analgesics") else 0.5
         x = slope * (zs if name in ("antidepressants", "neuromodulators") else zp)
         drugs[name] = _bern(rng, _expit(_intercept_vec(p[name], phase3, slope) + x))
-    strong = _bern(rng, _expit(_intercept_vec(p["opioids_strong"], phase3, 0.6) + 0.6 * zp + re["opioid"]))
+    p_strong = _expit(_intercept_vec(p["opioids_strong"], phase3, 0.6) + 0.6 * zp + re["opioid"])
+    strong = _bern(rng, p_strong)
     weak_only_p = _by_phase(p["opioids_weak_only"], phase3) / (1 - _by_phase(p["opioids_strong"], phase3))
-    weak = np.where(strong == 1, _bern(rng, np.full(n, 0.25)),
-                    _bern(rng, _expit(_logit(weak_only_p) * math.sqrt(1 + math.pi * 0.04 / 8) + 0.2 * zp
-                                      + re["opioid"]))).astype(np.int8)
+    p_weak = _expit(_logit(weak_only_p) * math.sqrt(1 + math.pi * 0.04 / 8) + 0.2 * zp + re["opioid"])
+    weak = np.where(strong == 1, _bern(rng, np.full(n, 0.25)), _bern(rng, p_weak)).astype(np.int8)
+    out["p_opioids_any"] = p_strong + (1 - p_strong) * p_weak
     drugs["opioids_strong"], drugs["opioids_weak"] = strong, weak
     out["drugs"] = drugs
     n_drug = sum(v.astype(np.int16) for v in drugs.values())
     out["n_prescriptions"] = np.minimum(n_drug + rng.poisson(_by_phase_group(p["extra_prescriptions"], phase3, risk) * n_drug), 150).astype(np.int16)
     cert_a = _intercept_vec(p["sickness_certificate"], phase3, 0.5)
     # certificates go to the employed: shift the intercept so the marginal over all patients is as given
-    cert = _bern(rng, _expit(cert_a + CERTIFICATE_EMPLOYED_SHIFT + 0.5 * zp + 0.6 * (time_off - 0.45)
-                             + re["certificate"])) * employed
+    out["p_certificate"] = _expit(cert_a + CERTIFICATE_EMPLOYED_SHIFT + 0.5 * zp + 0.6 * (time_off - 0.45)
+                                  + re["certificate"]) * employed
+    cert = _bern(rng, out["p_certificate"]) * employed
     out["certificate"] = cert
     out["blood_test"] = _bern(rng, _expit(_intercept_vec(p["blood_test"], phase3, 0.3) + 0.3 * (agec - 0.3)))
     img_lp = _logit(_by_phase_group(p["imaging"], phase3, risk)) * math.sqrt(1 + math.pi * 0.04 / 8) + 0.2 * zp + re["imaging"]
@@ -898,6 +905,17 @@ def _adjusted_difference(y: np.ndarray, phase3: np.ndarray, covariate: np.ndarra
     return float(np.linalg.lstsq(x, y, rcond=None)[0][1])
 
 
+def _capped_nb_mean(mu: np.ndarray, k: float, cap: int = DAYS_OFF_CAP) -> np.ndarray:
+    """E[min(X, cap)] for X negative binomial with mean ``mu`` and shape ``k`` (interpolated on a log grid)."""
+    from scipy import stats
+
+    grid = np.geomspace(1e-3, 1e4, 400)
+    x = np.arange(cap)
+    sf = stats.nbinom.sf(x[None, :], k, k / (k + grid[:, None]))  # P(X > x)
+    expected = sf.sum(axis=1)
+    return np.interp(np.log(np.clip(mu, 1e-3, 1e4)), np.log(grid), expected)
+
+
 def _round(x: float) -> float:
     return float(f"{x:.6g}")
 
@@ -923,15 +941,15 @@ def _truth_cached(params_json: str) -> str:
     t["rmdq_adjusted_difference"] = float(w @ eff / w.sum())
     t["rmdq_adjusted_difference_weights"] = [_round(v) for v in w / w.sum()]
     t["icc_practice"] = float(p["icc_practice"])
-    drugs = sim["drugs"]
-    matched = np.where(risk == 0, 1 - sim["referral"], sim["referral"])
-    opioids = np.maximum(drugs["opioids_strong"], drugs["opioids_weak"])
-    t["matched_referral_or"] = _odds_ratio(matched[cons], ph3[cons])
-    t["sickness_certificate_or"] = _odds_ratio(sim["certificate"][cons], ph3[cons])
-    t["opioids_or"] = _odds_ratio(opioids[cons], ph3[cons])
-    t["satisfied_results_or"] = _odds_ratio(sim["satisfied_results"][resp], ph3[resp])
+    # marginal rates from the model probabilities (Rao-Blackwellized: far less Monte Carlo noise than draws)
+    p_matched = np.where(risk == 0, 1 - sim["p_referral"], sim["p_referral"])
+    t["matched_referral_or"] = _odds_ratio(p_matched[cons], ph3[cons])
+    t["sickness_certificate_or"] = _odds_ratio(sim["p_certificate"][cons], ph3[cons])
+    t["opioids_or"] = _odds_ratio(sim["p_opioids_any"][cons], ph3[cons])
+    t["satisfied_results_or"] = _odds_ratio(sim["p_satisfied_results"][resp], ph3[resp])
     emp = resp & (sim["employed"] == 1)
-    t["days_off_work_ratio"] = float(sim["days_off"][emp & ph3].mean() / sim["days_off"][emp & ~ph3].mean())
+    days = _capped_nb_mean(sim["mu_days"], float(p["days_off_work_dispersion"]))
+    t["days_off_work_ratio"] = float(days[emp & ph3].mean() / days[emp & ~ph3].mean())
     cost, qaly = _cost(sim, p["unit_costs"]), _qaly(sim)
     e0 = eq5d_index(sim["eq5d0"])
     for suffix, sel in (("", resp), ("_high_risk", resp & (risk == 2))):
