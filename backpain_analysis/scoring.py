@@ -96,7 +96,7 @@ def _as_float(s: pd.Series, column: str) -> np.ndarray:
 
 def _coded_matrix(df: pd.DataFrame, columns: Sequence[str], allowed: Mapping[str, Sequence[float]]) -> np.ndarray:
     """Stack item columns into an (n, k) float matrix, checking every value against its allowed codes."""
-    out = np.empty((len(df), len(columns)), dtype="float64")
+    out = np.empty((len(df), len(columns)), dtype="float64", order="F")  # column writes stay contiguous
     for j, col in enumerate(columns):
         values = _as_float(df[col], col)
         ok = np.isnan(values) | np.isin(values, np.asarray(allowed[col], dtype="float64"))
@@ -254,7 +254,7 @@ def score_rmdq(df: pd.DataFrame, max_missing: int = 2, *, prefix: str = "rmdq_")
     _require_columns(df, cols, "RMDQ")
     items = _coded_matrix(df, cols, {c: (0, 1) for c in cols})
     answered = (~np.isnan(items)).sum(axis=1)
-    ticked = np.nansum(items, axis=1)
+    ticked = np.fmax(items, 0.0).sum(axis=1)  # NaN (unanswered) counts 0
     ok = (24 - answered) <= max_missing
     with np.errstate(invalid="ignore", divide="ignore"):
         score = np.where(ok & (answered > 0), ticked * 24.0 / answered, np.nan)
@@ -390,7 +390,7 @@ def score_pabs(
         answered = (~np.isnan(m)).sum(axis=1)
         ok = (len(items) - answered) <= max_missing
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[name] = np.where(ok & (answered > 0), np.nansum(m, axis=1) * len(items) / answered, np.nan)
+            out[name] = np.where(ok & (answered > 0), np.fmax(m, 0.0).sum(axis=1) * len(items) / answered, np.nan)
     return pd.DataFrame(out, index=df.index, dtype="float64")
 
 
