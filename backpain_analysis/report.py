@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import platform
@@ -512,7 +513,9 @@ def _render_html(nb_path: Path, html_path: Path, title: str) -> None:
         if cell.cell_type == "code":
             cell.outputs = [o for o in cell.get("outputs", []) if not (o.output_type == "stream" and o.name == "stderr")]
     nb.metadata["title"] = title
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    quiet = logging.getLogger("backpain_analysis.report.nbconvert")
+    quiet.setLevel(logging.ERROR)  # e.g. "Alternative text is missing on 2 image(s)" for every notebook
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True, log=quiet)
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
     with atomic_write(html_path) as fh:
         fh.write(body)
