@@ -332,3 +332,12 @@ def test_cli_synth(tmp_path, capsys):
     rc = main(["synth", "--out", str(out), "--set", "bogus=1"])
     err = capsys.readouterr().err
     assert rc == 2 and "bogus" in err and "rmdq_effect" in err
+
+
+def test_docs_list_every_parameter_and_truth_key():
+    text = (ROOT / "docs" / "synthetic.md").read_text()
+    missing = [k for k in DEFAULTS if f"`{k}`" not in text]
+    assert not missing, f"docs/synthetic.md does not document {missing}"
+    truth = json.loads((BUNDLED / "truth.json").read_text())
+    undocumented = [k for k in truth if f"`{k}`" not in text]
+    assert not undocumented, f"docs/synthetic.md does not explain truth key(s) {undocumented}"
