@@ -13,6 +13,7 @@ import csv
 import difflib
 import io
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -252,16 +253,22 @@ def _read_csv(path: Path, table: Table, problems: _Problems, notes: list[str]) -
     # (A dtype= argument would cost half a read again; identifiers are fixed up below instead.)
     kwargs = {"keep_default_na": False, "na_values": [""]}
     try:
-        try:
-            df = pd.read_csv(path, encoding=encoding, **kwargs)
-        except UnicodeDecodeError:
-            encoding = "cp1252"
-            df = pd.read_csv(path, encoding=encoding, **kwargs)
-        numeric_ids = [c for c in _id_columns(table) if c in df.columns and not _is_text(df[c])]
-        if numeric_ids:
-            # identifiers made only of digits: read those columns again as text (keeps leading zeros)
-            again = pd.read_csv(path, encoding=encoding, usecols=numeric_ids, dtype="str", **kwargs)
-            df = df.assign(**{c: again[c] for c in numeric_ids})
+        with warnings.catch_warnings():
+            # pandas reads large files in parallel chunks and warns when a column's chunks disagree
+            # (numbers in some, text in others); such columns are read again as text just below
+            warnings.simplefilter("ignore", pd.errors.DtypeWarning)
+            try:
+                df = pd.read_csv(path, encoding=encoding, **kwargs)
+            except UnicodeDecodeError:
+                encoding = "cp1252"
+                df = pd.read_csv(path, encoding=encoding, **kwargs)
+        ids = set(_id_columns(table))
+        as_text = [c for c in df.columns if (c in ids and not _is_text(df[c])) or df[c].dtype == object]
+        if as_text:
+            # identifiers made only of digits (keep leading zeros) and columns mixing numbers and
+            # text: read those columns again, as the text written in the file
+            again = pd.read_csv(path, encoding=encoding, usecols=as_text, dtype="str", **kwargs)
+            df = df.assign(**{c: again[c] for c in as_text})
     except (ValueError, pd.errors.ParserError) as exc:
         problems.add(path.name, table.name, "", f"could not be read as CSV: {str(exc).strip()}")
         return None
