@@ -170,7 +170,8 @@ def test_changes_recover_the_synthetic_truth(tmp_path):
     from backpain_analysis.dataset import load_analysis_dataset
     from backpain_analysis.synthetic import generate_study
 
-    study = generate_study(n_invited=1000, seed=9, n_gps=600, n_physios=1500, n_practices=20)
+    # many clinicians; the true changes from a 40,000-clinician Monte Carlo (error ~0.05, far below 1 SE here)
+    study = generate_study(n_invited=1000, seed=9, n_gps=600, n_physios=1500, n_practices=20, truth_mc_n=40000)
     study.write(tmp_path)
     clean, _ = load_analysis_dataset(tmp_path)
     change = cl.paired_changes(cl.clinician_scores(clean.tables["clinicians"], clean.tables["clinician_surveys"]))
@@ -183,3 +184,12 @@ def test_changes_recover_the_synthetic_truth(tmp_path):
         se = (row["ci_high"] - row["ci_low"]) / (2 * stats.t.ppf(0.975, row["n_pairs"] - 1))
         assert row["n_pairs"] > 300
         assert abs(row["estimate"] - study.truth[name]) < 4 * se, (name, row["estimate"], study.truth[name])
+
+
+def test_pingouin_rounding_options_are_restored():
+    import pingouin
+
+    before = dict(pingouin.options)
+    clin, surv = _study(n_gp=8, n_physio=8)
+    cl.paired_changes(cl.clinician_scores(clin, surv))
+    assert dict(pingouin.options) == before
