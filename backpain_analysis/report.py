@@ -930,7 +930,7 @@ code { font-size: 0.9em; word-break: break-all; }
 <tr><th>finding</th><th>value</th><th>95% CI</th><th>unit</th></tr>
 {% for f in r.key_findings %}
 <tr><td>{{ f.label or f.name }}</td><td class="num">{{ fmt(f.value) }}</td>
-<td class="num">{% if f.ci_low is not none and f.ci_high is not none %}{{ fmt(f.ci_low) }} to {{ fmt(f.ci_high) }}{% endif %}</td>
+<td class="num">{% if f.ci_low is not none and f.ci_high is not none %}{{ fmt(f.ci_low, f.value) }} to {{ fmt(f.ci_high, f.value) }}{% endif %}</td>
 <td>{{ f.unit or "" }}</td></tr>
 {% endfor %}
 </table>
@@ -969,19 +969,23 @@ code { font-size: 0.9em; word-break: break-all; }
 """
 
 
-def _fmt(value: Any) -> str:
-    """Format a key finding value: integers as such, other numbers to 3 significant digits."""
+def _fmt(value: Any, reference: Any = None) -> str:
+    """Format a key finding number: integers as such, others to 3 significant digits of ``reference``.
+
+    The CI bounds are formatted with the decimals of the estimate, so "11.5 (9.0 to 14.0)".
+    """
     if value is None:
         return ""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
-    if isinstance(value, int) or float(value).is_integer() and abs(value) >= 100:
-        return f"{int(value):,}"
     if not math.isfinite(value):
         return str(value)
-    if value == 0:
-        return "0"
-    decimals = max(0, 2 - math.floor(math.log10(abs(value))))
+    ref = value if reference is None or not isinstance(reference, int | float) else reference
+    if isinstance(ref, int) and not isinstance(ref, bool) or float(ref).is_integer() and abs(ref) >= 100:
+        return f"{round(value):,}"
+    if ref == 0 or not math.isfinite(ref):
+        return f"{value:,.2f}"
+    decimals = max(0, 2 - math.floor(math.log10(abs(ref))))
     return f"{value:,.{decimals}f}"
 
 
