@@ -427,3 +427,19 @@ def test_windows_1252_file_is_read_with_a_note(tmp_path):
     study = load_study(tmp_path)
     assert study.practices.loc[0, "practice_name"] == "Café Surgery"
     assert any("Windows-1252" in n for n in study.notes)
+
+
+def test_large_file_with_one_text_value_reads_the_column_as_text(tmp_path):
+    """pandas parses big files in parallel chunks; one chunk with text must not leave a mix of int and str."""
+    tables = build_study()
+    p = tables["patients"]
+    n = 60_000  # > 5 MB of CSV: parallel chunks
+    big = p.iloc[[i % len(p) for i in range(n)]].reset_index(drop=True)
+    big["patient_id"] = PATIENT_IDS + [f"PX{i:06d}" for i in range(len(p), n)]
+    tables["patients"] = with_values(big, "age", {n - 5: "NA"})
+    study = load_study(write_study(tmp_path, tables))
+    assert (tmp_path / "patients.csv").stat().st_size > 5 * 1024 * 1024
+    age = study.patients["age"]
+    assert pd.api.types.is_string_dtype(age) and age.dtype != object
+    assert age.iloc[n - 5] == "NA" and age.iloc[0] == "34"
+    assert pd.api.types.is_numeric_dtype(study.patients["pain_nrs"])
