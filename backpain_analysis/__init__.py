@@ -23,8 +23,8 @@ from .synthetic import SyntheticParameterError, SyntheticStudy, generate_study  
 __all__ += ["SyntheticParameterError", "SyntheticStudy", "generate_study"]
 
 # --- scoring, stratification, cleaning, analysis dataset (issue 4) ---
-from .cleaning import CleaningError, CleanStudy, clean_study
-from .dataset import (
+from .cleaning import CleaningError, CleanStudy, clean_study  # noqa: E402
+from .dataset import (  # noqa: E402
     ANALYSIS_COLUMNS,
     ReconciliationError,
     build_analysis_dataset,
@@ -32,10 +32,18 @@ from .dataset import (
     load_analysis_dataset,
     reconcile,
 )
-from .scoring import ScoringError, eq5d3l_index, good_outcome, rmdq_mcid, score_pabs, score_rmdq, score_sbst
-from .stratification import matched_care, matched_pathway, matched_referral, received_pathway
+from .scoring import (  # noqa: E402
+    ScoringError,
+    eq5d3l_index,
+    good_outcome,
+    rmdq_mcid,
+    score_pabs,
+    score_rmdq,
+    score_sbst,
+)
+from .stratification import matched_care, matched_pathway, matched_referral, received_pathway  # noqa: E402
 
-__all__ = [*__all__, "ANALYSIS_COLUMNS", "CleanStudy", "CleaningError", "ReconciliationError", "ScoringError",
+__all__ += ["ANALYSIS_COLUMNS", "CleanStudy", "CleaningError", "ReconciliationError", "ScoringError",
             "build_analysis_dataset", "clean_study", "eq5d3l_index", "flow_counts", "good_outcome",
             "load_analysis_dataset", "matched_care", "matched_pathway", "matched_referral", "received_pathway",
             "reconcile", "rmdq_mcid", "score_pabs", "score_rmdq", "score_sbst"]
