@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,8 @@ __all__ = [
     "fidelity",
     "internal_consistency",
     "item_endorsement",
+    "pathway_table",
+    "shareable_pathway_table",
     "plot_fidelity",
     "plot_item_endorsement",
     "plot_risk_mix",
@@ -49,6 +52,7 @@ __all__ = [
     "risk_mix",
     "sbst_item_scores",
     "score_distributions",
+    "shareable_crosstab",
     "suppress_shares",
     "uptake",
     "wilson_interval",
@@ -104,6 +108,7 @@ def wilson_interval(successes: np.ndarray | float, n: np.ndarray | float, level:
 
 def suppress_shares(table: pd.DataFrame, by: str | Sequence[str] | None, *, count: str = "n",
                     total: str | None = "n_total", derived: Sequence[str] = ("pct",),
+                    partition: str | Sequence[str] | bool | None = None,
                     threshold: int | None = None, marker: str | None = None) -> pd.DataFrame:
     """Small-number suppression of a table of counts that add up to a total within each group.
 
@@ -118,6 +123,11 @@ def suppress_shares(table: pd.DataFrame, by: str | Sequence[str] | None, *, coun
         Count column and denominator column (``total=None``: the group sum, not shown).
     derived : sequence of str
         Percentages or shares built on ``count``: hidden with it.
+    partition : str, list of str, True or None
+        When the rows (within each group of these columns; ``True``: all rows) add up to a total
+        shown elsewhere (e.g. uptake per practice and the overall uptake), a group with exactly
+        one hidden ``count`` (or ``total``) also hides its smallest other non-zero one, so the
+        hidden cell cannot be recovered from the total shown elsewhere.
     threshold, marker : optional
         Default :data:`backpain_analysis.disclosure.THRESHOLD` and ``MARKER``.
 
@@ -138,6 +148,9 @@ def suppress_shares(table: pd.DataFrame, by: str | Sequence[str] | None, *, coun
     ...                   "n_total": [53, 53, 53]})
     >>> suppress_shares(t.assign(pct=100 * t["n"] / 53), "phase")["n"].tolist()
     ['*', 30, '*']
+    >>> u = pd.DataFrame({"practice_id": ["A", "B", "C"], "n_completed": [2, 40, 48], "n_consultations": [50, 60, 70]})
+    >>> suppress_shares(u, None, count="n_completed", total="n_consultations", partition=True)["n_completed"].tolist()
+    ['*', '*', 48]
     """
     from . import disclosure
 
@@ -158,10 +171,77 @@ def suppress_shares(table: pd.DataFrame, by: str | Sequence[str] | None, *, coun
             hide.loc[sub.index, count] = m.iloc[:-1].to_numpy()
             if total and m.iloc[-1]:
                 hide.loc[sub.index, total] = True
+    if partition is not None and partition is not False:
+        groups = ([table.index] if partition is True else
+                  [g.index for _, g in table.groupby([partition] if isinstance(partition, str) else list(partition),
+                                                     sort=False, observed=True)])
+        changed = True
+        while changed:
+            changed = False
+            for col in [c for c in (count, total) if c]:
+                if total and col == count:
+                    # a hidden denominator hides its count (the share would reveal it)
+                    hide[count] = hide[count] | hide[total]
+                for idx in groups:
+                    h = hide.loc[idx, col]
+                    if h.sum() != 1:
+                        continue
+                    vals = pd.to_numeric(table.loc[idx, col], errors="coerce")
+                    candidates = vals[(~h) & (vals > 0)]
+                    if len(candidates):
+                        hide.loc[candidates.idxmin(), col] = True
+                        changed = True
     for d in derived:
         if d in table.columns:
             hide[d] = hide[d] | hide[count]
     return table.astype(object).mask(hide, marker) if hide.to_numpy().any() else table.copy()
+
+
+def shareable_crosstab(mix: pd.DataFrame, row: str, column: str = "risk_group", *, count: str = "n",
+                       threshold: int | None = None, marker: str | None = None) -> pd.DataFrame:
+    """A two-way table of counts with row totals and a total row, suppressed in both directions.
+
+    For a table whose row totals and column totals are both shown (e.g. the risk mix per
+    practice: each practice's patients, and each risk group's total in the phase), a hidden cell
+    could be recovered along either direction; :func:`backpain_analysis.disclosure.suppression_mask`
+    with ``total_row`` and ``row_totals`` protects both.
+
+    Parameters
+    ----------
+    mix : DataFrame
+        Long table with ``row``, ``column`` and ``count`` columns (e.g. :func:`risk_mix`
+        with ``by="practice_id"``).
+
+    Returns
+    -------
+    DataFrame
+        Wide: index = ``row`` values plus ``"all"``; one count column per ``column`` value,
+        ``n_total``, and ``pct_<value>`` (0-100 of the row total); hidden cells show ``marker``.
+
+    Examples
+    --------
+    >>> m = pd.DataFrame({"practice_id": list("AAABBBCCC"), "risk_group": ["low", "medium", "high"] * 3,
+    ...                   "n": [20, 30, 3, 25, 12, 9, 40, 35, 15]})
+    >>> t = shareable_crosstab(m, "practice_id")
+    >>> t.loc["A", "high"], t.loc["C", ["low", "medium", "high"]].tolist(), t.loc["all", "high"]
+    ('*', [40, 35, 15], 27)
+    """
+    from . import disclosure
+
+    threshold = disclosure.THRESHOLD if threshold is None else threshold
+    marker = disclosure.MARKER if marker is None else marker
+    wide = mix.pivot_table(index=row, columns=column, values=count, aggfunc="sum", observed=False, sort=False)
+    levels = [str(c) for c in wide.columns]
+    wide.columns = levels
+    wide = wide.fillna(0).astype(int)
+    wide.loc["all"] = wide.sum()
+    wide["n_total"] = wide[levels].sum(axis=1)
+    for lv in levels:
+        wide[f"pct_{lv}"] = 100 * wide[lv] / wide["n_total"].where(wide["n_total"] > 0)
+    wide.index.name = row
+    return disclosure.suppress_table(wide, [*levels, "n_total"], total_row="all", row_totals={"n_total": levels},
+                                     derived={f"pct_{lv}": [lv] for lv in levels}, threshold=threshold,
+                                     marker=marker)
 
 
 # --------------------------------------------------------------------------- risk mix
@@ -786,6 +866,118 @@ def fidelity(dataset: pd.DataFrame, by: Sequence[str] = ("phase", "risk_group"),
     if "risk_group" in res:
         res["risk_group"] = res["risk_group"].astype(str)
     return res
+
+
+PATHWAY_LABELS: dict[str, str] = {
+    "advice": "advice (GP care)",
+    "physiotherapy": "physiotherapy",
+    "psych_informed_physiotherapy": "psychologically informed physiotherapy",
+}
+
+
+def pathway_table(dataset: pd.DataFrame, by: str = "phase") -> pd.DataFrame:
+    """Pathway received against the pathway matched to the risk group, per group of ``by``.
+
+    Parameters
+    ----------
+    dataset : DataFrame
+        Analysis dataset with ``matched_pathway`` and ``received_pathway`` (categoricals of
+        advice < physiotherapy < psych_informed_physiotherapy; received is missing without
+        record-review consent, and such patients are left out).
+
+    Returns
+    -------
+    DataFrame
+        One row per ``by`` value and matched pathway: ``by``, ``matched_pathway``, ``n``
+        (patients with the received pathway known), then one count column per received pathway
+        (``received_advice``, ``received_physiotherapy``, ``received_psych_informed_physiotherapy``)
+        and ``pct_matched`` (0-100: the diagonal cell of the row over ``n``).
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"phase": [3, 3, 3], "matched_pathway": ["advice", "advice", "physiotherapy"],
+    ...                    "received_pathway": ["advice", "physiotherapy", None]})
+    >>> pathway_table(df)[["matched_pathway", "n", "received_advice", "pct_matched"]].values.tolist()
+    [['advice', 2, 1, 50.0]]
+    """
+    _require(dataset, [by, "matched_pathway", "received_pathway"], "pathway_table: analysis dataset")
+    paths = list(PATHWAY_LABELS)
+    frame = pd.DataFrame({
+        by: dataset[by].to_numpy(),
+        "matched_pathway": pd.Categorical(dataset["matched_pathway"].astype("object"), categories=paths),
+        "received_pathway": pd.Categorical(dataset["received_pathway"].astype("object"), categories=paths),
+    }).dropna()
+    tab = pd.crosstab([frame[by], frame["matched_pathway"]], frame["received_pathway"], dropna=False)
+    tab = tab.reindex(columns=paths, fill_value=0)
+    tab = tab[tab.sum(axis=1) > 0]
+    out = tab.rename(columns={p: f"received_{p}" for p in paths}).reset_index()
+    out.columns.name = None
+    out.insert(2, "n", tab.sum(axis=1).to_numpy())
+    diag = [row[f"received_{row['matched_pathway']}"] for _, row in out.iterrows()]
+    out["pct_matched"] = 100 * np.asarray(diag, dtype=float) / out["n"]
+    out["matched_pathway"] = out["matched_pathway"].astype(str)
+    return out
+
+
+def shareable_pathway_table(table: pd.DataFrame, *, hidden_matched: pd.DataFrame | None = None,
+                            threshold: int | None = None, marker: str | None = None) -> pd.DataFrame:
+    """:func:`pathway_table` with small counts hidden, consistently with :func:`fidelity` tables.
+
+    Counts from 1 to 4 are hidden; in each row (the received counts add up to ``n``) one more
+    cell is hidden when exactly one is, choosing an off-diagonal cell whenever one is available:
+    the diagonal (received the matched pathway) is the ``n_matched`` that a fidelity table shows,
+    so hiding it here would protect nothing. ``pct_matched`` is hidden with the diagonal.
+
+    Parameters
+    ----------
+    table : DataFrame
+        :func:`pathway_table` output.
+    hidden_matched : DataFrame, optional
+        The shared :func:`fidelity` table by ``("phase", "risk_group")`` (after
+        :func:`suppress_shares`): a diagonal whose ``n_matched`` is hidden there is hidden here
+        too (with one more cell of its row), so the two tables together reveal nothing.
+
+    Returns
+    -------
+    DataFrame
+        Same columns as ``table``; hidden cells show ``marker`` (default ``"*"``).
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"phase": [1], "matched_pathway": ["physiotherapy"], "n": [124], "received_advice": [83],
+    ...                   "received_physiotherapy": [38], "received_psych_informed_physiotherapy": [3],
+    ...                   "pct_matched": [30.6]})
+    >>> shareable_pathway_table(t).iloc[0, 3:].tolist()
+    ['*', 38, '*', 30.6]
+    """
+    from . import disclosure
+
+    threshold = disclosure.THRESHOLD if threshold is None else threshold
+    marker = disclosure.MARKER if marker is None else marker
+    received = [c for c in table.columns if c.startswith("received_")]
+    forced: set[tuple[Any, str]] = set()
+    if hidden_matched is not None:
+        to_path = dict(zip(RISK_GROUPS, PATHWAY_LABELS, strict=True))
+        for _, r in hidden_matched.iterrows():
+            if isinstance(r["n_matched"], str):
+                forced.add((r["phase"], to_path[str(r["risk_group"])]))
+    hide = pd.DataFrame(False, index=table.index, columns=table.columns)
+    for i, row in table.iterrows():
+        diag = f"received_{row['matched_pathway']}"
+        values = {c: float(row[c]) for c in received}
+        surrogate = dict(values)
+        if (row.get("phase"), row["matched_pathway"]) in forced and diag in surrogate:
+            surrogate[diag] = 1.0  # hidden in the fidelity table: hide here too (as a small count)
+        elif diag in surrogate and surrogate[diag] >= threshold:
+            surrogate[diag] = 1e12  # chosen last for secondary suppression
+        cells = pd.DataFrame({"n": [*surrogate.values(), float(row["n"])]}, index=[*received, "n"])
+        mask = disclosure.suppression_mask(cells, ["n"], total_row="n", threshold=threshold)["n"]
+        for c in received:
+            hide.loc[i, c] = bool(mask[c]) or (0 < values[c] < threshold) or (c == diag and surrogate[c] == 1.0)
+        hide.loc[i, "n"] = bool(mask["n"])
+        if "pct_matched" in table.columns:
+            hide.loc[i, "pct_matched"] = bool(hide.loc[i, diag]) if diag in hide.columns else True
+    return table.astype(object).mask(hide, marker)
 
 
 def plot_fidelity(by_risk: pd.DataFrame, by_practice: pd.DataFrame | None = None, *,

@@ -348,3 +348,95 @@ def test_screening_tool_validity_on_synthetic_study(large_study):
     assert pred.loc["medium", "pct"] > pred.loc["low", "pct"] and pred.loc["high", "pct"] > pred.loc["low", "pct"]
     fid = fidelity(data, by=("phase",)).set_index("phase")["estimate"]
     assert fid.loc[3] > fid.loc[1]
+
+
+def test_pathway_table_agrees_with_fidelity():
+    from backpain_analysis.screening import pathway_table
+
+    rng = np.random.default_rng(11)
+    n = 300
+    paths = ["advice", "physiotherapy", "psych_informed_physiotherapy"]
+    risk = rng.choice(["low", "medium", "high"], n)
+    matched = pd.Series(risk).map(dict(zip(["low", "medium", "high"], paths, strict=True)))
+    received = pd.Series(rng.choice(paths, n)).where(rng.random(n) > 0.2)
+    df = pd.DataFrame({"phase": rng.choice([1, 3], n), "risk_group": risk, "matched_pathway": matched,
+                       "received_pathway": received,
+                       "matched_care": np.where(received.isna(), np.nan, (received == matched).astype(float))})
+    tab = pathway_table(df).set_index(["phase", "matched_pathway"])
+    counts = tab[[f"received_{p}" for p in paths]]
+    assert (counts.sum(axis=1) == tab["n"]).all() and tab["n"].sum() == received.notna().sum()
+    fid = fidelity(df).set_index(["phase", "risk_group"])
+    for (ph, g), p in zip([(3, "high"), (1, "low"), (3, "medium")], ["psych_informed_physiotherapy", "advice",
+                                                                       "physiotherapy"], strict=True):
+        assert tab.loc[(ph, p), "pct_matched"] == pytest.approx(100 * fid.loc[(ph, g), "estimate"])
+
+
+def test_shareable_pathway_table_keeps_the_fidelity_diagonal_visible():
+    from backpain_analysis.screening import shareable_pathway_table
+
+    t = pd.DataFrame({
+        "phase": [1, 1, 3], "matched_pathway": ["physiotherapy", "advice", "psych_informed_physiotherapy"],
+        "n": [124, 60, 40],
+        "received_advice": [83, 57, 20], "received_physiotherapy": [38, 3, 18],
+        "received_psych_informed_physiotherapy": [3, 0, 2],
+    })
+    t["pct_matched"] = [100 * 38 / 124, 100 * 57 / 60, 100 * 2 / 40]
+    s = shareable_pathway_table(t)
+    assert s.loc[0, "received_physiotherapy"] == 38 and s.loc[0, "received_advice"] == "*"
+    assert s.loc[0, "received_psych_informed_physiotherapy"] == "*"
+    # advice row: 3 hidden, 0 stays, so the diagonal (57) must go too (as fidelity hides it: 60 - 57 = 3)
+    assert s.loc[1, "received_physiotherapy"] == "*" and s.loc[1, "received_advice"] == "*"
+    assert s.loc[1, "pct_matched"] == "*"
+    # a small diagonal is hidden with its percentage, plus one other cell
+    assert s.loc[2, "received_psych_informed_physiotherapy"] == "*" and s.loc[2, "pct_matched"] == "*"
+    assert (s.loc[2, ["received_advice", "received_physiotherapy"]] == "*").sum() == 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 60), st.integers(0, 8)), min_size=2, max_size=8))
+def test_partition_never_leaves_a_lone_hidden_count(rows):
+    from backpain_analysis.screening import suppress_shares
+
+    t = pd.DataFrame({"group": [f"g{i}" for i in range(len(rows))],
+                      "n_matched": [a for a, _ in rows], "n": [a + b for a, b in rows]})
+    s = suppress_shares(t, None, count="n_matched", total="n", derived=(), partition=True)
+    hidden = s["n_matched"] == "*"
+    shown = s.loc[~hidden, "n_matched"].astype(int)
+    # a lone hidden count would be the total shown elsewhere minus the shown rows; allowed only when every
+    # other row is 0 (then the total itself equals it, and the table showing the total must protect it)
+    assert hidden.sum() != 1 or (shown == 0).all()
+    assert not ((shown >= 1) & (shown <= 4)).any()
+    comp = (t["n"] - t["n_matched"])[~hidden]
+    assert not ((comp >= 1) & (comp <= 4)).any()
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 40), st.integers(0, 12)), min_size=2, max_size=7))
+def test_shareable_crosstab_protects_rows_and_columns(rows):
+    from backpain_analysis.screening import shareable_crosstab
+
+    m = pd.DataFrame([{"practice_id": f"P{i}", "risk_group": g, "n": v}
+                      for i, r in enumerate(rows) for g, v in zip(("low", "medium", "high"), r, strict=True)])
+    t = shareable_crosstab(m, "practice_id")
+    cells = t[["low", "medium", "high", "n_total"]]
+    hidden = cells == "*"
+    for _, h in hidden.iterrows():
+        assert h.sum() != 1
+    for c in cells.columns:
+        assert hidden[c].sum() != 1
+    values = cells.where(~hidden).apply(pd.to_numeric)
+    assert not ((values >= 1) & (values <= 4)).any().any()
+
+
+def test_pathway_table_hides_diagonals_hidden_in_the_fidelity_table():
+    from backpain_analysis.screening import shareable_pathway_table
+
+    t = pd.DataFrame({"phase": [3, 3], "matched_pathway": ["advice", "physiotherapy"], "n": [100, 90],
+                      "received_advice": [60, 30], "received_physiotherapy": [30, 50],
+                      "received_psych_informed_physiotherapy": [10, 10], "pct_matched": [60.0, 55.6]})
+    fid_shared = pd.DataFrame({"phase": [3, 3], "risk_group": ["low", "medium"], "n": [100, 90],
+                               "n_matched": [60, "*"]})
+    s = shareable_pathway_table(t, hidden_matched=fid_shared)
+    assert s.loc[0, "received_advice"] == 60
+    assert s.loc[1, "received_physiotherapy"] == "*" and s.loc[1, "pct_matched"] == "*"
+    assert (s.loc[1, ["received_advice", "received_psych_informed_physiotherapy"]] == "*").sum() == 1
