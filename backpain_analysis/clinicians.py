@@ -236,6 +236,17 @@ def paired_wide(scores: pd.DataFrame, measure: str) -> pd.DataFrame:
     DataFrame
         ``clinician_id``, ``profession``, ``training_days``, ``before``, ``after``, ``change``
         (after minus before); clinicians missing either value are left out.
+
+    Examples
+    --------
+    >>> scores = pd.DataFrame({
+    ...     "clinician_id": ["G1", "G1", "G2", "G2", "P1", "P1", "P2", "P2", "P3", "P3"],
+    ...     "profession": ["gp"] * 4 + ["physio"] * 6,
+    ...     "training_days": [1.0] * 4 + [3.0, 3.0, 6.0, 6.0, 9.0, 9.0],
+    ...     "time_point": ["before", "after"] * 5,
+    ...     "pabs_biomedical": [40, 39, 36, 36, 40, 36, 38, 33, 35, 28]})
+    >>> paired_wide(scores, "pabs_biomedical")["change"].tolist()
+    [-1, 0, -4, -5, -7]
     """
     _require(scores, ["clinician_id", "profession", "time_point", measure], "clinician scores")
     wide = scores.pivot_table(index="clinician_id", columns="time_point", values=measure, observed=False,
@@ -277,6 +288,18 @@ def paired_changes(
     ``pingouin.ttest(after, before, paired=True, confidence=...)`` with its ``CI95``/``p_val``
     columns mapped to ours; CIs kept at full precision. Professions with fewer than 2
     complete pairs give NaN statistics.
+
+    Examples
+    --------
+    >>> scores = pd.DataFrame({
+    ...     "clinician_id": ["G1", "G1", "G2", "G2", "P1", "P1", "P2", "P2", "P3", "P3"],
+    ...     "profession": ["gp"] * 4 + ["physio"] * 6,
+    ...     "training_days": [1.0] * 4 + [3.0, 3.0, 6.0, 6.0, 9.0, 9.0],
+    ...     "time_point": ["before", "after"] * 5,
+    ...     "pabs_biomedical": [40, 39, 36, 36, 40, 36, 38, 33, 35, 28]})
+    >>> t = paired_changes(scores, ["pabs_biomedical"])
+    >>> t.loc[t.profession == "physio", ["n_pairs", "estimate"]].round(3).values.tolist()
+    [[3.0, -5.333]]
     """
     import pingouin
 
@@ -354,6 +377,17 @@ def mixed_anovas(scores: pd.DataFrame, measures: Sequence[str] = MEASURES) -> pd
     -----
     ``pingouin.mixed_anova`` (type II sums of squares); with two time points the time x
     profession interaction F equals the square of the two-sample t of the changes.
+
+    Examples
+    --------
+    >>> scores = pd.DataFrame({
+    ...     "clinician_id": ["G1", "G1", "G2", "G2", "P1", "P1", "P2", "P2", "P3", "P3"],
+    ...     "profession": ["gp"] * 4 + ["physio"] * 6,
+    ...     "training_days": [1.0] * 4 + [3.0, 3.0, 6.0, 6.0, 9.0, 9.0],
+    ...     "time_point": ["before", "after"] * 5,
+    ...     "pabs_biomedical": [40, 39, 36, 36, 40, 36, 38, 33, 35, 28]})
+    >>> mixed_anovas(scores, ["pabs_biomedical"])["effect"].tolist()
+    ['profession', 'time', 'time x profession']
     """
     import pingouin
 
@@ -389,6 +423,22 @@ def training_days_association(
         ``measure``, ``profession``, ``n``, ``r`` (Pearson), ``r_ci_low``, ``r_ci_high``,
         ``r_p_value`` (pingouin.corr), ``estimate`` (regression slope: change in points per
         extra training day), ``ci_low``, ``ci_high``, ``p_value`` (pingouin.linear_regression).
+        Statistics are NaN with fewer than 4 clinicians.
+
+    Examples
+    --------
+    >>> scores = pd.DataFrame({
+    ...     "clinician_id": ["G1", "G1", "G2", "G2", "P1", "P1", "P2", "P2", "P3", "P3"],
+    ...     "profession": ["gp"] * 4 + ["physio"] * 6,
+    ...     "training_days": [1.0] * 4 + [3.0, 3.0, 6.0, 6.0, 9.0, 9.0],
+    ...     "time_point": ["before", "after"] * 5,
+    ...     "pabs_biomedical": [40, 39, 36, 36, 40, 36, 38, 33, 35, 28]})
+    >>> extra = pd.DataFrame({"clinician_id": ["P4", "P4", "P5", "P5"], "profession": ["physio"] * 4,
+    ...                       "training_days": [5.0, 5.0, 4.0, 4.0], "time_point": ["before", "after"] * 2,
+    ...                       "pabs_biomedical": [30, 26, 31, 29]})
+    >>> r = training_days_association(pd.concat([scores, extra]), ["pabs_biomedical"])
+    >>> int(r["n"].iloc[0]), round(float(r["estimate"].iloc[0]), 3)
+    (5, -0.67)
     """
     import pingouin
 
@@ -422,6 +472,18 @@ def plot_before_after(scores: pd.DataFrame, measure: str, *, max_lines: int = 20
     Returns
     -------
     matplotlib Figure
+
+    Examples
+    --------
+    >>> scores = pd.DataFrame({
+    ...     "clinician_id": ["G1", "G1", "G2", "G2", "P1", "P1", "P2", "P2", "P3", "P3"],
+    ...     "profession": ["gp"] * 4 + ["physio"] * 6,
+    ...     "training_days": [1.0] * 4 + [3.0, 3.0, 6.0, 6.0, 9.0, 9.0],
+    ...     "time_point": ["before", "after"] * 5,
+    ...     "pabs_biomedical": [40, 39, 36, 36, 40, 36, 38, 33, 35, 28]})
+    >>> fig = plot_before_after(scores, "pabs_biomedical")
+    >>> [ax.get_title() for ax in fig.axes]
+    ['GPs (n = fewer than 5 pairs)', 'Physiotherapists (n = fewer than 5 pairs)']
     """
     import matplotlib.pyplot as plt
     from scipy import stats

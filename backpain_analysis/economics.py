@@ -341,6 +341,18 @@ def prepare_economic_data(
     costs of patients not in paid work are 0 and never imputed. Predictors: age, female,
     baseline RMDQ, risk group (dummies) and employment (missing predictor values are imputed
     along with the rest). QALYs are computed after imputation from the imputed EQ-5D values.
+
+    Examples
+    --------
+    >>> d = pd.DataFrame({"phase": [1, 1, 3, 3], "risk_group": ["low", "high", "low", "high"],
+    ...                   "eq5d_index_0m": [0.8, 0.3, 0.7, 0.2], "eq5d_index_2m": [0.9, 0.5, np.nan, 0.4],
+    ...                   "eq5d_index_6m": [1.0, 0.6, 0.9, 0.7], "n_gp_consultations": [1.0, 2.0, 0.0, 3.0],
+    ...                   "physio_sessions": [0.0, 4.0, 0.0, 6.0], "imaging": [0.0, 1.0, 0.0, 0.0],
+    ...                   "n_prescriptions": [1.0, 2.0, 0.0, 1.0], "secondary_care_referral": [0.0] * 4,
+    ...                   "days_off_work_6m": [0.0, 10.0, 2.0, 5.0], "employed": [1.0] * 4})
+    >>> (cc,) = prepare_economic_data(d, imputation="complete_case")
+    >>> len(cc), cc["qaly"].round(4).tolist()
+    (3, [0.4583, 0.25, 0.2333])
     """
     if imputation not in ("mice", "complete_case"):
         raise EconomicsError(f"imputation must be 'mice' or 'complete_case', got {imputation!r}")
@@ -575,6 +587,15 @@ class CostUtilityResult:
         DataFrame
             ``wtp`` and ``prob_cost_effective``: the share of bootstrap replicates whose net
             monetary benefit ``wtp * dQALY - dCost`` is positive.
+
+        Examples
+        --------
+        >>> rng = np.random.default_rng(0)
+        >>> d = pd.DataFrame({"phase": np.tile([1, 3], 50), "nhs_cost": rng.gamma(2, 50, 100)})
+        >>> d["qaly"] = 0.3 + 0.02 * (d["phase"] == 3) + rng.normal(0, 0.01, 100)
+        >>> res = cost_utility(d, baseline=None, n_boot=200, seed=1)
+        >>> res.ceac([0, 50_000])["prob_cost_effective"].round(2).tolist()
+        [0.18, 1.0]
         """
         grid = np.arange(0, 50_001, 500, dtype=float) if wtp is None else np.asarray(wtp, dtype=float)
         nmb = grid[:, None] * self.boot_qaly[None, :] - self.boot_cost[None, :]
@@ -588,6 +609,16 @@ class CostUtilityResult:
         dict
             ``wtp``, ``estimate`` (``wtp * dQALY - dCost``), ``ci_low``, ``ci_high``,
             ``p_value``, ``prob_cost_effective`` (share of replicates with NMB > 0).
+
+        Examples
+        --------
+        >>> rng = np.random.default_rng(0)
+        >>> d = pd.DataFrame({"phase": np.tile([1, 3], 50), "nhs_cost": rng.gamma(2, 50, 100)})
+        >>> d["qaly"] = 0.3 + 0.02 * (d["phase"] == 3) + rng.normal(0, 0.01, 100)
+        >>> res = cost_utility(d, baseline=None, n_boot=200, seed=1)
+        >>> nmb = res.nmb(20_000)
+        >>> bool(abs(nmb["estimate"] - (20_000 * res.delta_qaly["estimate"] - res.delta_cost["estimate"])) < 1e-9)
+        True
         """
         points = wtp * self.point_qaly - self.point_cost
         boots = wtp * self.boot_qaly - self.boot_cost
@@ -765,6 +796,15 @@ def cost_utility_by_group(
     dict label -> CostUtilityResult
         Keys ``"all patients"`` and ``"<level> risk"`` (or the level name if ``by`` is not
         ``risk_group``).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> d = pd.DataFrame({"phase": np.tile([1, 3], 40), "risk_group": np.repeat(["low", "high"], 40),
+    ...                   "nhs_cost": rng.gamma(2, 50, 80), "eq5d_index_0m": rng.uniform(0.2, 0.9, 80)})
+    >>> d["qaly"] = 0.45 * d["eq5d_index_0m"] + rng.normal(0, 0.02, 80)
+    >>> list(cost_utility_by_group(d, n_boot=100, seed=1))
+    ['all patients', 'high risk', 'low risk']
     """
     if isinstance(datasets, pd.DataFrame):
         datasets = [datasets]
@@ -798,6 +838,15 @@ def results_table(
         monetary benefit at each willingness to pay; no commas in the labels), ``n_phase1``, ``n_phase3``,
         ``mean_phase1``, ``mean_phase3`` (costs and QALYs only), ``estimate``, ``ci_low``,
         ``ci_high``, ``p_value``, ``prob_cost_effective`` (NMB rows only).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> d = pd.DataFrame({"phase": np.tile([1, 3], 40), "nhs_cost": rng.gamma(2, 50, 80),
+    ...                   "eq5d_index_0m": rng.uniform(0.2, 0.9, 80)})
+    >>> d["qaly"] = 0.45 * d["eq5d_index_0m"] + rng.normal(0, 0.02, 80)
+    >>> results_table({"all patients": cost_utility(d, n_boot=100, seed=1)})["measure"].tolist()[-1]
+    'net monetary benefit in GBP at 30000 GBP per QALY'
     """
     rows = []
     for name, r in results.items():
@@ -888,6 +937,15 @@ def plot_ce_plane(results: Mapping[str, CostUtilityResult], *, wtp_lines: Sequen
     Returns
     -------
     matplotlib Figure
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> d = pd.DataFrame({"phase": np.tile([1, 3], 50), "nhs_cost": rng.gamma(2, 50, 100),
+    ...                   "qaly": rng.normal(0.3, 0.02, 100)})
+    >>> fig = plot_ce_plane({"all patients": cost_utility(d, baseline=None, n_boot=100, seed=1)})
+    >>> fig.axes[0].get_title()
+    'all patients'
     """
     import matplotlib.pyplot as plt
 
@@ -927,6 +985,15 @@ def plot_ceac(results: Mapping[str, CostUtilityResult], wtp: Sequence[float] | n
     Returns
     -------
     matplotlib Figure
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> d = pd.DataFrame({"phase": np.tile([1, 3], 50), "nhs_cost": rng.gamma(2, 50, 100),
+    ...                   "qaly": rng.normal(0.3, 0.02, 100)})
+    >>> fig = plot_ceac({"all patients": cost_utility(d, baseline=None, n_boot=100, seed=1)})
+    >>> fig.axes[0].get_xlabel()
+    'Willingness to pay, GBP per QALY gained'
     """
     import matplotlib.pyplot as plt
 
