@@ -10,6 +10,7 @@ keys, foreign keys), and either returns a :class:`Study` or raises one
 from __future__ import annotations
 
 import csv
+import datetime
 import difflib
 import io
 import json
@@ -287,14 +288,29 @@ def _read_other(path: Path, table: Table, problems: _Problems) -> pd.DataFrame |
     except Exception as exc:  # any reader failure is a problem of this file
         problems.add(path.name, table.name, "", f"could not be read: {exc}")
         return None
-    # identifiers stored as numbers (parquet, spreadsheets) become text so keys compare across tables
-    for col in table:
-        if col.type == "string" and col.name in df.columns and pd.api.types.is_numeric_dtype(df[col.name].dtype):
-            values = df[col.name]
-            if pd.api.types.is_float_dtype(values.dtype) and (values.dropna() % 1 == 0).all():
-                values = values.astype("Int64")
-            df[col.name] = values.astype("str").where(values.notna())
+    # identifiers stored as numbers become text so keys compare across tables; spreadsheet
+    # columns mixing numbers (or dates) and text become text, as in CSV files
+    ids = set(_id_columns(table))
+    for name in df.columns:
+        values = df[name]
+        if values.dtype == object or (name in ids and pd.api.types.is_numeric_dtype(values.dtype)):
+            df[name] = values.map(_cell_text, na_action="ignore").astype("str")
     return df
+
+
+def _cell_text(value: Any) -> str:
+    """A spreadsheet or parquet cell as the text a CSV export would hold."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, datetime.datetime):  # pd.Timestamp too
+        return value.strftime("%Y-%m-%d") if value.time() == datetime.time(0) else value.isoformat()
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _read_table(path: Path, table: Table, problems: _Problems, notes: list[str]) -> pd.DataFrame | None:

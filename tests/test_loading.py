@@ -443,3 +443,15 @@ def test_large_file_with_one_text_value_reads_the_column_as_text(tmp_path):
     assert pd.api.types.is_string_dtype(age) and age.dtype != object
     assert age.iloc[n - 5] == "NA" and age.iloc[0] == "34"
     assert pd.api.types.is_numeric_dtype(study.patients["pain_nrs"])
+
+
+def test_spreadsheet_cells_mixing_numbers_dates_and_text_become_text(tmp_path):
+    tables = build_study()
+    p = with_values(tables["patients"], "sbst_1", {0: "Agree", 1: " agree"})
+    p = with_values(p, "baseline_date", {0: pd.Timestamp("2007-03-17"), 1: "31/03/2007"})
+    tables["patients"] = p
+    study = load_study(write_study(tmp_path, tables, formats={"patients": "xlsx"}))
+    got = study.patients
+    assert got["sbst_1"].tolist()[:3] == ["Agree", " agree", str(int(p.loc[2, "sbst_1"]))]
+    assert got.loc[0, "baseline_date"] == "2007-03-17" and got.loc[1, "baseline_date"] == "31/03/2007"
+    assert pd.api.types.is_numeric_dtype(got["sbst_2"]) and pd.api.types.is_string_dtype(got["sbst_1"])
