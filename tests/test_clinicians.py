@@ -193,3 +193,13 @@ def test_pingouin_rounding_options_are_restored():
     clin, surv = _study(n_gp=8, n_physio=8)
     cl.paired_changes(cl.clinician_scores(clin, surv))
     assert dict(pingouin.options) == before
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    result = doctest.testmod(cl, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted >= 15

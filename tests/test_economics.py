@@ -397,3 +397,13 @@ def test_estimates_recover_the_synthetic_truth(large_study, imputation):
         assert abs(est["estimate"] - truth[name]) < 4 * est["se"], (name, est, truth[name])
     # the study is large enough for the QALY gain to be detected
     assert res["all patients"].delta_qaly["ci_low"] > 0
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    result = doctest.testmod(ec, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted >= 20
