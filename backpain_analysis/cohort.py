@@ -232,7 +232,9 @@ def shareable_table1(t1: Any, *, threshold: int | None = None, marker: str | Non
     (column n minus the shown levels: levels not shown, e.g. the "no" of a yes/no item, plus
     missing answers) and, in the Overall column, the Missing count are the parts of the column
     n; :func:`backpain_analysis.disclosure.suppression_mask` then hides one more part when
-    exactly one is hidden, so no small count can be recovered by subtraction.
+    exactly one is hidden, so no small count can be recovered by subtraction. The same is done
+    across each row, where the group columns add up to the Overall column; both steps repeat
+    until nothing changes.
 
     Examples
     --------
@@ -270,37 +272,69 @@ def shareable_table1(t1: Any, *, threshold: int | None = None, marker: str | Non
     for k, v in enumerate(var):
         if v.endswith(", n (%)"):
             positions.setdefault(v, []).append(k)
+    variables = []
     for rows in positions.values():
         labels = [table.index[k] for k in rows]
-        missing_label = labels[0]  # tableone puts the variable's Missing count on its first level row
-        overall_missing = _parse_count(table.loc[missing_label, "Missing"]) if "Missing" in table.columns else np.nan
-        for c in group_cols:
-            counts = [_parse_count(table.loc[lbl, c]) for lbl in labels]
-            for lbl, x in zip(labels, counts, strict=True):
-                if small(x):
+        for lbl in labels:
+            for c in group_cols:
+                if small(_parse_count(table.loc[lbl, c])):
                     hide.loc[lbl, c] = True
-            if np.isnan(col_n[c]):
-                continue
-            parts = list(counts)
-            names = list(labels)
-            if c == "Overall" and not np.isnan(overall_missing):
-                parts.append(overall_missing)
-                names.append("__missing__")
-            remainder = col_n[c] - np.nansum(parts)
-            parts.append(remainder)
-            names.append("__remainder__")
-            sub = pd.DataFrame({"n": [*parts, col_n[c]]}, index=[*names, "__total__"])
-            mask = disclosure.suppression_mask(sub, ["n"], total_row="__total__", threshold=threshold)["n"]
-            for name, h in mask.items():
-                if not h:
+        variables.append(labels)
+    parts_cols = [c for c in group_cols if c != "Overall"]
+    count_rows = [lbl for labels in variables for lbl in labels] + ([n_row] if n_row is not None else [])
+
+    changed = True
+    while changed:
+        changed = False
+        # within a column: the levels of a variable, the derivable remainder (levels not shown, missing) and,
+        # in the Overall column, the Missing count add up to the column n
+        for labels in variables:
+            missing_label = labels[0]  # tableone puts the variable's Missing count on its first level row
+            overall_missing = (_parse_count(table.loc[missing_label, "Missing"]) if "Missing" in table.columns
+                               else np.nan)
+            for c in group_cols:
+                if np.isnan(col_n[c]):
                     continue
-                if name == "__missing__":
-                    hide.loc[missing_label, "Missing"] = True
-                elif name == "__total__":
-                    if n_row is not None:
-                        hide.loc[n_row, c] = True
-                elif name != "__remainder__":
-                    hide.loc[name, c] = True
+                counts = [_parse_count(table.loc[lbl, c]) for lbl in labels]
+                # a cell already hidden counts as small, so the group protection sees it
+                parts = [1.0 if hide.loc[lbl, c] else x for lbl, x in zip(labels, counts, strict=True)]
+                names = list(labels)
+                if c == "Overall" and not np.isnan(overall_missing):
+                    parts.append(1.0 if hide.loc[missing_label, "Missing"] else overall_missing)
+                    names.append("__missing__")
+                remainder = col_n[c] - np.nansum(counts) - (overall_missing if "__missing__" in names else 0)
+                parts.append(remainder)
+                names.append("__remainder__")
+                total_hidden = n_row is not None and bool(hide.loc[n_row, c])
+                sub = pd.DataFrame({"n": [*parts, 1.0 if total_hidden else col_n[c]]}, index=[*names, "__total__"])
+                mask = disclosure.suppression_mask(sub, ["n"], total_row="__total__", threshold=threshold)["n"]
+                for name, h in mask.items():
+                    if not h:
+                        continue
+                    if name == "__missing__":
+                        cell = (missing_label, "Missing")
+                    elif name == "__total__":
+                        cell = (n_row, c) if n_row is not None else None
+                    elif name == "__remainder__":
+                        cell = None
+                    else:
+                        cell = (name, c)
+                    if cell is not None and not hide.loc[cell]:
+                        hide.loc[cell] = True
+                        changed = True
+        # across a row: the group columns add up to the Overall column
+        if "Overall" in group_cols and parts_cols:
+            for r in count_rows:
+                cols = [*parts_cols, "Overall"]
+                hidden = [c for c in cols if hide.loc[r, c]]
+                if len(hidden) != 1:
+                    continue
+                values = {c: _parse_count(table.loc[r, c]) for c in parts_cols if not hide.loc[r, c]}
+                candidates = {c: v for c, v in values.items() if v > 0}
+                target = min(candidates, key=candidates.get) if candidates else "Overall"
+                if not hide.loc[r, target]:
+                    hide.loc[r, target] = True
+                    changed = True
     return table.mask(hide, marker)
 
 

@@ -189,3 +189,35 @@ def test_smd_table_and_plots():
     for fig in (plot_smd(smd), plot_response_bias(response_groups(_invited()))):
         assert fig.axes
         plt.close(fig)
+
+
+def test_shareable_table1_protects_across_group_columns():
+    df = _dataset(240, seed=5)
+    low = df.index[df["risk_group"] == "low"]
+    df["manual_occupation"] = 0.0
+    df.loc[low[:3], "manual_occupation"] = 1.0  # 3 "yes" in the low-risk column only
+    df.loc[df.index[df["risk_group"] == "medium"][:30], "manual_occupation"] = 1.0
+    df.loc[df.index[df["risk_group"] == "high"][:40], "manual_occupation"] = 1.0
+    shared = shareable_table1(table1(df, by="risk_group"))
+    row = shared.loc["Routine or manual occupation, n (%): yes", ["Low risk", "Medium risk", "High risk", "Overall"]]
+    assert row["Low risk"] == "*"
+    assert (row == "*").sum() >= 2  # the overall total minus the shown groups must not give the low-risk count
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_shareable_table1_has_no_lone_hidden_cell(seed):
+    rng = np.random.default_rng(seed)
+    df = _dataset(120, seed=seed)
+    df["leg_pain"] = (rng.random(len(df)) < 0.95).astype(float)  # many small "no" counts
+    df["manual_occupation"] = np.where(rng.random(len(df)) < 0.05, np.nan, (rng.random(len(df)) < 0.06) * 1.0)
+    for by in ("phase", "risk_group"):
+        shared = shareable_table1(table1(df, by=by))
+        groups = [c for c in shared.columns if c not in ("Missing", "Overall") and not str(c).startswith("SMD")]
+        count_rows = [r for r in shared.index if ", n (%)" in r or r == "n"]
+        for r in count_rows:
+            assert (shared.loc[r, [*groups, "Overall"]] == "*").sum() != 1, r
+        for var in {r.split(": ")[0] for r in count_rows if ": " in r}:
+            rows = [r for r in count_rows if r.startswith(var + ": ")]
+            if len(rows) > 1:
+                for c in [*groups, "Overall"]:
+                    assert (shared.loc[rows, c] == "*").sum() != 1, (var, c)
