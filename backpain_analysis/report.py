@@ -786,6 +786,9 @@ def run_report(
             results[job.name] = skipped
             continue
         to_run.append((job, fingerprint))
+    # Longest first (durations of the previous run; unknown ones first): a shorter makespan with --jobs.
+    last = {job.name: (_read_run_file(out_dir / job.name) or {}).get("duration_s") for job, _ in to_run}
+    to_run.sort(key=lambda item: -(last[item[0].name] if isinstance(last[item[0].name], int | float) else 1e9))
 
     staging_root = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=out_dir))
     previous_cache = os.environ.get(CACHE_ENV)
