@@ -1087,11 +1087,38 @@ def strip_notebook_outputs(path: str | Path, *, write: bool = True) -> bool:
     return changed
 
 
+def _parameter_cell_problems(source: str) -> list[str]:
+    """Every statement of a parameters cell must assign a JSON-like literal to a name."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        return [f"not valid Python: {exc}"]
+    problems = []
+    for node in tree.body:
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else getattr(
+            node, "target", None)
+        value = getattr(node, "value", None)
+        if not isinstance(node, ast.Assign | ast.AnnAssign) or not isinstance(target, ast.Name) or value is None:
+            problems.append(f"line {node.lineno}: only 'name = literal' assignments belong here")
+            continue
+        try:
+            literal = ast.literal_eval(value)
+        except ValueError:
+            problems.append(f"line {node.lineno}: {target.id} is computed; derive values in the next cell")
+            continue
+        if not _is_json_like(literal):
+            problems.append(f"line {node.lineno}: {target.id} = {literal!r} is not JSON-like")
+    return problems
+
+
 def notebook_problems(path: str | Path) -> list[str]:
     """What is wrong with a committed source notebook (empty list: nothing).
 
-    Checks: exactly one cell tagged ``parameters``, which declares ``data_dir`` and
-    ``output_dir``; no outputs except on ``# NBVAL_CHECK_OUTPUT`` cells (and no stderr there);
+    Checks: the kernelspec is ``backpain``; exactly one cell tagged ``parameters``, holding only
+    ``name = literal`` assignments (JSON-like values, nothing derived) and declaring ``data_dir``
+    and ``output_dir``; no outputs except on ``# NBVAL_CHECK_OUTPUT`` cells (and no stderr there);
     no execution counts except on checked cells with outputs, which need one for nbval.
     """
     import nbformat
@@ -1105,13 +1132,15 @@ def notebook_problems(path: str | Path) -> list[str]:
     tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(tagged) != 1:
         problems.append(f"{path.name}: {len(tagged)} cells tagged 'parameters' (cells {tagged}); needs exactly one")
-    elif kernel:
-        import papermill
+    else:
+        problems += [f"{path.name}: parameters cell: {p}" for p in _parameter_cell_problems(nb.cells[tagged[0]].source)]
+        if kernel:
+            import papermill
 
-        declared = papermill.inspect_notebook(str(path))
-        missing = [p for p in RUNNER_PARAMETERS if p not in declared]
-        if missing:
-            problems.append(f"{path.name}: the parameters cell does not declare {missing}")
+            declared = papermill.inspect_notebook(str(path))
+            missing = [p for p in RUNNER_PARAMETERS if p not in declared]
+            if missing:
+                problems.append(f"{path.name}: the parameters cell does not declare {missing}")
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue

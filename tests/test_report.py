@@ -305,6 +305,12 @@ def test_strip_keeps_only_checked_outputs(tmp_path):
 def test_notebook_problems_flags_parameter_cells(tmp_path):
     path = write_notebook(tmp_path / "x.ipynb", "print(1)", params="seed = 1")
     assert any("does not declare ['data_dir', 'output_dir']" in p for p in notebook_problems(path))
+    derived = write_notebook(tmp_path / "y.ipynb", "print(1)",
+                             params=PARAMS + "\nfigures_dir = output_dir + '/figures'\nfrom pathlib import Path")
+    problems = notebook_problems(derived)
+    assert any("figures_dir is computed" in p for p in problems), problems
+    assert any("only 'name = literal' assignments" in p for p in problems), problems
+    assert not any("seed" in p for p in problems)
     nb = nbformat.read(path, as_version=4)
     nb.cells[2].metadata["tags"] = ["parameters"]
     nbformat.write(nb, path)
