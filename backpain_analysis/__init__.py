@@ -53,6 +53,12 @@ from .imputation import impute_chained, pool_rubin, pool_wald  # noqa: E402
 
 __all__ += ["impute_chained", "pool_rubin", "pool_wald"]
 
+# --- chapters 01-03: data quality, cohort, stratification (issue 6) ---
+from . import cohort, quality, screening  # noqa: E402
+from .cohort import table1  # noqa: E402
+
+__all__ += ["cohort", "quality", "screening", "table1"]
+
 # --- report (issue 5) ---
 from .disclosure import small_count_cells, suppress_table, suppression_mask  # noqa: E402
 
