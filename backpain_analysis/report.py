@@ -20,7 +20,7 @@ whose fingerprint has not changed since its last successful run is skipped unles
 
 The module also holds the helpers that keep the committed source notebooks clean
 (:func:`strip_notebook_outputs`, :func:`notebook_problems`); run them as
-``python -m backpain_analysis.report strip notebooks/*.ipynb`` or ``... check notebooks/*.ipynb``.
+``python -m backpain_analysis.report strip|check|refresh notebooks/*.ipynb``.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ __all__ = [
     "load_report_definition",
     "notebook_problems",
     "plan_jobs",
+    "refresh_checked_outputs",
     "run_report",
     "strip_notebook_outputs",
 ]
@@ -1087,6 +1088,28 @@ def strip_notebook_outputs(path: str | Path, *, write: bool = True) -> bool:
     return changed
 
 
+def refresh_checked_outputs(path: str | Path, *, kernel_name: str = DEFAULT_KERNEL, start_timeout: int = 180) -> None:
+    """Execute a source notebook with its defaults and keep only the outputs nbval checks.
+
+    Runs papermill (no parameters, ``cwd`` = the notebook's folder) into a temporary file, then
+    writes it back over ``path`` after :func:`strip_notebook_outputs`. Use after the data or the
+    analysis changed, so that ``# NBVAL_CHECK_OUTPUT`` cells show the current headline numbers.
+    Raises papermill's ``PapermillExecutionError`` (and leaves ``path`` untouched) when a cell fails.
+    """
+    import papermill
+
+    path = Path(path).resolve()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".ipynb", dir=path.parent)
+    os.close(fd)
+    try:
+        papermill.execute_notebook(str(path), tmp, kernel_name=kernel_name, cwd=str(path.parent), progress_bar=False,
+                                   start_timeout=start_timeout, extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
+        strip_notebook_outputs(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def _parameter_cell_problems(source: str) -> list[str]:
     """Every statement of a parameters cell must assign a JSON-like literal to a name."""
     import ast
@@ -1161,9 +1184,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(
         prog="python -m backpain_analysis.report",
-        description="Keep committed notebooks clean: 'strip' removes outputs nbval does not check; 'check' lists problems.",
+        description="Keep committed notebooks clean: 'strip' removes outputs nbval does not check; 'check' lists "
+        "problems; 'refresh' re-executes with the defaults and keeps only the checked outputs.",
     )
-    parser.add_argument("action", choices=["strip", "check"])
+    parser.add_argument("action", choices=["strip", "check", "refresh"])
     parser.add_argument("notebooks", nargs="+", type=Path)
     args = parser.parse_args(argv)
     status = 0
@@ -1171,6 +1195,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
         if args.action == "strip":
             if strip_notebook_outputs(path):
                 print(f"stripped {path}")
+        elif args.action == "refresh":
+            refresh_checked_outputs(path)
+            print(f"refreshed {path}")
         else:
             for problem in notebook_problems(path):
                 print(problem)

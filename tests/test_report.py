@@ -423,3 +423,17 @@ def test_cached_analysis_dataset_builds_once_per_input(tmp_path, monkeypatch):
     assert len(calls) == 3 and second[1]["x"].tolist() == first[1]["x"].tolist() == [3]
     (data / "practices.csv").write_text("practice_id\nP02\n")  # changed input: rebuilt
     assert rpt.cached_analysis_dataset(data)[1]["x"].tolist() == [4]
+
+
+def test_refresh_checked_outputs_reexecutes_and_keeps_only_checked(tmp_path):
+    path = write_notebook(tmp_path / "r.ipynb", "# NBVAL_CHECK_OUTPUT\nprint(f'headline: {seed * 2:.1f}')")
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("print('not checked')"))
+    nbformat.write(nb, path)
+    rpt.refresh_checked_outputs(path)
+    cleaned = nbformat.read(path, as_version=4)
+    assert [o.text for o in cleaned.cells[2].outputs] == ["headline: 2.0\n"]
+    assert cleaned.cells[2].execution_count is not None
+    assert cleaned.cells[3].outputs == [] and cleaned.cells[3].execution_count is None
+    assert "papermill" not in cleaned.metadata
+    assert notebook_problems(path) == []
