@@ -106,7 +106,7 @@ DEFAULTS: dict[str, Any] = {
     "sbst_rmdq_discordance": 0.05,
     # --- 6-month and 2-month RMDQ change (baseline minus follow-up) ---
     "rmdq_effect": [0.126, 0.536, 2.61],
-    "rmdq_effect_2m_scale": 1.0,
+    "rmdq_effect_2m_scale": 0.7,
     "rmdq_change_intercept": [2.3, 2.8],
     "rmdq_change_baseline_slope": 0.33,
     "rmdq_change_age_slope": -0.15,
@@ -143,7 +143,7 @@ DEFAULTS: dict[str, Any] = {
     "approach_phase3": [[0.60, 0.35, 0.05], [0.10, 0.78, 0.12], [0.05, 0.30, 0.65]],
     "physio_sessions_mean": [[2.0, 6.5, 7.0], [2.0, 4.0, 5.0]],
     "reconsulted": [0.29, 0.38],
-    "gp_consultations_mean": [[1.2, 1.6, 3.0], [1.2, 1.4, 0.6]],
+    "gp_consultations_mean": [[1.2, 1.6, 3.6], [1.2, 1.4, 0.6]],
     "extra_prescriptions": [[0.8, 0.8, 1.2], [0.8, 0.8, 0.5]],
     "nsaids": [0.44, 0.38],
     "antidepressants": [0.10, 0.10],
@@ -154,7 +154,7 @@ DEFAULTS: dict[str, Any] = {
     "sickness_certificate": [0.15, 0.105],
     "blood_test": [0.36, 0.37],
     "imaging": [[0.08, 0.15, 0.28], [0.10, 0.17, 0.09]],
-    "secondary_care_referral": [[0.03, 0.08, 0.55], [0.03, 0.07, 0.10]],
+    "secondary_care_referral": [[0.03, 0.08, 0.62], [0.03, 0.07, 0.10]],
     "practice_logit_sd": 0.3,
     # --- consultations ---
     "sbst_completed_phase1": 0.02,
@@ -829,11 +829,11 @@ def _sbst_items(rng: np.random.Generator, phys: np.ndarray, psy: np.ndarray) -> 
 # so extreme problems concentrate in the most severe), x = the current RMDQ, pain or HADS total (standardized)
 # plus a person-level noise shared across dimensions and time points.
 _EQ5D_MODEL = {  # driver, s2, c2, s3, c3
-    "eq5d_mo": ("rmdq", 1.45, -0.50, 1.20, -4.50),
-    "eq5d_sc": ("rmdq", 1.45, -1.70, 1.20, -5.50),
-    "eq5d_ua": ("rmdq", 1.45, 0.20, 1.20, -3.30),
-    "eq5d_pd": ("pain", 3.29, 2.80, 2.38, -2.40),
-    "eq5d_ad": ("hads", 2.96, -1.00, 2.12, -4.00),
+    "eq5d_mo": ("rmdq", 1.10, -0.28, 2.30, -6.47),
+    "eq5d_sc": ("rmdq", 1.10, -1.48, 2.30, -7.47),
+    "eq5d_ua": ("rmdq", 1.10, 0.42, 2.30, -5.27),
+    "eq5d_pd": ("pain", 2.50, 3.02, 4.56, -4.78),
+    "eq5d_ad": ("hads", 2.25, -0.78, 4.07, -5.97),
 }
 
 
