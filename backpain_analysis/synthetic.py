@@ -277,6 +277,17 @@ PARAMETER_HELP: dict[str, str] = {
 }
 
 
+_PROBABILITY_KEYS = (
+    "female", "excluded", "response", "record_consent", "manual_occupation", "manual_occupation_missing",
+    "time_off_work", "leg_pain", "rmdq_item_missing", "sbst_rmdq_discordance", "satisfied_care", "satisfied_results",
+    "followup_2m", "followup_6m", "physio_referral", "physio_attendance", "reconsulted", "nsaids", "antidepressants",
+    "non_opioid_analgesics", "opioids_strong", "opioids_weak_only", "neuromodulators", "sickness_certificate",
+    "blood_test", "imaging", "secondary_care_referral", "sbst_completed_phase1", "sbst_completed_phase3_start",
+    "sbst_completed_phase3_end", "survey_response_before", "survey_response_after", "global_change_phase1",
+    "episode_duration", "approach_phase1", "approach_phase3",
+)
+
+
 class SyntheticParameterError(BackpainError, ValueError):
     """An unknown or invalid synthetic-study parameter."""
 
@@ -362,6 +373,15 @@ def _resolve(overrides: Mapping[str, Any]) -> dict[str, Any]:
     for mix in p["risk_mix"]:
         if len(mix) != 3 or min(mix) <= 0 or abs(sum(mix) - 1) > 1e-6:
             raise SyntheticParameterError(f"risk_mix entries must be 3 positive shares summing to 1; got {mix!r}")
+    for key in _PROBABILITY_KEYS:
+        values = np.ravel(np.asarray(p[key], dtype=float))
+        if ((values < 0) | (values > 1)).any():
+            raise SyntheticParameterError(f"parameter {key!r} holds probabilities (0 to 1); got {p[key]!r}")
+    for key in ("phase1_share", "consultation_invite_rate"):
+        if not 0 < p[key] < 1 and not (key == "consultation_invite_rate" and p[key] == 1):
+            raise SyntheticParameterError(f"parameter {key!r} must be between 0 and 1 (exclusive); got {p[key]!r}")
+    if not -1 < p["latent_correlation"] < 1 or not 0 <= p["rmdq_betabinomial_rho"] < 1:
+        raise SyntheticParameterError("latent_correlation must be in (-1, 1) and rmdq_betabinomial_rho in [0, 1)")
     if not 0 <= p["icc_practice"] < 1:
         raise SyntheticParameterError(f"icc_practice must be in [0, 1); got {p['icc_practice']!r}")
     try:
