@@ -358,7 +358,7 @@ class ChapterResult:
     name: str
     title: str
     kind: str
-    status: str  # "ok", "failed", "skipped" (unchanged since an ok run), "not run"
+    status: str  # "ok", "failed", "skipped" (unchanged since an ok run), "not run", "outdated" (earlier run)
     practice_id: str | None = None
     notebook: str | None = None  # executed notebook, relative to OUT
     html: str | None = None  # rendered report, relative to OUT
@@ -843,6 +843,9 @@ def run_report(
         if previous is not None:
             earlier = _result_from_run_file(previous)
             earlier.key_findings = _load_findings(out_dir / job.name)
+            if earlier.fingerprint != _job_fingerprint(job, inputs_sha, kernel_name):
+                earlier.status = "outdated"  # from an earlier run on other inputs, notebook or parameters
+                earlier.error = "not re-run this time; its notebook, parameters or input files have changed since"
             listed.append(earlier)
         else:
             listed.append(ChapterResult(job.name, job.title, job.kind, "not run", practice_id=job.practice_id))
@@ -883,7 +886,8 @@ def run_report(
 
 def _remove_leftovers(out_dir: Path) -> None:
     """Remove staging and trash folders left by an interrupted earlier run."""
-    for path in list(out_dir.glob(f"{_STAGING_PREFIX}*")) + list(out_dir.rglob(f"{_TRASH_PREFIX}*")):
+    leftovers = [*out_dir.glob(f"{_STAGING_PREFIX}*"), *out_dir.rglob(f"{_TRASH_PREFIX}*"), out_dir / ".cache"]
+    for path in leftovers:
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
 
@@ -903,7 +907,7 @@ table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.ok, .skipped { color: #17652b; } .failed { color: #a11; font-weight: bold; } .not-run { color: #777; }
+.ok, .skipped { color: #17652b; } .failed { color: #a11; font-weight: bold; } .not-run, .outdated { color: #777; }
 code { font-size: 0.9em; word-break: break-all; }
 </style>
 </head>

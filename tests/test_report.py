@@ -235,6 +235,12 @@ def test_unchanged_chapters_are_skipped_and_force_reruns(tiny):
     assert {r.name: r.status for r in fifth.results}["01_a"] == "ok"
     assert fifth.provenance["run_jobs"] == ["01_a"]
 
+    # a chapter not selected after its notebook changed is listed as outdated, not as ok
+    write_notebook(tiny["nbdir"] / "b.ipynb", GOOD.format(name="02_b") + "print('changed again')\n")
+    sixth = run(tiny, chapters=["01_a"])
+    assert {r.name: r.status for r in sixth.results}["02_b"] == "outdated"
+    assert {r.name: r.status for r in sixth.results}["01_a"] == "skipped"
+
 
 def test_chapter_and_practice_selection(tiny):
     result = run(tiny, chapters=["02_b"], practices=["P02"])
