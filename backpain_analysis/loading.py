@@ -391,13 +391,12 @@ def _check_keys(df: pd.DataFrame, path: Path, table: Table, problems: _Problems,
                  len(positions), _examples(df, positions, table.key, key[0] if len(key) == 1 else None, row_offset))
 
 
-def _arrow_text(values: pd.Series) -> pa_arrow.Array:
+def _arrow_text(values: pd.Series) -> pa_arrow.ChunkedArray:
     """Identifier values as an arrow string array (numbers written as text)."""
     if not pd.api.types.is_string_dtype(values.dtype) or values.dtype == object:
         values = values.map(lambda v: v if pd.isna(v) else str(v)).astype("str")
     array = pa_arrow.array(values, type=pa_arrow.large_string(), from_pandas=True)
-    # one contiguous array: pyarrow rebuilds a lookup set for every chunk of a chunked array
-    return array.combine_chunks() if isinstance(array, pa_arrow.ChunkedArray) else array
+    return array if isinstance(array, pa_arrow.ChunkedArray) else pa_arrow.chunked_array([array])
 
 
 def _check_foreign_keys(tables: dict[str, pd.DataFrame], files: dict[str, Path], dictionary: DataDictionary,
@@ -414,8 +413,12 @@ def _check_foreign_keys(tables: dict[str, pd.DataFrame], files: dict[str, Path],
     for (ref_table, ref_column), refs in groups.items():
         if (ref_table, ref_column) not in parent_sets:
             parent_sets[ref_table, ref_column] = pc.unique(_arrow_text(tables[ref_table][ref_column]).drop_null())
-        known_all = pc.is_in(pa_arrow.concat_arrays([values for _, values in refs]),
-                             value_set=parent_sets[ref_table, ref_column])
+        parent_set = parent_sets[ref_table, ref_column]
+        probe = pa_arrow.chunked_array([chunk for _, values in refs for chunk in values.chunks],
+                                       type=pa_arrow.large_string())
+        if len(parent_set) > 10_000:
+            probe = probe.combine_chunks()  # pyarrow rebuilds the lookup set for every chunk
+        known_all = pc.is_in(probe, value_set=parent_set)
         known_all = known_all.to_numpy(zero_copy_only=False).astype(bool)
         start = 0
         for fk, values in refs:
