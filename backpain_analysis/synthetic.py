@@ -1260,7 +1260,7 @@ def _build_tables(p: dict[str, Any], n: int, seed: int) -> tuple[dict[str, pd.Da
 # ---------------------------------------------------------------------------------------------
 # the public object and entry point
 # ---------------------------------------------------------------------------------------------
-@dataclass
+@dataclass(repr=False)
 class SyntheticStudy:
     """A generated study: ``tables`` (by data-dictionary table name), ``truth`` and ``parameters``.
 
@@ -1277,6 +1277,11 @@ class SyntheticStudy:
         if name in tables:
             return tables[name]
         raise AttributeError(name)
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{name}={len(df)}" for name, df in self.tables.items())
+        return (f"SyntheticStudy(n_invited={self.parameters.get('n_invited')}, seed={self.parameters.get('seed')}, "
+                f"rows: {sizes})")
 
     def write(self, path: str | Path, format: str = "csv") -> dict[str, Path]:
         """Write one file per table plus ``truth.json`` into ``path`` (created if needed).
