@@ -455,3 +455,18 @@ def test_spreadsheet_cells_mixing_numbers_dates_and_text_become_text(tmp_path):
     assert got["sbst_1"].tolist()[:3] == ["Agree", " agree", str(int(p.loc[2, "sbst_1"]))]
     assert got.loc[0, "baseline_date"] == "2007-03-17" and got.loc[1, "baseline_date"] == "31/03/2007"
     assert pd.api.types.is_numeric_dtype(got["sbst_2"]) and pd.api.types.is_string_dtype(got["sbst_1"])
+
+
+def test_schemas_follow_the_dictionary_given(tmp_path):
+    import yaml
+
+    folder = write_study(tmp_path / "study")
+    assert load_study(folder, dictionary=DD.path).dictionary.path == DD.path
+    raw = yaml.safe_load(DD.path.read_text(encoding="utf-8"))
+    raw["tables"]["practices"]["columns"]["n_gps"]["max"] = 5
+    custom = tmp_path / "dictionary.yaml"
+    custom.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    with pytest.raises(StudyValidationError) as info:
+        load_study(folder, dictionary=custom)
+    p = problem(info.value, "practices", "n_gps")
+    assert p["rule"].startswith("a whole number from 1 to 5") and p["examples"] == "row 3 (practice_id=P02): 7"
