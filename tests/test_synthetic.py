@@ -348,3 +348,16 @@ def test_docs_list_every_parameter_and_truth_key():
     truth = json.loads((BUNDLED / "truth.json").read_text())
     undocumented = [k for k in truth if f"`{k}`" not in text]
     assert not undocumented, f"docs/synthetic.md does not explain truth key(s) {undocumented}"
+
+
+def test_follow_up_is_missing_at_random_on_age_and_baseline_rmdq():
+    """Older patients and those with less baseline disability return the 6-month questionnaire more often."""
+    s = generate_study(n_invited=20000, seed=8, **FAST)
+    p = s.patients[s.patients.invitation_outcome == "responded"].set_index("patient_id")
+    p["rmdq"] = p[[f"rmdq_{i}" for i in range(1, 25)]].astype(float).sum(axis=1)
+    returned = p.index.isin(s.followups.loc[s.followups.time_point == 6, "patient_id"])
+    for col, sign in (("age", 1), ("rmdq", -1)):
+        a, b = p.loc[returned, col].astype(float), p.loc[~returned, col].astype(float)
+        diff = a.mean() - b.mean()
+        se = math.sqrt(a.var() / len(a) + b.var() / len(b))
+        assert sign * diff > 4 * se, (col, diff, se)
