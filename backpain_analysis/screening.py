@@ -319,8 +319,8 @@ def plot_risk_mix(mix: pd.DataFrame, by: str = "phase", *, labels: dict | None =
     ax.set_xlim(0, 100)
     ax.set_xlabel("Patients (%)")
     ax.invert_yaxis()
-    ax.legend(ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.18 if len(wide) < 4 else -0.08), frameon=False)
-    ax.set_title(title or "SBST risk group mix")
+    ax.legend(ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False, fontsize=9)
+    ax.set_title(title or "SBST risk group mix", pad=26)
     fig.tight_layout()
     return fig
 
@@ -455,7 +455,8 @@ def plot_score_distributions(dist: pd.DataFrame, by: str = "phase", *, labels: d
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [10, 6]})
     groups = list(pd.unique(dist[by]))
     width = 0.8 / len(groups)
-    cuts = {"total": (3.5, "low risk if total <= 3"), "psychosocial": (3.5, "high risk if psychosocial >= 4")}
+    cuts = {"total": (3.5, "Score (dashed line: low risk if total 3 or less)"),
+            "psychosocial": (3.5, "Score (dashed line: high risk if 4 or more)")}
     for ax, scale, title in zip(axes, ("total", "psychosocial"), ("Total score (items 1-9)",
                                                                   "Psychosocial subscale (items 5-9)"), strict=True):
         sub = dist[dist["scale"] == scale]
@@ -464,9 +465,8 @@ def plot_score_distributions(dist: pd.DataFrame, by: str = "phase", *, labels: d
             ax.bar(s["score"] + (k - (len(groups) - 1) / 2) * width, s["pct"], width=width, label=str(labels.get(g, g)))
         x, text = cuts[scale]
         ax.axvline(x, color="grey", ls="--", lw=1)
-        ax.text(x + 0.1, ax.get_ylim()[1] * 0.95, text, fontsize=8, va="top", color="dimgrey")
         ax.set_xticks(sorted(sub["score"].unique()))
-        ax.set_xlabel("Score")
+        ax.set_xlabel(text)
         ax.set_ylabel("Patients (%)")
         ax.set_title(title)
     axes[0].legend(frameon=False, loc="upper right", fontsize=8)
