@@ -192,11 +192,23 @@ def linear_combination(fit: Any, weights: dict[str, float], *, alpha: float = 0.
 
 
 def fit_ols(
-    df: pd.DataFrame, outcome: str, covariates: Sequence[str] = (), *, interaction: str | None = None
+    df: pd.DataFrame,
+    outcome: str,
+    covariates: Sequence[str] = (),
+    *,
+    interaction: str | None = None,
+    cov_type: str = "nonrobust",
 ) -> Any:
-    """OLS of ``outcome`` on ``phase3`` and covariates (complete cases). Returns the statsmodels fit."""
+    """OLS of ``outcome`` on ``phase3`` and covariates (complete cases). Returns the statsmodels fit.
+
+    ``interaction`` adds ``phase3 * C(interaction)``. ``cov_type`` (e.g. ``"HC3"``) asks for
+    heteroscedasticity-robust standard errors; inference stays t-based on the residual df.
+    """
     data = _prepare(df, outcome, covariates)
-    return smf.ols(_formula(outcome, data, covariates, interaction), data=data).fit()
+    model = smf.ols(_formula(outcome, data, covariates, interaction), data=data)
+    if cov_type == "nonrobust":
+        return model.fit()
+    return model.fit(cov_type=cov_type, use_t=True)
 
 
 def fit_logistic(df: pd.DataFrame, outcome: str, covariates: Sequence[str] = ()) -> Any:

@@ -397,6 +397,7 @@ def risk_group_analysis(
     outcome: str = "rmdq_change_6m",
     covariates: Sequence[str] = PRIMARY_COVARIATES,
     group: str = "risk_group",
+    robust: bool = True,
     alpha: float = 0.05,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Phase 3 vs phase 1 difference within each risk group and the interaction test.
@@ -407,6 +408,12 @@ def risk_group_analysis(
         As for :func:`primary_analysis`.
     group : str, default "risk_group"
         Ordered categorical of subgroups (baseline SBST risk group).
+    robust : bool, default True
+        Heteroscedasticity-robust (HC3) standard errors for the group effects and the Wald F
+        test. The residual variance of the RMDQ change differs between risk groups (smaller at
+        low risk, near the floor of the scale), so a common-variance model overstates the
+        uncertainty at low risk and understates it at high risk (95% CI coverage 0.996 and
+        0.91 over 500 simulated studies; tests/test_simulation.py).
 
     Returns
     -------
@@ -414,14 +421,15 @@ def risk_group_analysis(
         One row per analysis and group: ``analysis``, ``risk_group``, ``n_phase1``, ``n_phase3``,
         ``estimate`` (adjusted mean difference in the group), ``ci_low``, ``ci_high``, ``p_value``.
     interaction : DataFrame
-        ``analysis``, ``test`` ("Wald F", "likelihood ratio" or "pooled Wald D1"), ``statistic``,
-        ``df_num``, ``df_den``, ``p_value``: the null hypothesis that the phase effect is the same
-        in every group.
+        ``analysis``, ``test`` ("Wald F" (robust if ``robust``), "likelihood ratio" (assumes a
+        common variance) or "pooled Wald D1"), ``statistic``, ``df_num``, ``df_den``,
+        ``p_value``: the null hypothesis that the phase effect is the same in every group.
 
     Notes
     -----
     One ANCOVA with ``phase3 * C(risk_group)`` and the other covariates; the group effects are
-    linear combinations of its coefficients (so covariate effects are common to the groups).
+    linear combinations of its coefficients (so covariate effects are common to the groups),
+    with HC3 sandwich standard errors (MacKinnon & White 1985) by default.
     After multiple imputation the group effects are pooled by Rubin's rules and the interaction
     by the D1 statistic (Li, Raghunathan & Rubin 1991).
     """
@@ -432,7 +440,8 @@ def risk_group_analysis(
         datasets.append((MI, list(imputations)))
     datasets.append((CC, [add_phase3(df)]))
     for analysis, data_list in datasets:
-        fits = [fit_ols(d, outcome, list(covariates), interaction=group) for d in data_list]
+        cov_type = "HC3" if robust else "nonrobust"
+        fits = [fit_ols(d, outcome, list(covariates), interaction=group, cov_type=cov_type) for d in data_list]
         levels = list(data_list[0][group].cat.categories) if isinstance(
             data_list[0][group].dtype, pd.CategoricalDtype) else sorted(data_list[0][group].dropna().unique())
         inter = [t for t in fits[0].params.index if t.startswith(f"{EXPOSURE}:")]
@@ -464,9 +473,10 @@ def risk_group_analysis(
             ft = f.f_test(", ".join(f"{t} = 0" for t in inter))
             tests.append({"analysis": analysis, "test": "Wald F", "statistic": float(np.squeeze(ft.fvalue)),
                           "df_num": float(ft.df_num), "df_den": float(ft.df_denom), "p_value": float(ft.pvalue)})
-            reduced = smf.ols(f.model.formula.replace(f"{EXPOSURE} * ", f"{EXPOSURE} + "),
-                              data=f.model.data.frame).fit()
-            lr, p, dfd = f.compare_lr_test(reduced)
+            frame = f.model.data.frame
+            full = smf.ols(f.model.formula, data=frame).fit()  # the LR test needs the plain likelihood fits
+            reduced = smf.ols(f.model.formula.replace(f"{EXPOSURE} * ", f"{EXPOSURE} + "), data=frame).fit()
+            lr, p, dfd = full.compare_lr_test(reduced)
             tests.append({"analysis": analysis, "test": "likelihood ratio", "statistic": float(lr),
                           "df_num": float(dfd), "df_den": np.inf, "p_value": float(p)})
     return pd.DataFrame(rows), pd.DataFrame(tests)

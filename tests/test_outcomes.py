@@ -177,7 +177,7 @@ def test_mixed_model_rows(frame, imputations):
 
 
 def test_risk_group_effects_match_a_reparameterized_model(frame):
-    effects, tests = risk_group_analysis(frame)
+    effects, tests = risk_group_analysis(frame, robust=False)
     sub = frame.dropna(subset=["rmdq_change_6m"])
     x = _dummies(sub, interaction=True)
     res = _pingouin(x, sub["rmdq_change_6m"])
@@ -199,6 +199,34 @@ def test_risk_group_effects_match_a_reparameterized_model(frame):
     assert wald["p_value"] == pytest.approx(stats.f.sf(f_hand, 2, df_f), rel=1e-6)
     lr = tests.set_index("test").loc["likelihood ratio"]
     assert lr["statistic"] == pytest.approx(len(y) * math.log(rss_r / rss_f), rel=1e-6)
+
+
+def test_risk_group_robust_standard_errors_are_hc3_by_hand(frame):
+    effects, tests = risk_group_analysis(frame)  # robust (HC3) by default
+    sub = frame.dropna(subset=["rmdq_change_6m"])
+    x = _dummies(sub, interaction=True).assign(const=1.0).to_numpy()
+    y = sub["rmdq_change_6m"].to_numpy()
+    xtx_inv = np.linalg.inv(x.T @ x)
+    beta = xtx_inv @ x.T @ y
+    resid = y - x @ beta
+    leverage = np.einsum("ij,jk,ik->i", x, xtx_inv, x)
+    meat = x.T @ (x * (resid**2 / (1 - leverage) ** 2)[:, None])
+    cov = xtx_inv @ meat @ xtx_inv  # HC3 (MacKinnon & White 1985)
+    dfr = len(y) - x.shape[1]
+    cc = effects[effects["analysis"] == "complete cases"].set_index("risk_group")
+    for i, level in enumerate(RISK):  # columns 0-2 are the per-group phase effects
+        se = math.sqrt(cov[i, i])
+        assert cc.loc[level, "estimate"] == pytest.approx(beta[i], rel=1e-7)
+        assert cc.loc[level, "ci_high"] - cc.loc[level, "estimate"] == pytest.approx(
+            stats.t.ppf(0.975, dfr) * se, rel=1e-6)
+        assert cc.loc[level, "p_value"] == pytest.approx(2 * stats.t.sf(abs(beta[i]) / se, dfr), rel=1e-5)
+    # robust Wald F of equal effects: contrasts high - low and medium - low
+    r = np.zeros((2, x.shape[1]))
+    r[0, [1, 0]] = [1, -1]
+    r[1, [2, 0]] = [1, -1]
+    diff = r @ beta
+    f_hand = diff @ np.linalg.inv(r @ cov @ r.T) @ diff / 2
+    assert tests.set_index("test").loc["Wald F", "statistic"] == pytest.approx(f_hand, rel=1e-6)
 
 
 def test_risk_group_effects_after_imputation_are_pooled(frame, imputations):
