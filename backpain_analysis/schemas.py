@@ -112,6 +112,24 @@ def valid_values(col: Column) -> Callable[[pd.Series], pd.Series]:
 
     Missing values (``NaN``/``None``) are always acceptable here; whether a column may be
     blank is the schema's ``nullable`` setting.
+
+    Parameters
+    ----------
+    col : dictionary.Column
+        A column of the data dictionary.
+
+    Returns
+    -------
+    callable
+        Takes a Series of raw values (numbers or text) and returns a boolean Series on
+        the same index.
+
+    Examples
+    --------
+    >>> from backpain_analysis import load_dictionary
+    >>> check = valid_values(load_dictionary()["patients"].columns["sbst_9"])
+    >>> check(pd.Series(["VERY MUCH", " slightly ", "NA", 99, 3, "often", 7])).tolist()
+    [True, True, True, True, True, False, False]
     """
     missing_text = _missing_text(col)
     missing_num = _as_float(col.missing_codes)
