@@ -140,6 +140,13 @@ def effect_from_fit(fit: Any, term: str = EXPOSURE, *, exponentiate: bool = Fals
     -----
     CIs are Wald intervals: t-based with the residual df for OLS (as statsmodels' own
     ``conf_int``), normal-based otherwise.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"phase": [1, 1, 1, 3, 3, 3], "y": [1.0, 2, 3, 3, 4, 5]})
+    >>> eff = effect_from_fit(fit_ols(df, "y"))
+    >>> round(eff["estimate"], 3), eff["n"]
+    (2.0, 6)
     """
     if term not in fit.params.index:
         raise ModelError(f"term {term!r} is not in the model (terms: {list(fit.params.index)})")

@@ -565,6 +565,13 @@ def category_distribution(df: pd.DataFrame, column: str) -> pd.DataFrame:
     DataFrame
         ``category``, ``n_phase1``, ``pct_phase1``, ``n_phase3``, ``pct_phase3`` (percent of the
         phase's observed values); pass it through ``backpain_analysis.disclosure`` to share.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"phase": [1, 1, 3, 3], "g": pd.Categorical(["low", "high", "low", None],
+    ...                    categories=["low", "high"], ordered=True)})
+    >>> category_distribution(df, "g")[["category", "n_phase1", "n_phase3", "pct_phase3"]].values.tolist()
+    [['low', 1, 1, 100.0], ['high', 1, 0, 0.0]]
     """
     data = add_phase3(df)
     if not isinstance(data[column].dtype, pd.CategoricalDtype):
@@ -592,6 +599,15 @@ def rmdq_trajectory(
     DataFrame
         ``risk_group`` ("all" and each group), ``phase`` (1, 3), ``month`` (0, 2, 6), ``n``,
         ``mean``, ``ci_low``, ``ci_high`` (t-based CI of the mean).
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"phase": [1, 1, 3, 3], "rmdq_0m": [10.0, 12, 9, 11], "rmdq_2m": [8.0, 8, 6, 8],
+    ...                    "rmdq_6m": [7.0, None, 5, 5],
+    ...                    "risk_group": pd.Categorical(["low"] * 4, categories=["low"], ordered=True)})
+    >>> t = rmdq_trajectory(df)
+    >>> t.loc[(t["risk_group"] == "all") & (t["phase"] == 3), "mean"].tolist()
+    [10.0, 7.0, 5.0]
     """
     times = dict(times or {0: "rmdq_0m", 2: "rmdq_2m", 6: "rmdq_6m"})
     data = add_phase3(df)
@@ -651,6 +667,18 @@ def add_truth(table: pd.DataFrame, truth: Mapping[str, Any] | None, names: Seque
         ``Study.truth`` of a synthetic study (None for real data: the column is all NaN).
     names : sequence
         One truth key (or None) per row of ``table``.
+
+    Returns
+    -------
+    DataFrame
+        ``table`` with the added column ``truth``.
+
+    Examples
+    --------
+    >>> t = add_truth(pd.DataFrame({"estimate": [0.9, 2.0]}), {"rmdq_adjusted_difference": 0.71},
+    ...               ["rmdq_adjusted_difference", None])
+    >>> t["truth"].tolist()
+    [0.71, nan]
     """
     if len(names) != len(table):
         raise ValueError(f"add_truth: {len(names)} names for a table of {len(table)} rows")
