@@ -572,6 +572,9 @@ def _execute_job(
             log_output=False,
             start_timeout=start_timeout,
             execution_timeout=execution_timeout,
+            # Save once at the end (also after a failing cell), not after every cell: that JSON
+            # serialization runs in this process under the GIL and slowed parallel runs.
+            request_save_on_cell_execute=False,
             # Quiet kernel logging (TCP notice, shutdown interrupt) so runs do not flood stderr.
             extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
         )
