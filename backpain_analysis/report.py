@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import math
+import multiprocessing
 import os
 import platform
 import shutil
@@ -37,7 +38,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -500,7 +501,7 @@ def _load_findings(folder: Path) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------------------------
-# Executing one notebook (runs in a worker thread; the kernel is its own process)
+# Executing one notebook (runs in a worker process, which drives the notebook's own kernel process)
 # --------------------------------------------------------------------------------------------
 
 
@@ -736,7 +737,9 @@ def run_report(
     Notes
     -----
     Notebooks are executed with papermill (``kernel_name`` and ``cwd`` = the notebook's folder),
-    in worker threads that each drive a separate kernel process. Parameter names are checked
+    in worker processes that each drive a separate kernel process (processes, not threads:
+    papermill changes the working directory of the whole process to ``cwd`` while it runs a
+    notebook, which is not thread-safe). Parameter names are checked
     against :func:`papermill.inspect_notebook` first, since papermill only warns on unknown ones.
 
     Examples
@@ -800,7 +803,8 @@ def run_report(
     try:
         with tqdm(total=len(planned), desc="report", unit="notebook", file=sys.stderr, disable=not progress) as bar:
             bar.update(len(planned) - len(to_run))
-            with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="report") as pool:
+            workers = max(1, min(jobs, len(to_run)))
+            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 futures = {
                     pool.submit(
                         _execute_job, job, data_dir=data_dir, out_dir=out_dir, staging_root=staging_root,

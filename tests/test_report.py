@@ -8,6 +8,7 @@ generated study once per session.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -98,7 +99,11 @@ def tiny(tmp_path):
 
 def run(tiny, **kwargs):
     kwargs.setdefault("jobs", 2)
-    return run_report(tiny["data"], tiny["out"], definition=tiny["definition"], progress=False, **kwargs)
+    cwd = os.getcwd()
+    result = run_report(tiny["data"], tiny["out"], definition=tiny["definition"], progress=False, **kwargs)
+    # papermill chdirs the whole process while a notebook runs: the runner must not leak that
+    assert os.getcwd() == cwd
+    return result
 
 
 # ------------------------------------------------------------------------------------------
