@@ -76,6 +76,18 @@ SBST_ITEM_LABELS: dict[str, str] = {
 RISK_COLOURS: dict[str, str] = {"low": "#4daf4a", "medium": "#ff7f00", "high": "#e41a1c"}
 
 
+
+def _error_bars(estimate: np.ndarray, ci_low: np.ndarray, ci_high: np.ndarray) -> np.ndarray:
+    """Asymmetric error-bar lengths for matplotlib (2 x n, never negative).
+
+    A Wilson interval at 0% or 100% can sit a rounding error inside the estimate, and a
+    suppressed cell has no interval: both would make matplotlib refuse ``yerr``.
+    """
+    with np.errstate(invalid="ignore"):
+        err = np.vstack([estimate - ci_low, ci_high - estimate]).astype(float)
+        err[~np.isfinite(err)] = 0.0
+    return np.clip(err, 0.0, None)
+
 def _require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
@@ -805,7 +817,7 @@ def plot_uptake(by_practice: pd.DataFrame, by_month: pd.DataFrame, *, target: fl
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1, 1.4]})
     names = [str(practice_labels.get(p, p)) for p in by_practice["practice_id"]]
     est = 100 * by_practice["estimate"].to_numpy()
-    err = np.vstack([est - 100 * by_practice["ci_low"].to_numpy(), 100 * by_practice["ci_high"].to_numpy() - est])
+    err = _error_bars(est, 100 * by_practice["ci_low"].to_numpy(), 100 * by_practice["ci_high"].to_numpy())
     ax1.bar(names, est, yerr=err, capsize=3, color="#377eb8")
     ax1.set_ylabel("Consultations with a completed tool (%)")
     ax1.set_xlabel("Practice")
@@ -1003,7 +1015,7 @@ def plot_fidelity(by_risk: pd.DataFrame, by_practice: pd.DataFrame | None = None
     for k, ph in enumerate(phases):
         sub = by_risk[by_risk["phase"] == ph].set_index("risk_group").reindex(list(RISK_GROUPS))
         est = 100 * sub["estimate"].to_numpy()
-        err = np.vstack([est - 100 * sub["ci_low"].to_numpy(), 100 * sub["ci_high"].to_numpy() - est])
+        err = _error_bars(est, 100 * sub["ci_low"].to_numpy(), 100 * sub["ci_high"].to_numpy())
         ax.bar(x + (k - (len(phases) - 1) / 2) * width, est, width=width, yerr=err, capsize=3,
                label=PHASE_LABELS.get(ph, str(ph)))
     ax.set_xticks(x, [f"{g} risk" for g in RISK_GROUPS])

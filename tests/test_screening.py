@@ -440,3 +440,22 @@ def test_pathway_table_hides_diagonals_hidden_in_the_fidelity_table():
     assert s.loc[0, "received_advice"] == 60
     assert s.loc[1, "received_physiotherapy"] == "*" and s.loc[1, "pct_matched"] == "*"
     assert (s.loc[1, ["received_advice", "received_psych_informed_physiotherapy"]] == "*").sum() == 1
+
+
+def test_fidelity_plot_survives_all_or_none_and_empty_cells():
+    """A 0% or 100% share (Wilson bound a rounding error inside it) or an empty risk group must still plot.
+
+    This failed on a small generated study (300 invited) with matplotlib's
+    "'yerr' must not contain negative values".
+    """
+    import matplotlib.pyplot as plt
+
+    by_risk = pd.DataFrame({
+        "phase": [1, 1, 3, 3],
+        "risk_group": ["low", "high", "low", "high"],
+        "estimate": [0.0, 1.0, 0.5, float("nan")],
+        "ci_low": [1e-17, 0.8, 0.4, float("nan")],
+        "ci_high": [0.2, 1.0 - 1e-17, 0.6, float("nan")],
+    })
+    fig = plot_fidelity(by_risk)
+    plt.close(fig)
