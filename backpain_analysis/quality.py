@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .dataset import EXCLUSION_REASON_LABELS
 from .errors import BackpainError
 
 __all__ = [
@@ -48,14 +49,8 @@ MEASURES: dict[str, str] = {
     "pseq": "Pain self-efficacy (PSEQ)",
     "global_change": "Global change",
 }
-EXCLUSION_LABELS: dict[str, str] = {
-    "died_or_moved": "died or moved practice",
-    "unable_to_respond": "unable to respond",
-    "declined": "did not want to take part",
-    "no_back_pain": "no back pain",
-    "comorbid_priority": "comorbid priority",
-    "unable_to_take_part": "unable to take part",
-}
+#: Exclusion reasons -> wording of the published flow (one definition, in the dataset module).
+EXCLUSION_LABELS: dict[str, str] = EXCLUSION_REASON_LABELS
 #: Steps of the participant flow, in drawing order, with their plain-words labels.
 FLOW_STEPS: dict[str, str] = {
     "invited": "Invited by post",
