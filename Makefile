@@ -10,6 +10,8 @@ DATA   ?= data/synthetic
 OUT    ?= reports
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 PYTEST_ARGS ?=
+# JupyterLab refuses to run as root unless told (containers often run as root)
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: help venv report test lint validate lab bench docs clean
 
@@ -45,7 +47,7 @@ validate: $(STAMP)
 	BACKPAIN_SIM_REPLICATES=$${BACKPAIN_SIM_REPLICATES:-500} $(BIN)/python -m pytest -m slow tests $(PYTEST_ARGS)
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=notebooks --MappingKernelManager.default_kernel_name=$(KERNEL)
+	$(BIN)/jupyter lab --notebook-dir=notebooks --MappingKernelManager.default_kernel_name=$(KERNEL) $(LAB_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
