@@ -481,6 +481,8 @@ def _exact_duplicates(raw: pd.DataFrame, table: Table,
     key = [k for k in table.key if k in raw.columns]
     if not key or len(raw) == 0:
         return None, False
+    if len(key) == 1 and _all_distinct(raw[key[0]]):
+        return None, False
     candidates = raw.duplicated(subset=key, keep=False).to_numpy()
     if not candidates.any():
         return None, False
@@ -500,6 +502,17 @@ def _exact_duplicates(raw: pd.DataFrame, table: Table,
     keep = np.ones(len(raw), dtype=bool)
     keep[dropped] = False
     return np.flatnonzero(keep), True
+
+
+def _all_distinct(values: pd.Series) -> bool:
+    """Whether no value of a text column repeats (blanks count as one value, as in ``duplicated``).
+
+    One Arrow hash pass, cheaper than pandas' ``duplicated`` on a million strings; other dtypes
+    answer ``False`` so the caller takes the general path.
+    """
+    if not (pd.api.types.is_string_dtype(values.dtype) and values.dtype != object):
+        return False
+    return len(pc.unique(_arrow_strings(values))) == len(values)
 
 
 def _duplicate_keys(clean: pd.DataFrame, table: Table, raw: pd.DataFrame,
@@ -664,7 +677,9 @@ def _analysis_exclusions(tables: dict[str, pd.DataFrame], rows_of: dict[str, np.
     outcome = patients["invitation_outcome"].astype(object)
     not_analysed = (outcome != "responded").fillna(True).to_numpy(dtype=bool)
     if not_analysed.any():
-        sub = patients.loc[not_analysed]
+        # only the two columns used below: taking every column of a million-row table costs more
+        # than the rest of this function
+        sub = patients.loc[not_analysed, ["invitation_outcome", "exclusion_reason"]]
         out_text = sub["invitation_outcome"].astype(object)
         reason = np.where(out_text == "non_respondent", "non-respondent",
                           np.where(out_text == "excluded", "excluded at invitation", "invitation outcome missing"))
