@@ -175,13 +175,25 @@ def score_sbst(
     _require_columns(df, cols, "SBST")
     allowed = {c: (0, 1) for c in cols[:8]} | {cols[8]: (0, 1, 2, 3, 4)}
     raw = _coded_matrix(df, cols, allowed)
-    items = raw.copy()
-    items[:, 8] = np.where(np.isnan(raw[:, 8]), np.nan, (raw[:, 8] >= 3).astype("float64"))
-    n_missing = np.isnan(items).sum(axis=1)
-    lo = np.where(np.isnan(items), 0.0, items)  # unanswered items as 0
-    hi = np.where(np.isnan(items), 1.0, items)  # unanswered items as 1
-    total_lo, psych_lo = lo.sum(axis=1), lo[:, 4:].sum(axis=1)
-    total_hi, psych_hi = hi.sum(axis=1), hi[:, 4:].sum(axis=1)
+    # Sums accumulated item by item (contiguous columns, no (n, 9) temporaries); every term is
+    # 0 or 1, so the sums are exact whatever the order.
+    n = raw.shape[0]
+    n_missing = np.zeros(n, dtype="int64")
+    total_lo, psych_lo = np.zeros(n), np.zeros(n)  # unanswered items as 0
+    total_hi, psych_hi = np.zeros(n), np.zeros(n)  # unanswered items as 1
+    for j in range(9):
+        item = raw[:, j]
+        unanswered = np.isnan(item)
+        if j == 8:  # bothersomeness scores 1 only for "very much" (3) or "extremely" (4)
+            item = (item >= 3).astype("float64")
+        n_missing += unanswered
+        lo_j = np.where(unanswered, 0.0, item)
+        total_lo += lo_j
+        hi_j = np.where(unanswered, 1.0, item)
+        total_hi += hi_j
+        if j >= 4:
+            psych_lo += lo_j
+            psych_hi += hi_j
 
     def group(total: np.ndarray, psych: np.ndarray) -> np.ndarray:
         return np.where(total <= 3, 0, np.where(psych >= 4, 2, 1))
@@ -253,8 +265,13 @@ def score_rmdq(df: pd.DataFrame, max_missing: int = 2, *, prefix: str = "rmdq_")
     cols = [f"{prefix}{i}" for i in range(1, 25)]
     _require_columns(df, cols, "RMDQ")
     items = _coded_matrix(df, cols, {c: (0, 1) for c in cols})
-    answered = (~np.isnan(items)).sum(axis=1)
-    ticked = np.fmax(items, 0.0).sum(axis=1)  # NaN (unanswered) counts 0
+    # item by item over contiguous columns (no (n, 24) temporaries); exact integer counts
+    answered = np.zeros(len(items), dtype="int64")
+    ticked = np.zeros(len(items))
+    for j in range(items.shape[1]):
+        item = items[:, j]
+        answered += item == item  # answered: not NaN
+        ticked += item == 1.0  # NaN (unanswered) counts 0
     ok = (24 - answered) <= max_missing
     with np.errstate(invalid="ignore", divide="ignore"):
         score = np.where(ok & (answered > 0), ticked * 24.0 / answered, np.nan)
