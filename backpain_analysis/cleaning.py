@@ -44,7 +44,9 @@ table, column and rule) and every row dropped or not analysed is in
 from __future__ import annotations
 
 import datetime as _dt
+import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -554,22 +556,66 @@ def _duplicate_keys(clean: pd.DataFrame, table: Table, raw: pd.DataFrame,
 # clean_study
 # ----------------------------------------------------------------------------------------
 
+#: Tables with fewer rows are cleaned column by column in the calling thread.
+_PARALLEL_MIN_ROWS = 50_000
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="clean")
+    return _POOL
+
+
+class _Done:
+    """Runs :func:`_harmonize_column` when its result is asked for (the sequential path)."""
+
+    def __init__(self, s: pd.Series, col: Column, ctx: _Ctx):
+        self.args = (s, col, ctx)
+
+    def result(self) -> pd.Series:
+        return _harmonize_column(*self.args)
+
+    def cancel(self) -> bool:
+        return False
+
+
 def _clean_table(raw: pd.DataFrame, table: Table, log_blocks: list, summary_rows: list,
                  exclusions: list) -> pd.DataFrame:
     keep, key_repeated = _exact_duplicates(raw, table, exclusions)
     n_summary = len(summary_rows)
-    ctx = _Ctx(table, raw, keep, log_blocks, summary_rows)
     n = len(raw) if keep is None else len(keep)
     columns: dict[str, pd.Series] = {}
+    # Columns are independent: harmonize them in threads (numpy and Arrow release the GIL), each
+    # with its own log and summary lists, then merge everything in column order so the result,
+    # the log order and the first error raised are exactly those of a sequential pass.
+    jobs: list[tuple[Column, Any]] = []
+    pool = _pool() if n >= _PARALLEL_MIN_ROWS else None
     for col in table:
         if col.name not in raw.columns:
-            columns[col.name] = _empty_column(_kind(col), n, col, table.name)
-            summary_rows.append((table.name, col.name, "column_added", n, False))
+            jobs.append((col, None))
             continue
         s = raw[col.name]
         if keep is not None:
             s = s.take(keep)
-        columns[col.name] = _harmonize_column(s, col, ctx).reset_index(drop=True)
+        sub = _Ctx(table, raw, keep, [], [])
+        job = pool.submit(_harmonize_column, s, col, sub) if pool is not None else _Done(s, col, sub)
+        jobs.append((col, (job, sub)))
+    try:
+        for col, item in jobs:
+            if item is None:
+                columns[col.name] = _empty_column(_kind(col), n, col, table.name)
+                summary_rows.append((table.name, col.name, "column_added", n, False))
+                continue
+            job, sub = item
+            columns[col.name] = job.result().reset_index(drop=True)
+            log_blocks.extend(sub.log_blocks)
+            summary_rows.extend(sub.summary_rows)
+    finally:
+        for _, item in jobs:
+            if item is not None:
+                item[0].cancel()
     for extra in raw.columns:
         if extra not in table.columns:
             s = raw[extra] if keep is None else raw[extra].take(keep)
