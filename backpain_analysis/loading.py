@@ -14,11 +14,14 @@ import datetime
 import difflib
 import io
 import json
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 import pyarrow as pa_arrow
@@ -323,8 +326,70 @@ def _read_table(path: Path, table: Table, problems: _Problems, notes: list[str])
 # validation
 
 
+_PARALLEL_MIN_ROWS = 50_000
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="validate")
+    return _POOL
+
+
+def _column_passes(column: Any, values: pd.Series) -> bool:
+    """Whether one column passes its schema checks (``False`` also when unsure: pandera decides)."""
+    if not column.nullable and values.isna().any():
+        return False
+    for check in column.checks:
+        result = check._check_fn(values, **check._check_kwargs)
+        if isinstance(result, pd.Series) and pd.api.types.is_bool_dtype(result.dtype):
+            if not result.all():
+                return False
+        elif not (isinstance(result, (bool, np.bool_)) and result):
+            return False
+    return True
+
+
+def _schema_passes(schema: pa.DataFrameSchema, df: pd.DataFrame) -> bool:
+    """Fast verdict with the schema's own checks on the raw columns, without pandera's machinery.
+
+    ``True`` only when pandera would pass the table too: every check returns all ``True``,
+    required columns are present, non-nullable ones have no missing value, and (the schema
+    being strict) there is no unknown column. Anything this function does not model (schema
+    checks, dtypes, element-wise or grouped checks, ...) answers ``False``, and so does any
+    failure: pandera then validates the table and builds the error report as before.
+    """
+    if (schema.checks or schema.dtype is not None or schema.coerce or not schema.strict
+            or schema.unique or df.columns.has_duplicates):
+        return False
+    names = set(schema.columns)
+    if any(name not in names for name in df.columns):
+        return False
+    todo = []
+    for name, column in schema.columns.items():
+        if column.regex or column.dtype is not None or column.coerce or column.unique:
+            return False
+        if any(check.element_wise or check.groupby is not None or check.ignore_na for check in column.checks):
+            return False
+        if name not in df.columns:
+            if column.required:
+                return False
+            continue
+        todo.append((column, df[name]))
+    try:
+        if len(df) >= _PARALLEL_MIN_ROWS and len(todo) > 1:
+            # the checks are vectorized numpy/Arrow work that releases the GIL
+            return all(_pool().map(lambda item: _column_passes(*item), todo))
+        return all(_column_passes(column, values) for column, values in todo)
+    except Exception:  # a check that cannot run here: pandera reports it
+        return False
+
+
 def _validate_table(df: pd.DataFrame, path: Path, table: Table, problems: _Problems, row_offset: int) -> None:
     schema = build_schema(table)
+    if _schema_passes(schema, df):
+        return
     try:
         schema.validate(df, lazy=True, inplace=True)
         return
