@@ -337,6 +337,24 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+_BACKGROUND: ThreadPoolExecutor | None = None
+
+
+def _background() -> ThreadPoolExecutor:
+    """One worker for whole-table checks (separate from :func:`_pool`, which those checks use)."""
+    global _BACKGROUND
+    if _BACKGROUND is None:
+        _BACKGROUND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="check-table")
+    return _BACKGROUND
+
+
+def _check_table(df: pd.DataFrame, path: Path, table: Table, problems: _Problems, notes: list[str],
+                 row_offset: int, distinct: dict[tuple[str, str], pa_arrow.Array]) -> None:
+    """Schema validation, then key checks, of one table."""
+    _validate_table(df, path, table, problems, row_offset)
+    _check_keys(df, path, table, problems, notes, row_offset, distinct)
+
+
 def _column_passes(column: Any, values: pd.Series) -> bool:
     """Whether one column passes its schema checks (``False`` also when unsure: pandera decides)."""
     if not column.nullable and values.isna().any():
@@ -595,21 +613,41 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
     offsets: dict[str, int] = {}
     distinct: dict[tuple[str, str], pa_arrow.Array] = {}  # distinct key values, shared by key and foreign-key checks
     summary = []
-    for name in dictionary.table_names:
-        table = dictionary[name]
-        if name not in files:
-            summary.append((name, "", pd.NA, pd.NA, "missing"))
-            continue
-        file = files[name]
-        df = _read_table(file, table, problems, notes)
-        if df is None:
-            summary.append((name, file.name, pd.NA, pd.NA, "unreadable"))
-            continue
-        offsets[name] = 1 if file.suffix.lower() == ".parquet" else 2
-        _validate_table(df, file, table, problems, offsets[name])
-        _check_keys(df, file, table, problems, notes, offsets[name], distinct)
-        tables[name] = df
-        summary.append((name, file.name, len(df), df.shape[1], None))
+    # Each table's problems and notes go to its own lists, merged in dictionary order below, so a
+    # large table can be checked in the background while the next file is read.
+    parts: list[tuple[_Problems, list[str], Any]] = []
+    try:
+        for name in dictionary.table_names:
+            table = dictionary[name]
+            if name not in files:
+                summary.append((name, "", pd.NA, pd.NA, "missing"))
+                continue
+            file = files[name]
+            table_problems, table_notes = _Problems(), []
+            df = _read_table(file, table, table_problems, table_notes)
+            if df is None:
+                parts.append((table_problems, table_notes, None))
+                summary.append((name, file.name, pd.NA, pd.NA, "unreadable"))
+                continue
+            offsets[name] = 1 if file.suffix.lower() == ".parquet" else 2
+            args = (df, file, table, table_problems, table_notes, offsets[name], distinct)
+            if len(df) >= _PARALLEL_MIN_ROWS:
+                parts.append((table_problems, table_notes, _background().submit(_check_table, *args)))
+            else:
+                _check_table(*args)
+                parts.append((table_problems, table_notes, None))
+            tables[name] = df
+            summary.append((name, file.name, len(df), df.shape[1], None))
+    except BaseException:
+        for *_, job in parts:
+            if job is not None:
+                job.cancel()
+        raise
+    for table_problems, table_notes, job in parts:
+        if job is not None:
+            job.result()
+        problems.rows.extend(table_problems.rows)
+        notes.extend(table_notes)
     _check_foreign_keys(tables, files, dictionary, problems, offsets, distinct)
     truth = _read_truth(folder, problems)
     summary = [(*row[:4], row[4] or _status(problems.count(row[0]))) for row in summary]
