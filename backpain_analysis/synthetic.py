@@ -4,7 +4,7 @@
 ``data/data_dictionary.yaml``) from a structural model of patients, clinicians and practices
 whose default parameters reproduce, within sampling error, the published IMPaCT Back figures
 (Foster et al., Ann Fam Med 2014; Whitehurst et al., Spine 2015; see
-``/work/shared/reference/domain.md``). The model is described in ``docs/synthetic.md``; every
+the project domain reference ``../shared/reference/domain.md``). The model is described in ``docs/synthetic.md``; every
 setting is a key of :data:`DEFAULTS` and can be overridden.
 
 Outline of the model (details in ``docs/synthetic.md``):
