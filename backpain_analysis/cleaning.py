@@ -46,7 +46,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -568,6 +568,17 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+_BACKGROUND: ThreadPoolExecutor | None = None
+
+
+def _background() -> ThreadPoolExecutor:
+    """One worker for whole-table work (separate from :func:`_pool`, so neither waits on the other)."""
+    global _BACKGROUND
+    if _BACKGROUND is None:
+        _BACKGROUND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clean-table")
+    return _BACKGROUND
+
+
 class _Done:
     """Runs :func:`_harmonize_column` when its result is asked for (the sequential path)."""
 
@@ -582,8 +593,12 @@ class _Done:
 
 
 def _clean_table(raw: pd.DataFrame, table: Table, log_blocks: list, summary_rows: list,
-                 exclusions: list) -> pd.DataFrame:
-    keep, key_repeated = _exact_duplicates(raw, table, exclusions)
+                 exclusions: list, duplicates: tuple[Future, list] | None = None) -> pd.DataFrame:
+    if duplicates is None:
+        keep, key_repeated = _exact_duplicates(raw, table, exclusions)
+    else:  # computed ahead in the background, with its own exclusions list
+        keep, key_repeated = duplicates[0].result()
+        exclusions.extend(duplicates[1])
     n_summary = len(summary_rows)
     n = len(raw) if keep is None else len(keep)
     columns: dict[str, pd.Series] = {}
@@ -849,6 +864,15 @@ def clean_study(
     exclusions: list[pd.DataFrame] = []
     raws: dict[str, pd.DataFrame] = {}
     tables: dict[str, pd.DataFrame] = {}
+    # Exact-duplicate searches (hashing whole key columns) of the large tables run ahead in one
+    # background thread while earlier tables are harmonized; each keeps its own exclusions list,
+    # merged at the table's turn, so the order of everything is that of a sequential pass.
+    ahead: dict[str, tuple[Future, list]] = {}
+    for name, table in dd.tables.items():
+        raw = raw_tables.get(name)
+        if isinstance(raw, pd.DataFrame) and len(raw) >= _PARALLEL_MIN_ROWS:
+            own: list[pd.DataFrame] = []
+            ahead[name] = (_background().submit(_exact_duplicates, raw, table, own), own)
     for name, table in dd.tables.items():
         raw = raw_tables.get(name)
         if raw is None:
@@ -857,7 +881,7 @@ def clean_study(
         if not isinstance(raw, pd.DataFrame):
             raise CleaningError(f"table {name!r} is a {type(raw).__name__}, not a DataFrame")
         raws[name] = raw
-        tables[name] = _clean_table(raw, table, log_blocks, summary_rows, exclusions)
+        tables[name] = _clean_table(raw, table, log_blocks, summary_rows, exclusions, ahead.get(name))
     rows_of = _all_patient_rows(tables)
     tables["followups"] = _followup_windows(tables["followups"], tables["patients"], rows_of["followups"], windows,
                                             followup_reference)
