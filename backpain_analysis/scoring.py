@@ -97,7 +97,16 @@ def _as_float(s: pd.Series, column: str) -> np.ndarray:
 def _coded_matrix(df: pd.DataFrame, columns: Sequence[str], allowed: Mapping[str, Sequence[float]]) -> np.ndarray:
     """Stack item columns into an (n, k) float matrix, checking every value against its allowed codes."""
     out = np.empty((len(df), len(columns)), dtype="float64", order="F")  # column writes stay contiguous
-    for j, col in enumerate(columns):
+    for j, values in enumerate(_coded_columns(df, columns, allowed)):
+        out[:, j] = values
+    return out
+
+
+def _coded_columns(df: pd.DataFrame, columns: Sequence[str], allowed: Mapping[str, Sequence[float]]
+                   ) -> list[np.ndarray]:
+    """Item columns as float arrays (NaN for missing), checking every value against its allowed codes."""
+    out = []
+    for col in columns:
         values = _as_float(df[col], col)
         ok = np.isnan(values) | np.isin(values, np.asarray(allowed[col], dtype="float64"))
         if not ok.all():
@@ -107,7 +116,7 @@ def _coded_matrix(df: pd.DataFrame, columns: Sequence[str], allowed: Mapping[str
                 f"column {col!r}: {int((~ok).sum())} row(s) hold values outside the allowed codes "
                 f"{[int(a) for a in allowed[col]]}: {shown}"
             )
-        out[:, j] = values
+        out.append(values)
     return out
 
 
@@ -174,15 +183,15 @@ def score_sbst(
     cols = [f"{prefix}{i}" for i in range(1, 10)]
     _require_columns(df, cols, "SBST")
     allowed = {c: (0, 1) for c in cols[:8]} | {cols[8]: (0, 1, 2, 3, 4)}
-    raw = _coded_matrix(df, cols, allowed)
-    # Sums accumulated item by item (contiguous columns, no (n, 9) temporaries); every term is
-    # 0 or 1, so the sums are exact whatever the order.
-    n = raw.shape[0]
+    raw = _coded_columns(df, cols, allowed)
+    # Sums accumulated item by item (no (n, 9) matrix or temporaries); every term is 0 or 1, so
+    # the sums are exact whatever the order.
+    n = len(df)
     n_missing = np.zeros(n, dtype="int64")
     total_lo, psych_lo = np.zeros(n), np.zeros(n)  # unanswered items as 0
     total_hi, psych_hi = np.zeros(n), np.zeros(n)  # unanswered items as 1
     for j in range(9):
-        item = raw[:, j]
+        item = raw[j]
         unanswered = np.isnan(item)
         if j == 8:  # bothersomeness scores 1 only for "very much" (3) or "extremely" (4)
             item = (item >= 3).astype("float64")
@@ -264,12 +273,11 @@ def score_rmdq(df: pd.DataFrame, max_missing: int = 2, *, prefix: str = "rmdq_")
         raise ScoringError(f"score_rmdq: max_missing must be an integer from 0 to 23, not {max_missing!r}")
     cols = [f"{prefix}{i}" for i in range(1, 25)]
     _require_columns(df, cols, "RMDQ")
-    items = _coded_matrix(df, cols, {c: (0, 1) for c in cols})
-    # item by item over contiguous columns (no (n, 24) temporaries); exact integer counts
-    answered = np.zeros(len(items), dtype="int64")
-    ticked = np.zeros(len(items))
-    for j in range(items.shape[1]):
-        item = items[:, j]
+    items = _coded_columns(df, cols, {c: (0, 1) for c in cols})
+    # item by item (no (n, 24) matrix or temporaries); exact integer counts
+    answered = np.zeros(len(df), dtype="int64")
+    ticked = np.zeros(len(df))
+    for item in items:
         answered += item == item  # answered: not NaN
         ticked += item == 1.0  # NaN (unanswered) counts 0
     ok = (24 - answered) <= max_missing
