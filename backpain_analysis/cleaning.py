@@ -735,15 +735,28 @@ def _followup_windows(followups: pd.DataFrame, patients: pd.DataFrame, rows: np.
 def _analysis_exclusions(tables: dict[str, pd.DataFrame], rows_of: dict[str, np.ndarray],
                          raws: dict[str, pd.DataFrame], dd: DataDictionary, exclusions: list[pd.DataFrame]) -> None:
     patients = tables["patients"]
-    outcome = patients["invitation_outcome"].astype(object)
-    not_analysed = (outcome != "responded").fillna(True).to_numpy(dtype=bool)
+    outcome = patients["invitation_outcome"]
+    reasons = {"non_respondent": "non-respondent", "excluded": "excluded at invitation"}
+    if isinstance(outcome.dtype, pd.CategoricalDtype):
+        # on the category codes: comparing a million Python strings costs more than the rest
+        codes = outcome.cat.codes.to_numpy()
+        categories = list(outcome.cat.categories)
+        responded = categories.index("responded") if "responded" in categories else -2  # -1 is missing
+        not_analysed = codes != responded
+        labels = np.asarray([reasons.get(c, "invitation outcome missing") for c in categories]
+                            + ["invitation outcome missing"])
+    else:
+        not_analysed = (outcome.astype(object) != "responded").fillna(True).to_numpy(dtype=bool)
     if not_analysed.any():
         # only the two columns used below: taking every column of a million-row table costs more
         # than the rest of this function
         sub = patients.loc[not_analysed, ["invitation_outcome", "exclusion_reason"]]
-        out_text = sub["invitation_outcome"].astype(object)
-        reason = np.where(out_text == "non_respondent", "non-respondent",
-                          np.where(out_text == "excluded", "excluded at invitation", "invitation outcome missing"))
+        if isinstance(outcome.dtype, pd.CategoricalDtype):
+            reason = labels[codes[not_analysed]]  # code -1 (missing) takes the last label
+        else:
+            out_text = sub["invitation_outcome"].astype(object)
+            reason = np.where(out_text == "non_respondent", reasons["non_respondent"],
+                              np.where(out_text == "excluded", reasons["excluded"], "invitation outcome missing"))
         detail = sub["exclusion_reason"].astype(object).fillna("").to_numpy(dtype=object)
         pos = sub.index.to_numpy()
         exclusions.append(_exclusion_block("patients", pos, _row_keys(raws["patients"], dd["patients"].key, pos),
