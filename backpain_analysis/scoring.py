@@ -1,6 +1,6 @@
 """Scoring of the patient and clinician instruments, vectorized over whole DataFrames.
 
-Every rule here comes from ``/work/shared/reference/domain.md`` section 4 ("Instruments and
+Every rule here comes from the project domain reference ``../shared/reference/domain.md`` section 4 ("Instruments and
 scoring"), which names the published source of each instrument. The functions accept
 item columns in any numeric dtype (``int64``, ``Int64``, ``float64`` with ``NaN``) or as text
 digits; a value outside the allowed codes raises :class:`ScoringError` (a ``ValueError``)
