@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import resource
 import subprocess
 import sys
 import time
@@ -36,10 +35,22 @@ def timed(func, *args, repeat: int = 1, **kwargs):
 def run_measured(code: str) -> tuple[float, float]:
     """Run Python ``code`` in a fresh process; return (wall seconds, peak RSS in MiB).
 
-    A fresh process gives an honest peak-memory figure (ru_maxrss of the child).
+    The child reports its own peak (``ru_maxrss`` of RUSAGE_SELF) on its last stderr line:
+    RUSAGE_CHILDREN would give the largest of every child this process has waited for so
+    far, i.e. the peak of an earlier, bigger benchmark.
     """
+    marker = "__PEAK_KIB__="
+    wrapped = (
+        code
+        + "\nimport resource as _r, sys as _s\n"
+        + f"_s.stderr.write('{marker}%d\\n' % _r.getrusage(_r.RUSAGE_SELF).ru_maxrss)\n"
+    )
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True)
+    proc = subprocess.run([sys.executable, "-c", wrapped], check=True, stderr=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - start
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    lines = [line for line in proc.stderr.splitlines() if line.startswith(marker)]
+    other = "\n".join(line for line in proc.stderr.splitlines() if not line.startswith(marker))
+    if other:
+        print(other, file=sys.stderr)
+    peak_kib = int(lines[-1][len(marker):]) if lines else float("nan")
     return seconds, peak_kib / 1024
