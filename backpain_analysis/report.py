@@ -437,7 +437,8 @@ def _parameter_problem(job: NotebookJob, inspected: dict[str, Any] | None, n_par
         return f"notebook {job.notebook.name} has no kernelspec in its metadata (open it in JupyterLab with the backpain kernel and save)"
     if n_param_cells != 1:
         return f"notebook {job.notebook.name} has {n_param_cells} cells tagged 'parameters' (needs exactly one)"
-    assert inspected is not None  # set whenever the notebook has one parameters cell
+    if inspected is None:
+        return f"notebook {job.notebook.name}: papermill could not read its parameters cell"
     needed = [*RUNNER_PARAMETERS, *job.parameters]
     missing = [p for p in needed if p not in inspected]
     if missing:
