@@ -44,7 +44,6 @@ table, column and rule) and every row dropped or not analysed is in
 from __future__ import annotations
 
 import datetime as _dt
-import os
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -56,6 +55,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ._threads import PARALLEL_MIN_ROWS, named_pool
 from .dictionary import Column, DataDictionary, Table, load_dictionary
 from .errors import BackpainError
 
@@ -557,26 +557,16 @@ def _duplicate_keys(clean: pd.DataFrame, table: Table, raw: pd.DataFrame,
 # ----------------------------------------------------------------------------------------
 
 #: Tables with fewer rows are cleaned column by column in the calling thread.
-_PARALLEL_MIN_ROWS = 50_000
-_POOL: ThreadPoolExecutor | None = None
+_PARALLEL_MIN_ROWS = PARALLEL_MIN_ROWS
 
 
 def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="clean")
-    return _POOL
-
-
-_BACKGROUND: ThreadPoolExecutor | None = None
+    return named_pool("clean")
 
 
 def _background() -> ThreadPoolExecutor:
     """One worker for whole-table work (separate from :func:`_pool`, so neither waits on the other)."""
-    global _BACKGROUND
-    if _BACKGROUND is None:
-        _BACKGROUND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clean-table")
-    return _BACKGROUND
+    return named_pool("clean-table", max_workers=1)
 
 
 class _Done:

@@ -14,7 +14,6 @@ import datetime
 import difflib
 import io
 import json
-import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import pandera.pandas as pa
 import pyarrow as pa_arrow
 import pyarrow.compute as pc
 
+from ._threads import PARALLEL_MIN_ROWS, named_pool
 from .dictionary import DataDictionary, Table, load_dictionary
 from .errors import BackpainError
 from .schemas import build_schema
@@ -326,26 +326,16 @@ def _read_table(path: Path, table: Table, problems: _Problems, notes: list[str])
 # validation
 
 
-_PARALLEL_MIN_ROWS = 50_000
-_POOL: ThreadPoolExecutor | None = None
+_PARALLEL_MIN_ROWS = PARALLEL_MIN_ROWS
 
 
 def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="validate")
-    return _POOL
-
-
-_BACKGROUND: ThreadPoolExecutor | None = None
+    return named_pool("validate")
 
 
 def _background() -> ThreadPoolExecutor:
     """One worker for whole-table checks (separate from :func:`_pool`, which those checks use)."""
-    global _BACKGROUND
-    if _BACKGROUND is None:
-        _BACKGROUND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="check-table")
-    return _BACKGROUND
+    return named_pool("check-table", max_workers=1)
 
 
 def _check_table(df: pd.DataFrame, path: Path, table: Table, problems: _Problems, notes: list[str],
