@@ -25,6 +25,7 @@ __all__ = [
     "RISK_GROUPS",
     "ScoringError",
     "eq5d3l_index",
+    "eq5d3l_tariff",
     "good_outcome",
     "rmdq_mcid",
     "score_pabs",
@@ -313,6 +314,23 @@ def _eq5d_levels(data: pd.DataFrame | pd.Series) -> np.ndarray:
     return table[np.where(codes < 0, len(uniques), codes)]
 
 
+def eq5d3l_tariff(levels: np.ndarray) -> np.ndarray:
+    """UK (MVH, Dolan 1997) tariff of an ``(n, 5)`` array of complete EQ-5D-3L levels 1-3, unrounded.
+
+    The array-level core of :func:`eq5d3l_index` (which validates, handles missing answers and
+    rounds to 3 decimals); the synthetic study uses it directly on simulated levels.
+
+    Examples
+    --------
+    >>> eq5d3l_tariff(np.array([[1, 1, 1, 1, 1], [1, 1, 2, 2, 1]])).round(3).tolist()
+    [1.0, 0.76]
+    """
+    lv = np.asarray(levels).astype("int64") - 1
+    decrement = _EQ5D_DECREMENTS[np.arange(5)[None, :], lv].sum(axis=1)
+    worst = lv.max(axis=1)
+    return 1.0 - np.where(worst >= 1, _EQ5D_CONSTANT, 0.0) - decrement - np.where(worst == 2, _EQ5D_N3, 0.0)
+
+
 def eq5d3l_index(data: pd.DataFrame | pd.Series) -> pd.Series:
     """EQ-5D-3L index with the UK MVH (Dolan 1997) time trade-off tariff.
 
@@ -349,9 +367,7 @@ def eq5d3l_index(data: pd.DataFrame | pd.Series) -> pd.Series:
     """
     levels = _eq5d_levels(data)
     complete = ~np.isnan(levels).any(axis=1)
-    lv = np.where(complete[:, None], levels, 1.0).astype("int64") - 1
-    decrement = _EQ5D_DECREMENTS[np.arange(5)[None, :], lv].sum(axis=1)
-    index = 1.0 - np.where(lv.max(axis=1) >= 1, _EQ5D_CONSTANT, 0.0) - decrement - np.where(lv.max(axis=1) == 2, _EQ5D_N3, 0.0)
+    index = eq5d3l_tariff(np.where(complete[:, None], levels, 1.0))
     index = np.where(complete, np.round(index, 3), np.nan)
     return pd.Series(index, index=data.index, name="eq5d_index", dtype="float64")
 

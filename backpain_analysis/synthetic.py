@@ -41,6 +41,7 @@ import pandas as pd
 from scipy import optimize, special
 
 from .errors import BackpainError
+from .scoring import eq5d3l_tariff
 
 __all__ = [
     "DEFAULTS",
@@ -64,8 +65,6 @@ EXCLUSION_REASONS = (
 EPISODE_DURATIONS = ("lt_1m", "1_3m", "3_6m", "6m_3y", "gt_3y")
 APPROACHES = ("advice_only", "manual_exercise", "psych_informed")
 EQ5D_DIMS = ("eq5d_mo", "eq5d_sc", "eq5d_ua", "eq5d_pd", "eq5d_ad")
-_EQ5D_DEC = np.array([[0.0, 0.069, 0.314], [0.0, 0.104, 0.214], [0.0, 0.036, 0.094],
-                      [0.0, 0.123, 0.386], [0.0, 0.071, 0.236]])
 
 #: Every generator setting with its default. Two-element lists are per phase ``[phase 1, phase 3]``;
 #: ``[low, medium, high]`` lists are per baseline risk group. See :data:`PARAMETER_HELP`.
@@ -435,10 +434,11 @@ def _clip_round(x, lo, hi) -> np.ndarray:
 
 
 def eq5d_index(levels: np.ndarray) -> np.ndarray:
-    """UK (MVH, Dolan 1997) tariff of an (n, 5) array of EQ-5D-3L levels 1-3."""
-    lv = np.asarray(levels, dtype=int) - 1
-    dec = _EQ5D_DEC[np.arange(5)[None, :], lv].sum(axis=1)
-    return 1 - 0.081 * (lv > 0).any(axis=1) - dec - 0.269 * (lv == 2).any(axis=1)
+    """UK (MVH, Dolan 1997) tariff of an (n, 5) array of EQ-5D-3L levels 1-3 (unrounded).
+
+    The tariff itself lives in :func:`backpain_analysis.scoring.eq5d3l_tariff`.
+    """
+    return eq5d3l_tariff(levels)
 
 
 # ---------------------------------------------------------------------------------------------
