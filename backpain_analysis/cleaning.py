@@ -58,6 +58,7 @@ import pyarrow.compute as pc
 from ._threads import PARALLEL_MIN_ROWS, named_pool
 from .dictionary import Column, DataDictionary, Table, load_dictionary
 from .errors import BackpainError
+from .loading import _KeyFacts, _strictly_increasing
 
 __all__ = [
     "DEFAULT_FOLLOWUP_WINDOW_DAYS",
@@ -476,12 +477,20 @@ def _exclusion_block(table: str, positions: np.ndarray, keys: np.ndarray, stage:
     })
 
 
-def _exact_duplicates(raw: pd.DataFrame, table: Table,
-                      exclusions: list[pd.DataFrame]) -> tuple[np.ndarray | None, bool]:
+def _exact_duplicates(raw: pd.DataFrame, table: Table, exclusions: list[pd.DataFrame],
+                      unique: bool = False) -> tuple[np.ndarray | None, bool]:
     """Input positions kept after dropping rows that repeat an earlier row exactly (None: all
-    kept), and whether any raw key value was repeated at all."""
+    kept), and whether any raw key value was repeated at all.
+
+    ``unique``: the caller knows that no key value repeats (``load_study`` proved it for this
+    very data, see :func:`_known_unique`). Without it, a table sorted by its key is proven
+    free of repeats by comparing each row with the next (``loading._strictly_increasing``),
+    and only otherwise are the keys hashed.
+    """
     key = [k for k in table.key if k in raw.columns]
     if not key or len(raw) == 0:
+        return None, False
+    if unique or _strictly_increasing([raw[k] for k in key]):
         return None, False
     if len(key) == 1 and _all_distinct(raw[key[0]]):
         return None, False
@@ -654,16 +663,79 @@ def _index_in(values: pd.Series, keys: pd.Series) -> np.ndarray:
     return found.to_numpy(zero_copy_only=False).astype("int64")
 
 
-def _all_patient_rows(tables: dict[str, pd.DataFrame]) -> dict[str, np.ndarray]:
-    """:func:`patient_rows` of every patient table with one lookup (the patient ids are hashed once)."""
-    parts = [_arrow_strings(tables[name]["patient_id"]) for name in _PATIENT_TABLES]
-    combined = pa.concat_arrays(parts) if parts else pa.array([], type=pa.large_string())
+def _all_patient_rows(tables: dict[str, pd.DataFrame],
+                      known: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """:func:`patient_rows` of every patient table with one lookup (the patient ids are hashed once).
+
+    ``known``: rows already found for some tables (:func:`_known_patient_rows`); only the
+    others are looked up (none at all when every table is known).
+    """
+    known = known or {}
+    todo = [name for name in _PATIENT_TABLES if name not in known]
+    out = dict(known)
+    if not todo:
+        return {name: out[name] for name in _PATIENT_TABLES}
+    parts = [_arrow_strings(tables[name]["patient_id"]) for name in todo]
+    combined = pa.concat_arrays(parts)
     found = pc.index_in(combined, value_set=_arrow_strings(tables["patients"]["patient_id"])).fill_null(-1)
     found = found.to_numpy(zero_copy_only=False).astype("int64")
-    out, start = {}, 0
-    for name, part in zip(_PATIENT_TABLES, parts, strict=True):
+    start = 0
+    for name, part in zip(todo, parts, strict=True):
         out[name] = found[start:start + len(part)]
         start += len(part)
+    return {name: out[name] for name in _PATIENT_TABLES}
+
+
+def _known_unique(facts: _KeyFacts | None, name: str, raw: pd.DataFrame, table: Table) -> bool:
+    """Whether ``load_study`` proved the one key column of this very raw table free of repeats."""
+    return (facts is not None and len(table.key) == 1 and table.key[0] in raw.columns
+            and facts.is_unique(name, raw[table.key[0]]))
+
+
+def _known_patient_rows(facts: _KeyFacts | None, raws: dict[str, pd.DataFrame], tables: dict[str, pd.DataFrame],
+                        summary_rows: list) -> dict[str, np.ndarray]:
+    """:func:`_all_patient_rows` of the patient tables whose answer ``load_study`` already found.
+
+    ``load_study`` looked every raw ``patient_id`` up in the raw ``patients`` table (whose ids it
+    found all distinct and present) and kept the raw positions, tied to the very Arrow data
+    looked up (:class:`backpain_analysis.loading._KeyFacts`). They answer for the clean tables when:
+
+    - the raw ``patient_id`` columns of both tables are still that data (not modified since);
+    - cleaning changed no ``patient_id`` value of either table (no summary row for the column:
+      identifiers are only ever blanked, and that is counted);
+    - positions are mapped: clean tables are indexed by input position, so a clean child row
+      is the raw row ``index``, and a raw patient position becomes the clean one through the
+      clean ``patients`` index (-1 if that row was dropped: its id, being unique, is then absent).
+
+    Tables not meeting these are left out (looked up by the caller).
+    """
+    if facts is None:
+        return {}
+    touched = {(row[0], row[1]) for row in summary_rows}
+    raw_patients, clean_patients = raws.get("patients"), tables["patients"]
+    if (raw_patients is None or "patient_id" not in raw_patients.columns
+            or ("patients", "patient_id") in touched):
+        return {}
+    index = clean_patients.index
+    to_clean = None
+    if not index.equals(pd.RangeIndex(len(raw_patients))):
+        # raw position -> clean position, with one extra slot so that -1 maps to -1
+        to_clean = np.full(len(raw_patients) + 1, -1, dtype="int64")
+        to_clean[index.to_numpy(dtype="int64")] = np.arange(len(index))
+    out = {}
+    for name in _PATIENT_TABLES:
+        raw = raws.get(name)
+        if raw is None or "patient_id" not in raw.columns or (name, "patient_id") in touched:
+            continue
+        found = facts.positions(name, "patient_id", raw["patient_id"], raw_patients["patient_id"])
+        if found is None:
+            continue
+        rows = found.astype("int64")
+        if not tables[name].index.equals(pd.RangeIndex(len(raw))):
+            rows = rows[tables[name].index.to_numpy(dtype="int64")]
+        if to_clean is not None:
+            rows = to_clean[rows]
+        out[name] = rows
     return out
 
 
@@ -871,11 +943,15 @@ def clean_study(
     # background thread while earlier tables are harmonized; each keeps its own exclusions list,
     # merged at the table's turn, so the order of everything is that of a sequential pass.
     ahead: dict[str, tuple[Future, list]] = {}
+    # what load_study learnt about the identifiers (None for other study objects): spares hashing them again
+    facts = getattr(study, "_keys", None)
+    facts = facts if isinstance(facts, _KeyFacts) else None
     for name, table in dd.tables.items():
         raw = raw_tables.get(name)
         if isinstance(raw, pd.DataFrame) and len(raw) >= _PARALLEL_MIN_ROWS:
             own: list[pd.DataFrame] = []
-            ahead[name] = (_background().submit(_exact_duplicates, raw, table, own), own)
+            ahead[name] = (_background().submit(_exact_duplicates, raw, table, own,
+                                                _known_unique(facts, name, raw, table)), own)
     for name, table in dd.tables.items():
         raw = raw_tables.get(name)
         if raw is None:
@@ -885,7 +961,7 @@ def clean_study(
             raise CleaningError(f"table {name!r} is a {type(raw).__name__}, not a DataFrame")
         raws[name] = raw
         tables[name] = _clean_table(raw, table, log_blocks, summary_rows, exclusions, ahead.get(name))
-    rows_of = _all_patient_rows(tables)
+    rows_of = _all_patient_rows(tables, _known_patient_rows(facts, raws, tables, summary_rows))
     tables["followups"] = _followup_windows(tables["followups"], tables["patients"], rows_of["followups"], windows,
                                             followup_reference)
     _analysis_exclusions(tables, rows_of, raws, dd, exclusions)

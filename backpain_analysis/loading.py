@@ -84,6 +84,54 @@ def format_problem(p: Any) -> str:
     return text
 
 
+def _arrow_source(values: pd.Series) -> pa_arrow.ChunkedArray | None:
+    """The Arrow data an Arrow-backed text column holds: the very object pandas keeps, else ``None``.
+
+    ``ArrowStringArray.__arrow_array__`` returns its ``_pa_array`` itself. Arrow arrays are
+    immutable and pandas replaces ``_pa_array`` by a new ChunkedArray on every in-place change
+    (``__setitem__``, ``fillna(inplace=True)``, ...), so finding the same object (``is``) later proves
+    the column's values unchanged. (``pyarrow.array(series.array)`` is no proof: it unwraps a
+    one-chunk ChunkedArray into a new wrapper object on every call.)
+    """
+    dtype = values.dtype
+    if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"):
+        return None
+    data = values.array.__arrow_array__()
+    return data if isinstance(data, pa_arrow.ChunkedArray) else None
+
+
+@dataclass
+class _KeyFacts:
+    """Facts about identifier columns established by :func:`load_study`, tied to the exact data.
+
+    ``unique``: table -> Arrow data of its one key column, every value distinct (a missing
+    value counting as one value, as in ``DataFrame.duplicated``).
+    ``rows``: (child table, column) -> (child Arrow data, parent Arrow data, positions): for each
+    child row, the position of its value in the parent table's key column (-1 if absent; the
+    parent column has no missing and no repeated value). Only for parents of at least
+    ``PARALLEL_MIN_ROWS`` rows, where the hash lookup saved is worth the memory (int32).
+
+    A fact holds only while the column still holds the very Arrow object recorded
+    (:func:`_arrow_source`); :meth:`is_unique` and :meth:`positions` check that.
+    """
+
+    unique: dict[str, pa_arrow.ChunkedArray] = field(default_factory=dict)
+    rows: dict[tuple[str, str], tuple[pa_arrow.ChunkedArray, pa_arrow.ChunkedArray, np.ndarray]] = \
+        field(default_factory=dict)
+
+    def is_unique(self, table: str, values: pd.Series) -> bool:
+        """Whether ``values`` is the key column of ``table`` as loaded and had no repeated value."""
+        known = self.unique.get(table)
+        return known is not None and _arrow_source(values) is known
+
+    def positions(self, table: str, column: str, child: pd.Series, parent: pd.Series) -> np.ndarray | None:
+        """Positions of ``child`` (raw ``table.column``) in ``parent`` (raw key column), if known."""
+        known = self.rows.get((table, column))
+        if known is None or _arrow_source(child) is not known[0] or _arrow_source(parent) is not known[1]:
+            return None
+        return known[2]
+
+
 @dataclass
 class Study:
     """A validated study export, values as read.
@@ -114,6 +162,8 @@ class Study:
     dictionary: DataDictionary
     truth: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    #: What the key checks learnt, for :func:`backpain_analysis.clean_study` (see :class:`_KeyFacts`).
+    _keys: _KeyFacts | None = field(default=None, repr=False, compare=False)
 
     def __getattr__(self, name: str) -> pd.DataFrame:
         tables = self.__dict__.get("tables") or {}
@@ -339,10 +389,11 @@ def _background() -> ThreadPoolExecutor:
 
 
 def _check_table(df: pd.DataFrame, path: Path, table: Table, problems: _Problems, notes: list[str],
-                 row_offset: int, distinct: dict[tuple[str, str], pa_arrow.Array]) -> None:
+                 row_offset: int, distinct: dict[tuple[str, str], tuple[pa_arrow.Array, bool]],
+                 facts: _KeyFacts | None = None) -> None:
     """Schema validation, then key checks, of one table."""
     _validate_table(df, path, table, problems, row_offset)
-    _check_keys(df, path, table, problems, notes, row_offset, distinct)
+    _check_keys(df, path, table, problems, notes, row_offset, distinct, facts)
 
 
 def _column_passes(column: Any, values: pd.Series) -> bool:
@@ -423,17 +474,71 @@ def _validate_table(df: pd.DataFrame, path: Path, table: Table, problems: _Probl
                      _examples(df, positions, table.key, str(column), row_offset))
 
 
+def _note_unique(facts: _KeyFacts | None, table: str, values: pd.Series) -> None:
+    source = _arrow_source(values)
+    if facts is not None and source is not None:
+        facts.unique[table] = source
+
+
+def _strictly_increasing(columns: list[pd.Series]) -> bool:
+    """Whether the rows are in strictly increasing order of ``columns`` (compared left to right).
+
+    Fast path of the key checks: a table sorted by its key has no repeated key, and proving it
+    compares each row with the next only (no hash of a million strings). Exact: strictly
+    increasing under any strict total order implies all keys distinct; text is compared as
+    UTF-8 bytes by Arrow (equal bytes <=> equal text), numbers by numpy. ``False`` (the caller
+    then hashes) when not sorted, when any value is missing, or for a column that is neither
+    text (``str``) nor plain numpy numbers (object, categorical, nullable, ...).
+    """
+    if not columns:
+        return False
+    decided = tied = None  # per adjacent pair: already greater on an earlier column / equal so far
+    for i, values in enumerate(columns):
+        last = i == len(columns) - 1
+        dtype = values.dtype
+        if isinstance(dtype, pd.StringDtype):
+            arr = _arrow_text(values)
+            if arr.null_count:
+                return False
+            hi, lo = arr[1:], arr[:-1]
+            greater = pc.greater(hi, lo).to_numpy(zero_copy_only=False)
+            equal = pc.equal(hi, lo).to_numpy(zero_copy_only=False) if not last else None
+        elif isinstance(dtype, np.dtype) and dtype.kind in "iuf":
+            x = values.to_numpy()
+            if dtype.kind == "f" and np.isnan(x).any():
+                return False
+            greater = x[1:] > x[:-1]
+            equal = x[1:] == x[:-1] if not last else None
+        else:
+            return False
+        if decided is None:
+            decided, tied = greater, equal
+        else:
+            decided = decided | (tied & greater)
+            tied = tied & equal if equal is not None else None
+    return bool(decided.all())
+
+
 def _check_keys(df: pd.DataFrame, path: Path, table: Table, problems: _Problems, notes: list[str],
-                row_offset: int, distinct: dict[tuple[str, str], pa_arrow.Array]) -> None:
+                row_offset: int, distinct: dict[tuple[str, str], tuple[pa_arrow.Array, bool]],
+                facts: _KeyFacts | None = None) -> None:
     key = [k for k in table.key if k in df.columns]
     if len(key) != len(table.key) or not key:
+        return
+    if _strictly_increasing([df[k] for k in key]):
+        # sorted by its key (exports usually are): no repeated key, proven without hashing
+        if len(key) == 1:
+            distinct[table.name, key[0]] = (_arrow_text(df[key[0]]).combine_chunks(), True)
+            _note_unique(facts, table.name, df[key[0]])
         return
     if len(key) == 1:
         # one hash of the key column answers "any duplicate?" and serves the foreign-key checks
         values = _arrow_text(df[key[0]])
         unique = pc.unique(values)
-        distinct[table.name, key[0]] = unique.drop_null()
+        # the distinct values are the rows themselves (same order) when none repeats or is missing
+        distinct[table.name, key[0]] = (unique.drop_null(), len(unique) == len(values) and values.null_count == 0)
         if len(unique) == len(values):
+            _note_unique(facts, table.name, df[key[0]])
             return
     key_dup = df.duplicated(subset=key, keep=False).to_numpy()
     if not key_dup.any():
@@ -474,7 +579,8 @@ def _arrow_text(values: pd.Series) -> pa_arrow.ChunkedArray:
 
 def _check_foreign_keys(tables: dict[str, pd.DataFrame], files: dict[str, Path], dictionary: DataDictionary,
                         problems: _Problems, offsets: dict[str, int],
-                        parent_sets: dict[tuple[str, str], pa_arrow.Array]) -> None:
+                        parent_sets: dict[tuple[str, str], tuple[pa_arrow.Array, bool]],
+                        facts: _KeyFacts | None = None) -> None:
     # Group references by the key they point at: one pyarrow lookup per key column (building the
     # hash set of a million keys costs more than probing it; pandas' isin on text loops in Python).
     groups: dict[tuple[str, str], list] = {}
@@ -485,17 +591,29 @@ def _check_foreign_keys(tables: dict[str, pd.DataFrame], files: dict[str, Path],
         groups.setdefault((fk.ref_table, fk.ref_column), []).append((fk, _arrow_text(child[fk.column])))
     for (ref_table, ref_column), refs in groups.items():
         if (ref_table, ref_column) not in parent_sets:
-            parent_sets[ref_table, ref_column] = pc.unique(_arrow_text(tables[ref_table][ref_column]).drop_null())
-        parent_set = parent_sets[ref_table, ref_column]
+            parent_sets[ref_table, ref_column] = (pc.unique(_arrow_text(tables[ref_table][ref_column]).drop_null()),
+                                                  False)
+        parent_set, are_rows = parent_sets[ref_table, ref_column]
         probe = pa_arrow.chunked_array([chunk for _, values in refs for chunk in values.chunks],
                                        type=pa_arrow.large_string())
         if len(parent_set) > 10_000:
             probe = probe.combine_chunks()  # pyarrow rebuilds the lookup set for every chunk
-        known_all = pc.is_in(probe, value_set=parent_set)
-        known_all = known_all.to_numpy(zero_copy_only=False).astype(bool)
+        # index_in costs what is_in costs and also tells where each value is: when the parent's
+        # distinct values are its rows, those are the parent rows, kept for clean_study
+        found = pc.index_in(probe, value_set=parent_set)
+        known_all = found.is_valid().to_numpy(zero_copy_only=False)
+        keep_rows = facts is not None and are_rows and len(parent_set) >= _PARALLEL_MIN_ROWS
+        parent_source = _arrow_source(tables[ref_table][ref_column]) if keep_rows else None
+        if parent_source is not None:
+            rows_all = found.fill_null(-1).to_numpy(zero_copy_only=False)
         start = 0
         for fk, values in refs:
-            known, start = known_all[start:start + len(values)], start + len(values)
+            known, stop = known_all[start:start + len(values)], start + len(values)
+            if parent_source is not None:
+                child_source = _arrow_source(tables[fk.table][fk.column])
+                if child_source is not None:
+                    facts.rows[fk.table, fk.column] = (child_source, parent_source, rows_all[start:stop])
+            start = stop
             _report_orphans(fk, values, known, tables[fk.table], files, dictionary, problems, offsets)
 
 
@@ -601,7 +719,9 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
     files = _find_files(folder, dictionary, problems, notes)
     tables: dict[str, pd.DataFrame] = {}
     offsets: dict[str, int] = {}
-    distinct: dict[tuple[str, str], pa_arrow.Array] = {}  # distinct key values, shared by key and foreign-key checks
+    # distinct key values (and whether they are the table's rows), shared by key and foreign-key checks
+    distinct: dict[tuple[str, str], tuple[pa_arrow.Array, bool]] = {}
+    facts = _KeyFacts()
     summary = []
     # Each table's problems and notes go to its own lists, merged in dictionary order below, so a
     # large table can be checked in the background while the next file is read.
@@ -620,7 +740,7 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
                 summary.append((name, file.name, pd.NA, pd.NA, "unreadable"))
                 continue
             offsets[name] = 1 if file.suffix.lower() == ".parquet" else 2
-            args = (df, file, table, table_problems, table_notes, offsets[name], distinct)
+            args = (df, file, table, table_problems, table_notes, offsets[name], distinct, facts)
             if len(df) >= _PARALLEL_MIN_ROWS:
                 parts.append((table_problems, table_notes, _background().submit(_check_table, *args)))
             else:
@@ -638,13 +758,13 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
             job.result()
         problems.rows.extend(table_problems.rows)
         notes.extend(table_notes)
-    _check_foreign_keys(tables, files, dictionary, problems, offsets, distinct)
+    _check_foreign_keys(tables, files, dictionary, problems, offsets, distinct, facts)
     truth = _read_truth(folder, problems)
     summary = [(*row[:4], row[4] or _status(problems.count(row[0]))) for row in summary]
     summary_df = pd.DataFrame(summary, columns=_SUMMARY_COLUMNS).astype({"rows": "Int64", "columns": "Int64"})
     if problems.rows:
         raise StudyValidationError(problems.frame(), summary_df, notes, folder)
-    return Study(tables=tables, path=folder, files=files, dictionary=dictionary, truth=truth, notes=notes)
+    return Study(tables=tables, path=folder, files=files, dictionary=dictionary, truth=truth, notes=notes, _keys=facts)
 
 
 def _status(n_problems: int) -> str:
