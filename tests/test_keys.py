@@ -1,0 +1,198 @@
+"""Fast paths of the key checks: each agrees with the general (hashing) path, and refuses when unsure."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from studyfactory import build_study, write_study
+
+from backpain_analysis import clean_study, load_dictionary, load_study
+from backpain_analysis import cleaning as C
+from backpain_analysis import loading as L
+
+DD = load_dictionary()
+
+
+def text(values) -> pd.Series:
+    return pd.Series(values, dtype="str")
+
+
+# --- _strictly_increasing -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("columns", "expected"), [
+    ([text(["A1", "A2", "B1"])], True),
+    ([text([])], True),
+    ([text(["A1"])], True),
+    ([text(["A2", "A1", "B1"])], False),  # unsorted
+    ([text(["A1", "A1", "B1"])], False),  # repeated
+    ([text(["A1", None, "B1"])], False),  # missing
+    ([text(["A1", "A2", "B1"]).astype(object)], False),  # object dtype: not modelled
+    ([pd.Series([1, 2, 5])], True),
+    ([pd.Series([1.0, 2.0, np.nan])], False),
+    ([pd.Series([1, 2, 5], dtype="Int64")], False),  # nullable: not modelled
+    ([text(["P1", "P1", "P2"]), pd.Series([2, 6, 2])], True),  # lexicographic
+    ([text(["P1", "P1", "P2"]), pd.Series([6, 2, 2])], False),
+    ([text(["P1", "P1", "P2"]), pd.Series([2, 2, 6])], False),  # repeated pair
+    ([text(["P1", "P2", "P2"]), text(["b", "a", "c"])], True),
+    ([text(["P1", "P2", "P2"]), text(["b", "c", None])], False),
+])
+def test_strictly_increasing(columns, expected):
+    assert L._strictly_increasing(columns) is expected
+    if expected:  # the proof is right: no repeated key
+        assert not pd.DataFrame(dict(enumerate(columns))).duplicated().any()
+
+
+def test_strictly_increasing_agrees_with_duplicated_on_random_keys():
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        n = int(rng.integers(0, 8))
+        a = text([f"P{v}" for v in rng.integers(0, 4, n)])
+        b = pd.Series(rng.integers(0, 3, n))
+        df = pd.DataFrame({"a": a, "b": b}).sort_values(["a", "b"]) if rng.random() < 0.7 else pd.DataFrame(
+            {"a": a, "b": b})
+        proven = L._strictly_increasing([df["a"], df["b"]])
+        distinct = not df.duplicated().any()
+        sorted_ = df.equals(df.sort_values(["a", "b"]))
+        assert proven == (distinct and sorted_)
+
+
+# --- _check_keys and _exact_duplicates: fast path == general path ------------------------------
+
+
+def _general(monkeypatch):
+    monkeypatch.setattr(L, "_strictly_increasing", lambda columns: False)
+    monkeypatch.setattr(C, "_strictly_increasing", lambda columns: False)
+
+
+def _followups(patients, points, dates):
+    tables = build_study()
+    f = tables["followups"].iloc[:len(patients)].copy().reset_index(drop=True)
+    f["patient_id"], f["time_point"], f["return_date"] = patients, points, dates
+    return f
+
+
+@pytest.mark.parametrize("case", ["sorted", "unsorted", "exact_repeat", "conflict"])
+def test_check_keys_and_exact_duplicates_agree_with_general_path(case, monkeypatch):
+    f = _followups(["PT001", "PT001", "PT002", "PT003"], [2, 6, 2, 2], ["2009-01-01"] * 4)
+    if case == "unsorted":
+        f = f.iloc[[2, 0, 3, 1]].reset_index(drop=True)
+    elif case == "exact_repeat":
+        f = pd.concat([f, f.iloc[[1]]], ignore_index=True)
+    elif case == "conflict":
+        f = pd.concat([f, f.iloc[[1]].assign(return_date="2009-02-01")], ignore_index=True)
+    f = f.astype({"patient_id": "str"})
+
+    def run():
+        out = {}
+        for table, df in (("followups", f), ("patients", build_study()["patients"].astype({"patient_id": "str"}))):
+            problems, notes, distinct, facts = L._Problems(), [], {}, L._KeyFacts()
+            L._check_keys(df, L.Path(f"{table}.csv"), DD[table], problems, notes, 2, distinct, facts)
+            exclusions = []
+            keep, repeated = C._exact_duplicates(df, DD[table], exclusions)
+            out[table] = (problems.rows, notes, {k: (v[0].to_pylist(), v[1]) for k, v in distinct.items()},
+                          sorted(facts.unique), None if keep is None else keep.tolist(), repeated,
+                          [e.to_dict("list") for e in exclusions])
+        return out
+
+    fast = run()
+    _general(monkeypatch)
+    assert run() == fast
+    if case in ("exact_repeat", "conflict"):
+        assert fast["followups"][1]  # a note: the general path ran and was reported
+
+
+# --- positions kept by load_study and reused by clean_study -----------------------------------
+
+
+@pytest.fixture
+def loaded(tmp_path, monkeypatch):
+    # the tiny study is below the size at which load_study keeps positions: lower it
+    monkeypatch.setattr(L, "_PARALLEL_MIN_ROWS", 1)
+    return load_study(write_study(tmp_path, build_study()))
+
+
+def _general_rows(tables):
+    return C._all_patient_rows(tables, None)
+
+
+def test_load_study_keeps_positions_that_clean_study_reuses(loaded):
+    assert set(loaded._keys.rows) >= {(t, "patient_id") for t in C._PATIENT_TABLES}
+    assert "patients" in loaded._keys.unique
+    clean = clean_study(loaded)
+    known = C._known_patient_rows(loaded._keys, loaded.tables, clean.tables, clean.summary.values.tolist())
+    assert set(known) == set(C._PATIENT_TABLES)
+    general = _general_rows(clean.tables)
+    for name in C._PATIENT_TABLES:
+        np.testing.assert_array_equal(known[name], general[name])
+        np.testing.assert_array_equal(C.patient_rows(clean, name), general[name])
+    # and clean_study as a whole is that of a study object without the facts
+    plain = clean_study(SimpleNamespace(tables=loaded.tables, dictionary=DD))
+    pd.testing.assert_frame_equal(plain.exclusions, clean.exclusions)
+    for name in clean.tables:
+        pd.testing.assert_frame_equal(plain.tables[name], clean.tables[name])
+
+
+def test_positions_not_reused_after_the_table_was_modified_in_place(loaded):
+    followups = loaded.tables["followups"]
+    moved = followups["patient_id"].iloc[0]
+    followups.loc[0, "patient_id"] = "PT012"  # in place: the loaded positions no longer hold
+    assert loaded._keys.positions("followups", "patient_id", followups["patient_id"],
+                                  loaded.tables["patients"]["patient_id"]) is None
+    assert not loaded._keys.is_unique("patients", loaded.tables["patients"]["patient_id"].astype(object))
+    clean = clean_study(loaded)
+    known = C._known_patient_rows(loaded._keys, loaded.tables, clean.tables, clean.summary.values.tolist())
+    assert "followups" not in known and {"records", "physio"} <= set(known)
+    rows = C.patient_rows(clean, "followups")
+    assert moved != "PT012"
+    assert rows[0] == clean.patients["patient_id"].tolist().index("PT012")
+    np.testing.assert_array_equal(rows, _general_rows(clean.tables)["followups"])
+
+
+def test_patient_table_modified_in_place_disables_every_reuse(loaded):
+    patients = loaded.tables["patients"]
+    patients.loc[0, "patient_id"] = "PT999"
+    assert not loaded._keys.is_unique("patients", patients["patient_id"])
+    clean = clean_study(loaded)
+    assert C._known_patient_rows(loaded._keys, loaded.tables, clean.tables, clean.summary.values.tolist()) == {}
+    assert (C.patient_rows(clean, "followups") == 0).sum() == 0  # PT001's follow-ups lost their patient
+
+
+def test_positions_mapped_to_clean_rows(loaded):
+    clean = clean_study(loaded)
+    tables = dict(clean.tables)
+    # clean tables are indexed by input position: drop rows of each (as cleaning may) and check the mapping
+    tables["patients"] = tables["patients"].drop(index=[0, 5])
+    tables["followups"] = tables["followups"].drop(index=[1, 2])
+    known = C._known_patient_rows(loaded._keys, loaded.tables, tables, clean.summary.values.tolist())
+    general = _general_rows(tables)
+    assert set(known) == set(C._PATIENT_TABLES)
+    for name in C._PATIENT_TABLES:
+        np.testing.assert_array_equal(known[name], general[name])
+    assert (known["followups"] == -1).any()  # follow-ups of the dropped patients
+
+
+def test_no_reuse_when_cleaning_changed_an_identifier(loaded):
+    clean = clean_study(loaded)
+    summary = [*clean.summary.values.tolist(), ("records", "patient_id", "blank", 1, False)]
+    known = C._known_patient_rows(loaded._keys, loaded.tables, clean.tables, summary)
+    assert "records" not in known and "followups" in known
+    summary.append(("patients", "patient_id", "blank", 1, False))
+    assert C._known_patient_rows(loaded._keys, loaded.tables, clean.tables, summary) == {}
+
+
+def test_no_positions_kept_when_patient_ids_repeat(tmp_path, monkeypatch):
+    monkeypatch.setattr(L, "_PARALLEL_MIN_ROWS", 1)
+    tables = build_study()
+    tables["patients"] = pd.concat([tables["patients"], tables["patients"].iloc[[3]]], ignore_index=True)
+    study = load_study(write_study(tmp_path, tables))  # an exact repeat: noted, not an error
+    assert study.notes
+    assert "patients" not in study._keys.unique
+    assert not any(column == "patient_id" for _, column in study._keys.rows)  # all point at patients
+    clean = clean_study(study)
+    general = _general_rows(clean.tables)
+    for name in C._PATIENT_TABLES:
+        np.testing.assert_array_equal(C.patient_rows(clean, name), general[name])
