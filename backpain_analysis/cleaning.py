@@ -58,7 +58,7 @@ import pyarrow.compute as pc
 from ._threads import PARALLEL_MIN_ROWS, named_pool
 from .dictionary import Column, DataDictionary, Table, load_dictionary
 from .errors import BackpainError
-from .loading import _KeyFacts, _strictly_increasing
+from .loading import _arrow_source, _KeyFacts, _strictly_increasing
 
 __all__ = [
     "DEFAULT_FOLLOWUP_WINDOW_DAYS",
@@ -298,24 +298,57 @@ class _Ctx:
         return _row_keys(self.raw, self.table.key, positions)
 
 
-def _row_keys(raw: pd.DataFrame, key: tuple[str, ...], positions: np.ndarray) -> np.ndarray:
-    """Key values of the given input rows, as text joined by ``|``."""
+def _row_keys(raw: pd.DataFrame, key: tuple[str, ...], positions: np.ndarray) -> Any:
+    """Key values of the given input rows, as text joined by ``|`` (missing as ``""``).
+
+    A ``str`` array built in Arrow (text key columns are taken as they are, other key columns
+    through the text of their distinct values), so no Python string is made per row: the
+    exclusions and the cleaning log hold these as ``str`` columns anyway. Tables without a key
+    column: the positions as text (an object array).
+    """
     parts = []
+    take = None
     for k in key:
         if k in raw.columns:
-            vals = raw[k].take(positions)
-            if pd.api.types.is_string_dtype(vals.dtype) and vals.dtype != object:
-                parts.append(vals.fillna("").to_numpy(dtype=object))
+            values = raw[k]
+            if take is None:
+                take = pa.array(np.asarray(positions, dtype="int64"), type=pa.int64())
+            source = _arrow_source(values)
+            if source is not None:
+                parts.append(pc.take(source, take).cast(pa.large_string()).fill_null(""))
                 continue
+            vals = values.take(positions)
             codes, uniques = pd.factorize(vals, use_na_sentinel=True)
-            text = np.asarray([_fmt(u) for u in uniques] + [""], dtype=object)
-            parts.append(text[np.where(codes < 0, len(uniques), codes)])
+            if pd.api.types.is_string_dtype(vals.dtype) and vals.dtype != object:
+                text = [str(u) for u in uniques]  # str columns not held by Arrow: the text itself
+            else:
+                text = [_fmt(u) for u in uniques]
+            text_array = pa.array([*text, ""], type=pa.large_string())
+            parts.append(text_array.take(pa.array(np.where(codes < 0, len(uniques), codes), type=pa.int64())))
     if not parts:
         return np.asarray([str(p) for p in positions], dtype=object)
-    out = parts[0]
-    for p in parts[1:]:
-        out = out + "|" + p
-    return out
+    out = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, pa.scalar("|", pa.large_string()))
+    return pd.array(out, dtype="str")
+
+
+def _text_values(values: pd.Series, fill: str = "") -> Any:
+    """``values.astype(object).fillna(fill)`` as a ``str`` array, without a Python string per row where
+    the column is Arrow text or a categorical of text; other columns as before (object array)."""
+    source = _arrow_source(values)
+    if source is not None:
+        return pd.array(source.cast(pa.large_string()).fill_null(fill), dtype="str")
+    if isinstance(values.dtype, pd.CategoricalDtype) and all(isinstance(c, str) for c in values.cat.categories):
+        labels = pa.array([*values.cat.categories, fill], type=pa.large_string())
+        codes = values.cat.codes.to_numpy()
+        return pd.array(labels.take(pa.array(np.where(codes < 0, len(labels) - 1, codes), type=pa.int64())),
+                        dtype="str")
+    return values.astype(object).fillna(fill).to_numpy(dtype=object)
+
+
+def _labels(labels: list[str], codes: np.ndarray) -> Any:
+    """``labels[codes]`` as a ``str`` array (one Arrow take instead of a Python string per row)."""
+    return pd.array(pa.array(labels, type=pa.large_string()).take(pa.array(np.asarray(codes, dtype="int64"))),
+                    dtype="str")
 
 
 def _empty_column(kind: str, n: int, col: Column, table: str) -> pd.Series:
@@ -805,8 +838,7 @@ def _analysis_exclusions(tables: dict[str, pd.DataFrame], rows_of: dict[str, np.
         categories = list(outcome.cat.categories)
         responded = categories.index("responded") if "responded" in categories else -2  # -1 is missing
         not_analysed = codes != responded
-        labels = np.asarray([reasons.get(c, "invitation outcome missing") for c in categories]
-                            + ["invitation outcome missing"])
+        labels = [reasons.get(c, "invitation outcome missing") for c in categories] + ["invitation outcome missing"]
     else:
         not_analysed = (outcome.astype(object) != "responded").fillna(True).to_numpy(dtype=bool)
     if not_analysed.any():
@@ -814,12 +846,12 @@ def _analysis_exclusions(tables: dict[str, pd.DataFrame], rows_of: dict[str, np.
         # than the rest of this function
         sub = patients.loc[not_analysed, ["invitation_outcome", "exclusion_reason"]]
         if isinstance(outcome.dtype, pd.CategoricalDtype):
-            reason = labels[codes[not_analysed]]  # code -1 (missing) takes the last label
+            reason = _labels(labels, codes[not_analysed])  # code -1 (missing) takes the last label
         else:
             out_text = sub["invitation_outcome"].astype(object)
             reason = np.where(out_text == "non_respondent", reasons["non_respondent"],
                               np.where(out_text == "excluded", reasons["excluded"], "invitation outcome missing"))
-        detail = sub["exclusion_reason"].astype(object).fillna("").to_numpy(dtype=object)
+        detail = _text_values(sub["exclusion_reason"])
         pos = sub.index.to_numpy()
         exclusions.append(_exclusion_block("patients", pos, _row_keys(raws["patients"], dd["patients"].key, pos),
                                            "analysis", reason, detail))
@@ -837,11 +869,10 @@ def _analysis_exclusions(tables: dict[str, pd.DataFrame], rows_of: dict[str, np.
             code[(code == 0) & (consent[safe] != 1)] = 3
         drop = np.flatnonzero(code)
         if drop.size:
-            labels = np.asarray(["", "patient not analysed", "patient not in the patients table",
-                                 "no record-review consent"], dtype=object)
+            labels = ["", "patient not analysed", "patient not in the patients table", "no record-review consent"]
             pos = t.index.to_numpy()[drop]
             exclusions.append(_exclusion_block(name, pos, _row_keys(raws[name], dd[name].key, pos), "analysis",
-                                               labels[code[drop]], ""))
+                                               _labels(labels, code[drop]), ""))
 
 
 def _frame(blocks: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame:

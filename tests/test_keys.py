@@ -196,3 +196,69 @@ def test_no_positions_kept_when_patient_ids_repeat(tmp_path, monkeypatch):
     general = _general_rows(clean.tables)
     for name in C._PATIENT_TABLES:
         np.testing.assert_array_equal(C.patient_rows(clean, name), general[name])
+
+
+# --- row keys and exclusion texts as Arrow str arrays ---------------------------------------------
+
+
+def _old_row_keys(raw, key, positions):
+    """The former object-array implementation (the reference)."""
+    parts = []
+    for k in key:
+        if k in raw.columns:
+            vals = raw[k].take(positions)
+            if pd.api.types.is_string_dtype(vals.dtype) and vals.dtype != object:
+                parts.append(vals.fillna("").to_numpy(dtype=object))
+                continue
+            codes, uniques = pd.factorize(vals, use_na_sentinel=True)
+            text = np.asarray([C._fmt(u) for u in uniques] + [""], dtype=object)
+            parts.append(text[np.where(codes < 0, len(uniques), codes)])
+    if not parts:
+        return np.asarray([str(p) for p in positions], dtype=object)
+    out = parts[0]
+    for p in parts[1:]:
+        out = out + "|" + p
+    return out
+
+
+RAW = pd.DataFrame({
+    "arrow": pd.Series(["P1", None, "P3", "P4", "P5"], dtype="str"),
+    "python": pd.Series(["a", "b", None, "d", "e"], dtype=pd.StringDtype("python", na_value=np.nan)),
+    "obj": pd.Series(["x", 2, None, 4.0, "y"], dtype=object),
+    "int": pd.Series([2, 6, 2, 6, 12]),
+    "float": pd.Series([2.0, np.nan, 6.5, 1.0, 3.0]),
+    "nullable": pd.Series([1, None, 3, 4, 5], dtype="Int64"),
+})
+
+
+@pytest.mark.parametrize("key", [("arrow",), ("python",), ("obj",), ("int",), ("float",), ("nullable",),
+                                 ("arrow", "int"), ("arrow", "python", "float"), ("missing",), ()])
+@pytest.mark.parametrize("positions", [[0, 1, 2, 3, 4], [4, 1, 1], []])
+def test_row_keys_agree_with_object_implementation(key, positions):
+    positions = np.asarray(positions, dtype="int64")
+    new = C._row_keys(RAW, key, positions)
+    old = _old_row_keys(RAW, key, positions)
+    assert list(new) == list(old)
+    if any(k in RAW.columns for k in key):
+        assert pd.Series(new).dtype == "str"  # no Python objects: an Arrow str array
+
+
+@pytest.mark.parametrize("values", [
+    pd.Series(["a", None, "c"], dtype="str"),
+    pd.Series(["a", None, "c"], dtype="category"),
+    pd.Series([1, None, 3], dtype="category"),  # categories not text: general path
+    pd.Series(["a", None, 3], dtype=object),
+    pd.Series(["a", None, "c"], dtype=pd.StringDtype("python", na_value=np.nan)),
+])
+def test_text_values_agree_with_astype_object(values):
+    new = C._text_values(values)
+    assert list(new) == list(values.astype(object).fillna("").to_numpy(dtype=object))
+
+
+def test_exclusions_of_a_loaded_study_match_those_of_plain_tables(loaded):
+    clean = clean_study(loaded)
+    # object tables: every text column is held as Python objects, so the general paths run
+    plain = clean_study(SimpleNamespace(tables={k: v.astype(object) for k, v in loaded.tables.items()},
+                                        dictionary=DD))
+    pd.testing.assert_frame_equal(plain.exclusions, clean.exclusions)
+    assert (clean.exclusions["stage"] == "analysis").sum() > 0
