@@ -199,11 +199,14 @@ def valid_values(col: Column) -> Callable[[pd.Series], pd.Series]:
 
     if col.pattern:
         regex = re.compile(col.pattern)
+        allowed = _byte_class(col.pattern)
 
         def check(s: pd.Series) -> pd.Series:
             text = s if pd.api.types.is_string_dtype(s.dtype) and s.dtype != object else s.map(
                 lambda v: v if pd.isna(v) else str(v)).astype("object")
             values = pa_arrow.array(text, type=pa_arrow.large_string(), from_pandas=True)
+            if allowed is not None and _all_in_class(values, allowed):
+                return pd.Series(True, index=s.index)
             # pyarrow's RE2 directly: no per-call scan for Python-only regex features
             matched = pc.match_substring_regex(values, regex.pattern)
             ok = matched.to_numpy(zero_copy_only=False)
@@ -213,6 +216,69 @@ def valid_values(col: Column) -> Callable[[pd.Series], pd.Series]:
         return check
 
     return lambda s: pd.Series(True, index=s.index)
+
+
+def _byte_class(pattern: str) -> np.ndarray | None:
+    """For a pattern ``^[...]+$`` whose class lists only ASCII letters, digits, ``_`` and ``-``
+    (single characters or letter/digit ranges such as ``A-Z``), the 256 bytes it allows; else ``None``.
+
+    Such a pattern matches a text exactly when the text is not empty and every byte of its
+    UTF-8 encoding is an allowed ASCII byte (any non-ASCII character has bytes >= 0x80, never
+    allowed; RE2, which pyarrow uses, is case-sensitive and its ``$`` is the end of the text).
+    A ``-`` is a literal only first or last in the class, as in the regex; anything else
+    (escapes, negation, other characters) answers ``None`` and the regex is used.
+    """
+    m = re.fullmatch(r"\^\[([^\]\\^]+)\]\+\$", pattern)
+    if m is None:
+        return None
+    body = m.group(1)
+    allowed = np.zeros(256, dtype=bool)
+    kinds = (str.isdigit, str.isupper, str.islower)
+    i = 0
+    while i < len(body):
+        c = body[i]
+        if not c.isascii():
+            return None
+        if i + 2 < len(body) and body[i + 1] == "-":  # a range lo-hi of one kind (digits, upper, lower)
+            hi = body[i + 2]
+            if not (hi.isascii() and any(k(c) and k(hi) for k in kinds) and c <= hi):
+                return None
+            allowed[ord(c):ord(hi) + 1] = True
+            i += 3
+            continue
+        if not (c.isalnum() or c == "_" or (c == "-" and i in (0, len(body) - 1))):
+            return None
+        allowed[ord(c)] = True
+        i += 1
+    return allowed
+
+
+def _all_in_class(values: pa_arrow.Array | pa_arrow.ChunkedArray, allowed: np.ndarray) -> bool:
+    """Whether every non-missing text is non-empty and made only of ``allowed`` bytes.
+
+    Reads the Arrow buffers directly (one table lookup per byte, several times cheaper than
+    running the regex per value). ``False`` also when unsure (a missing value whose slot holds
+    bytes): the caller then runs the regex, which gives the row-wise answer.
+    """
+    chunks = values.chunks if isinstance(values, pa_arrow.ChunkedArray) else [values]
+    for chunk in chunks:
+        n = len(chunk)
+        if n == 0:
+            continue
+        if chunk.type != pa_arrow.large_string():
+            return False
+        _, offsets, data = chunk.buffers()
+        bounds = np.frombuffer(offsets, dtype=np.int64)[chunk.offset:chunk.offset + n + 1]
+        lengths = np.diff(bounds)
+        if chunk.null_count:
+            valid = chunk.is_valid().to_numpy(zero_copy_only=False)
+            if lengths[~valid].any() or not (lengths[valid] > 0).all():
+                return False
+        elif not (lengths > 0).all():
+            return False
+        if bounds[-1] > bounds[0] and not allowed[np.frombuffer(data, dtype=np.uint8)[bounds[0]:bounds[-1]]].all():
+            return False
+    return True
 
 
 def parse_dates(values: pd.Series) -> pd.Series:

@@ -6,12 +6,15 @@ from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from studyfactory import build_study, write_study
 
 from backpain_analysis import clean_study, load_dictionary, load_study
 from backpain_analysis import cleaning as C
 from backpain_analysis import loading as L
+from backpain_analysis import schemas as S
 
 DD = load_dictionary()
 
@@ -262,3 +265,37 @@ def test_exclusions_of_a_loaded_study_match_those_of_plain_tables(loaded):
                                         dictionary=DD))
     pd.testing.assert_frame_equal(plain.exclusions, clean.exclusions)
     assert (clean.exclusions["stage"] == "analysis").sum() > 0
+
+
+# --- identifier pattern: byte-class check == the regex ---------------------------------------------
+
+PATTERN = "^[A-Za-z0-9_-]+$"
+
+
+@pytest.mark.parametrize("pattern", [PATTERN, "^[a-z]+$", "^[-a]+$", "^[0-9A-F]+$"])
+def test_byte_class_agrees_with_the_regex(pattern):
+    allowed = S._byte_class(pattern)
+    assert allowed is not None
+    alphabet = ["a", "Z", "0", "9", "_", "-", " ", "\n", "é", "ß", ".", "A", "f", "[", "`", "{", "/", ":"]
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        words = ["".join(rng.choice(alphabet, int(rng.integers(0, 4)))) for _ in range(int(rng.integers(0, 5)))]
+        words += [None] * int(rng.integers(0, 2))
+        arr = pa.array(words, type=pa.large_string())
+        for values in (arr, arr.slice(1), pa.chunked_array([arr, arr.slice(1)], type=pa.large_string())):
+            expected = all(v is None or (pc.match_substring_regex(pa.array([v]), pattern)[0].as_py())
+                           for v in values.to_pylist())
+            assert S._all_in_class(values, allowed) == expected, (pattern, values)
+
+
+@pytest.mark.parametrize("pattern", ["^[a_-z]+$", "^[A-z]+$", r"^[\w]+$", "^[A-Z]*$", "[A-Z]+$", "^[^A]+$",
+                                     "^[a-z]+[0-9]$", "^[A-Z.]+$"])
+def test_byte_class_refuses_other_patterns(pattern):
+    assert S._byte_class(pattern) is None
+
+
+def test_pattern_check_row_wise_answer_unchanged():
+    check = S.valid_values(DD["patients"].columns["patient_id"])
+    values = pd.Series(["PT1", "PT 2", None, "", "PT_3-x", "Pé"], dtype="str")
+    assert check(values).tolist() == [True, False, True, False, True, False]
+    assert check(pd.Series(["PT1", None, "A-9"], dtype="str")).tolist() == [True, True, True]
