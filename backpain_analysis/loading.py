@@ -389,7 +389,7 @@ def _background() -> ThreadPoolExecutor:
 
 
 def _check_table(df: pd.DataFrame, path: Path, table: Table, problems: _Problems, notes: list[str],
-                 row_offset: int, distinct: dict[tuple[str, str], tuple[pa_arrow.Array, bool]],
+                 row_offset: int, distinct: dict[tuple[str, str], tuple[pa_arrow.Array, bool, bool]],
                  facts: _KeyFacts | None = None) -> None:
     """Schema validation, then key checks, of one table."""
     _validate_table(df, path, table, problems, row_offset)
@@ -520,7 +520,7 @@ def _strictly_increasing(columns: list[pd.Series]) -> bool:
 
 
 def _check_keys(df: pd.DataFrame, path: Path, table: Table, problems: _Problems, notes: list[str],
-                row_offset: int, distinct: dict[tuple[str, str], tuple[pa_arrow.Array, bool]],
+                row_offset: int, distinct: dict[tuple[str, str], tuple[pa_arrow.Array, bool, bool]],
                 facts: _KeyFacts | None = None) -> None:
     key = [k for k in table.key if k in df.columns]
     if len(key) != len(table.key) or not key:
@@ -528,7 +528,7 @@ def _check_keys(df: pd.DataFrame, path: Path, table: Table, problems: _Problems,
     if _strictly_increasing([df[k] for k in key]):
         # sorted by its key (exports usually are): no repeated key, proven without hashing
         if len(key) == 1:
-            distinct[table.name, key[0]] = (_arrow_text(df[key[0]]).combine_chunks(), True)
+            distinct[table.name, key[0]] = (_arrow_text(df[key[0]]).combine_chunks(), True, True)
             _note_unique(facts, table.name, df[key[0]])
         return
     if len(key) == 1:
@@ -536,7 +536,8 @@ def _check_keys(df: pd.DataFrame, path: Path, table: Table, problems: _Problems,
         values = _arrow_text(df[key[0]])
         unique = pc.unique(values)
         # the distinct values are the rows themselves (same order) when none repeats or is missing
-        distinct[table.name, key[0]] = (unique.drop_null(), len(unique) == len(values) and values.null_count == 0)
+        distinct[table.name, key[0]] = (unique.drop_null(), len(unique) == len(values) and values.null_count == 0,
+                                        False)
         if len(unique) == len(values):
             _note_unique(facts, table.name, df[key[0]])
             return
@@ -579,7 +580,7 @@ def _arrow_text(values: pd.Series) -> pa_arrow.ChunkedArray:
 
 def _check_foreign_keys(tables: dict[str, pd.DataFrame], files: dict[str, Path], dictionary: DataDictionary,
                         problems: _Problems, offsets: dict[str, int],
-                        parent_sets: dict[tuple[str, str], tuple[pa_arrow.Array, bool]],
+                        parent_sets: dict[tuple[str, str], tuple[pa_arrow.Array, bool, bool]],
                         facts: _KeyFacts | None = None) -> None:
     # Group references by the key they point at: one pyarrow lookup per key column (building the
     # hash set of a million keys costs more than probing it; pandas' isin on text loops in Python).
@@ -592,29 +593,96 @@ def _check_foreign_keys(tables: dict[str, pd.DataFrame], files: dict[str, Path],
     for (ref_table, ref_column), refs in groups.items():
         if (ref_table, ref_column) not in parent_sets:
             parent_sets[ref_table, ref_column] = (pc.unique(_arrow_text(tables[ref_table][ref_column]).drop_null()),
-                                                  False)
-        parent_set, are_rows = parent_sets[ref_table, ref_column]
-        probe = pa_arrow.chunked_array([chunk for _, values in refs for chunk in values.chunks],
-                                       type=pa_arrow.large_string())
-        if len(parent_set) > 10_000:
-            probe = probe.combine_chunks()  # pyarrow rebuilds the lookup set for every chunk
-        # index_in costs what is_in costs and also tells where each value is: when the parent's
-        # distinct values are its rows, those are the parent rows, kept for clean_study
-        found = pc.index_in(probe, value_set=parent_set)
-        known_all = found.is_valid().to_numpy(zero_copy_only=False)
+                                                  False, False)
+        parent_set, are_rows, is_sorted = parent_sets[ref_table, ref_column]
+        found = None
+        if is_sorted and len(parent_set) >= _PARALLEL_MIN_ROWS:
+            found = _sorted_positions(parent_set, [values for _, values in refs])
+        if found is None:
+            found = _hashed_positions(parent_set, [values for _, values in refs])
+        # when the parent's distinct values are its rows, the positions are parent rows: kept for clean_study
         keep_rows = facts is not None and are_rows and len(parent_set) >= _PARALLEL_MIN_ROWS
         parent_source = _arrow_source(tables[ref_table][ref_column]) if keep_rows else None
-        if parent_source is not None:
-            rows_all = found.fill_null(-1).to_numpy(zero_copy_only=False)
-        start = 0
-        for fk, values in refs:
-            known, stop = known_all[start:start + len(values)], start + len(values)
+        for (fk, values), rows in zip(refs, found, strict=True):
             if parent_source is not None:
                 child_source = _arrow_source(tables[fk.table][fk.column])
                 if child_source is not None:
-                    facts.rows[fk.table, fk.column] = (child_source, parent_source, rows_all[start:stop])
-            start = stop
-            _report_orphans(fk, values, known, tables[fk.table], files, dictionary, problems, offsets)
+                    facts.rows[fk.table, fk.column] = (child_source, parent_source, rows)
+            _report_orphans(fk, values, rows >= 0, tables[fk.table], files, dictionary, problems, offsets)
+
+
+def _hashed_positions(parent_set: pa_arrow.Array, children: list[pa_arrow.ChunkedArray]) -> list[np.ndarray]:
+    """Position of each child value in ``parent_set`` (distinct values), -1 if absent or missing.
+
+    One Arrow hash lookup for all children together (building the hash set of a million keys
+    costs more than probing it); ``index_in`` costs what ``is_in`` costs and also tells where.
+    """
+    probe = pa_arrow.chunked_array([chunk for values in children for chunk in values.chunks],
+                                   type=pa_arrow.large_string())
+    if len(parent_set) > 10_000:
+        probe = probe.combine_chunks()  # pyarrow rebuilds the lookup set for every chunk
+    found = pc.index_in(probe, value_set=parent_set).fill_null(-1).to_numpy(zero_copy_only=False)
+    out, start = [], 0
+    for values in children:
+        out.append(found[start:start + len(values)])
+        start += len(values)
+    return out
+
+
+def _fixed_width(values: pa_arrow.Array) -> np.ndarray | None:
+    """The values of a text array as a numpy ``S<w>`` view of its bytes (no copy), when that is exact.
+
+    Only when no value is missing, all values have the same byte width ``w >= 1`` and no byte is
+    NUL (numpy ignores trailing NULs of ``S`` values): numpy then compares the values exactly
+    as Arrow does, byte by byte. Else ``None``.
+    """
+    n = len(values)
+    if n == 0 or values.null_count or values.type != pa_arrow.large_string():
+        return None
+    _, offsets, data = values.buffers()
+    bounds = np.frombuffer(offsets, dtype=np.int64)[values.offset:values.offset + n + 1]
+    width = int(bounds[1] - bounds[0])
+    if width < 1 or int(bounds[-1] - bounds[0]) != n * width or not (np.diff(bounds) == width).all():
+        return None
+    raw = np.frombuffer(data, dtype=np.uint8)[bounds[0]:bounds[-1]]
+    if not raw.all():
+        return None
+    return raw.view(f"S{width}")
+
+
+def _sorted_positions(parent: pa_arrow.Array, children: list[pa_arrow.ChunkedArray]) -> list[np.ndarray] | None:
+    """:func:`_hashed_positions` by binary search in a parent key column proven strictly increasing.
+
+    Fast path for large parents (no hash set of a million keys to build): the parent's values
+    and every child's non-missing values are viewed as fixed-width bytes (:func:`_fixed_width`);
+    ``searchsorted`` gives the only place a child value can be, and an equality test there
+    says whether it is. Exact because the parent is sorted in Arrow's byte order, which is
+    numpy's order for these views. ``None`` (the caller hashes) when a view is not exact.
+    """
+    parent_view = _fixed_width(parent)
+    if parent_view is None:
+        return None
+    out = []
+    for values in children:
+        valid = None
+        present = values
+        if values.null_count:
+            valid = values.is_valid().to_numpy(zero_copy_only=False)
+            present = values.drop_null()
+        present = present.combine_chunks() if isinstance(present, pa_arrow.ChunkedArray) else present
+        rows = np.full(len(values), -1, dtype=np.int32)
+        if len(present):
+            view = _fixed_width(present)
+            if view is None or view.dtype != parent_view.dtype:
+                return None
+            at = np.minimum(np.searchsorted(parent_view, view), len(parent_view) - 1)
+            hit = np.where(parent_view[at] == view, at, -1).astype(np.int32)
+            if valid is None:
+                rows = hit
+            else:
+                rows[valid] = hit
+        out.append(rows)
+    return out
 
 
 def _report_orphans(fk, values: pa_arrow.Array, known, child: pd.DataFrame, files: dict[str, Path],
@@ -720,12 +788,13 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
     tables: dict[str, pd.DataFrame] = {}
     offsets: dict[str, int] = {}
     # distinct key values (and whether they are the table's rows), shared by key and foreign-key checks
-    distinct: dict[tuple[str, str], tuple[pa_arrow.Array, bool]] = {}
+    distinct: dict[tuple[str, str], tuple[pa_arrow.Array, bool, bool]] = {}
     facts = _KeyFacts()
     summary = []
     # Each table's problems and notes go to its own lists, merged in dictionary order below, so a
     # large table can be checked in the background while the next file is read.
     parts: list[tuple[_Problems, list[str], Any]] = []
+    checked: list[str] = []  # the table of each part
     try:
         for name in dictionary.table_names:
             table = dictionary[name]
@@ -735,6 +804,7 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
             file = files[name]
             table_problems, table_notes = _Problems(), []
             df = _read_table(file, table, table_problems, table_notes)
+            checked.append(name)
             if df is None:
                 parts.append((table_problems, table_notes, None))
                 summary.append((name, file.name, pd.NA, pd.NA, "unreadable"))
@@ -753,12 +823,21 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
             if job is not None:
                 job.cancel()
         raise
+    # The foreign-key lookups need every table read and the key checks of the referenced tables
+    # (their distinct keys); they then run here while the background still checks the other
+    # tables (neither modifies a table). Their problems come after every table's, as before.
+    parents = {fk.ref_table for fk in dictionary.foreign_keys}
+    for name, (*_, job) in zip(checked, parts, strict=True):
+        if job is not None and name in parents:
+            job.result()
+    fk_problems = _Problems()
+    _check_foreign_keys(tables, files, dictionary, fk_problems, offsets, distinct, facts)
     for table_problems, table_notes, job in parts:
         if job is not None:
             job.result()
         problems.rows.extend(table_problems.rows)
         notes.extend(table_notes)
-    _check_foreign_keys(tables, files, dictionary, problems, offsets, distinct, facts)
+    problems.rows.extend(fk_problems.rows)
     truth = _read_truth(folder, problems)
     summary = [(*row[:4], row[4] or _status(problems.count(row[0]))) for row in summary]
     summary_df = pd.DataFrame(summary, columns=_SUMMARY_COLUMNS).astype({"rows": "Int64", "columns": "Int64"})

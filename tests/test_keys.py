@@ -299,3 +299,57 @@ def test_pattern_check_row_wise_answer_unchanged():
     values = pd.Series(["PT1", "PT 2", None, "", "PT_3-x", "Pé"], dtype="str")
     assert check(values).tolist() == [True, False, True, False, True, False]
     assert check(pd.Series(["PT1", None, "A-9"], dtype="str")).tolist() == [True, True, True]
+
+
+# --- foreign keys: binary search in a sorted parent == hash lookup ------------------------------------
+
+
+def _large(values):
+    return pa.chunked_array([pa.array(values, type=pa.large_string())])
+
+
+@pytest.mark.parametrize("children", [
+    [["PT002", "PT001", None, "PT009", "PT000", "PT003"], ["PT003", "PT003"]],  # absent, below, above, missing
+    [[None, None], []],
+    [["PT001", "PT1"]],  # another width: refused
+    [["PT001", "PT\x0001"]],  # a NUL byte: refused
+])
+def test_sorted_positions_agree_with_hash_lookup(children):
+    parent = pa.array(["PT001", "PT002", "PT003", "PT005"], type=pa.large_string())
+    kids = [_large(c) for c in children]
+    hashed = L._hashed_positions(parent, kids)
+    fast = L._sorted_positions(parent, kids)
+    if any(v is not None and (len(v) != 5 or "\x00" in v) for c in children for v in c):
+        assert fast is None
+        return
+    assert fast is not None
+    for f, h in zip(fast, hashed, strict=True):
+        assert f.tolist() == h.tolist()
+
+
+@pytest.mark.parametrize("parent", [["PT001", "PT02"], ["PT001", None], ["PT\x0001", "PT002"], []])
+def test_fixed_width_refuses_what_numpy_would_compare_differently(parent):
+    assert L._fixed_width(pa.array(parent, type=pa.large_string())) is None
+
+
+def test_fixed_width_view_of_a_slice():
+    arr = pa.array(["AA1", "AB2", "AC3", "AD4"], type=pa.large_string()).slice(1, 2)
+    assert L._fixed_width(arr).tolist() == [b"AB2", b"AC3"]
+
+
+def test_load_study_with_the_sorted_lookup_reports_orphans_as_before(tmp_path, monkeypatch):
+    tables = build_study()
+    tables["records"] = tables["records"].astype({"patient_id": "object"})
+    tables["records"].loc[1, "patient_id"] = "PT099"  # an orphan, same width
+    folder = write_study(tmp_path, tables)
+    with pytest.raises(L.StudyValidationError) as general:
+        load_study(folder)
+    monkeypatch.setattr(L, "_PARALLEL_MIN_ROWS", 1)  # the tiny parent now takes the sorted path
+    called = []
+    original = L._sorted_positions
+    monkeypatch.setattr(L, "_sorted_positions", lambda *a: called.append(1) or original(*a))
+    with pytest.raises(L.StudyValidationError) as fast:
+        load_study(folder)
+    assert called
+    pd.testing.assert_frame_equal(fast.value.problems, general.value.problems)
+    assert "PT099" in str(fast.value)
