@@ -662,8 +662,8 @@ def _sorted_positions(parent: pa_arrow.Array, children: list[pa_arrow.ChunkedArr
     parent_view = _fixed_width(parent)
     if parent_view is None:
         return None
-    out = []
-    for values in children:
+
+    def one(values: pa_arrow.ChunkedArray) -> np.ndarray | None:
         valid = None
         present = values
         if values.null_count:
@@ -681,8 +681,13 @@ def _sorted_positions(parent: pa_arrow.Array, children: list[pa_arrow.ChunkedArr
                 rows = hit
             else:
                 rows[valid] = hit
-        out.append(rows)
-    return out
+        return rows
+
+    if len(children) > 1 and sum(len(values) for values in children) >= _PARALLEL_MIN_ROWS:
+        out = list(_pool().map(one, children))  # numpy's searchsorted releases the GIL: one child per core
+    else:
+        out = [one(values) for values in children]
+    return None if any(rows is None for rows in out) else out
 
 
 def _report_orphans(fk, values: pa_arrow.Array, known, child: pd.DataFrame, files: dict[str, Path],
