@@ -353,3 +353,13 @@ def test_load_study_with_the_sorted_lookup_reports_orphans_as_before(tmp_path, m
     assert called
     pd.testing.assert_frame_equal(fast.value.problems, general.value.problems)
     assert "PT099" in str(fast.value)
+
+
+def test_sorted_positions_compare_bytes_unsigned_as_arrow_does():
+    parent = pa.array(sorted(["PTa01", "PTé1", "PTz01", "PT\x7f01", "PTÿ1"], key=lambda v: v.encode()),
+                      type=pa.large_string())
+    assert L._strictly_increasing([pd.Series(pd.array(parent, dtype="str"))])
+    kids = [_large(["PTé1", "PTÿ1", "PTa01", "PTb01", "PT\x7f01", None])]
+    fast = L._sorted_positions(parent, kids)
+    assert fast is not None
+    assert fast[0].tolist() == L._hashed_positions(parent, kids)[0].tolist() == [3, 4, 0, -1, 2, -1]
