@@ -303,9 +303,14 @@ def build_analysis_dataset(
         per_row[c] = _float(followups[c])
     per_row["in_window"] = followups["in_window"].astype("Float64").to_numpy(dtype="float64", na_value=np.nan)
     fu: dict[str, dict[str, Any]] = {}
+    # used follow-ups of analysed patients once, then split by time point (the same rows as
+    # asking _placement for each time point)
+    fu_tpos, fu_drow = _placement(clean, "followups", row_of)
+    fu_time = time_point[fu_tpos]
     for months in (2, 6):
         t = f"{months}m"
-        tpos, drow = _placement(clean, "followups", row_of, time_point == months)
+        at = fu_time == months
+        tpos, drow = fu_tpos[at], fu_drow[at]
         order = _order(tpos, drow, n, f"followups at {months} months")
         fu[t] = {c: _take(v, order) for c, v in per_row.items() if months == 6 or c not in _ONLY_6M}
         fu[t]["_present"] = (order >= 0).astype("float64")
