@@ -253,6 +253,7 @@ def score_sbst(
     # Counts accumulated item by item in int8 (at most 9) from the int8 codes (-1 unanswered):
     # exact integers, so the same whatever the order.
     n = len(df)
+    bounds = missing == "determinable"  # only that rule needs the counts with unanswered items as 1
     n_missing = np.zeros(n, dtype="int8")
     total_lo, psych_lo = np.zeros(n, dtype="int8"), np.zeros(n, dtype="int8")  # unanswered items as 0
     total_hi, psych_hi = np.zeros(n, dtype="int8"), np.zeros(n, dtype="int8")  # unanswered items as 1
@@ -261,32 +262,33 @@ def score_sbst(
         unanswered = code < 0
         # bothersomeness scores 1 only for "very much" (3) or "extremely" (4); items 1-8 are 0/1
         lo_j = code >= 3 if j == 8 else code > 0
-        hi_j = lo_j | unanswered
         n_missing += unanswered
         total_lo += lo_j
-        total_hi += hi_j
         if j >= 4:
             psych_lo += lo_j
-            psych_hi += hi_j
-    total_lo, psych_lo = total_lo.astype("float64"), psych_lo.astype("float64")
+        if bounds:
+            hi_j = lo_j | unanswered
+            total_hi += hi_j
+            if j >= 4:
+                psych_hi += hi_j
 
-    def group(total: np.ndarray, psych: np.ndarray) -> np.ndarray:
-        return np.where(total <= 3, 0, np.where(psych >= 4, 2, 1))
+    def group(total: np.ndarray, psych: np.ndarray) -> np.ndarray:  # int8 codes 0/1/2
+        return np.where(total <= 3, np.int8(0), np.where(psych >= 4, np.int8(2), np.int8(1)))
 
     complete = n_missing == 0
     if missing == "zero":
         defined = n_missing < 9
         total = np.where(defined, total_lo, np.nan)
         psych = np.where(defined, psych_lo, np.nan)
-        code = np.where(defined, group(total_lo, psych_lo), -1)
+        code = np.where(defined, group(total_lo, psych_lo), np.int8(-1))
     else:
         total = np.where(complete, total_lo, np.nan)
         psych = np.where(complete, psych_lo, np.nan)
-        g_lo, g_hi = group(total_lo, psych_lo), group(total_hi, psych_hi)
+        g_lo = group(total_lo, psych_lo)
         if missing == "undefined":
-            code = np.where(complete, g_lo, -1)
+            code = np.where(complete, g_lo, np.int8(-1))
         else:  # determinable: the group is monotone in every item, so the two bounds decide it
-            code = np.where(g_lo == g_hi, g_lo, -1)
+            code = np.where(g_lo == group(total_hi, psych_hi), g_lo, np.int8(-1))
     risk = pd.Categorical.from_codes(code, dtype=pd.CategoricalDtype(list(RISK_GROUPS), ordered=True))
     return pd.DataFrame(
         {"sbst_total": total, "sbst_psychosocial": psych, "risk_group": risk},
