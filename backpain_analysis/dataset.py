@@ -139,23 +139,26 @@ def _order(tpos: np.ndarray, drow: np.ndarray, n: int, what: str) -> np.ndarray:
     return order
 
 
-def _take(values: np.ndarray | pd.Series, order: np.ndarray) -> np.ndarray | pd.Series:
-    """``values[order]`` with missing where ``order`` is -1 (float arrays or categorical Series).
-
-    One gather: the values get one missing element appended (NaN, or category code -1), which
-    numpy's index -1 picks for the absent rows.
-    """
+def _extend(values: np.ndarray | pd.Series) -> tuple[np.ndarray, pd.CategoricalDtype | None]:
+    """A float array, or a categorical Series' codes (and dtype), with one missing element
+    appended (NaN, or code -1): :func:`_gather` picks it for order -1 (numpy's last element)."""
     if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
         codes = values.cat.codes.to_numpy()
-        ext = np.empty(codes.size + 1, dtype=codes.dtype)
-        ext[:-1] = codes
-        ext[-1] = -1
-        return pd.Series(pd.Categorical.from_codes(ext[order], dtype=values.dtype))
-    arr = np.asarray(values, dtype="float64")
-    ext = np.empty(arr.size + 1, dtype="float64")
-    ext[:-1] = arr
-    ext[-1] = np.nan
+        return np.append(codes, codes.dtype.type(-1)), values.dtype
+    return np.append(np.asarray(values, dtype="float64"), np.nan), None
+
+
+def _gather(extended: tuple[np.ndarray, pd.CategoricalDtype | None], order: np.ndarray) -> np.ndarray | pd.Series:
+    """``values[order]`` of :func:`_extend`'s values, missing where ``order`` is -1: one gather."""
+    ext, dtype = extended
+    if dtype is not None:
+        return pd.Series(pd.Categorical.from_codes(ext[order], dtype=dtype))
     return ext[order]
+
+
+def _take(values: np.ndarray | pd.Series, order: np.ndarray) -> np.ndarray | pd.Series:
+    """``values[order]`` with missing where ``order`` is -1 (float arrays or categorical Series)."""
+    return _gather(_extend(values), order)
 
 
 def _measures(frame: Callable[[list[str]], pd.DataFrame], rmdq_max_missing: int, sbst_missing: str
@@ -302,6 +305,8 @@ def build_analysis_dataset(
     for c in ("global_change", "days_off_work", "satisfied_care", "satisfied_results"):
         per_row[c] = _float(followups[c])
     per_row["in_window"] = followups["in_window"].astype("Float64").to_numpy(dtype="float64", na_value=np.nan)
+    for c in list(per_row):  # placed twice: extend once (in place, freeing each original)
+        per_row[c] = _extend(per_row[c])
     fu: dict[str, dict[str, Any]] = {}
     # used follow-ups of analysed patients once, then split by time point (the same rows as
     # asking _placement for each time point)
@@ -312,7 +317,7 @@ def build_analysis_dataset(
         at = fu_time == months
         tpos, drow = fu_tpos[at], fu_drow[at]
         order = _order(tpos, drow, n, f"followups at {months} months")
-        fu[t] = {c: _take(v, order) for c, v in per_row.items() if months == 6 or c not in _ONLY_6M}
+        fu[t] = {c: _gather(v, order) for c, v in per_row.items() if months == 6 or c not in _ONLY_6M}
         fu[t]["_present"] = (order >= 0).astype("float64")
         scores[t] = fu[t]
     del per_row
