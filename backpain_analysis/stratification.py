@@ -158,11 +158,10 @@ def received_pathway(physio_referral: pd.Series, physio_approach: pd.Series) -> 
     referral = _binary(physio_referral, "physio_referral")
     approach_pos = _category_lut(physio_approach, _APPROACHES)
     if approach_pos is not None:  # categorical fast path: the rules below on category positions
-        code = np.select(
-            [approach_pos == _APPROACHES.index("psych_informed"), approach_pos >= 0, referral == 1, referral == 0],
-            [2, 1, 1, 0],
-            default=-1,
-        )
+        # the rules in order (first that applies), as nested choices in int8
+        code = np.where(approach_pos == _APPROACHES.index("psych_informed"), np.int8(2),
+                        np.where((approach_pos >= 0) | (referral == 1), np.int8(1),
+                                 np.where(referral == 0, np.int8(0), np.int8(-1))))
         return pd.Series(pd.Categorical.from_codes(code, dtype=_PATHWAY_DTYPE), index=physio_referral.index,
                          name="received_pathway")
     approach = physio_approach.astype(object)
