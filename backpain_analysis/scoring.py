@@ -149,8 +149,9 @@ def _int_codes_fast(s: pd.Series, lo: int, hi: int) -> np.ndarray | None:
     """
     dtype = s.dtype
     if isinstance(dtype, _MASKED_INT_DTYPES):
-        missing = s.isna().to_numpy(dtype=bool)
-        values = s.to_numpy(dtype="int64", na_value=lo)
+        array = s.array
+        missing = np.asarray(array.isna(), dtype=bool)
+        values = array.to_numpy(dtype="int64", na_value=lo)
     elif isinstance(dtype, np.dtype) and dtype.kind in "iu":
         missing = None
         values = s.to_numpy().astype("int64", copy=False)
