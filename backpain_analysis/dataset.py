@@ -70,8 +70,7 @@ _RMDQ_ITEMS = [f"rmdq_{i}" for i in range(1, 25)]
 _PATIENT_COLUMNS = frozenset((
     "patient_id", "practice_id", "gp_id", "phase", "age", "sex", "employed", "manual_occupation", "time_off_work",
     "episode_duration", "leg_pain", "consultation_date", "record_review_consent",
-    *[f"sbst_{i}" for i in range(1, 10)], *[f"rmdq_{i}" for i in range(1, 25)],
-    "eq5d_mo", "eq5d_sc", "eq5d_ua", "eq5d_pd", "eq5d_ad",
+    *_SBST_ITEMS, *_RMDQ_ITEMS, *EQ5D_COLUMNS,
     "pain_nrs", "hads_anxiety", "hads_depression", "tsk", "csq_cat", "pseq",
 ))
 #: Follow-up values used at 6 months only.
