@@ -122,7 +122,8 @@ def _placement(clean: CleanStudy, table: str, row_of: np.ndarray, extra: np.ndar
                ) -> tuple[np.ndarray, np.ndarray]:
     """Used rows of a patient table that belong to analysed patients: (table positions, dataset rows)."""
     prow = patient_rows(clean, table)
-    drow = np.where(prow >= 0, row_of[np.where(prow >= 0, prow, 0)] if len(row_of) else -1, -1)
+    # one gather: row_of with -1 appended, which position -1 (no patient) picks
+    drow = np.append(row_of, np.int64(-1)).astype("int64", copy=False)[prow]
     sel = _used_mask(clean, table) & (drow >= 0)
     if extra is not None:
         sel &= extra

@@ -310,3 +310,20 @@ def test_take_places_values_and_marks_absent_rows():
     assert placed.dtype == cat.dtype
     assert placed.tolist()[0] == "a" and pd.isna(placed.iloc[1]) and placed.iloc[2] == "b" and pd.isna(placed.iloc[3])
     assert _take(cat.iloc[:0], np.array([-1])).isna().all()
+
+
+@pytest.mark.parametrize("row_of", [np.array([2, -1, 0, 1, -1]), np.array([], dtype="int64"), np.full(5, -1)])
+def test_placement_maps_table_rows_to_dataset_rows(row_of):
+    from backpain_analysis.dataset import _placement
+
+    n_patients = len(row_of)
+    patients = pd.DataFrame({"patient_id": [f"P{i}" for i in range(n_patients)]})
+    ids = ["P3", "X", "P0", "P3", "P1", "P4", "Y"] if n_patients else ["X", "Y"]
+    table = pd.DataFrame({"patient_id": ids})
+    ex = pd.DataFrame({"table": ["t"], "row": [3]})
+    clean = SimpleNamespace(tables={"patients": patients, "t": table}, exclusions=ex)
+    tpos, drow = _placement(clean, "t", row_of)
+    # the definition: used rows (not row 3) whose patient is analysed (row_of >= 0), with that dataset row
+    want = [(i, row_of[int(pid[1:])]) for i, pid in enumerate(ids)
+            if i != 3 and pid.startswith("P") and row_of[int(pid[1:])] >= 0]
+    assert list(zip(tpos.tolist(), drow.tolist(), strict=True)) == [(int(i), int(r)) for i, r in want]
