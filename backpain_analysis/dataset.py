@@ -9,6 +9,7 @@ suffixed ``_0m``, ``_2m``, ``_6m``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pandas as pd
 
 from .cleaning import CleanStudy, clean_study, patient_rows
 from .errors import BackpainError
-from .scoring import GLOBAL_CHANGE_LABELS, eq5d3l_index, good_outcome, rmdq_mcid, score_rmdq, score_sbst
+from .scoring import EQ5D_COLUMNS, GLOBAL_CHANGE_LABELS, eq5d3l_index, good_outcome, rmdq_mcid, score_rmdq, score_sbst
 from .stratification import matched_care, matched_pathway, matched_referral, received_pathway
 
 __all__ = [
@@ -63,6 +64,17 @@ EXCLUSION_REASON_LABELS: dict[str, str] = {
     "unable_to_take_part": "unable to take part",
 }
 _APPROACH_ORDER = ("advice_only", "manual_exercise", "psych_informed")
+_SBST_ITEMS = [f"sbst_{i}" for i in range(1, 10)]
+_RMDQ_ITEMS = [f"rmdq_{i}" for i in range(1, 25)]
+#: Patient columns build_analysis_dataset reads (identity, characteristics, consent, questionnaire items).
+_PATIENT_COLUMNS = frozenset((
+    "patient_id", "practice_id", "gp_id", "phase", "age", "sex", "employed", "manual_occupation", "time_off_work",
+    "episode_duration", "leg_pain", "consultation_date", "record_review_consent",
+    *_SBST_ITEMS, *_RMDQ_ITEMS, *EQ5D_COLUMNS,
+    "pain_nrs", "hads_anxiety", "hads_depression", "tsk", "csq_cat", "pseq",
+))
+#: Follow-up values used at 6 months only.
+_ONLY_6M = frozenset(("days_off_work", "satisfied_care", "satisfied_results", "in_window"))
 
 
 class ReconciliationError(BackpainError):
@@ -94,14 +106,24 @@ def _used_mask(clean: CleanStudy, table: str) -> np.ndarray:
     t = clean.tables[table]
     ex = clean.exclusions
     rows = ex.loc[ex["table"] == table, "row"].to_numpy()
-    return np.ones(len(t), dtype=bool) if rows.size == 0 else ~t.index.isin(rows)
+    if rows.size == 0:
+        return np.ones(len(t), dtype=bool)
+    index = t.index
+    if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1 and rows.dtype.kind in "iu":
+        # Fast path: the labels of a 0..n-1 RangeIndex are the positions, so clearing the listed
+        # rows (those inside 0..n-1) is exactly ``~index.isin(rows)`` without a hash table.
+        mask = np.ones(len(t), dtype=bool)
+        mask[rows[(rows >= 0) & (rows < len(t))]] = False
+        return mask
+    return ~index.isin(rows)
 
 
 def _placement(clean: CleanStudy, table: str, row_of: np.ndarray, extra: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
     """Used rows of a patient table that belong to analysed patients: (table positions, dataset rows)."""
     prow = patient_rows(clean, table)
-    drow = np.where(prow >= 0, row_of[np.where(prow >= 0, prow, 0)] if len(row_of) else -1, -1)
+    # one gather: row_of with -1 appended, which position -1 (no patient) picks
+    drow = np.append(row_of, np.int64(-1)).astype("int64", copy=False)[prow]
     sel = _used_mask(clean, table) & (drow >= 0)
     if extra is not None:
         sel &= extra
@@ -117,36 +139,47 @@ def _order(tpos: np.ndarray, drow: np.ndarray, n: int, what: str) -> np.ndarray:
     return order
 
 
+def _extend(values: np.ndarray | pd.Series) -> tuple[np.ndarray, pd.CategoricalDtype | None]:
+    """A float array, or a categorical Series' codes (and dtype), with one missing element
+    appended (NaN, or code -1): :func:`_gather` picks it for order -1 (numpy's last element)."""
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy()
+        return np.append(codes, codes.dtype.type(-1)), values.dtype
+    return np.append(np.asarray(values, dtype="float64"), np.nan), None
+
+
+def _gather(extended: tuple[np.ndarray, pd.CategoricalDtype | None], order: np.ndarray) -> np.ndarray | pd.Series:
+    """``values[order]`` of :func:`_extend`'s values, missing where ``order`` is -1: one gather."""
+    ext, dtype = extended
+    if dtype is not None:
+        return pd.Series(pd.Categorical.from_codes(ext[order], dtype=dtype))
+    return ext[order]
+
+
 def _take(values: np.ndarray | pd.Series, order: np.ndarray) -> np.ndarray | pd.Series:
     """``values[order]`` with missing where ``order`` is -1 (float arrays or categorical Series)."""
-    absent = order < 0
-    safe = np.where(absent, 0, order)
-    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
-        codes = values.cat.codes.to_numpy()[safe] if len(values) else np.full(order.size, -1)
-        return pd.Series(pd.Categorical.from_codes(np.where(absent, -1, codes), dtype=values.dtype))
-    arr = np.asarray(values, dtype="float64")
-    out = arr[safe] if arr.size else np.full(order.size, np.nan)
-    out[absent] = np.nan
-    return out
+    return _gather(_extend(values), order)
 
 
-def _spread(t: pd.DataFrame, tpos: np.ndarray, drow: np.ndarray, n: int, what: str) -> pd.DataFrame:
-    """Rows ``tpos`` of ``t`` placed on dataset rows ``drow`` (n rows; missing elsewhere)."""
-    return t.reset_index(drop=True).reindex(_order(tpos, drow, n, what)).reset_index(drop=True)
+def _measures(frame: Callable[[list[str]], pd.DataFrame], rmdq_max_missing: int, sbst_missing: str
+              ) -> dict[str, Any]:
+    """Scores of one questionnaire (baseline or one follow-up), positional arrays / Series.
 
-
-def _measures(df: pd.DataFrame, rmdq_max_missing: int, sbst_missing: str) -> dict[str, Any]:
-    """Scores of one questionnaire (baseline or one follow-up), positional arrays / Series."""
-    sbst = score_sbst(df, missing=sbst_missing)
+    ``frame(columns)`` gives the questionnaire rows with (at least) those columns: one
+    instrument's columns at a time, so the baseline never holds every item column of the
+    respondents at once.
+    """
+    sbst = score_sbst(frame(_SBST_ITEMS), missing=sbst_missing)
     out: dict[str, Any] = {}
     out["sbst_total"] = sbst["sbst_total"].to_numpy()
     out["sbst_psychosocial"] = sbst["sbst_psychosocial"].to_numpy()
     out["risk_group"] = sbst["risk_group"].reset_index(drop=True)
-    out["rmdq"] = score_rmdq(df, max_missing=rmdq_max_missing).to_numpy()
-    out["pain_nrs"] = _float(df["pain_nrs"])
-    out["eq5d_index"] = eq5d3l_index(df).to_numpy()
+    del sbst
+    out["rmdq"] = score_rmdq(frame(_RMDQ_ITEMS), max_missing=rmdq_max_missing).to_numpy()
+    out["pain_nrs"] = _float(frame(["pain_nrs"])["pain_nrs"])
+    out["eq5d_index"] = eq5d3l_index(frame(list(EQ5D_COLUMNS))).to_numpy()
     for m in ("hads_anxiety", "hads_depression", "tsk", "csq_cat", "pseq"):
-        out[m] = _float(df[m])
+        out[m] = _float(frame([m])[m])
     return out
 
 
@@ -229,40 +262,65 @@ def build_analysis_dataset(
     n = len(resp_pos)
     row_of = np.full(len(all_patients), -1, dtype="int64")
     row_of[resp_pos] = np.arange(n)
-    p = all_patients.iloc[resp_pos].reset_index(drop=True)
+    baseline: Callable[[list[str]], pd.DataFrame]
+    patient: Callable[[str], pd.Series]
+    if _PATIENT_COLUMNS.issubset(all_patients.columns) and all_patients.columns.is_unique:
+        # Take the respondents' rows of the columns used, a few at a time, as they are needed:
+        # the same values as taking every column at once, without holding ~60 taken columns.
+        def baseline(columns: list[str]) -> pd.DataFrame:
+            return all_patients[columns].take(resp_pos).reset_index(drop=True)
+
+        def patient(column: str) -> pd.Series:
+            return all_patients[column].take(resp_pos).reset_index(drop=True)
+    else:  # a column is absent: as before, so that errors name the same columns
+        p = all_patients.iloc[resp_pos].reset_index(drop=True)
+
+        def baseline(columns: list[str]) -> pd.DataFrame:
+            return p
+
+        def patient(column: str) -> pd.Series:
+            return p[column]
     cols: dict[str, Any] = {}
-    cols["patient_id"] = p["patient_id"].astype("str")
-    cols["practice_id"] = p["practice_id"].astype("str")
-    cols["gp_id"] = p["gp_id"].astype("str")
-    phase = p["phase"]
+    cols["patient_id"] = patient("patient_id").astype("str")
+    cols["practice_id"] = patient("practice_id").astype("str")
+    cols["gp_id"] = patient("gp_id").astype("str")
+    phase = patient("phase")
     cols["phase"] = phase.astype("int64") if not phase.isna().any() else _float(phase)
     cols["stratified"] = np.where(phase.isna(), np.nan, (_float(phase) == 3).astype("float64"))
-    cols["age"] = _float(p["age"])
-    cols["sex"] = p["sex"]
-    sex = p["sex"].astype(object)
-    cols["female"] = np.where(sex.isna(), np.nan, (sex == "female").astype("float64"))
+    cols["age"] = _float(patient("age"))
+    cols["sex"] = patient("sex")
+    sex = cols["sex"] if isinstance(cols["sex"].dtype, pd.CategoricalDtype) else cols["sex"].astype(object)
+    cols["female"] = np.where(sex.isna(), np.nan, (sex == "female").astype("float64"))  # categorical: on codes
     for c in ("employed", "manual_occupation", "time_off_work"):
-        cols[c] = _float(p[c])
-    cols["episode_duration"] = p["episode_duration"]
-    cols["leg_pain"] = _float(p["leg_pain"])
-    cols["consultation_date"] = p["consultation_date"]
+        cols[c] = _float(patient(c))
+    cols["episode_duration"] = patient("episode_duration")
+    cols["leg_pain"] = _float(patient("leg_pain"))
+    cols["consultation_date"] = patient("consultation_date")
 
-    scores = {"0m": _measures(p, rmdq_max_missing, sbst_missing)}
+    scores = {"0m": _measures(baseline, rmdq_max_missing, sbst_missing)}
     followups = clean.tables["followups"]
     time_point = followups["time_point"].to_numpy(dtype="float64", na_value=np.nan)
     # score every follow-up once, then place the scores (not the 50 item columns) on the patients
-    per_row = _measures(followups, rmdq_max_missing, sbst_missing)
+    per_row = _measures(lambda columns: followups, rmdq_max_missing, sbst_missing)
     for c in ("global_change", "days_off_work", "satisfied_care", "satisfied_results"):
         per_row[c] = _float(followups[c])
     per_row["in_window"] = followups["in_window"].astype("Float64").to_numpy(dtype="float64", na_value=np.nan)
+    for c in list(per_row):  # placed twice: extend once (in place, freeing each original)
+        per_row[c] = _extend(per_row[c])
     fu: dict[str, dict[str, Any]] = {}
+    # used follow-ups of analysed patients once, then split by time point (the same rows as
+    # asking _placement for each time point)
+    fu_tpos, fu_drow = _placement(clean, "followups", row_of)
+    fu_time = time_point[fu_tpos]
     for months in (2, 6):
         t = f"{months}m"
-        tpos, drow = _placement(clean, "followups", row_of, time_point == months)
+        at = fu_time == months
+        tpos, drow = fu_tpos[at], fu_drow[at]
         order = _order(tpos, drow, n, f"followups at {months} months")
-        fu[t] = {c: _take(v, order) for c, v in per_row.items()}
+        fu[t] = {c: _gather(v, order) for c, v in per_row.items() if months == 6 or c not in _ONLY_6M}
         fu[t]["_present"] = (order >= 0).astype("float64")
         scores[t] = fu[t]
+    del per_row
     for t in _T:
         for m in ("sbst_total", "sbst_psychosocial", "risk_group"):
             cols[f"{m}_{t}"] = scores[t][m]
@@ -294,8 +352,8 @@ def build_analysis_dataset(
 
     records = clean.tables["records"]
     tpos, drow = _placement(clean, "records", row_of)
-    r = _spread(records, tpos, drow, n, "records")
-    rec = {c: _float(r[c]) for c in records.columns if c not in ("patient_id", "review_date")}
+    order = _order(tpos, drow, n, "records")
+    rec = {c: _take(_float(records[c]), order) for c in records.columns if c not in ("patient_id", "review_date")}
     strong, weak = rec["opioids_strong"], rec["opioids_weak"]
     any_op = np.where((strong == 1) | (weak == 1), 1.0, np.where((strong == 0) & (weak == 0), 0.0, np.nan))
     weak_only = np.where(np.isnan(strong) | np.isnan(weak), np.nan, ((weak == 1) & (strong == 0)).astype("float64"))
@@ -325,13 +383,13 @@ def build_analysis_dataset(
 
     risk = pd.Series(cols["risk_group"])
     referral = pd.Series(cols["physio_referral"])
-    approach = pd.Series(cols["physio_approach"]).astype(object)
+    approach = pd.Series(cols["physio_approach"])  # categorical: received_pathway works on its codes
     cols["matched_pathway"] = matched_pathway(risk)
     cols["received_pathway"] = received_pathway(referral, approach)
     cols["matched_care"] = _float(matched_care(cols["matched_pathway"], cols["received_pathway"]))
     cols["matched_referral"] = _float(matched_referral(risk, referral))
 
-    cols["consented_records"] = _float(p["record_review_consent"])
+    cols["consented_records"] = _float(patient("record_review_consent"))
     cols["followed_up_2m"] = fu["2m"]["_present"]
     cols["followed_up_6m"] = fu["6m"]["_present"]
     in_window = fu["6m"]["in_window"]

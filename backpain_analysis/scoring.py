@@ -10,6 +10,7 @@ explicit, documented rule per instrument.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -121,6 +122,71 @@ def _coded_columns(df: pd.DataFrame, columns: Sequence[str], allowed: Mapping[st
     return out
 
 
+_MASKED_INT_DTYPES = (pd.Int8Dtype, pd.Int16Dtype, pd.Int32Dtype, pd.Int64Dtype,
+                      pd.UInt8Dtype, pd.UInt16Dtype, pd.UInt32Dtype, pd.UInt64Dtype)
+
+
+def _code_range(allowed: Sequence[float]) -> tuple[int, int] | None:
+    """(lo, hi) when the allowed codes are every integer from lo to hi, 0 <= lo <= hi <= 127; else None."""
+    codes = sorted({float(a) for a in allowed})
+    if not codes or any(a != int(a) for a in codes):
+        return None
+    lo, hi = int(codes[0]), int(codes[-1])
+    if lo < 0 or hi > 127 or len(codes) != hi - lo + 1:
+        return None
+    return lo, hi
+
+
+def _int_codes_fast(s: pd.Series, lo: int, hi: int) -> np.ndarray | None:
+    """Fast path of :func:`_item_codes` for integer columns (``Int64`` and the other masked integer
+    dtypes, or numpy integers): int8 codes with -1 for missing, or None when it cannot prove them.
+
+    Exact: the values are read as int64 with missing replaced by ``lo`` (an allowed code), so
+    ``lo <= min`` and ``max <= hi`` prove that every answered value is one of the allowed codes
+    (they are every integer from lo to hi) and that the cast to int8 does not wrap (unsigned
+    values above the int64 range wrap to negatives, which fail the check). Any value outside
+    the codes, or any other dtype, returns None and the general path checks (and reports) it.
+    """
+    dtype = s.dtype
+    if isinstance(dtype, _MASKED_INT_DTYPES):
+        array = s.array
+        missing = np.asarray(array.isna(), dtype=bool)
+        values = array.to_numpy(dtype="int64", na_value=lo)
+    elif isinstance(dtype, np.dtype) and dtype.kind in "iu":
+        missing = None
+        values = s.to_numpy().astype("int64", copy=False)
+    else:
+        return None
+    if values.size and (values.min() < lo or values.max() > hi):
+        return None
+    codes = values.astype("int8")
+    if missing is not None and missing.any():
+        codes[missing] = -1
+    return codes
+
+
+def _item_codes(df: pd.DataFrame, columns: Sequence[str], allowed: Mapping[str, Sequence[float]]
+                ) -> list[np.ndarray]:
+    """Item columns as int8 codes (-1 for missing), checking every value against its allowed codes.
+
+    Same checks and errors as :func:`_coded_columns` (column by column, in order); the codes are
+    the checked values themselves, which are small non-negative integers, so int8 holds them
+    exactly. Integer columns whose codes are a range take :func:`_int_codes_fast`; any other
+    column (float, text, categorical, or a value outside the codes) the general path.
+    """
+    out = []
+    for col in columns:
+        bounds = _code_range(allowed[col])
+        codes = _int_codes_fast(df[col], *bounds) if bounds is not None else None
+        if codes is None:
+            values = _coded_columns(df, [col], allowed)[0]
+            if bounds is None:  # not representable as int8 codes: this helper's callers never ask for that
+                raise ScoringError(f"column {col!r}: allowed codes {list(allowed[col])} are not small integers")
+            codes = np.where(np.isnan(values), -1.0, values).astype("int8")
+        out.append(codes)
+    return out
+
+
 def score_sbst(
     df: pd.DataFrame,
     *,
@@ -184,44 +250,46 @@ def score_sbst(
     cols = [f"{prefix}{i}" for i in range(1, 10)]
     _require_columns(df, cols, "SBST")
     allowed = {c: (0, 1) for c in cols[:8]} | {cols[8]: (0, 1, 2, 3, 4)}
-    raw = _coded_columns(df, cols, allowed)
-    # Sums accumulated item by item (no (n, 9) matrix or temporaries); every term is 0 or 1, so
-    # the sums are exact whatever the order.
+    raw = _item_codes(df, cols, allowed)
+    # Counts accumulated item by item in int8 (at most 9) from the int8 codes (-1 unanswered):
+    # exact integers, so the same whatever the order.
     n = len(df)
-    n_missing = np.zeros(n, dtype="int64")
-    total_lo, psych_lo = np.zeros(n), np.zeros(n)  # unanswered items as 0
-    total_hi, psych_hi = np.zeros(n), np.zeros(n)  # unanswered items as 1
+    bounds = missing == "determinable"  # only that rule needs the counts with unanswered items as 1
+    n_missing = np.zeros(n, dtype="int8")
+    total_lo, psych_lo = np.zeros(n, dtype="int8"), np.zeros(n, dtype="int8")  # unanswered items as 0
+    total_hi, psych_hi = np.zeros(n, dtype="int8"), np.zeros(n, dtype="int8")  # unanswered items as 1
     for j in range(9):
-        item = raw[j]
-        unanswered = np.isnan(item)
-        if j == 8:  # bothersomeness scores 1 only for "very much" (3) or "extremely" (4)
-            item = (item >= 3).astype("float64")
+        code = raw[j]
+        unanswered = code < 0
+        # bothersomeness scores 1 only for "very much" (3) or "extremely" (4); items 1-8 are 0/1
+        lo_j = code >= 3 if j == 8 else code > 0
         n_missing += unanswered
-        lo_j = np.where(unanswered, 0.0, item)
         total_lo += lo_j
-        hi_j = np.where(unanswered, 1.0, item)
-        total_hi += hi_j
         if j >= 4:
             psych_lo += lo_j
-            psych_hi += hi_j
+        if bounds:
+            hi_j = lo_j | unanswered
+            total_hi += hi_j
+            if j >= 4:
+                psych_hi += hi_j
 
-    def group(total: np.ndarray, psych: np.ndarray) -> np.ndarray:
-        return np.where(total <= 3, 0, np.where(psych >= 4, 2, 1))
+    def group(total: np.ndarray, psych: np.ndarray) -> np.ndarray:  # int8 codes 0/1/2
+        return np.where(total <= 3, np.int8(0), np.where(psych >= 4, np.int8(2), np.int8(1)))
 
     complete = n_missing == 0
     if missing == "zero":
         defined = n_missing < 9
         total = np.where(defined, total_lo, np.nan)
         psych = np.where(defined, psych_lo, np.nan)
-        code = np.where(defined, group(total_lo, psych_lo), -1)
+        code = np.where(defined, group(total_lo, psych_lo), np.int8(-1))
     else:
         total = np.where(complete, total_lo, np.nan)
         psych = np.where(complete, psych_lo, np.nan)
-        g_lo, g_hi = group(total_lo, psych_lo), group(total_hi, psych_hi)
+        g_lo = group(total_lo, psych_lo)
         if missing == "undefined":
-            code = np.where(complete, g_lo, -1)
+            code = np.where(complete, g_lo, np.int8(-1))
         else:  # determinable: the group is monotone in every item, so the two bounds decide it
-            code = np.where(g_lo == g_hi, g_lo, -1)
+            code = np.where(g_lo == group(total_hi, psych_hi), g_lo, np.int8(-1))
     risk = pd.Categorical.from_codes(code, dtype=pd.CategoricalDtype(list(RISK_GROUPS), ordered=True))
     return pd.DataFrame(
         {"sbst_total": total, "sbst_psychosocial": psych, "risk_group": risk},
@@ -274,13 +342,15 @@ def score_rmdq(df: pd.DataFrame, max_missing: int = 2, *, prefix: str = "rmdq_")
         raise ScoringError(f"score_rmdq: max_missing must be an integer from 0 to 23, not {max_missing!r}")
     cols = [f"{prefix}{i}" for i in range(1, 25)]
     _require_columns(df, cols, "RMDQ")
-    items = _coded_columns(df, cols, {c: (0, 1) for c in cols})
-    # item by item (no (n, 24) matrix or temporaries); exact integer counts
-    answered = np.zeros(len(df), dtype="int64")
-    ticked = np.zeros(len(df))
-    for item in items:
-        answered += item == item  # answered: not NaN
-        ticked += item == 1.0  # NaN (unanswered) counts 0
+    items = _item_codes(df, cols, {c: (0, 1) for c in cols})
+    # item by item on the int8 codes (-1 unanswered); exact integer counts (at most 24)
+    answered = np.zeros(len(df), dtype="int8")
+    ticked_count = np.zeros(len(df), dtype="int8")
+    for code in items:
+        answered += code >= 0
+        ticked_count += code > 0
+    answered = answered.astype("int64")
+    ticked = ticked_count.astype("float64")
     ok = (24 - answered) <= max_missing
     with np.errstate(invalid="ignore", divide="ignore"):
         score = np.where(ok & (answered > 0), ticked * 24.0 / answered, np.nan)
@@ -365,11 +435,29 @@ def eq5d3l_index(data: pd.DataFrame | pd.Series) -> pd.Series:
     >>> eq5d3l_index(pd.Series(["11111", "11221", "33221", "12321", "33333"])).tolist()
     [1.0, 0.76, -0.037, 0.329, -0.594]
     """
-    levels = _eq5d_levels(data)
-    complete = ~np.isnan(levels).any(axis=1)
-    index = eq5d3l_tariff(np.where(complete[:, None], levels, 1.0))
-    index = np.where(complete, np.round(index, 3), np.nan)
+    if isinstance(data, pd.DataFrame):
+        _require_columns(data, EQ5D_COLUMNS, "EQ-5D-3L")
+        codes = _item_codes(data, EQ5D_COLUMNS, {c: (1, 2, 3) for c in EQ5D_COLUMNS})
+        state = np.zeros(len(data), dtype="int64")
+        complete = np.ones(len(data), dtype=bool)
+        for code in codes:  # code -1 (missing) gives a wrong state number, masked by `complete`
+            state = state * 3 + (code - 1)
+            complete &= code >= 0
+    else:
+        levels = _eq5d_levels(data)
+        complete = ~np.isnan(levels).any(axis=1)
+        lv = np.where(complete[:, None], levels, 1.0).astype("int64") - 1
+        state = ((((lv[:, 0] * 3 + lv[:, 1]) * 3 + lv[:, 2]) * 3 + lv[:, 3]) * 3 + lv[:, 4])
+    index = np.where(complete, _EQ5D_INDEX_BY_STATE[np.where(complete, state, 0)], np.nan)
     return pd.Series(index, index=data.index, name="eq5d_index", dtype="float64")
+
+
+#: Every EQ-5D-3L state (levels 1-3), numbered in base 3 with mobility the most significant digit.
+_EQ5D_STATES = np.array(list(itertools.product((1, 2, 3), repeat=5)), dtype="int64")
+#: The rounded index of each state: :func:`eq5d3l_index` looks the 243 values up instead of
+#: computing the tariff per row. Exact: :func:`eq5d3l_tariff` works row by row (the same
+#: operations in the same order whatever the other rows are), so this is the value the row would get.
+_EQ5D_INDEX_BY_STATE = np.round(eq5d3l_tariff(_EQ5D_STATES), 3)
 
 
 def score_pabs(

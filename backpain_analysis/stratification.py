@@ -50,12 +50,39 @@ def _risk_codes(risk_group: pd.Series) -> np.ndarray:
 
 
 def _binary(s: pd.Series, name: str) -> np.ndarray:
+    if isinstance(s.dtype, np.dtype) and s.dtype.kind in "fiu":
+        # Fast path for numpy numbers: the general path below gives these same float64 values
+        # (through object and to_numeric); exact for float64 and integers (a value beyond 2**53
+        # is not 0/1 either way). Anything not 0/1/NaN falls through, and the general path reports it.
+        values = s.to_numpy(dtype="float64", copy=True)
+        if ((values == 0) | (values == 1) | np.isnan(values)).all():
+            return values
     values = pd.to_numeric(s.astype(object), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
     ok = np.isnan(values) | np.isin(values, (0.0, 1.0))
     if not ok.all() or (np.isnan(values) & s.notna().to_numpy()).any():
         raise ScoringError(f"column {s.name or name!r}: values must be 0/1 or missing; "
                            f"{int((~ok).sum() + (np.isnan(values) & s.notna().to_numpy()).sum())} row(s) are not")
     return values
+
+
+def _category_lut(s: pd.Series, values: tuple[str, ...]) -> np.ndarray | None:
+    """Fast path over a categorical Series: for each row, the position of its value in ``values``
+    (-1 for missing), or None when it cannot decide (not categorical, a category that is not a
+    ``str``, or a row holding a category outside ``values``: the caller's general path then
+    checks and reports). Exact: the codes only point at categories, and a ``str`` category
+    equals an entry of ``values`` exactly when the general path's object comparison says so.
+    """
+    if not isinstance(s.dtype, pd.CategoricalDtype):
+        return None
+    categories = list(s.cat.categories)
+    if not all(isinstance(c, str) for c in categories):
+        return None
+    lut = np.asarray([values.index(c) if c in values else -2 for c in categories] + [-1], dtype="int64")
+    codes = s.cat.codes.to_numpy()
+    out = lut[np.where(codes < 0, len(categories), codes)]
+    if (out == -2).any():
+        return None
+    return out
 
 
 def matched_pathway(risk_group: pd.Series) -> pd.Series:
@@ -129,6 +156,14 @@ def received_pathway(physio_referral: pd.Series, physio_approach: pd.Series) -> 
     if not physio_referral.index.equals(physio_approach.index):
         raise ScoringError("received_pathway: physio_referral and physio_approach must have the same index")
     referral = _binary(physio_referral, "physio_referral")
+    approach_pos = _category_lut(physio_approach, _APPROACHES)
+    if approach_pos is not None:  # categorical fast path: the rules below on category positions
+        # the rules in order (first that applies), as nested choices in int8
+        code = np.where(approach_pos == _APPROACHES.index("psych_informed"), np.int8(2),
+                        np.where((approach_pos >= 0) | (referral == 1), np.int8(1),
+                                 np.where(referral == 0, np.int8(0), np.int8(-1))))
+        return pd.Series(pd.Categorical.from_codes(code, dtype=_PATHWAY_DTYPE), index=physio_referral.index,
+                         name="received_pathway")
     approach = physio_approach.astype(object)
     bad = approach.notna() & ~approach.isin(_APPROACHES)
     if bad.any():
@@ -167,6 +202,10 @@ def matched_care(matched: pd.Series, received: pd.Series) -> pd.Series:
     """
     if not matched.index.equals(received.index):
         raise ScoringError("matched_care: matched and received must have the same index")
+    m_pos, r_pos = _category_lut(matched, PATHWAYS), _category_lut(received, PATHWAYS)
+    if m_pos is not None and r_pos is not None:  # categorical fast path: equal pathways = equal positions
+        flag = np.where((m_pos < 0) | (r_pos < 0), np.nan, (m_pos == r_pos).astype("float64"))
+        return pd.Series(flag, index=matched.index, name="matched_care", dtype="float64")
     m, r = matched.astype(object), received.astype(object)
     for s, name in ((m, "matched"), (r, "received")):
         bad = s.notna() & ~s.isin(PATHWAYS)

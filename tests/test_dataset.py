@@ -229,3 +229,101 @@ def test_cli_writes_csv_and_parquet(tmp_path, capsys):
     assert parquet["risk_group"].cat.ordered and len(parquet) == 10
     assert main(["dataset", "--data", str(folder), "--out", str(tmp_path / "out.xlsx")]) == 2
     assert ".parquet or .csv" in capsys.readouterr().err
+
+
+# --- fast paths of build_analysis_dataset agree with the general paths ------------------------
+
+@pytest.fixture(scope="module")
+def bundled():
+    from backpain_analysis.loading import load_study
+
+    study = load_study(ROOT / "data" / "synthetic")
+    clean = clean_study(study)
+    return clean, build_analysis_dataset(clean)
+
+
+def _with_tables(clean, **tables):
+    out = SimpleNamespace(**{**clean.__dict__, "tables": {**clean.tables, **tables}})
+    out.exclusions = clean.exclusions
+    return out
+
+
+def test_column_by_column_baseline_agrees_with_taking_every_column(bundled, monkeypatch):
+    import backpain_analysis.dataset as ds
+
+    clean, data = bundled
+    # a patient column the table lacks sends build_analysis_dataset down the general path (all columns)
+    monkeypatch.setattr(ds, "_PATIENT_COLUMNS", ds._PATIENT_COLUMNS | {"not_a_column"})
+    pd.testing.assert_frame_equal(build_analysis_dataset(clean), data)
+
+
+def test_float_item_columns_take_the_general_scoring_path_with_the_same_result(bundled):
+    clean, data = bundled
+    as_float = {}
+    for name in ("patients", "followups"):
+        t = clean.tables[name].copy()
+        items = [c for c in t.columns if c.startswith(("sbst_", "rmdq_", "eq5d_"))]
+        t[items] = t[items].astype("float64")
+        as_float[name] = t
+    pd.testing.assert_frame_equal(build_analysis_dataset(_with_tables(clean, **as_float)), data)
+
+
+def test_missing_patient_column_raises_as_before(bundled):
+    clean, _ = bundled
+    patients = clean.tables["patients"].drop(columns="sbst_5")
+    with pytest.raises(ValueError, match=r"SBST: column\(s\) \['sbst_5'\] are missing; the DataFrame has "
+                                         r"\['patient_id', 'practice_id', 'gp_id', 'phase', .* \.\.\.$"):
+        build_analysis_dataset(_with_tables(clean, patients=patients))
+
+
+@pytest.mark.parametrize(("index", "rows"), [
+    (pd.RangeIndex(6), [0, 2, 2, 5]),  # fast path, a repeated row
+    (pd.RangeIndex(6), [1, 9, -3]),  # fast path, rows outside the table
+    (pd.RangeIndex(6), []),
+    (pd.RangeIndex(2, 8), [2, 3, 7]),  # labels are not positions: general path
+    (pd.RangeIndex(0, 12, 2), [0, 2, 3]),
+    (pd.Index([5, 4, 3, 2, 1, 0]), [0, 4]),
+])
+def test_used_mask_fast_path_equals_isin(index, rows):
+    from backpain_analysis.dataset import _used_mask
+
+    table = pd.DataFrame({"x": range(6)}, index=index)
+    ex = pd.DataFrame({"table": ["t"] * len(rows) + ["other"], "row": pd.array(rows + [1], dtype="int64")})
+    got = _used_mask(SimpleNamespace(tables={"t": table}, exclusions=ex), "t")
+    np.testing.assert_array_equal(got, ~table.index.isin(rows))
+    as_float = ex.assign(row=ex["row"].astype("float64"))  # not integer rows: general path
+    np.testing.assert_array_equal(_used_mask(SimpleNamespace(tables={"t": table}, exclusions=as_float), "t"),
+                                  ~table.index.isin(rows))
+
+
+def test_take_places_values_and_marks_absent_rows():
+    from backpain_analysis.dataset import _take
+
+    values = np.array([0.5, -0.0, np.nan, 7.0])
+    order = np.array([3, -1, 0, 1, -1, 2])
+    got = _take(values, order)
+    np.testing.assert_array_equal(got, [7.0, np.nan, 0.5, -0.0, np.nan, np.nan])
+    assert np.signbit(got[3]) and not np.signbit(got[0])
+    np.testing.assert_array_equal(_take(np.array([]), np.array([-1, -1])), [np.nan, np.nan])
+    cat = pd.Series(pd.Categorical(["b", None, "a"], categories=["a", "b"], ordered=True))
+    placed = _take(cat, np.array([2, -1, 0, 1]))
+    assert placed.dtype == cat.dtype
+    assert placed.tolist()[0] == "a" and pd.isna(placed.iloc[1]) and placed.iloc[2] == "b" and pd.isna(placed.iloc[3])
+    assert _take(cat.iloc[:0], np.array([-1])).isna().all()
+
+
+@pytest.mark.parametrize("row_of", [np.array([2, -1, 0, 1, -1]), np.array([], dtype="int64"), np.full(5, -1)])
+def test_placement_maps_table_rows_to_dataset_rows(row_of):
+    from backpain_analysis.dataset import _placement
+
+    n_patients = len(row_of)
+    patients = pd.DataFrame({"patient_id": [f"P{i}" for i in range(n_patients)]})
+    ids = ["P3", "X", "P0", "P3", "P1", "P4", "Y"] if n_patients else ["X", "Y"]
+    table = pd.DataFrame({"patient_id": ids})
+    ex = pd.DataFrame({"table": ["t"], "row": [3]})
+    clean = SimpleNamespace(tables={"patients": patients, "t": table}, exclusions=ex)
+    tpos, drow = _placement(clean, "t", row_of)
+    # the definition: used rows (not row 3) whose patient is analysed (row_of >= 0), with that dataset row
+    want = [(i, row_of[int(pid[1:])]) for i, pid in enumerate(ids)
+            if i != 3 and pid.startswith("P") and row_of[int(pid[1:])] >= 0]
+    assert list(zip(tpos.tolist(), drow.tolist(), strict=True)) == [(int(i), int(r)) for i, r in want]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -284,3 +286,82 @@ def test_scoring_exported_from_package():
     for name in ("score_sbst", "score_rmdq", "eq5d3l_index", "score_pabs", "good_outcome", "rmdq_mcid"):
         assert getattr(bp, name) is getattr(bp.scoring, name)
     assert issubclass(ScoringError, ValueError)
+
+
+# --- fast paths (integer item columns -> int8 codes; EQ-5D state table) ---------------------
+
+def _random_items(columns, codes, n=400, seed=0, missing=0.1):
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({c: rng.choice(codes, n).astype("float64") for c in columns})
+    return df.mask(rng.random(df.shape) < missing)
+
+
+@pytest.mark.parametrize("missing_rule", ["undefined", "zero", "determinable"])
+def test_integer_fast_path_agrees_with_general_path(missing_rule):
+    sbst = _random_items(SBST[:8], [0, 1]).join(_random_items(SBST[8:], [0, 1, 2, 3, 4], seed=1))
+    general = score_sbst(sbst, missing=missing_rule)  # float64 columns: the general path
+    for dtype in ("Int64", "Int8", "UInt16"):
+        pd.testing.assert_frame_equal(score_sbst(sbst.astype(dtype), missing=missing_rule), general)
+    complete = sbst.fillna(0)
+    pd.testing.assert_frame_equal(score_sbst(complete.astype("int64"), missing=missing_rule),
+                                  score_sbst(complete, missing=missing_rule))
+    rmdq = _random_items(RMDQ, [0, 1], missing=0.03)
+    for max_missing in (0, 2, 5):
+        want = score_rmdq(rmdq, max_missing=max_missing)
+        pd.testing.assert_series_equal(score_rmdq(rmdq.astype("Int64"), max_missing=max_missing), want)
+        pd.testing.assert_series_equal(score_rmdq(rmdq.astype(object), max_missing=max_missing), want)
+
+
+@pytest.mark.parametrize("bad", [2, -1, 256, 257, 2**40, -(2**40)])
+def test_integer_fast_path_refuses_values_outside_the_codes(bad):
+    # 256 and 257 would wrap to 0 and 1 in int8: the range check must refuse them first
+    rows = [[1] * 24, [0] * 24, [1] * 24]
+    df = pd.DataFrame(rows, columns=RMDQ).astype("Int64")
+    df.loc[1, "rmdq_3"] = bad
+    df.loc[0, "rmdq_9"] = pd.NA
+    message = rf"'rmdq_3': 1 row\(s\) hold values outside .*: {re.escape(f'{float(bad):g}')}$"
+    with pytest.raises(ScoringError, match=message):
+        score_rmdq(df)
+    with pytest.raises(ScoringError, match=message):
+        score_rmdq(df.fillna(0).astype("int64"))
+    uint = pd.DataFrame(rows, columns=RMDQ).astype("uint64")
+    uint.loc[2, "rmdq_1"] = np.uint64(2**64 - 1)  # wraps to -1 as int64: must be refused, not read as missing
+    with pytest.raises(ScoringError, match=r"'rmdq_1': 1 row\(s\)"):
+        score_rmdq(uint)
+
+
+def test_integer_fast_path_codes_match_general_codes():
+    from backpain_analysis.scoring import _coded_columns, _int_codes_fast, _item_codes
+
+    s = pd.Series([0, 4, None, 3, 1, None], dtype="Int64", name="x")
+    fast = _int_codes_fast(s, 0, 4)
+    assert fast.dtype == np.int8 and fast.tolist() == [0, 4, -1, 3, 1, -1]
+    assert _int_codes_fast(s, 0, 3) is None  # 4 is outside 0..3
+    assert _int_codes_fast(s.astype("float64"), 0, 4) is None  # float: general path
+    assert _int_codes_fast(s.astype("category"), 0, 4) is None
+    general = _coded_columns(pd.DataFrame({"x": s}), ["x"], {"x": (0, 1, 2, 3, 4)})[0]
+    via_general = _item_codes(pd.DataFrame({"x": s.astype("float64")}), ["x"], {"x": (0, 1, 2, 3, 4)})[0]
+    np.testing.assert_array_equal(np.where(np.isnan(general), -1, general), fast)
+    np.testing.assert_array_equal(via_general, fast)
+    assert _int_codes_fast(pd.Series([], dtype="Int64"), 0, 1).size == 0
+
+
+def test_eq5d_state_table_equals_the_tariff_row_by_row():
+    from backpain_analysis.scoring import eq5d3l_tariff
+
+    rng = np.random.default_rng(3)
+    states = rng.integers(1, 4, size=(5000, 5))
+    want = np.round(eq5d3l_tariff(states), 3)  # the tariff computed on the whole array
+    frame = pd.DataFrame(states, columns=list(EQ5D_COLUMNS))
+    np.testing.assert_array_equal(eq5d3l_index(frame).to_numpy(), want)
+    np.testing.assert_array_equal(eq5d3l_index(frame.astype("Int64")).to_numpy(), want)
+    np.testing.assert_array_equal(eq5d3l_index(frame.astype("float64")).to_numpy(), want)
+    text = pd.Series(["".join(map(str, row)) for row in states])
+    np.testing.assert_array_equal(eq5d3l_index(text).to_numpy(), want)
+    gappy = frame.astype("Int64")
+    gappy.iloc[::7, 2] = pd.NA
+    out = eq5d3l_index(gappy).to_numpy()
+    assert np.isnan(out[::7]).all()
+    keep = np.ones(len(out), bool)
+    keep[::7] = False
+    np.testing.assert_array_equal(out[keep], want[keep])

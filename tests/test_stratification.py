@@ -64,3 +64,48 @@ def test_matched_care_and_referral():
 def test_exported_from_package():
     for name in ("matched_pathway", "received_pathway", "matched_care", "matched_referral"):
         assert getattr(bp, name) is getattr(bp.stratification, name)
+
+
+# --- fast paths (categorical codes, numeric 0/1) agree with the general (object) path ---------
+
+def _random_inputs(n=600, seed=0):
+    rng = np.random.default_rng(seed)
+    risk = pd.Series(rng.choice(["low", "medium", "high", None], n), index=np.arange(n) * 3)
+    referral = pd.Series(rng.choice([0.0, 1.0, np.nan], n), index=risk.index)
+    approach = pd.Series(rng.choice(["advice_only", "manual_exercise", "psych_informed", None], n),
+                         index=risk.index)
+    return risk, referral, approach
+
+
+def test_categorical_fast_paths_agree_with_object_path():
+    risk, referral, approach = _random_inputs()
+    ordered = pd.CategoricalDtype(["advice_only", "manual_exercise", "psych_informed"], ordered=True)
+    shuffled = pd.CategoricalDtype(["psych_informed", "tele", "advice_only", "manual_exercise"])  # unused extra
+    want = received_pathway(referral, approach.astype(object))
+    for dtype in (ordered, shuffled):
+        pd.testing.assert_series_equal(received_pathway(referral, approach.astype(dtype)), want)
+    for ref in (referral.fillna(0).astype("int64"), referral.astype(object)):
+        pd.testing.assert_series_equal(received_pathway(ref, approach), received_pathway(ref.astype(object), approach))
+    matched = matched_pathway(risk)
+    want_care = matched_care(matched.astype(object), want.astype(object))
+    pd.testing.assert_series_equal(matched_care(matched, want), want_care)
+    renamed = want.cat.reorder_categories(list(reversed(want.cat.categories)))  # other code order, same values
+    pd.testing.assert_series_equal(matched_care(matched, renamed), want_care)
+    pd.testing.assert_series_equal(matched_referral(risk, referral), matched_referral(risk, referral.astype(object)))
+
+
+def test_fast_paths_refuse_and_the_general_path_reports():
+    referral = pd.Series([1.0, 0.0, 2.0])
+    with pytest.raises(ValueError, match=r"values must be 0/1 or missing; 1 row\(s\) are not"):
+        received_pathway(referral, pd.Series([None, None, None], dtype="category"))
+    with pytest.raises(ValueError, match=r"0/1 or missing; 1 row\(s\)"):
+        matched_referral(pd.Series(["low", "low", "high"]), pd.Series([0, 1, -3]))
+    approach = pd.Series(pd.Categorical(["manual_exercise", "acupuncture", None]), name="approach")
+    with pytest.raises(ValueError, match=r"'approach': 1 row\(s\) hold approaches outside .*'acupuncture'"):
+        received_pathway(pd.Series([1.0, 0.0, 0.0]), approach)
+    numbered = pd.Series(pd.Categorical([1, 2, None]))  # not str categories: general path
+    with pytest.raises(ValueError, match="approaches outside"):
+        received_pathway(pd.Series([1.0, 0.0, 0.0]), numbered)
+    odd = pd.Series(pd.Categorical(["advice", "massage"]))
+    with pytest.raises(ValueError, match=r"matched_care: received holds values outside .*'massage'"):
+        matched_care(pd.Series(pd.Categorical(["advice", "advice"])), odd)
