@@ -319,14 +319,14 @@ def _row_keys(raw: pd.DataFrame, key: tuple[str, ...], positions: np.ndarray) ->
 
 def _empty_column(kind: str, n: int, col: Column, table: str) -> pd.Series:
     if kind in ("coded_int", "int"):
-        return pd.Series(pd.array([pd.NA] * n, dtype="Int64"))
+        return pd.Series(pd.array([pd.NA] * n, dtype="Int64"), copy=False)
     if kind == "float":
-        return pd.Series(np.full(n, np.nan))
+        return pd.Series(np.full(n, np.nan), copy=False)
     if kind == "date":
-        return pd.Series(np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]"))
+        return pd.Series(np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]"), copy=False)
     if kind == "category":
-        return pd.Series(pd.Categorical.from_codes(np.full(n, -1), dtype=_category_dtype(col, table)))
-    return pd.Series(pd.array([pd.NA] * n, dtype="str"))
+        return pd.Series(pd.Categorical.from_codes(np.full(n, -1), dtype=_category_dtype(col, table)), copy=False)
+    return pd.Series(pd.array([pd.NA] * n, dtype="str"), copy=False)
 
 
 def _category_dtype(col: Column, table: str) -> pd.CategoricalDtype:
@@ -353,14 +353,94 @@ def _distinct(values: np.ndarray) -> np.ndarray:
     return pd.unique(finite)
 
 
+#: Integer columns whose values span at most this many integers are checked value by value
+#: (each integer of the span through :meth:`_Rules.numeric`) by :func:`_numeric_unchanged`.
+_SPAN_CHECKED = 1024
+#: Largest magnitude the numeric fast path accepts: every integer up to it is exact in float64,
+#: so casting to int64 and comparing back is exact and never overflows.
+_EXACT_INT = 2.0 ** 53
+
+
+def _all_kept(rules: _Rules, lo: float, hi: float) -> bool:
+    """Whether every value ``v`` a column can hold between ``lo`` and ``hi`` (both held) is kept
+    as is: :meth:`_Rules.numeric` gives ``(v, "type")`` (``int(v)`` for integer kinds).
+
+    For the integer kinds the caller has proven the values integral, so the candidates are the
+    integers of ``[lo, hi]``: a short span is checked integer by integer through the rules
+    themselves. Otherwise (float columns, or integer columns with a long span) a value is kept
+    exactly when no numeric missing code lies in ``[lo, hi]`` and ``[lo, hi]`` is inside the
+    column's range, which is what :meth:`_Rules.numeric` tests for those kinds; coded columns
+    with a long span are refused (their codes cannot cover it).
+    """
+    if rules.kind in ("coded_int", "int"):
+        if hi - lo <= _SPAN_CHECKED:
+            return all(rules.numeric(float(k)) == (k, "type") for k in range(int(lo), int(hi) + 1))
+        if rules.kind == "coded_int":
+            return False
+    elif rules.kind != "float":
+        return False
+    col = rules.col
+    if any(lo <= m <= hi for m in rules.missing_num):
+        return False
+    return (col.min is None or lo >= col.min) and (col.max is None or hi <= col.max)
+
+
+def _numeric_unchanged(values: np.ndarray, rules: _Rules) -> pd.Series | None:
+    """The clean column when no value of a numeric column changes; ``None`` to use the general path.
+
+    Fast path of :func:`_harmonize_numeric` for the common case (no missing codes, no invalid
+    values): instead of the distinct values (a filtered copy, a floor compare, a bincount),
+    only the minimum and maximum are needed, because :func:`_all_kept` proves that *every*
+    value between them is kept as is. For an integer kind read as ``float64`` (blanks are
+    ``NaN``), one cast gives the ``Int64`` data with ``NaN`` -> 0 folded in (``fmax(v, 0)``
+    when no value is negative, ``fmin(v, 0)`` when none is positive), and one comparison of
+    the cast against the input proves every present value integral (``NaN`` compares unequal,
+    so the unequal count must be exactly the missing count). The result is the one of the
+    general path bit for bit: same data (0 under the mask), same mask; the input is never
+    modified (the data is always a new array).
+    """
+    n = values.size
+    if n == 0 or values.dtype.kind not in "iuf" or (values.dtype.kind == "f" and values.dtype != np.float64):
+        return None
+    kind = rules.kind
+    if values.dtype.kind in "iu":
+        lo, hi = int(values.min()), int(values.max())
+        if not (-_EXACT_INT <= lo and hi <= _EXACT_INT) or not _all_kept(rules, lo, hi):
+            return None
+        if kind == "float":
+            return pd.Series(values.astype("float64"), copy=False)
+        data = values.astype("int64", copy=True)
+        return pd.Series(pd.arrays.IntegerArray(data, np.zeros(n, dtype=bool)), copy=False)
+    lo, hi = float(np.fmin.reduce(values)), float(np.fmax.reduce(values))  # NaN ignored
+    if not (-_EXACT_INT <= lo and hi <= _EXACT_INT):  # also refuses all-NaN (NaN compares False)
+        return None
+    if kind == "float":
+        return pd.Series(values.astype("float64", copy=True), copy=False) if _all_kept(rules, lo, hi) else None
+    if int(lo) != lo or int(hi) != hi or not _all_kept(rules, lo, hi):
+        return None
+    missing = np.isnan(values)
+    if lo >= 0:
+        data = np.fmax(values, 0.0).astype("int64")
+    elif hi <= 0:
+        data = np.fmin(values, 0.0).astype("int64")
+    else:
+        data = np.where(missing, 0, values).astype("int64")
+    if np.count_nonzero(values != data) != np.count_nonzero(missing):
+        return None  # a present value is not integral
+    return pd.Series(pd.arrays.IntegerArray(data, missing), copy=False)
+
+
 def _harmonize_numeric(s: pd.Series, col: Column, ctx: _Ctx) -> pd.Series:
     """Fast path of :func:`_harmonize_column` for a numeric column: only missing codes can change."""
     if isinstance(s.dtype, np.dtype) and s.dtype.kind in "iuf":
         values = s.to_numpy()
     else:  # nullable Int*/Float*
         values = s.to_numpy(dtype="float64", na_value=np.nan)
-    uniques = _distinct(values)
     rules = _Rules(col)
+    unchanged = _numeric_unchanged(values, rules)
+    if unchanged is not None:
+        return unchanged
+    uniques = _distinct(values)
     classified = [rules.numeric(float(u)) for u in uniques]
     bad = [u for u, (_, r) in zip(uniques, classified, strict=True) if r == "invalid"]
     if bad:
@@ -379,11 +459,12 @@ def _harmonize_numeric(s: pd.Series, col: Column, ctx: _Ctx) -> pd.Series:
                 "column": col.name, "old_value": _fmt(u), "new_value": "", "rule": "missing_code",
             }))
     if _kind(col) == "float":
-        return pd.Series(values.astype("float64", copy=True))
+        return pd.Series(values.astype("float64", copy=True), copy=False)
     if values.dtype.kind in "iu":
-        return pd.Series(pd.arrays.IntegerArray(values.astype("int64", copy=True), np.zeros(values.size, dtype=bool)))
+        data = values.astype("int64", copy=True)
+        return pd.Series(pd.arrays.IntegerArray(data, np.zeros(values.size, dtype=bool)), copy=False)
     missing = np.isnan(values)
-    return pd.Series(pd.arrays.IntegerArray(np.where(missing, 0, values).astype("int64"), missing))
+    return pd.Series(pd.arrays.IntegerArray(np.where(missing, 0, values).astype("int64"), missing), copy=False)
 
 
 def _harmonize_column(s: pd.Series, col: Column, ctx: _Ctx) -> pd.Series:
@@ -445,19 +526,20 @@ def _harmonize_column(s: pd.Series, col: Column, ctx: _Ctx) -> pd.Series:
     if kind in ("coded_int", "int"):
         table_vals = np.asarray([0 if v is None else int(v) for v in values] + [0], dtype="int64")
         table_mask = np.asarray([v is None for v in values] + [True], dtype=bool)
-        return pd.Series(pd.arrays.IntegerArray(table_vals[idx], table_mask[idx]))
+        return pd.Series(pd.arrays.IntegerArray(table_vals[idx], table_mask[idx]), copy=False)
     if kind == "float":
         table_vals = np.asarray([np.nan if v is None else float(v) for v in values] + [np.nan], dtype="float64")
-        return pd.Series(table_vals[idx])
+        return pd.Series(table_vals[idx], copy=False)
     if kind == "date":
         table_vals = np.asarray([np.datetime64("NaT") if v is None else pd.Timestamp(v).to_datetime64()
                                  for v in values] + [np.datetime64("NaT")], dtype="datetime64[ns]")
-        return pd.Series(table_vals[idx])
+        return pd.Series(table_vals[idx], copy=False)
     # category
     dtype = _category_dtype(col, table)
     cat_index = {c: i for i, c in enumerate(dtype.categories)}
     table_codes = np.asarray([-1 if v is None else cat_index[v] for v in values] + [-1], dtype="int64")
-    return pd.Series(pd.Categorical.from_codes(table_codes[idx] if n else np.zeros(0, "int64"), dtype=dtype))
+    codes = table_codes[idx] if n else np.zeros(0, "int64")
+    return pd.Series(pd.Categorical.from_codes(codes, dtype=dtype), copy=False)
 
 
 # ----------------------------------------------------------------------------------------
