@@ -44,6 +44,7 @@ table, column and rule) and every row dropped or not analysed is in
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -467,6 +468,83 @@ def _harmonize_numeric(s: pd.Series, col: Column, ctx: _Ctx) -> pd.Series:
     return pd.Series(pd.arrays.IntegerArray(np.where(missing, 0, values).astype("int64"), missing), copy=False)
 
 
+def _arrow_of(s: pd.Series) -> pa.Array | pa.ChunkedArray | None:
+    """The Arrow strings behind an Arrow-backed text column (no copy); ``None`` for other columns."""
+    if not isinstance(s.array, pd.arrays.ArrowStringArray):
+        return None
+    return pa.array(s.array)
+
+
+def _no_blank(s: pd.Series) -> bool:
+    """Whether no value of a text column is blank after stripping (``False``: not proven).
+
+    ``Series.str.strip`` on Arrow strings is ``utf8_trim_whitespace``, which drops the
+    characters ``utf8_is_space`` tests for (the same Unicode whitespace predicate; checked over
+    every code point in the tests), so a value strips to ``""`` exactly when it is empty or all
+    whitespace. Two Arrow kernels prove there is none, without building a stripped copy of
+    the column. Missing values are not blanks (as in the general path).
+    """
+    arr = _arrow_of(s)
+    if arr is None:
+        return False
+    blank = pc.or_(pc.utf8_is_space(arr), pc.equal(pc.binary_length(arr), 0))
+    return not pc.any(blank).as_py()  # None (all missing) -> no blank
+
+
+#: Dates the ISO fast path accepts: whole years inside the ``datetime64[ns]`` range (as days
+#: since 1970-01-01), so the cast to nanoseconds cannot overflow.
+_ISO_DAYS = (int(np.datetime64("1678-01-01", "D").astype("int64")),
+             int(np.datetime64("2261-12-31", "D").astype("int64")))
+_ISO_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_dates(s: pd.Series, col: Column) -> pd.Series | None:
+    """The clean date column when every value is an ISO ``YYYY-MM-DD`` date (or missing); else ``None``.
+
+    Arrow's cast of text to ``date32`` accepts exactly the strings of 10 characters
+    ``YYYY-MM-DD`` (ASCII digits, dashes at 4 and 7) that name a real calendar day, and raises
+    otherwise. For such a string the general path's first format (``%Y-%m-%d`` by
+    ``datetime.strptime``, rule ``type``, nothing logged) gives the same day, provided the
+    year is not 0 and the date fits ``datetime64[ns]`` (both ensured by the year bounds) and
+    no missing code of the column is itself such a date (then the general path would call
+    it a missing code). One C++ pass replaces hashing the text and parsing each distinct
+    value in Python. Anything else (other formats, blanks, text, missing codes) raises in
+    the cast and takes the general path.
+    """
+    arr = _arrow_of(s)
+    if arr is None or len(arr) == 0 or any(_ISO_SHAPE.fullmatch(str(m).strip()) for m in col.missing_codes):
+        return None
+    try:
+        days = pc.cast(arr, pa.date32())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    bounds = pc.min_max(pc.cast(days, pa.int32()))
+    lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
+    if lo is None or lo < _ISO_DAYS[0] or hi > _ISO_DAYS[1]:  # all missing, or out of range
+        return None
+    values = days.to_numpy(zero_copy_only=False)  # datetime64[D], NaT where missing
+    return pd.Series(values.astype("datetime64[ns]"), copy=False)
+
+
+def _category_codes(s: pd.Series, rules: _Rules, dtype: pd.CategoricalDtype) -> np.ndarray | None:
+    """Codes of a category column when every value is exactly one of its codes (or missing); else ``None``.
+
+    In the general path a value equal to a code is kept (rule ``type``, nothing logged)
+    unless the code itself would be read as blank or missing text, which is checked here
+    code by code through the rules. Then one Arrow hash lookup of the values in the
+    categories gives the codes; a value that is not exactly a category (a label, an alias,
+    other case or spacing, a missing code) leaves a null and the general path is used.
+    """
+    arr = _arrow_of(s)
+    cats = list(dtype.categories)
+    if arr is None or not all(isinstance(c, str) and rules(c) == (c, "type") for c in cats):
+        return None
+    found = pc.index_in(arr, value_set=pa.array(cats, type=arr.type))
+    if found.null_count != arr.null_count:
+        return None
+    return found.fill_null(-1).to_numpy(zero_copy_only=False)
+
+
 def _harmonize_column(s: pd.Series, col: Column, ctx: _Ctx) -> pd.Series:
     """Return the clean column (typed), appending log blocks and summary rows to ``ctx``."""
     table = ctx.table.name
@@ -474,15 +552,26 @@ def _harmonize_column(s: pd.Series, col: Column, ctx: _Ctx) -> pd.Series:
     n = len(s)
     if kind == "string":
         out = s.astype("str") if not pd.api.types.is_string_dtype(s.dtype) or s.dtype == object else s
-        blank = out.str.strip().eq("").fillna(False).to_numpy(dtype=bool)
-        if blank.any():
-            ctx.summary_rows.append((table, col.name, "blank", int(blank.sum()), False))
-            out = out.mask(blank)
+        if not _no_blank(out):
+            blank = out.str.strip().eq("").fillna(False).to_numpy(dtype=bool)
+            if blank.any():
+                ctx.summary_rows.append((table, col.name, "blank", int(blank.sum()), False))
+                out = out.mask(blank)
         return out.reset_index(drop=True)
 
     if kind in ("coded_int", "int", "float") and pd.api.types.is_numeric_dtype(s.dtype) \
             and not pd.api.types.is_bool_dtype(s.dtype):
         return _harmonize_numeric(s, col, ctx)
+
+    if kind == "date":
+        dates = _iso_dates(s, col)
+        if dates is not None:
+            return dates
+    elif kind == "category":
+        dtype = _category_dtype(col, table)
+        fast_codes = _category_codes(s, _Rules(col), dtype)
+        if fast_codes is not None:
+            return pd.Series(pd.Categorical.from_codes(fast_codes, dtype=dtype), copy=False)
 
     codes, uniques = pd.factorize(s, use_na_sentinel=True)
     rules = _Rules(col)

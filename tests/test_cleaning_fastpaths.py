@@ -11,13 +11,14 @@ import pickle
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 import pytest
 
 from backpain_analysis import cleaning as C
 from backpain_analysis.dictionary import Column, load_dictionary
 
 DD = load_dictionary()
-FAST_PATHS = ("_numeric_unchanged",)
+FAST_PATHS = ("_numeric_unchanged", "_no_blank", "_iso_dates", "_category_codes")
 
 
 def column(table: str, name: str) -> Column:
@@ -145,3 +146,132 @@ def test_all_kept_checks_every_integer_of_a_short_span():
     wide = C._Rules(Column(name="list_size", type="integer", description="", min=0, max=200000,
                            missing_codes=("-1", "99999")))
     assert C._all_kept(wide, 0, 99998) and not C._all_kept(wide, 0, 200000)  # a long span: by the range
+
+
+# ----------------------------------------------------------------------------------------
+# text columns: _no_blank
+# ----------------------------------------------------------------------------------------
+
+def test_blank_check_matches_strip_on_every_code_point():
+    """The Arrow predicate (_no_blank) sees a blank exactly where ``str.strip() == ""`` does."""
+    chars = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    texts = pd.Series(chars + [c + " " for c in chars[:0x3100]] + ["\u3000" + c for c in chars[:0x3100]]
+                      + ["", "  ", " \t\n\u2028", "a b", " a "], dtype="str")
+    strip_blank = texts.str.strip().eq("").to_numpy(dtype=bool)
+    assert 20 < strip_blank.sum() < 100  # the whitespace code points (and pairs of them) only
+    arr = C._arrow_of(texts)
+    arrow_blank = pc.or_(pc.utf8_is_space(arr), pc.equal(pc.binary_length(arr), 0))
+    assert (arrow_blank.to_numpy(zero_copy_only=False) == strip_blank).all()
+    assert not C._no_blank(texts)
+    assert C._no_blank(texts[~strip_blank])
+
+
+@pytest.mark.parametrize("values", [
+    ["C0001", "C0002", None, "x y"],            # no blank (a missing value is not a blank)
+    ["C0001", "", None, "  ", "\u3000", " \t"],  # blanks of several kinds
+    [None, None],
+    [],
+])
+def test_text_fast_path_agrees_with_general_path(values):
+    col = column("consultations", "consultation_id")
+    s = pd.Series(values, dtype="str")
+    assert C._no_blank(s) == all(v is None or v.strip() for v in values)
+    assert_same(s, col, "consultations")
+    assert_same(pd.Series(values, dtype=object), col, "consultations")
+
+
+def test_text_fast_path_refuses_other_storage():
+    s = pd.Series(["a", "b"], dtype=pd.StringDtype("python"))
+    assert C._arrow_of(s) is None and not C._no_blank(s)
+    assert_same(s, column("consultations", "consultation_id"), "consultations")
+
+
+# ----------------------------------------------------------------------------------------
+# date columns: _iso_dates
+# ----------------------------------------------------------------------------------------
+
+def test_iso_date_fast_path_agrees_with_general_path():
+    col = column("consultations", "consultation_date")
+    days = pd.date_range("1990-01-01", "2030-12-31", freq="D")
+    values = pd.Series(days.strftime("%Y-%m-%d"), dtype="str").where(RNG.random(len(days)) > 0.2)
+    assert C._iso_dates(values, col) is not None
+    out = assert_same(values, col, "consultations")
+    assert out.dtype == "datetime64[ns]" and out.isna().sum() == values.isna().sum()
+    assert_same(pd.Series(["2008-02-29", "1678-01-01", "2261-12-31"], dtype="str"), col, "consultations")
+
+
+@pytest.mark.parametrize("values", [
+    ["2008-01-05", "16/04/2007"],       # another format: logged by the general path
+    ["2008-01-05", " 2008-01-06"],      # surrounding space
+    ["2008-01-05", "NA"],               # missing text
+    ["2008-01-05", ""],                 # blank
+    ["2008-1-05"],                      # not zero-padded (strptime accepts it; the cast does not)
+    ["2008-01-05", "2008-01-05T10:00:00"],
+    ["\u0662\u0660\u0660\u0668-01-05"],  # non-ASCII digits
+    ["1677-12-31"],                     # outside the years the fast path takes
+    ["2262-01-01"],
+    [None, None],
+])
+def test_iso_date_fast_path_refuses_what_it_cannot_prove(values):
+    col = column("consultations", "consultation_date")
+    s = pd.Series(values, dtype="str")
+    assert C._iso_dates(s, col) is None
+    if values[0] is not None and "1677" not in values[0] and "2262" not in values[0]:
+        assert_same(s, col, "consultations")
+
+
+def test_iso_date_fast_path_refuses_impossible_days_and_date_missing_codes():
+    col = column("consultations", "consultation_date")
+    bad = pd.Series(["2008-01-05", "2008-02-30"], dtype="str")
+    assert C._iso_dates(bad, col) is None
+    with pytest.raises(C.CleaningError, match="2008-02-30"):
+        harmonize(bad, col, "consultations")
+    assert C._iso_dates(pd.Series(["0000-01-01"], dtype="str"), col) is None
+    coded = Column(name="consultation_date", type="date", description="", missing_codes=("", "1900-01-01"))
+    s = pd.Series(["2008-01-05", "1900-01-01"], dtype="str")
+    assert C._iso_dates(s, coded) is None
+    out, _, summary = harmonize(s, coded, "consultations")
+    assert out.isna().tolist() == [False, True] and summary[0][2] == "missing_text"
+    assert C._iso_dates(pd.Series(pd.to_datetime(["2008-01-05"])), col) is None  # already dates
+
+
+# ----------------------------------------------------------------------------------------
+# category columns: _category_codes
+# ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("table", "name", "values"), [
+    ("patients", "sex", ["female", "male", None, "male"]),
+    ("patients", "episode_duration", ["lt_1m", "gt_3y", None, "3_6m", "1_3m"]),  # ordered
+    ("patients", "sex", [None, None]),
+    ("patients", "sex", []),
+])
+def test_category_fast_path_agrees_with_general_path(table, name, values):
+    col = column(table, name)
+    s = pd.Series(values, dtype="str")
+    assert C._category_codes(s, C._Rules(col), C._category_dtype(col, table)) is not None
+    out = assert_same(s, col, table)
+    assert isinstance(out.dtype, pd.CategoricalDtype)
+
+
+@pytest.mark.parametrize("values", [
+    ["female", " Female"],   # other case and spacing: text_to_code
+    ["female", "NA"],        # missing text
+    ["female", "9"],         # missing code
+    ["female", ""],          # blank
+])
+def test_category_fast_path_refuses_non_codes(values):
+    col = column("patients", "sex")
+    s = pd.Series(values, dtype="str")
+    assert C._category_codes(s, C._Rules(col), C._category_dtype(col, "patients")) is None
+    assert_same(s, col)
+
+
+def test_category_fast_path_refuses_codes_the_rules_would_change():
+    col = Column(name="sex", type="category", description="", codes={"na": "na", "x": "x"}, missing_codes=("na",))
+    s = pd.Series(["x", "na"], dtype="str")
+    assert C._category_codes(s, C._Rules(col), C._category_dtype(col, "patients")) is None
+    out, _, summary = harmonize(s, col)
+    assert out.isna().tolist() == [False, True] and summary[0][2] == "missing_text"
+    with pytest.raises(C.CleaningError, match="'sex'"):
+        harmonize(pd.Series(["female", "other"], dtype="str"), column("patients", "sex"))
+
