@@ -753,21 +753,19 @@ class _Done:
         return False
 
 
-def _clean_table(raw: pd.DataFrame, table: Table, log_blocks: list, summary_rows: list,
-                 exclusions: list, duplicates: tuple[Future, list] | None = None) -> pd.DataFrame:
-    if duplicates is None:
-        keep, key_repeated = _exact_duplicates(raw, table, exclusions)
-    else:  # computed ahead in the background, with its own exclusions list
-        keep, key_repeated = duplicates[0].result()
-        exclusions.extend(duplicates[1])
-    n_summary = len(summary_rows)
+_Jobs = list[tuple[Column, Any]]
+
+
+def _start_columns(raw: pd.DataFrame, table: Table, keep: np.ndarray | None) -> _Jobs:
+    """Start harmonizing every described column of ``raw`` (the rows ``keep``; ``None``: all).
+
+    Columns are independent: with enough rows they are harmonized in threads (numpy and Arrow
+    release the GIL), each with its own log and summary lists; :func:`_clean_table` merges them
+    in column order. A column absent from ``raw`` has no job (``None``).
+    """
     n = len(raw) if keep is None else len(keep)
-    columns: dict[str, pd.Series] = {}
-    # Columns are independent: harmonize them in threads (numpy and Arrow release the GIL), each
-    # with its own log and summary lists, then merge everything in column order so the result,
-    # the log order and the first error raised are exactly those of a sequential pass.
-    jobs: list[tuple[Column, Any]] = []
     pool = _pool() if n >= _PARALLEL_MIN_ROWS else None
+    jobs: _Jobs = []
     for col in table:
         if col.name not in raw.columns:
             jobs.append((col, None))
@@ -778,6 +776,49 @@ def _clean_table(raw: pd.DataFrame, table: Table, log_blocks: list, summary_rows
         sub = _Ctx(table, raw, keep, [], [])
         job = pool.submit(_harmonize_column, s, col, sub) if pool is not None else _Done(s, col, sub)
         jobs.append((col, (job, sub)))
+    return jobs
+
+
+def _cancel(jobs: _Jobs | None) -> None:
+    """Cancel the jobs not started yet (their results, and errors, are never asked for)."""
+    for _, item in jobs or ():
+        if item is not None:
+            item[0].cancel()
+
+
+def _speculate(raw: pd.DataFrame, table: Table) -> _Jobs:
+    """Harmonize all rows of a large table while its exact-duplicate search runs in the background.
+
+    Most exports have no exact duplicate rows, and then the rows kept are all rows: the columns
+    harmonized now are the ones :func:`_clean_table` would harmonize after the search, so the
+    thread pool works instead of waiting. When the search does drop rows, :func:`_clean_table`
+    cancels these jobs, ignores their results and errors, and harmonizes the rows kept, so the
+    outcome (tables, log, summary, first error) is exactly that of a sequential pass.
+    """
+    return _start_columns(raw, table, None)
+
+
+def _clean_table(raw: pd.DataFrame, table: Table, log_blocks: list, summary_rows: list,
+                 exclusions: list, duplicates: tuple[Future, list] | None = None,
+                 started: _Jobs | None = None) -> pd.DataFrame:
+    try:
+        if duplicates is None:
+            keep, key_repeated = _exact_duplicates(raw, table, exclusions)
+        else:  # computed ahead in the background, with its own exclusions list
+            keep, key_repeated = duplicates[0].result()
+            exclusions.extend(duplicates[1])
+    except BaseException:
+        _cancel(started)
+        raise
+    if started is not None and keep is not None:  # rows were dropped: the speculation is void
+        _cancel(started)
+        started = None
+    n_summary = len(summary_rows)
+    n = len(raw) if keep is None else len(keep)
+    columns: dict[str, pd.Series] = {}
+    # Merged in column order, so the result, the log order and the first error raised are
+    # exactly those of a sequential pass.
+    jobs = started if started is not None else _start_columns(raw, table, keep)
     try:
         for col, item in jobs:
             if item is None:
@@ -789,9 +830,7 @@ def _clean_table(raw: pd.DataFrame, table: Table, log_blocks: list, summary_rows
             log_blocks.extend(sub.log_blocks)
             summary_rows.extend(sub.summary_rows)
     finally:
-        for _, item in jobs:
-            if item is not None:
-                item[0].cancel()
+        _cancel(jobs)
     for extra in raw.columns:
         if extra not in table.columns:
             s = raw[extra] if keep is None else raw[extra].take(keep)
@@ -1047,15 +1086,22 @@ def clean_study(
         if isinstance(raw, pd.DataFrame) and len(raw) >= _PARALLEL_MIN_ROWS:
             own: list[pd.DataFrame] = []
             ahead[name] = (_background().submit(_exact_duplicates, raw, table, own), own)
-    for name, table in dd.tables.items():
-        raw = raw_tables.get(name)
-        if raw is None:
-            raw = pd.DataFrame({c: pd.Series([], dtype=object) for c in table.columns})
-            summary_rows.append((name, "", "table_absent_empty_table_used", 0, False))
-        if not isinstance(raw, pd.DataFrame):
-            raise CleaningError(f"table {name!r} is a {type(raw).__name__}, not a DataFrame")
-        raws[name] = raw
-        tables[name] = _clean_table(raw, table, log_blocks, summary_rows, exclusions, ahead.get(name))
+    # and meanwhile the thread pool harmonizes those tables on the bet that no row is dropped
+    started = {name: _speculate(raw_tables[name], dd[name]) for name in ahead}
+    try:
+        for name, table in dd.tables.items():
+            raw = raw_tables.get(name)
+            if raw is None:
+                raw = pd.DataFrame({c: pd.Series([], dtype=object) for c in table.columns})
+                summary_rows.append((name, "", "table_absent_empty_table_used", 0, False))
+            if not isinstance(raw, pd.DataFrame):
+                raise CleaningError(f"table {name!r} is a {type(raw).__name__}, not a DataFrame")
+            raws[name] = raw
+            tables[name] = _clean_table(raw, table, log_blocks, summary_rows, exclusions, ahead.get(name),
+                                        started.pop(name, None))
+    finally:
+        for jobs in started.values():
+            _cancel(jobs)
     rows_of = _all_patient_rows(tables)
     tables["followups"] = _followup_windows(tables["followups"], tables["patients"], rows_of["followups"], windows,
                                             followup_reference)

@@ -8,11 +8,13 @@ same values, dtype, data under the mask and log, byte for byte (pickles compared
 from __future__ import annotations
 
 import pickle
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 import pytest
+from studyfactory import build_study
 
 from backpain_analysis import cleaning as C
 from backpain_analysis.dictionary import Column, load_dictionary
@@ -275,3 +277,78 @@ def test_category_fast_path_refuses_codes_the_rules_would_change():
     with pytest.raises(C.CleaningError, match="'sex'"):
         harmonize(pd.Series(["female", "other"], dtype="str"), column("patients", "sex"))
 
+
+# ----------------------------------------------------------------------------------------
+# speculative harmonization while the exact-duplicate search runs (_speculate, _clean_table)
+# ----------------------------------------------------------------------------------------
+
+def _outcome(tables: dict[str, pd.DataFrame], min_rows: int) -> tuple:
+    """Everything clean_study returns (or its error), with tables of at least ``min_rows`` rows
+    searched for duplicates in the background and harmonized speculatively in threads."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(C, "_PARALLEL_MIN_ROWS", min_rows)
+        try:
+            clean = C.clean_study(SimpleNamespace(tables={k: v.copy() for k, v in tables.items()}))
+        except C.CleaningError as err:
+            return ("error", str(err))
+    return (pickle.dumps(clean.tables), pickle.dumps(clean.cleaning_log), pickle.dumps(clean.exclusions),
+            pickle.dumps(clean.summary))
+
+
+def _messy_study() -> dict[str, pd.DataFrame]:
+    t = build_study()
+    p = t["patients"].astype({"sbst_1": object, "sbst_9": object})
+    p.loc[0, "sbst_1"] = "Agree"
+    p.loc[1, "sbst_9"] = "VERY MUCH"
+    p.loc[2, "consultation_date"] = "16/04/2007"
+    t["patients"] = p
+    return t
+
+
+def _speculation_calls(mp) -> list[str]:
+    calls: list[str] = []
+    real = C._speculate
+
+    def spy(raw, table):
+        calls.append(table.name)
+        return real(raw, table)
+
+    mp.setattr(C, "_speculate", spy)
+    return calls
+
+
+def test_speculative_harmonization_without_duplicates_is_used():
+    t = _messy_study()
+    with pytest.MonkeyPatch.context() as mp:
+        calls = _speculation_calls(mp)
+        threaded = _outcome(t, 1)
+    assert set(calls) == set(DD.tables)  # every table was harmonized ahead of its duplicate search
+    assert threaded == _outcome(t, 10**9)
+
+
+def test_speculative_harmonization_is_discarded_when_rows_are_dropped():
+    t = _messy_study()
+    t["patients"] = pd.concat([t["patients"], t["patients"].iloc[[0, 2]]], ignore_index=True)
+    t["followups"] = pd.concat([t["followups"].iloc[[3]], t["followups"]], ignore_index=True)
+    sequential = _outcome(t, 10**9)
+    assert sequential[0] != "error"
+    assert _outcome(t, 1) == sequential
+
+
+def test_speculative_errors_are_those_of_a_sequential_pass():
+    # the bad value is in a row that is repeated exactly: the speculative pass counts it twice,
+    # the pass over the rows kept once; the error must be the latter
+    t = build_study()
+    p = t["patients"].astype({"sbst_5": object})
+    p.loc[2, "sbst_5"] = "perhaps"
+    t["patients"] = pd.concat([p, p.iloc[[2]]], ignore_index=True)
+    sequential = _outcome(t, 10**9)
+    assert sequential[0] == "error" and "1 row(s)" in sequential[1]
+    assert _outcome(t, 1) == sequential
+    # an error in an earlier table wins over speculative work on later tables
+    t = build_study()
+    t["practices"] = t["practices"].assign(n_gps=t["practices"]["n_gps"].astype(object))
+    t["practices"].loc[0, "n_gps"] = "many"
+    sequential = _outcome(t, 10**9)
+    assert sequential[0] == "error" and "'n_gps'" in sequential[1]
+    assert _outcome(t, 1) == sequential
