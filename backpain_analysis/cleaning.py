@@ -798,6 +798,45 @@ def _speculate(raw: pd.DataFrame, table: Table) -> _Jobs:
     return _start_columns(raw, table, None)
 
 
+#: Large tables harmonized ahead of their duplicate search: the one awaited and the next one.
+_SPECULATE_AHEAD = 2
+
+
+class _Speculation:
+    """Which large tables :func:`clean_study` harmonizes speculatively (:func:`_speculate`).
+
+    Jobs are started for the table whose duplicate search is about to be awaited and for the
+    next large one (whose search follows in the same background thread), as long as no table
+    so far has lost rows: an export that repeats rows in one table usually does in others,
+    and speculation there is redone, wasting the pool and queueing the real jobs behind it.
+    Only the amount of work depends on this; the results never do.
+    """
+
+    def __init__(self, raw_tables: Mapping[str, Any], dd: DataDictionary, ahead: Mapping[str, Any]):
+        self.raw_tables, self.dd = raw_tables, dd
+        self.order = [name for name in dd.tables if name in ahead]
+        self.jobs: dict[str, _Jobs] = {}
+        self.active = True
+
+    def jobs_for(self, name: str) -> _Jobs | None:
+        """The speculative jobs of table ``name`` (``None``: none), after starting the next table's."""
+        if self.active and name in self.order:
+            at = self.order.index(name)
+            for other in self.order[at:at + _SPECULATE_AHEAD]:
+                if other not in self.jobs:
+                    self.jobs[other] = _speculate(self.raw_tables[other], self.dd[other])
+        return self.jobs.pop(name, None)
+
+    def stop(self) -> None:
+        self.active = False
+        self.cancel()
+
+    def cancel(self) -> None:
+        for jobs in self.jobs.values():
+            _cancel(jobs)
+        self.jobs.clear()
+
+
 def _clean_table(raw: pd.DataFrame, table: Table, log_blocks: list, summary_rows: list,
                  exclusions: list, duplicates: tuple[Future, list] | None = None,
                  started: _Jobs | None = None) -> pd.DataFrame:
@@ -1087,7 +1126,7 @@ def clean_study(
             own: list[pd.DataFrame] = []
             ahead[name] = (_background().submit(_exact_duplicates, raw, table, own), own)
     # and meanwhile the thread pool harmonizes those tables on the bet that no row is dropped
-    started = {name: _speculate(raw_tables[name], dd[name]) for name in ahead}
+    speculation = _Speculation(raw_tables, dd, ahead)
     try:
         for name, table in dd.tables.items():
             raw = raw_tables.get(name)
@@ -1098,10 +1137,11 @@ def clean_study(
                 raise CleaningError(f"table {name!r} is a {type(raw).__name__}, not a DataFrame")
             raws[name] = raw
             tables[name] = _clean_table(raw, table, log_blocks, summary_rows, exclusions, ahead.get(name),
-                                        started.pop(name, None))
+                                        speculation.jobs_for(name))
+            if len(tables[name]) < len(raw):
+                speculation.stop()
     finally:
-        for jobs in started.values():
-            _cancel(jobs)
+        speculation.cancel()
     rows_of = _all_patient_rows(tables)
     tables["followups"] = _followup_windows(tables["followups"], tables["patients"], rows_of["followups"], windows,
                                             followup_reference)

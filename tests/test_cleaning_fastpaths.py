@@ -352,3 +352,15 @@ def test_speculative_errors_are_those_of_a_sequential_pass():
     sequential = _outcome(t, 10**9)
     assert sequential[0] == "error" and "'n_gps'" in sequential[1]
     assert _outcome(t, 1) == sequential
+
+
+def test_speculation_stops_once_a_table_lost_rows():
+    t = _messy_study()
+    t["consultations"] = pd.concat([t["consultations"], t["consultations"].iloc[[1]]], ignore_index=True)
+    with pytest.MonkeyPatch.context() as mp:
+        calls = _speculation_calls(mp)
+        threaded = _outcome(t, 1)
+    tables = list(DD.tables)
+    # practices .. clinician_surveys (each with the next one), then consultations: rows dropped there
+    assert calls == tables[: tables.index("consultations") + 2]
+    assert threaded == _outcome(t, 10**9)
