@@ -44,6 +44,7 @@ table, column and rule) and every row dropped or not analysed is in
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -353,14 +354,14 @@ def _labels(labels: list[str], codes: np.ndarray) -> Any:
 
 def _empty_column(kind: str, n: int, col: Column, table: str) -> pd.Series:
     if kind in ("coded_int", "int"):
-        return pd.Series(pd.array([pd.NA] * n, dtype="Int64"))
+        return pd.Series(pd.array([pd.NA] * n, dtype="Int64"), copy=False)
     if kind == "float":
-        return pd.Series(np.full(n, np.nan))
+        return pd.Series(np.full(n, np.nan), copy=False)
     if kind == "date":
-        return pd.Series(np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]"))
+        return pd.Series(np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]"), copy=False)
     if kind == "category":
-        return pd.Series(pd.Categorical.from_codes(np.full(n, -1), dtype=_category_dtype(col, table)))
-    return pd.Series(pd.array([pd.NA] * n, dtype="str"))
+        return pd.Series(pd.Categorical.from_codes(np.full(n, -1), dtype=_category_dtype(col, table)), copy=False)
+    return pd.Series(pd.array([pd.NA] * n, dtype="str"), copy=False)
 
 
 def _category_dtype(col: Column, table: str) -> pd.CategoricalDtype:
@@ -387,14 +388,94 @@ def _distinct(values: np.ndarray) -> np.ndarray:
     return pd.unique(finite)
 
 
+#: Integer columns whose values span at most this many integers are checked value by value
+#: (each integer of the span through :meth:`_Rules.numeric`) by :func:`_numeric_unchanged`.
+_SPAN_CHECKED = 1024
+#: Largest magnitude the numeric fast path accepts: every integer up to it is exact in float64,
+#: so casting to int64 and comparing back is exact and never overflows.
+_EXACT_INT = 2.0 ** 53
+
+
+def _all_kept(rules: _Rules, lo: float, hi: float) -> bool:
+    """Whether every value ``v`` a column can hold between ``lo`` and ``hi`` (both held) is kept
+    as is: :meth:`_Rules.numeric` gives ``(v, "type")`` (``int(v)`` for integer kinds).
+
+    For the integer kinds the caller has proven the values integral, so the candidates are the
+    integers of ``[lo, hi]``: a short span is checked integer by integer through the rules
+    themselves. Otherwise (float columns, or integer columns with a long span) a value is kept
+    exactly when no numeric missing code lies in ``[lo, hi]`` and ``[lo, hi]`` is inside the
+    column's range, which is what :meth:`_Rules.numeric` tests for those kinds; coded columns
+    with a long span are refused (their codes cannot cover it).
+    """
+    if rules.kind in ("coded_int", "int"):
+        if hi - lo <= _SPAN_CHECKED:
+            return all(rules.numeric(float(k)) == (k, "type") for k in range(int(lo), int(hi) + 1))
+        if rules.kind == "coded_int":
+            return False
+    elif rules.kind != "float":
+        return False
+    col = rules.col
+    if any(lo <= m <= hi for m in rules.missing_num):
+        return False
+    return (col.min is None or lo >= col.min) and (col.max is None or hi <= col.max)
+
+
+def _numeric_unchanged(values: np.ndarray, rules: _Rules) -> pd.Series | None:
+    """The clean column when no value of a numeric column changes; ``None`` to use the general path.
+
+    Fast path of :func:`_harmonize_numeric` for the common case (no missing codes, no invalid
+    values): instead of the distinct values (a filtered copy, a floor compare, a bincount),
+    only the minimum and maximum are needed, because :func:`_all_kept` proves that *every*
+    value between them is kept as is. For an integer kind read as ``float64`` (blanks are
+    ``NaN``), one cast gives the ``Int64`` data with ``NaN`` -> 0 folded in (``fmax(v, 0)``
+    when no value is negative, ``fmin(v, 0)`` when none is positive), and one comparison of
+    the cast against the input proves every present value integral (``NaN`` compares unequal,
+    so the unequal count must be exactly the missing count). The result is the one of the
+    general path bit for bit: same data (0 under the mask), same mask; the input is never
+    modified (the data is always a new array).
+    """
+    n = values.size
+    if n == 0 or values.dtype.kind not in "iuf" or (values.dtype.kind == "f" and values.dtype != np.float64):
+        return None
+    kind = rules.kind
+    if values.dtype.kind in "iu":
+        lo, hi = int(values.min()), int(values.max())
+        if not (-_EXACT_INT <= lo and hi <= _EXACT_INT) or not _all_kept(rules, lo, hi):
+            return None
+        if kind == "float":
+            return pd.Series(values.astype("float64"), copy=False)
+        data = values.astype("int64", copy=True)
+        return pd.Series(pd.arrays.IntegerArray(data, np.zeros(n, dtype=bool)), copy=False)
+    lo, hi = float(np.fmin.reduce(values)), float(np.fmax.reduce(values))  # NaN ignored
+    if not (-_EXACT_INT <= lo and hi <= _EXACT_INT):  # also refuses all-NaN (NaN compares False)
+        return None
+    if kind == "float":
+        return pd.Series(values.astype("float64", copy=True), copy=False) if _all_kept(rules, lo, hi) else None
+    if int(lo) != lo or int(hi) != hi or not _all_kept(rules, lo, hi):
+        return None
+    missing = np.isnan(values)
+    if lo >= 0:
+        data = np.fmax(values, 0.0).astype("int64")
+    elif hi <= 0:
+        data = np.fmin(values, 0.0).astype("int64")
+    else:
+        data = np.where(missing, 0, values).astype("int64")
+    if np.count_nonzero(values != data) != np.count_nonzero(missing):
+        return None  # a present value is not integral
+    return pd.Series(pd.arrays.IntegerArray(data, missing), copy=False)
+
+
 def _harmonize_numeric(s: pd.Series, col: Column, ctx: _Ctx) -> pd.Series:
     """Fast path of :func:`_harmonize_column` for a numeric column: only missing codes can change."""
     if isinstance(s.dtype, np.dtype) and s.dtype.kind in "iuf":
         values = s.to_numpy()
     else:  # nullable Int*/Float*
         values = s.to_numpy(dtype="float64", na_value=np.nan)
-    uniques = _distinct(values)
     rules = _Rules(col)
+    unchanged = _numeric_unchanged(values, rules)
+    if unchanged is not None:
+        return unchanged
+    uniques = _distinct(values)
     classified = [rules.numeric(float(u)) for u in uniques]
     bad = [u for u, (_, r) in zip(uniques, classified, strict=True) if r == "invalid"]
     if bad:
@@ -413,11 +494,89 @@ def _harmonize_numeric(s: pd.Series, col: Column, ctx: _Ctx) -> pd.Series:
                 "column": col.name, "old_value": _fmt(u), "new_value": "", "rule": "missing_code",
             }))
     if _kind(col) == "float":
-        return pd.Series(values.astype("float64", copy=True))
+        return pd.Series(values.astype("float64", copy=True), copy=False)
     if values.dtype.kind in "iu":
-        return pd.Series(pd.arrays.IntegerArray(values.astype("int64", copy=True), np.zeros(values.size, dtype=bool)))
+        data = values.astype("int64", copy=True)
+        return pd.Series(pd.arrays.IntegerArray(data, np.zeros(values.size, dtype=bool)), copy=False)
     missing = np.isnan(values)
-    return pd.Series(pd.arrays.IntegerArray(np.where(missing, 0, values).astype("int64"), missing))
+    return pd.Series(pd.arrays.IntegerArray(np.where(missing, 0, values).astype("int64"), missing), copy=False)
+
+
+def _arrow_of(s: pd.Series) -> pa.Array | pa.ChunkedArray | None:
+    """The Arrow strings behind an Arrow-backed text column (no copy); ``None`` for other columns."""
+    if not isinstance(s.array, pd.arrays.ArrowStringArray):
+        return None
+    return pa.array(s.array)
+
+
+def _no_blank(s: pd.Series) -> bool:
+    """Whether no value of a text column is blank after stripping (``False``: not proven).
+
+    ``Series.str.strip`` on Arrow strings is ``utf8_trim_whitespace``, which drops the
+    characters ``utf8_is_space`` tests for (the same Unicode whitespace predicate; checked over
+    every code point in the tests), so a value strips to ``""`` exactly when it is empty or all
+    whitespace. Two Arrow kernels prove there is none, without building a stripped copy of
+    the column. Missing values are not blanks (as in the general path).
+    """
+    arr = _arrow_of(s)
+    if arr is None:
+        return False
+    blank = pc.or_(pc.utf8_is_space(arr), pc.equal(pc.binary_length(arr), 0))
+    return not pc.any(blank).as_py()  # None (all missing) -> no blank
+
+
+#: Dates the ISO fast path accepts: whole years inside the ``datetime64[ns]`` range (as days
+#: since 1970-01-01), so the cast to nanoseconds cannot overflow.
+_ISO_DAYS = (int(np.datetime64("1678-01-01", "D").astype("int64")),
+             int(np.datetime64("2261-12-31", "D").astype("int64")))
+_ISO_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_dates(s: pd.Series, col: Column) -> pd.Series | None:
+    """The clean date column when every value is an ISO ``YYYY-MM-DD`` date (or missing); else ``None``.
+
+    Arrow's cast of text to ``date32`` accepts exactly the strings of 10 characters
+    ``YYYY-MM-DD`` (ASCII digits, dashes at 4 and 7) that name a real calendar day, and raises
+    otherwise. For such a string the general path's first format (``%Y-%m-%d`` by
+    ``datetime.strptime``, rule ``type``, nothing logged) gives the same day, provided the
+    year is not 0 and the date fits ``datetime64[ns]`` (both ensured by the year bounds) and
+    no missing code of the column is itself such a date (then the general path would call
+    it a missing code). One C++ pass replaces hashing the text and parsing each distinct
+    value in Python. Anything else (other formats, blanks, text, missing codes) raises in
+    the cast and takes the general path.
+    """
+    arr = _arrow_of(s)
+    if arr is None or len(arr) == 0 or any(_ISO_SHAPE.fullmatch(str(m).strip()) for m in col.missing_codes):
+        return None
+    try:
+        days = pc.cast(arr, pa.date32())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    bounds = pc.min_max(pc.cast(days, pa.int32()))
+    lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
+    if lo is None or lo < _ISO_DAYS[0] or hi > _ISO_DAYS[1]:  # all missing, or out of range
+        return None
+    values = days.to_numpy(zero_copy_only=False)  # datetime64[D], NaT where missing
+    return pd.Series(values.astype("datetime64[ns]"), copy=False)
+
+
+def _category_codes(s: pd.Series, rules: _Rules, dtype: pd.CategoricalDtype) -> np.ndarray | None:
+    """Codes of a category column when every value is exactly one of its codes (or missing); else ``None``.
+
+    In the general path a value equal to a code is kept (rule ``type``, nothing logged)
+    unless the code itself would be read as blank or missing text, which is checked here
+    code by code through the rules. Then one Arrow hash lookup of the values in the
+    categories gives the codes; a value that is not exactly a category (a label, an alias,
+    other case or spacing, a missing code) leaves a null and the general path is used.
+    """
+    arr = _arrow_of(s)
+    cats = list(dtype.categories)
+    if arr is None or not all(isinstance(c, str) and rules(c) == (c, "type") for c in cats):
+        return None
+    found = pc.index_in(arr, value_set=pa.array(cats, type=arr.type))
+    if found.null_count != arr.null_count:
+        return None
+    return found.fill_null(-1).to_numpy(zero_copy_only=False)
 
 
 def _harmonize_column(s: pd.Series, col: Column, ctx: _Ctx) -> pd.Series:
@@ -427,15 +586,26 @@ def _harmonize_column(s: pd.Series, col: Column, ctx: _Ctx) -> pd.Series:
     n = len(s)
     if kind == "string":
         out = s.astype("str") if not pd.api.types.is_string_dtype(s.dtype) or s.dtype == object else s
-        blank = out.str.strip().eq("").fillna(False).to_numpy(dtype=bool)
-        if blank.any():
-            ctx.summary_rows.append((table, col.name, "blank", int(blank.sum()), False))
-            out = out.mask(blank)
+        if not _no_blank(out):
+            blank = out.str.strip().eq("").fillna(False).to_numpy(dtype=bool)
+            if blank.any():
+                ctx.summary_rows.append((table, col.name, "blank", int(blank.sum()), False))
+                out = out.mask(blank)
         return out.reset_index(drop=True)
 
     if kind in ("coded_int", "int", "float") and pd.api.types.is_numeric_dtype(s.dtype) \
             and not pd.api.types.is_bool_dtype(s.dtype):
         return _harmonize_numeric(s, col, ctx)
+
+    if kind == "date":
+        dates = _iso_dates(s, col)
+        if dates is not None:
+            return dates
+    elif kind == "category":
+        dtype = _category_dtype(col, table)
+        fast_codes = _category_codes(s, _Rules(col), dtype)
+        if fast_codes is not None:
+            return pd.Series(pd.Categorical.from_codes(fast_codes, dtype=dtype), copy=False)
 
     codes, uniques = pd.factorize(s, use_na_sentinel=True)
     rules = _Rules(col)
@@ -479,19 +649,20 @@ def _harmonize_column(s: pd.Series, col: Column, ctx: _Ctx) -> pd.Series:
     if kind in ("coded_int", "int"):
         table_vals = np.asarray([0 if v is None else int(v) for v in values] + [0], dtype="int64")
         table_mask = np.asarray([v is None for v in values] + [True], dtype=bool)
-        return pd.Series(pd.arrays.IntegerArray(table_vals[idx], table_mask[idx]))
+        return pd.Series(pd.arrays.IntegerArray(table_vals[idx], table_mask[idx]), copy=False)
     if kind == "float":
         table_vals = np.asarray([np.nan if v is None else float(v) for v in values] + [np.nan], dtype="float64")
-        return pd.Series(table_vals[idx])
+        return pd.Series(table_vals[idx], copy=False)
     if kind == "date":
         table_vals = np.asarray([np.datetime64("NaT") if v is None else pd.Timestamp(v).to_datetime64()
                                  for v in values] + [np.datetime64("NaT")], dtype="datetime64[ns]")
-        return pd.Series(table_vals[idx])
+        return pd.Series(table_vals[idx], copy=False)
     # category
     dtype = _category_dtype(col, table)
     cat_index = {c: i for i, c in enumerate(dtype.categories)}
     table_codes = np.asarray([-1 if v is None else cat_index[v] for v in values] + [-1], dtype="int64")
-    return pd.Series(pd.Categorical.from_codes(table_codes[idx] if n else np.zeros(0, "int64"), dtype=dtype))
+    codes = table_codes[idx] if n else np.zeros(0, "int64")
+    return pd.Series(pd.Categorical.from_codes(codes, dtype=dtype), copy=False)
 
 
 # ----------------------------------------------------------------------------------------
@@ -624,21 +795,19 @@ class _Done:
         return False
 
 
-def _clean_table(raw: pd.DataFrame, table: Table, log_blocks: list, summary_rows: list,
-                 exclusions: list, duplicates: tuple[Future, list] | None = None) -> pd.DataFrame:
-    if duplicates is None:
-        keep, key_repeated = _exact_duplicates(raw, table, exclusions)
-    else:  # computed ahead in the background, with its own exclusions list
-        keep, key_repeated = duplicates[0].result()
-        exclusions.extend(duplicates[1])
-    n_summary = len(summary_rows)
+_Jobs = list[tuple[Column, Any]]
+
+
+def _start_columns(raw: pd.DataFrame, table: Table, keep: np.ndarray | None) -> _Jobs:
+    """Start harmonizing every described column of ``raw`` (the rows ``keep``; ``None``: all).
+
+    Columns are independent: with enough rows they are harmonized in threads (numpy and Arrow
+    release the GIL), each with its own log and summary lists; :func:`_clean_table` merges them
+    in column order. A column absent from ``raw`` has no job (``None``).
+    """
     n = len(raw) if keep is None else len(keep)
-    columns: dict[str, pd.Series] = {}
-    # Columns are independent: harmonize them in threads (numpy and Arrow release the GIL), each
-    # with its own log and summary lists, then merge everything in column order so the result,
-    # the log order and the first error raised are exactly those of a sequential pass.
-    jobs: list[tuple[Column, Any]] = []
     pool = _pool() if n >= _PARALLEL_MIN_ROWS else None
+    jobs: _Jobs = []
     for col in table:
         if col.name not in raw.columns:
             jobs.append((col, None))
@@ -649,6 +818,88 @@ def _clean_table(raw: pd.DataFrame, table: Table, log_blocks: list, summary_rows
         sub = _Ctx(table, raw, keep, [], [])
         job = pool.submit(_harmonize_column, s, col, sub) if pool is not None else _Done(s, col, sub)
         jobs.append((col, (job, sub)))
+    return jobs
+
+
+def _cancel(jobs: _Jobs | None) -> None:
+    """Cancel the jobs not started yet (their results, and errors, are never asked for)."""
+    for _, item in jobs or ():
+        if item is not None:
+            item[0].cancel()
+
+
+def _speculate(raw: pd.DataFrame, table: Table) -> _Jobs:
+    """Harmonize all rows of a large table while its exact-duplicate search runs in the background.
+
+    Most exports have no exact duplicate rows, and then the rows kept are all rows: the columns
+    harmonized now are the ones :func:`_clean_table` would harmonize after the search, so the
+    thread pool works instead of waiting. When the search does drop rows, :func:`_clean_table`
+    cancels these jobs, ignores their results and errors, and harmonizes the rows kept, so the
+    outcome (tables, log, summary, first error) is exactly that of a sequential pass.
+    """
+    return _start_columns(raw, table, None)
+
+
+#: Large tables harmonized ahead of their duplicate search: the one awaited and the next one.
+_SPECULATE_AHEAD = 2
+
+
+class _Speculation:
+    """Which large tables :func:`clean_study` harmonizes speculatively (:func:`_speculate`).
+
+    Jobs are started for the table whose duplicate search is about to be awaited and for the
+    next large one (whose search follows in the same background thread), as long as no table
+    so far has lost rows: an export that repeats rows in one table usually does in others,
+    and speculation there is redone, wasting the pool and queueing the real jobs behind it.
+    Only the amount of work depends on this; the results never do.
+    """
+
+    def __init__(self, raw_tables: Mapping[str, Any], dd: DataDictionary, ahead: Mapping[str, Any]):
+        self.raw_tables, self.dd = raw_tables, dd
+        self.order = [name for name in dd.tables if name in ahead]
+        self.jobs: dict[str, _Jobs] = {}
+        self.active = True
+
+    def jobs_for(self, name: str) -> _Jobs | None:
+        """The speculative jobs of table ``name`` (``None``: none), after starting the next table's."""
+        if self.active and name in self.order:
+            at = self.order.index(name)
+            for other in self.order[at:at + _SPECULATE_AHEAD]:
+                if other not in self.jobs:
+                    self.jobs[other] = _speculate(self.raw_tables[other], self.dd[other])
+        return self.jobs.pop(name, None)
+
+    def stop(self) -> None:
+        self.active = False
+        self.cancel()
+
+    def cancel(self) -> None:
+        for jobs in self.jobs.values():
+            _cancel(jobs)
+        self.jobs.clear()
+
+
+def _clean_table(raw: pd.DataFrame, table: Table, log_blocks: list, summary_rows: list,
+                 exclusions: list, duplicates: tuple[Future, list] | None = None,
+                 started: _Jobs | None = None) -> pd.DataFrame:
+    try:
+        if duplicates is None:
+            keep, key_repeated = _exact_duplicates(raw, table, exclusions)
+        else:  # computed ahead in the background, with its own exclusions list
+            keep, key_repeated = duplicates[0].result()
+            exclusions.extend(duplicates[1])
+    except BaseException:
+        _cancel(started)
+        raise
+    if started is not None and keep is not None:  # rows were dropped: the speculation is void
+        _cancel(started)
+        started = None
+    n_summary = len(summary_rows)
+    n = len(raw) if keep is None else len(keep)
+    columns: dict[str, pd.Series] = {}
+    # Merged in column order, so the result, the log order and the first error raised are
+    # exactly those of a sequential pass.
+    jobs = started if started is not None else _start_columns(raw, table, keep)
     try:
         for col, item in jobs:
             if item is None:
@@ -660,9 +911,7 @@ def _clean_table(raw: pd.DataFrame, table: Table, log_blocks: list, summary_rows
             log_blocks.extend(sub.log_blocks)
             summary_rows.extend(sub.summary_rows)
     finally:
-        for _, item in jobs:
-            if item is not None:
-                item[0].cancel()
+        _cancel(jobs)
     for extra in raw.columns:
         if extra not in table.columns:
             s = raw[extra] if keep is None else raw[extra].take(keep)
@@ -983,15 +1232,23 @@ def clean_study(
             own: list[pd.DataFrame] = []
             ahead[name] = (_background().submit(_exact_duplicates, raw, table, own,
                                                 _known_unique(facts, name, raw, table)), own)
-    for name, table in dd.tables.items():
-        raw = raw_tables.get(name)
-        if raw is None:
-            raw = pd.DataFrame({c: pd.Series([], dtype=object) for c in table.columns})
-            summary_rows.append((name, "", "table_absent_empty_table_used", 0, False))
-        if not isinstance(raw, pd.DataFrame):
-            raise CleaningError(f"table {name!r} is a {type(raw).__name__}, not a DataFrame")
-        raws[name] = raw
-        tables[name] = _clean_table(raw, table, log_blocks, summary_rows, exclusions, ahead.get(name))
+    # and meanwhile the thread pool harmonizes those tables on the bet that no row is dropped
+    speculation = _Speculation(raw_tables, dd, ahead)
+    try:
+        for name, table in dd.tables.items():
+            raw = raw_tables.get(name)
+            if raw is None:
+                raw = pd.DataFrame({c: pd.Series([], dtype=object) for c in table.columns})
+                summary_rows.append((name, "", "table_absent_empty_table_used", 0, False))
+            if not isinstance(raw, pd.DataFrame):
+                raise CleaningError(f"table {name!r} is a {type(raw).__name__}, not a DataFrame")
+            raws[name] = raw
+            tables[name] = _clean_table(raw, table, log_blocks, summary_rows, exclusions, ahead.get(name),
+                                        speculation.jobs_for(name))
+            if len(tables[name]) < len(raw):
+                speculation.stop()
+    finally:
+        speculation.cancel()
     rows_of = _all_patient_rows(tables, _known_patient_rows(facts, raws, tables, summary_rows))
     tables["followups"] = _followup_windows(tables["followups"], tables["patients"], rows_of["followups"], windows,
                                             followup_reference)
