@@ -60,6 +60,7 @@ from ._threads import PARALLEL_MIN_ROWS, named_pool
 from .dictionary import Column, DataDictionary, Table, load_dictionary
 from .errors import BackpainError
 from .loading import _arrow_source, _KeyFacts, _strictly_increasing
+from .schemas import DATE_MAX, DATE_MIN
 
 __all__ = [
     "DEFAULT_FOLLOWUP_WINDOW_DAYS",
@@ -193,6 +194,12 @@ def _parse_date(text: str) -> tuple[pd.Timestamp | None, str | None]:
     return None, None
 
 
+def _representable(ts: pd.Timestamp) -> bool:
+    """Whether a date fits the clean ``datetime64[ns]`` columns (:data:`~backpain_analysis.schemas.DATE_MIN`
+    .. :data:`~backpain_analysis.schemas.DATE_MAX`); others would silently wrap into another century."""
+    return bool(DATE_MIN <= ts <= DATE_MAX)
+
+
 class _Rules:
     """Classifies each distinct raw value of one column: (new value, rule)."""
 
@@ -223,7 +230,8 @@ class _Rules:
         kind = self.kind
         if kind == "date":
             if isinstance(u, (pd.Timestamp, _dt.datetime, _dt.date, np.datetime64)):
-                return pd.Timestamp(u), "type"
+                ts = pd.Timestamp(u)
+                return (ts, "type") if _representable(ts) else (None, "invalid")
             text = str(u).strip()
             if text == "":
                 return None, "blank"
@@ -232,7 +240,7 @@ class _Rules:
             if text in self.col.missing_codes:
                 return None, "missing_code"
             ts, fmt = _parse_date(text)
-            if ts is None:
+            if ts is None or not _representable(ts):
                 return None, "invalid"
             return ts, ("type" if fmt in _ISO_FORMATS else "date_format")
         if _is_number(u):

@@ -30,11 +30,16 @@ import pyarrow.compute as pc
 
 from .dictionary import Column, Table
 
-__all__ = ["DATE_FORMATS", "build_schema", "column_rule", "parse_dates", "valid_values"]
+__all__ = ["DATE_FORMATS", "DATE_MAX", "DATE_MIN", "build_schema", "column_rule", "parse_dates", "valid_values"]
 
 #: Date formats accepted in date columns, tried in this order (day first: UK exports).
 #: ``"ISO8601"`` covers ``2009-03-05``, ``2009-03-05T10:30`` and ``20090305``.
 DATE_FORMATS: tuple[str, ...] = ("ISO8601", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y/%m/%d", "%d %b %Y", "%d %B %Y")
+#: Earliest and latest date accepted in a date column. Clean tables hold dates as ``datetime64[ns]``, which
+#: cannot represent years before 1677 or after 2262; a date outside these bounds (``1500-01-01``, a typo
+#: for ``2015``) is an invalid value, not silently wrapped into another century.
+DATE_MIN: pd.Timestamp = pd.Timestamp("1678-01-01")
+DATE_MAX: pd.Timestamp = pd.Timestamp("2261-12-31")
 
 
 def _missing_text(col: Column) -> set[str]:
@@ -68,7 +73,8 @@ def column_rule(col: Column) -> str:
     'a whole number from 18 to 110 (missing: blank, NA, N/A, -1)'
     """
     if col.type == "date" and col.codes is None:
-        return "a date (YYYY-MM-DD, DD/MM/YYYY, DD-MM-YYYY, DD.MM.YYYY, YYYY/MM/DD or 5 Mar 2009)" + _missing_description(col)
+        return ("a date (YYYY-MM-DD, DD/MM/YYYY, DD-MM-YYYY, DD.MM.YYYY, YYYY/MM/DD or 5 Mar 2009) "
+                f"from {DATE_MIN.year} to {DATE_MAX.year}" + _missing_description(col))
     if col.pattern and col.codes is None:
         return "letters, digits, '_' or '-' only"
     rule = col.describe_rule()
@@ -182,7 +188,8 @@ def valid_values(col: Column) -> Callable[[pd.Series], pd.Series]:
     if col.type == "date":
 
         def distinct_ok(d: pd.Series) -> np.ndarray:
-            is_date = d.map(lambda v: isinstance(v, (_dt.date, np.datetime64))).to_numpy(dtype=bool)
+            is_date = d.map(lambda v: isinstance(v, (_dt.date, np.datetime64)) and _in_date_range(v)
+                            ).to_numpy(dtype=bool)
             ok = _text(d).isin(missing_text).to_numpy() | is_date
             if not ok.all():
                 ok = ok | parse_dates(d.where(~ok)).notna().to_numpy()
@@ -190,7 +197,8 @@ def valid_values(col: Column) -> Callable[[pd.Series], pd.Series]:
 
         def check(s: pd.Series) -> pd.Series:
             if pd.api.types.is_datetime64_any_dtype(s.dtype):
-                return pd.Series(True, index=s.index)
+                return pd.Series(s.isna().to_numpy() | ((s >= DATE_MIN) & (s <= DATE_MAX)).to_numpy(dtype=bool),
+                                 index=s.index)
             if _is_numeric(s):
                 return _numeric_ok(s, lambda x: np.zeros(len(x), dtype=bool))
             return _by_distinct(s, distinct_ok)
@@ -298,13 +306,16 @@ def parse_dates(values: pd.Series) -> pd.Series:
     Notes
     -----
     Each format is applied to the whole Series at once (vectorized); the first format
-    that parses a value wins. Ambiguous day/month orders are read day first, as in UK
+    that parses a value wins. A date before :data:`DATE_MIN` or after :data:`DATE_MAX` is ``NaT``
+    (clean tables hold ``datetime64[ns]``, which cannot represent it). Ambiguous day/month orders are read day first, as in UK
     exports (``05/03/2009`` is 5 March 2009).
 
     Examples
     --------
     >>> parse_dates(pd.Series(["2009-03-05", "05/03/2009", "5 Mar 2009", "03/25/2009"])).dt.day.tolist()
     [5.0, 5.0, 5.0, nan]
+    >>> parse_dates(pd.Series(["1500-01-01", "2015-01-01"])).isna().tolist()
+    [True, False]
     """
     text = values.astype("str").str.strip()
     out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us]")
@@ -317,7 +328,16 @@ def parse_dates(values: pd.Series) -> pd.Series:
         if got.any():
             out.loc[got[got].index] = parsed[got].astype("datetime64[us]")
             todo.loc[got[got].index] = False
-    return out
+    return out.where((out >= DATE_MIN) & (out <= DATE_MAX))
+
+
+def _in_date_range(value: _dt.date | np.datetime64) -> bool:
+    """Whether a date or datetime object lies within :data:`DATE_MIN` .. :data:`DATE_MAX`."""
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, OverflowError):
+        return False
+    return bool(DATE_MIN <= stamp <= DATE_MAX)
 
 
 def build_schema(table: Table) -> pa.DataFrameSchema:

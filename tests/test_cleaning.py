@@ -319,3 +319,14 @@ def test_numeric_columns_take_the_same_rules():
     c.loc[1, "training_days"] = -1.0
     clean = clean_study(study_of({**t, "clinicians": c}))
     assert clean.clinicians.loc[0, "training_days"] == 2.5 and np.isnan(clean.clinicians.loc[1, "training_days"])
+
+
+@pytest.mark.parametrize("value", ["1500-01-01", "05/03/2300", pd.Timestamp("1500-01-01").to_pydatetime()])
+def test_dates_outside_the_representable_range_raise(value):
+    # before the fix, "1500-01-01" came out as 2084-07-20 23:34:33: silently wrong
+    t = build_study()
+    p = as_object(t["patients"], ["baseline_date"])
+    p.loc[0, "baseline_date"] = value
+    t["patients"] = p
+    with pytest.raises(CleaningError, match=r"'patients', column 'baseline_date': 1 row"):
+        clean_study(study_of(t))

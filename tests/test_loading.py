@@ -470,3 +470,12 @@ def test_schemas_follow_the_dictionary_given(tmp_path):
         load_study(folder, dictionary=custom)
     p = problem(info.value, "practices", "n_gps")
     assert p["rule"].startswith("a whole number from 1 to 5") and p["examples"] == "row 3 (practice_id=P02): 7"
+
+
+def test_dates_outside_the_representable_range_are_invalid(tmp_path):
+    # datetime64[ns] cannot hold 1500 or 2300: such a date must be reported, not wrapped into another century
+    tables = build_study()
+    tables["patients"] = with_values(tables["patients"], "baseline_date", {0: "1500-01-01", 1: "05/03/2300"})
+    p = problem(load_error(write_study(tmp_path, tables)), "patients", "baseline_date")
+    assert p["n_rows"] == 2 and "'1500-01-01'" in p["examples"] and "'05/03/2300'" in p["examples"]
+    assert "from 1678 to 2261" in p["rule"]
