@@ -621,12 +621,24 @@ def _hashed_positions(parent_set: pa_arrow.Array, children: list[pa_arrow.Chunke
                                    type=pa_arrow.large_string())
     if len(parent_set) > 10_000:
         probe = probe.combine_chunks()  # pyarrow rebuilds the lookup set for every chunk
-    found = pc.index_in(probe, value_set=parent_set).fill_null(-1).to_numpy(zero_copy_only=False)
+    found = _filled(pc.index_in(probe, value_set=parent_set))
     out, start = [], 0
     for values in children:
         out.append(found[start:start + len(values)])
         start += len(values)
     return out
+
+
+def _filled(index: pa_arrow.Array | pa_arrow.ChunkedArray) -> np.ndarray:
+    """An ``index_in`` result as int32 numpy, -1 where null (what ``fill_null(-1)`` gives, without its copy pass)."""
+    if isinstance(index, pa_arrow.ChunkedArray):
+        index = index.combine_chunks() if index.num_chunks != 1 else index.chunk(0)
+    if index.type != pa_arrow.int32():
+        return index.fill_null(-1).to_numpy(zero_copy_only=False)
+    values = np.frombuffer(index.buffers()[1], dtype=np.int32)[index.offset:index.offset + len(index)]
+    if not index.null_count:
+        return values
+    return np.where(index.is_valid().to_numpy(zero_copy_only=False), values, np.int32(-1))
 
 
 def _fixed_width(values: pa_arrow.Array) -> np.ndarray | None:
@@ -650,6 +662,63 @@ def _fixed_width(values: pa_arrow.Array) -> np.ndarray | None:
     return raw.view(f"S{width}")
 
 
+#: Most digits a numbered key may have (10**18 - 1 still fits an int64).
+_MAX_KEY_DIGITS = 18
+
+
+def _numbered(parent_view: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """For a strictly increasing ``S<w>`` key column numbered without gaps: (prefix bytes, first number).
+
+    Fast path of :func:`_sorted_positions` for keys such as ``PAT0000001 .. PAT1000000``:
+    every value is the same prefix (the first value's bytes before its trailing digits)
+    followed by ``d = w - len(prefix)`` ASCII digits (1 <= d <= 18), and last number - first
+    number == n - 1. Then the key at position ``p`` is exactly prefix + the ``d``-digit
+    number ``first + p``: equal-length digit strings sort as their numbers, so n strictly
+    increasing values hold n distinct numbers in ``[first, last]``, a range of n numbers, each
+    once and in order. ``None`` when any of this fails (the caller binary-searches).
+    """
+    n, width = len(parent_view), parent_view.dtype.itemsize
+    first = bytes(parent_view[0])
+    k = len(first.rstrip(b"0123456789"))
+    if not 1 <= width - k <= _MAX_KEY_DIGITS:
+        return None
+    rows = parent_view.view(np.uint8).reshape(n, width)
+    prefix = rows[0, :k].copy()
+    if k and not (rows[:, :k] == prefix).all():
+        return None
+    if not ((rows[:, k:] - np.uint8(48)) < 10).all():  # uint8 arithmetic: bytes below "0" wrap above 9
+        return None
+    lo, hi = int(first[k:]), int(bytes(parent_view[-1])[k:])
+    return (prefix, lo) if hi - lo == n - 1 else None
+
+
+def _numbered_positions(view: np.ndarray, prefix: np.ndarray, lo: int, n: int) -> np.ndarray:
+    """Position of each ``view`` value in a numbered parent (:func:`_numbered`) of ``n`` keys, -1 if absent.
+
+    ``view`` has the parent's byte width. A value is a parent key exactly when it has the
+    prefix, digits after it and a number in ``[lo, lo + n)``; its position is then number - lo
+    (digits of rows that fail are never used: overflow there is harmless).
+    """
+    m, width = len(view), view.dtype.itemsize
+    k = len(prefix)
+    rows = view.view(np.uint8).reshape(m, width)
+    # byte-wide passes: any prefix byte differing, the largest digit (a non-digit byte gives > 9)
+    differs = np.zeros(m, dtype=np.uint8)
+    for j in range(k):
+        differs |= rows[:, j] ^ prefix[j]
+    largest = np.zeros(m, dtype=np.uint8)
+    number = np.zeros(m, dtype=np.int32 if width - k <= 9 else np.int64)  # 10**9 - 1 fits an int32
+    for j in range(k, width):
+        digit = rows[:, j] - np.uint8(48)  # uint8 arithmetic: bytes below "0" wrap above 9
+        np.maximum(largest, digit, out=largest)
+        number *= 10
+        number += digit
+    number -= lo
+    # as unsigned, a number below lo wraps above n
+    ok = (differs == 0) & (largest < 10) & (number.view(np.uint32 if number.dtype == np.int32 else np.uint64) < n)
+    return np.where(ok, number, -1).astype(np.int32, copy=False)
+
+
 def _sorted_positions(parent: pa_arrow.Array, children: list[pa_arrow.ChunkedArray]) -> list[np.ndarray] | None:
     """:func:`_hashed_positions` by binary search in a parent key column proven strictly increasing.
 
@@ -658,10 +727,13 @@ def _sorted_positions(parent: pa_arrow.Array, children: list[pa_arrow.ChunkedArr
     ``searchsorted`` gives the only place a child value can be, and an equality test there
     says whether it is. Exact because the parent is sorted in Arrow's byte order, which is
     numpy's order for these views. ``None`` (the caller hashes) when a view is not exact.
+    A parent numbered without gaps (:func:`_numbered`) needs no search: each child's position
+    is computed from its digits (:func:`_numbered_positions`).
     """
     parent_view = _fixed_width(parent)
     if parent_view is None:
         return None
+    numbered = _numbered(parent_view)
 
     def one(values: pa_arrow.ChunkedArray) -> np.ndarray | None:
         valid = None
@@ -675,8 +747,11 @@ def _sorted_positions(parent: pa_arrow.Array, children: list[pa_arrow.ChunkedArr
             view = _fixed_width(present)
             if view is None or view.dtype != parent_view.dtype:
                 return None
-            at = np.minimum(np.searchsorted(parent_view, view), len(parent_view) - 1)
-            hit = np.where(parent_view[at] == view, at, -1).astype(np.int32)
+            if numbered is not None:
+                hit = _numbered_positions(view, *numbered, len(parent_view))
+            else:
+                at = np.minimum(np.searchsorted(parent_view, view), len(parent_view) - 1)
+                hit = np.where(parent_view[at] == view, at, -1).astype(np.int32)
             if valid is None:
                 rows = hit
             else:

@@ -363,3 +363,68 @@ def test_sorted_positions_compare_bytes_unsigned_as_arrow_does():
     fast = L._sorted_positions(parent, kids)
     assert fast is not None
     assert fast[0].tolist() == L._hashed_positions(parent, kids)[0].tolist() == [3, 4, 0, -1, 2, -1]
+
+
+# --- foreign keys: a parent numbered without gaps needs no search --------------------------------------
+
+
+def _numbered_parent(values):
+    return pa.array(values, type=pa.large_string())
+
+
+@pytest.mark.parametrize("parent, expected", [
+    (["PT007", "PT008", "PT009", "PT010"], True),
+    (["00998", "00999", "01000"], True),  # no prefix: digits only
+    (["P1-08", "P1-09", "P1-10"], True),  # a prefix ending in a digit before the last non-digit
+    (["PT007", "PT008", "PT010"], False),  # a gap
+    (["PT007", "PT008", "PT00:"], False),  # ":" sorts after "9": not a digit
+    (["PT007", "PS008", "PT009"], False),  # another prefix (not sorted either; refused anyway)
+    (["PTAAA", "PTAAB"], False),  # no trailing digit
+    (["P" + "0" * 18 + "1", "P" + "0" * 18 + "2"], False),  # 19 digits: more than an int64 holds
+])
+def test_numbered_parent_only_when_gapless(parent, expected):
+    view = L._fixed_width(_numbered_parent(parent))
+    assert (L._numbered(view) is not None) is expected
+
+
+@pytest.mark.parametrize("parent", [
+    ["PT007", "PT008", "PT009", "PT010"],
+    ["00998", "00999", "01000"],
+    ["P1-08", "P1-09", "P1-10"],
+    ["PT007", "PT008", "PT010"],  # a gap: binary search
+    ["AB" + str(n).zfill(12) for n in range(3_000_000_000, 3_000_000_005)],  # numbers beyond int32
+])
+def test_numbered_positions_agree_with_hash_lookup(parent):
+    width = len(parent[0])
+    kids = [_large(parent[::-1] + [None, "PT006", "PT011", "PT00/", "PT00:", "PS008", "pt008",
+                                   "00997", "01001", "P1-07", "P1-11", "P2-09", "P1.09"]
+                   + ["AB" + str(n).zfill(12) for n in (2_999_999_999, 3_000_000_005, 0, 7_294_967_299)])]
+    kids = [_large([v for v in kid.to_pylist() if v is None or len(v) == width]) for kid in kids]
+    parent_array = _numbered_parent(parent)
+    hashed = L._hashed_positions(parent_array, kids)
+    fast = L._sorted_positions(parent_array, kids)
+    assert fast is not None
+    assert fast[0].tolist() == hashed[0].tolist()
+    assert sorted(p for p in fast[0].tolist() if p >= 0) == list(range(len(parent)))
+
+
+def test_numbered_positions_directly():
+    parent = L._fixed_width(_numbered_parent(["PT007", "PT008", "PT009", "PT010"]))
+    prefix, lo = L._numbered(parent)
+    view = L._fixed_width(_numbered_parent(["PT010", "PT006", "PT011", "PT00:", "PU008", "PT007", "PT0/8"]))
+    assert L._numbered_positions(view, prefix, lo, len(parent)).tolist() == [3, -1, -1, -1, -1, 0, -1]
+    parent = L._fixed_width(_numbered_parent(["10", "11", "12"]))
+    prefix, lo = L._numbered(parent)
+    assert len(prefix) == 0 and lo == 10
+    view = L._fixed_width(_numbered_parent(["12", "09", "13", "1a", "10"]))
+    assert L._numbered_positions(view, prefix, lo, 3).tolist() == [2, -1, -1, -1, 0]
+
+
+def test_filled_matches_fill_null():
+    index = pc.index_in(pa.array(["a", None, "c", "x", "b"]), value_set=pa.array(["a", "b", "c"]))
+    assert L._filled(index).tolist() == index.fill_null(-1).to_numpy(zero_copy_only=False).tolist() == \
+        [0, -1, 2, -1, 1]
+    assert L._filled(index.slice(2)).tolist() == [2, -1, 1]
+    assert L._filled(pa.chunked_array([index.slice(0, 2), index.slice(2)])).tolist() == [0, -1, 2, -1, 1]
+    no_null = pc.index_in(pa.array(["b", "a"]), value_set=pa.array(["a", "b"]))
+    assert L._filled(no_null).tolist() == [1, 0]
