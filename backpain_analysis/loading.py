@@ -758,8 +758,11 @@ def _sorted_positions(parent: pa_arrow.Array, children: list[pa_arrow.ChunkedArr
                 rows[valid] = hit
         return rows
 
-    if len(children) > 1 and sum(len(values) for values in children) >= _PARALLEL_MIN_ROWS:
-        out = list(_pool().map(one, children))  # numpy's searchsorted releases the GIL: one child per core
+    # numpy's searchsorted releases the GIL: one child per core. Not for a numbered parent: its
+    # lookups are a few byte-wide passes, cheaper than waiting for the pool, which the background
+    # table checks share.
+    if numbered is None and len(children) > 1 and sum(len(values) for values in children) >= _PARALLEL_MIN_ROWS:
+        out = list(_pool().map(one, children))
     else:
         out = [one(values) for values in children]
     return None if any(rows is None for rows in out) else out
