@@ -590,14 +590,30 @@ def _check_foreign_keys(tables: dict[str, pd.DataFrame], files: dict[str, Path],
         if child is None or parent is None or fk.column not in child.columns or fk.ref_column not in parent.columns:
             continue
         groups.setdefault((fk.ref_table, fk.ref_column), []).append((fk, _arrow_text(child[fk.column])))
-    for (ref_table, ref_column), refs in groups.items():
+    for (ref_table, ref_column) in groups:
         if (ref_table, ref_column) not in parent_sets:
             parent_sets[ref_table, ref_column] = (pc.unique(_arrow_text(tables[ref_table][ref_column]).drop_null()),
                                                   False, False)
-        parent_set, are_rows, is_sorted = parent_sets[ref_table, ref_column]
-        found = None
-        if is_sorted and len(parent_set) >= _PARALLEL_MIN_ROWS:
-            found = _sorted_positions(parent_set, [values for _, values in refs])
+    # The lookups of different keys are independent: hash lookups (Arrow, GIL released, no pool of
+    # their own) go to the pool while this thread does the sorted ones, which may use the pool
+    # themselves; at this point they are mostly what is left of load_study, so both cores help.
+    # Problems are then reported in the order of the keys, as before.
+    lookups = {}
+    for ref, refs in groups.items():
+        parent_set, _, is_sorted = parent_sets[ref]
+        if not (is_sorted and len(parent_set) >= _PARALLEL_MIN_ROWS):
+            children = [values for _, values in refs]
+            if sum(len(values) for values in children) >= _PARALLEL_MIN_ROWS:
+                lookups[ref] = _pool().submit(_hashed_positions, parent_set, children)
+    found_by_ref = {}
+    for ref, refs in groups.items():
+        parent_set, _, is_sorted = parent_sets[ref]
+        if ref not in lookups and is_sorted and len(parent_set) >= _PARALLEL_MIN_ROWS:
+            found_by_ref[ref] = _sorted_positions(parent_set, [values for _, values in refs])
+    for (ref_table, ref_column), refs in groups.items():
+        parent_set, are_rows, _ = parent_sets[ref_table, ref_column]
+        job = lookups.get((ref_table, ref_column))
+        found = job.result() if job is not None else found_by_ref.get((ref_table, ref_column))
         if found is None:
             found = _hashed_positions(parent_set, [values for _, values in refs])
         # when the parent's distinct values are its rows, the positions are parent rows: kept for clean_study

@@ -428,3 +428,36 @@ def test_filled_matches_fill_null():
     assert L._filled(pa.chunked_array([index.slice(0, 2), index.slice(2)])).tolist() == [0, -1, 2, -1, 1]
     no_null = pc.index_in(pa.array(["b", "a"]), value_set=pa.array(["a", "b"]))
     assert L._filled(no_null).tolist() == [1, 0]
+
+
+def test_foreign_key_lookups_in_the_pool_report_in_key_order(tmp_path, monkeypatch):
+    tables = build_study()
+    for name, column, value in [("records", "patient_id", "PT099"), ("patients", "gp_id", "G99"),
+                                ("consultations", "practice_id", "P99"), ("physio", "physio_id", "T99")]:
+        tables[name] = tables[name].astype({column: "object"})
+        tables[name].loc[1, column] = value
+    for name in ("practices", "clinicians"):  # unsorted parents: hash lookups
+        tables[name] = tables[name].iloc[::-1].reset_index(drop=True)
+    folder = write_study(tmp_path, tables)
+    with pytest.raises(L.StudyValidationError) as general:
+        load_study(folder)
+    monkeypatch.setattr(L, "_PARALLEL_MIN_ROWS", 1)  # the hash lookups now run in the pool
+    submitted = []
+    pool = L._pool()
+
+    class Recording:
+        def submit(self, fn, *args):
+            submitted.append(fn)
+            return pool.submit(fn, *args)
+
+        def map(self, *args):
+            return pool.map(*args)
+
+    monkeypatch.setattr(L, "_pool", lambda: Recording())
+    with pytest.raises(L.StudyValidationError) as pooled:
+        load_study(folder)
+    assert L._hashed_positions in submitted
+    pd.testing.assert_frame_equal(pooled.value.problems, general.value.problems)
+    orphans = general.value.problems
+    orphans = orphans[orphans["rule"].str.startswith("unknown")]
+    assert orphans["column"].tolist() == ["practice_id", "gp_id", "physio_id", "patient_id"]  # by referenced key
