@@ -752,26 +752,26 @@ def _sorted_positions(parent: pa_arrow.Array, children: list[pa_arrow.ChunkedArr
     numbered = _numbered(parent_view)
 
     def one(values: pa_arrow.ChunkedArray) -> np.ndarray | None:
-        valid = None
-        present = values
-        if values.null_count:
-            valid = values.is_valid().to_numpy(zero_copy_only=False)
-            present = values.drop_null()
-        present = present.combine_chunks() if isinstance(present, pa_arrow.ChunkedArray) else present
-        rows = np.full(len(values), -1, dtype=np.int32)
-        if len(present):
-            view = _fixed_width(present)
-            if view is None or view.dtype != parent_view.dtype:
-                return None
-            if numbered is not None:
-                hit = _numbered_positions(view, *numbered, len(parent_view))
-            else:
-                at = np.minimum(np.searchsorted(parent_view, view), len(parent_view) - 1)
-                hit = np.where(parent_view[at] == view, at, -1).astype(np.int32)
-            if valid is None:
-                rows = hit
-            else:
-                rows[valid] = hit
+        # chunk by chunk, each chunk's bytes viewed where they are (combining the chunks would copy them)
+        rows = np.full(len(values), -1, dtype=np.int32) if values.null_count else np.empty(len(values), np.int32)
+        start = 0
+        for chunk in values.chunks:
+            n = len(chunk)
+            present = chunk.drop_null() if chunk.null_count else chunk
+            if len(present):
+                view = _fixed_width(present)
+                if view is None or view.dtype != parent_view.dtype:
+                    return None
+                if numbered is not None:
+                    hit = _numbered_positions(view, *numbered, len(parent_view))
+                else:
+                    at = np.minimum(np.searchsorted(parent_view, view), len(parent_view) - 1)
+                    hit = np.where(parent_view[at] == view, at, -1).astype(np.int32)
+                if chunk.null_count:
+                    rows[start:start + n][chunk.is_valid().to_numpy(zero_copy_only=False)] = hit
+                else:
+                    rows[start:start + n] = hit
+            start += n
         return rows
 
     # numpy's searchsorted releases the GIL: one child per core. Not for a numbered parent: its

@@ -461,3 +461,23 @@ def test_foreign_key_lookups_in_the_pool_report_in_key_order(tmp_path, monkeypat
     orphans = general.value.problems
     orphans = orphans[orphans["rule"].str.startswith("unknown")]
     assert orphans["column"].tolist() == ["practice_id", "gp_id", "physio_id", "patient_id"]  # by referenced key
+
+
+@pytest.mark.parametrize("parent", [["PT001", "PT002", "PT003", "PT004"], ["PT001", "PT002", "PT003", "PT005"]])
+def test_sorted_positions_chunk_by_chunk(parent):
+    """Children of several chunks (empty, all missing, some missing, a slice) are looked up per chunk."""
+    chunks = [[], [None, None], ["PT004", None, "PT001", "PT009"], ["PT003"], ["PT002", "PT005", "PT000", None, "PT003"]]
+    arrays = [pa.array(c, type=pa.large_string()) for c in chunks]
+    arrays[-1] = arrays[-1].slice(1, 3)  # a chunk that starts inside its buffers: PT005, PT000, None
+    kids = [pa.chunked_array(arrays, type=pa.large_string()),
+            pa.chunked_array(arrays[2:4], type=pa.large_string()),
+            pa.chunked_array([], type=pa.large_string())]
+    parent_array = pa.array(parent, type=pa.large_string())
+    fast = L._sorted_positions(parent_array, kids)
+    hashed = L._hashed_positions(parent_array, kids)
+    assert fast is not None
+    assert [f.tolist() for f in fast] == [h.tolist() for h in hashed]
+    assert fast[0].tolist() == [parent.index(v) if v in parent else -1 for v in kids[0].to_pylist()]
+    other_width = pa.chunked_array([pa.array(["PT001"], type=pa.large_string()),
+                                    pa.array([None, "PT0001"], type=pa.large_string())])
+    assert L._sorted_positions(parent_array, [other_width]) is None  # a later chunk refuses: the caller hashes
