@@ -389,7 +389,7 @@ def _background() -> ThreadPoolExecutor:
 
 
 def _check_table(df: pd.DataFrame, path: Path, table: Table, problems: _Problems, notes: list[str],
-                 row_offset: int, distinct: dict[tuple[str, str], tuple[pa_arrow.Array, bool, bool]],
+                 row_offset: int, distinct: dict[tuple[str, str], tuple[pa_arrow.Array | pa_arrow.ChunkedArray, bool, bool]],
                  facts: _KeyFacts | None = None) -> None:
     """Schema validation, then key checks, of one table."""
     _validate_table(df, path, table, problems, row_offset)
@@ -520,7 +520,7 @@ def _strictly_increasing(columns: list[pd.Series]) -> bool:
 
 
 def _check_keys(df: pd.DataFrame, path: Path, table: Table, problems: _Problems, notes: list[str],
-                row_offset: int, distinct: dict[tuple[str, str], tuple[pa_arrow.Array, bool, bool]],
+                row_offset: int, distinct: dict[tuple[str, str], tuple[pa_arrow.Array | pa_arrow.ChunkedArray, bool, bool]],
                 facts: _KeyFacts | None = None) -> None:
     key = [k for k in table.key if k in df.columns]
     if len(key) != len(table.key) or not key:
@@ -528,7 +528,8 @@ def _check_keys(df: pd.DataFrame, path: Path, table: Table, problems: _Problems,
     if _strictly_increasing([df[k] for k in key]):
         # sorted by its key (exports usually are): no repeated key, proven without hashing
         if len(key) == 1:
-            distinct[table.name, key[0]] = (_arrow_text(df[key[0]]).combine_chunks(), True, True)
+            # kept as chunks (no copy): only the foreign-key checks of a referenced table combine them
+            distinct[table.name, key[0]] = (_arrow_text(df[key[0]]), True, True)
             _note_unique(facts, table.name, df[key[0]])
         return
     if len(key) == 1:
@@ -580,7 +581,7 @@ def _arrow_text(values: pd.Series) -> pa_arrow.ChunkedArray:
 
 def _check_foreign_keys(tables: dict[str, pd.DataFrame], files: dict[str, Path], dictionary: DataDictionary,
                         problems: _Problems, offsets: dict[str, int],
-                        parent_sets: dict[tuple[str, str], tuple[pa_arrow.Array, bool, bool]],
+                        parent_sets: dict[tuple[str, str], tuple[pa_arrow.Array | pa_arrow.ChunkedArray, bool, bool]],
                         facts: _KeyFacts | None = None) -> None:
     # Group references by the key they point at: one pyarrow lookup per key column (building the
     # hash set of a million keys costs more than probing it; pandas' isin on text loops in Python).
@@ -594,6 +595,9 @@ def _check_foreign_keys(tables: dict[str, pd.DataFrame], files: dict[str, Path],
         if (ref_table, ref_column) not in parent_sets:
             parent_sets[ref_table, ref_column] = (pc.unique(_arrow_text(tables[ref_table][ref_column]).drop_null()),
                                                   False, False)
+        parent_set, are_rows, is_sorted = parent_sets[ref_table, ref_column]
+        if isinstance(parent_set, pa_arrow.ChunkedArray):  # a sorted key column, as the key check left it
+            parent_sets[ref_table, ref_column] = (parent_set.combine_chunks(), are_rows, is_sorted)
     # The lookups of different keys are independent: hash lookups (Arrow, GIL released, no pool of
     # their own) go to the pool while this thread does the sorted ones, which may use the pool
     # themselves; at this point they are mostly what is left of load_study, so both cores help.
@@ -887,7 +891,7 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
     tables: dict[str, pd.DataFrame] = {}
     offsets: dict[str, int] = {}
     # distinct key values (and whether they are the table's rows), shared by key and foreign-key checks
-    distinct: dict[tuple[str, str], tuple[pa_arrow.Array, bool, bool]] = {}
+    distinct: dict[tuple[str, str], tuple[pa_arrow.Array | pa_arrow.ChunkedArray, bool, bool]] = {}
     facts = _KeyFacts()
     summary = []
     # Each table's problems and notes go to its own lists, merged in dictionary order below, so a
