@@ -396,6 +396,49 @@ def _check_table(df: pd.DataFrame, path: Path, table: Table, problems: _Problems
     _check_keys(df, path, table, problems, notes, row_offset, distinct, facts)
 
 
+@dataclass
+class _EarlyLookups:
+    """Foreign-key lookups done by the background table checks while later files are read.
+
+    ``parents``: (table, key column) -> (key values as one array, :func:`_prepare_parent` result),
+    for a large referenced key column proven sorted, set by that table's background job.
+    ``rows``: (child table, column) -> the child's positions in such a parent (as
+    :func:`_sorted_positions` gives them), set by the child's background job when the parent was
+    prepared before it (the one background worker checks the tables in dictionary order).
+    Every entry is written once; :func:`_check_foreign_keys` uses those present and computes the rest.
+    """
+
+    parents: dict[tuple[str, str], tuple[pa_arrow.Array, tuple[np.ndarray, tuple[np.ndarray, int] | None]]] = \
+        field(default_factory=dict)
+    rows: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+
+
+def _check_table_and_look_up(df: pd.DataFrame, path: Path, table: Table, problems: _Problems, notes: list[str],
+                             row_offset: int, distinct: dict, facts: _KeyFacts | None, dictionary: DataDictionary,
+                             early: _EarlyLookups) -> None:
+    """:func:`_check_table`, then the foreign-key work this table allows already (background job)."""
+    _check_table(df, path, table, problems, notes, row_offset, distinct, facts)
+    # this table as a parent: its sorted key column combined and prepared once for the lookups
+    for ref in dict.fromkeys((fk.ref_table, fk.ref_column) for fk in dictionary.foreign_keys
+                             if fk.ref_table == table.name):
+        entry = distinct.get(ref)
+        if entry is None or not entry[2] or len(entry[0]) < _PARALLEL_MIN_ROWS:
+            continue
+        parent = entry[0].combine_chunks() if isinstance(entry[0], pa_arrow.ChunkedArray) else entry[0]
+        distinct[ref] = (parent, entry[1], entry[2])
+        prepared = _prepare_parent(parent)
+        if prepared is not None:
+            early.parents[ref] = (parent, prepared)
+    # this table as a child of parents prepared before it
+    for fk in dictionary.foreign_keys:
+        ready = early.parents.get((fk.ref_table, fk.ref_column))
+        if fk.table != table.name or ready is None or fk.column not in df.columns:
+            continue
+        found = _sorted_positions(ready[0], [_arrow_text(df[fk.column])], ready[1])
+        if found is not None:
+            early.rows[fk.table, fk.column] = found[0]
+
+
 def _column_passes(column: Any, values: pd.Series) -> bool:
     """Whether one column passes its schema checks (``False`` also when unsure: pandera decides)."""
     if not column.nullable and values.isna().any():
@@ -582,7 +625,7 @@ def _arrow_text(values: pd.Series) -> pa_arrow.ChunkedArray:
 def _check_foreign_keys(tables: dict[str, pd.DataFrame], files: dict[str, Path], dictionary: DataDictionary,
                         problems: _Problems, offsets: dict[str, int],
                         parent_sets: dict[tuple[str, str], tuple[pa_arrow.Array | pa_arrow.ChunkedArray, bool, bool]],
-                        facts: _KeyFacts | None = None) -> None:
+                        facts: _KeyFacts | None = None, early: _EarlyLookups | None = None) -> None:
     # Group references by the key they point at: one pyarrow lookup per key column (building the
     # hash set of a million keys costs more than probing it; pandas' isin on text loops in Python).
     groups: dict[tuple[str, str], list] = {}
@@ -613,7 +656,16 @@ def _check_foreign_keys(tables: dict[str, pd.DataFrame], files: dict[str, Path],
     for ref, refs in groups.items():
         parent_set, _, is_sorted = parent_sets[ref]
         if ref not in lookups and is_sorted and len(parent_set) >= _PARALLEL_MIN_ROWS:
-            found_by_ref[ref] = _sorted_positions(parent_set, [values for _, values in refs])
+            # children the background already looked up (early) keep those positions: same function, same data
+            done = {(fk.table, fk.column): early.rows.get((fk.table, fk.column)) if early else None for fk, _ in refs}
+            todo = [values for fk, values in refs if done[fk.table, fk.column] is None]
+            ready = early.parents.get(ref) if early else None
+            found = _sorted_positions(parent_set, todo, ready[1] if ready else None) if todo else []
+            if found is not None:
+                rest = iter(found)
+                found = [done[fk.table, fk.column] if done[fk.table, fk.column] is not None else next(rest)
+                         for fk, _ in refs]
+            found_by_ref[ref] = found
     for (ref_table, ref_column), refs in groups.items():
         parent_set, are_rows, _ = parent_sets[ref_table, ref_column]
         job = lookups.get((ref_table, ref_column))
@@ -739,7 +791,15 @@ def _numbered_positions(view: np.ndarray, prefix: np.ndarray, lo: int, n: int) -
     return np.where(ok, number, -1).astype(np.int32, copy=False)
 
 
-def _sorted_positions(parent: pa_arrow.Array, children: list[pa_arrow.ChunkedArray]) -> list[np.ndarray] | None:
+def _prepare_parent(parent: pa_arrow.Array) -> tuple[np.ndarray, tuple[np.ndarray, int] | None] | None:
+    """What :func:`_sorted_positions` derives from a sorted parent once: its fixed-width view and numbering."""
+    parent_view = _fixed_width(parent)
+    return None if parent_view is None else (parent_view, _numbered(parent_view))
+
+
+def _sorted_positions(parent: pa_arrow.Array, children: list[pa_arrow.ChunkedArray],
+                      prepared: tuple[np.ndarray, tuple[np.ndarray, int] | None] | None = None,
+                      ) -> list[np.ndarray] | None:
     """:func:`_hashed_positions` by binary search in a parent key column proven strictly increasing.
 
     Fast path for large parents (no hash set of a million keys to build): the parent's values
@@ -750,10 +810,11 @@ def _sorted_positions(parent: pa_arrow.Array, children: list[pa_arrow.ChunkedArr
     A parent numbered without gaps (:func:`_numbered`) needs no search: each child's position
     is computed from its digits (:func:`_numbered_positions`).
     """
-    parent_view = _fixed_width(parent)
-    if parent_view is None:
-        return None
-    numbered = _numbered(parent_view)
+    if prepared is None:
+        prepared = _prepare_parent(parent)
+        if prepared is None:
+            return None
+    parent_view, numbered = prepared
 
     def one(values: pa_arrow.ChunkedArray) -> np.ndarray | None:
         # chunk by chunk, each chunk's bytes viewed where they are (combining the chunks would copy them)
@@ -893,6 +954,7 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
     # distinct key values (and whether they are the table's rows), shared by key and foreign-key checks
     distinct: dict[tuple[str, str], tuple[pa_arrow.Array | pa_arrow.ChunkedArray, bool, bool]] = {}
     facts = _KeyFacts()
+    early = _EarlyLookups()
     summary = []
     # Each table's problems and notes go to its own lists, merged in dictionary order below, so a
     # large table can be checked in the background while the next file is read.
@@ -915,7 +977,8 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
             offsets[name] = 1 if file.suffix.lower() == ".parquet" else 2
             args = (df, file, table, table_problems, table_notes, offsets[name], distinct, facts)
             if len(df) >= _PARALLEL_MIN_ROWS:
-                parts.append((table_problems, table_notes, _background().submit(_check_table, *args)))
+                parts.append((table_problems, table_notes,
+                              _background().submit(_check_table_and_look_up, *args, dictionary, early)))
             else:
                 _check_table(*args)
                 parts.append((table_problems, table_notes, None))
@@ -934,7 +997,7 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
         if job is not None and name in parents:
             job.result()
     fk_problems = _Problems()
-    _check_foreign_keys(tables, files, dictionary, fk_problems, offsets, distinct, facts)
+    _check_foreign_keys(tables, files, dictionary, fk_problems, offsets, distinct, facts, early)
     for table_problems, table_notes, job in parts:
         if job is not None:
             job.result()

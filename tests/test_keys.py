@@ -481,3 +481,41 @@ def test_sorted_positions_chunk_by_chunk(parent):
     other_width = pa.chunked_array([pa.array(["PT001"], type=pa.large_string()),
                                     pa.array([None, "PT0001"], type=pa.large_string())])
     assert L._sorted_positions(parent_array, [other_width]) is None  # a later chunk refuses: the caller hashes
+
+
+def test_early_foreign_key_lookups_agree_with_the_final_ones(tmp_path, monkeypatch):
+    tables = build_study()
+    for name, column, value in [("records", "patient_id", "PT099"), ("physio", "patient_id", "PT0X1"),
+                                ("followups", "patient_id", None)]:
+        tables[name] = tables[name].astype({column: "object"})
+        tables[name].loc[1, column] = value
+    folder = write_study(tmp_path, tables)
+    monkeypatch.setattr(L, "_PARALLEL_MIN_ROWS", 1)  # every table checked in the background, parents prepared
+
+    def run():
+        with pytest.raises(L.StudyValidationError) as err:
+            load_study(folder)
+        return err.value.problems
+
+    made = []
+    original = L._EarlyLookups
+    monkeypatch.setattr(L, "_EarlyLookups", lambda: made.append(original()) or made[-1])
+    early_problems = run()
+    assert ("patients", "patient_id") in made[-1].parents
+    assert {"followups", "records", "physio"} <= {table for table, _ in made[-1].rows}
+    positions = {key: rows.tolist() for key, rows in made[-1].rows.items()}
+    monkeypatch.setattr(L, "_check_table_and_look_up", lambda *args: L._check_table(*args[:8]))
+    assert_late = run()
+    pd.testing.assert_frame_equal(early_problems, assert_late)
+    assert not made[-1].rows and not made[-1].parents
+    assert "PT099" in str(early_problems["examples"].tolist())
+    # the early positions are those the final check computes for the same columns
+    study = load_dictionary()
+    for (table, column), rows in positions.items():
+        fk = next(f for f in study.foreign_keys if (f.table, f.column) == (table, column))
+        def raw(name, col):
+            values = pd.read_csv(folder / f"{name}.csv", dtype=str, keep_default_na=False, na_values=[""])[col]
+            return pa.array(values.astype(object), type=pa.large_string(), from_pandas=True)
+
+        parent, child = raw(fk.ref_table, fk.ref_column), raw(table, column)
+        assert rows == L._hashed_positions(parent, [pa.chunked_array([child])])[0].tolist()
