@@ -389,11 +389,54 @@ def _background() -> ThreadPoolExecutor:
 
 
 def _check_table(df: pd.DataFrame, path: Path, table: Table, problems: _Problems, notes: list[str],
-                 row_offset: int, distinct: dict[tuple[str, str], tuple[pa_arrow.Array, bool, bool]],
+                 row_offset: int, distinct: dict[tuple[str, str], tuple[pa_arrow.Array | pa_arrow.ChunkedArray, bool, bool]],
                  facts: _KeyFacts | None = None) -> None:
     """Schema validation, then key checks, of one table."""
     _validate_table(df, path, table, problems, row_offset)
     _check_keys(df, path, table, problems, notes, row_offset, distinct, facts)
+
+
+@dataclass
+class _EarlyLookups:
+    """Foreign-key lookups done by the background table checks while later files are read.
+
+    ``parents``: (table, key column) -> (key values as one array, :func:`_prepare_parent` result),
+    for a large referenced key column proven sorted, set by that table's background job.
+    ``rows``: (child table, column) -> the child's positions in such a parent (as
+    :func:`_sorted_positions` gives them), set by the child's background job when the parent was
+    prepared before it (the one background worker checks the tables in dictionary order).
+    Every entry is written once; :func:`_check_foreign_keys` uses those present and computes the rest.
+    """
+
+    parents: dict[tuple[str, str], tuple[pa_arrow.Array, tuple[np.ndarray, tuple[np.ndarray, int] | None]]] = \
+        field(default_factory=dict)
+    rows: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+
+
+def _check_table_and_look_up(df: pd.DataFrame, path: Path, table: Table, problems: _Problems, notes: list[str],
+                             row_offset: int, distinct: dict, facts: _KeyFacts | None, dictionary: DataDictionary,
+                             early: _EarlyLookups) -> None:
+    """:func:`_check_table`, then the foreign-key work this table allows already (background job)."""
+    _check_table(df, path, table, problems, notes, row_offset, distinct, facts)
+    # this table as a parent: its sorted key column combined and prepared once for the lookups
+    for ref in dict.fromkeys((fk.ref_table, fk.ref_column) for fk in dictionary.foreign_keys
+                             if fk.ref_table == table.name):
+        entry = distinct.get(ref)
+        if entry is None or not entry[2] or len(entry[0]) < _PARALLEL_MIN_ROWS:
+            continue
+        parent = entry[0].combine_chunks() if isinstance(entry[0], pa_arrow.ChunkedArray) else entry[0]
+        distinct[ref] = (parent, entry[1], entry[2])
+        prepared = _prepare_parent(parent)
+        if prepared is not None:
+            early.parents[ref] = (parent, prepared)
+    # this table as a child of parents prepared before it
+    for fk in dictionary.foreign_keys:
+        ready = early.parents.get((fk.ref_table, fk.ref_column))
+        if fk.table != table.name or ready is None or fk.column not in df.columns:
+            continue
+        found = _sorted_positions(ready[0], [_arrow_text(df[fk.column])], ready[1])
+        if found is not None:
+            early.rows[fk.table, fk.column] = found[0]
 
 
 def _column_passes(column: Any, values: pd.Series) -> bool:
@@ -520,7 +563,7 @@ def _strictly_increasing(columns: list[pd.Series]) -> bool:
 
 
 def _check_keys(df: pd.DataFrame, path: Path, table: Table, problems: _Problems, notes: list[str],
-                row_offset: int, distinct: dict[tuple[str, str], tuple[pa_arrow.Array, bool, bool]],
+                row_offset: int, distinct: dict[tuple[str, str], tuple[pa_arrow.Array | pa_arrow.ChunkedArray, bool, bool]],
                 facts: _KeyFacts | None = None) -> None:
     key = [k for k in table.key if k in df.columns]
     if len(key) != len(table.key) or not key:
@@ -528,7 +571,8 @@ def _check_keys(df: pd.DataFrame, path: Path, table: Table, problems: _Problems,
     if _strictly_increasing([df[k] for k in key]):
         # sorted by its key (exports usually are): no repeated key, proven without hashing
         if len(key) == 1:
-            distinct[table.name, key[0]] = (_arrow_text(df[key[0]]).combine_chunks(), True, True)
+            # kept as chunks (no copy): only the foreign-key checks of a referenced table combine them
+            distinct[table.name, key[0]] = (_arrow_text(df[key[0]]), True, True)
             _note_unique(facts, table.name, df[key[0]])
         return
     if len(key) == 1:
@@ -580,8 +624,8 @@ def _arrow_text(values: pd.Series) -> pa_arrow.ChunkedArray:
 
 def _check_foreign_keys(tables: dict[str, pd.DataFrame], files: dict[str, Path], dictionary: DataDictionary,
                         problems: _Problems, offsets: dict[str, int],
-                        parent_sets: dict[tuple[str, str], tuple[pa_arrow.Array, bool, bool]],
-                        facts: _KeyFacts | None = None) -> None:
+                        parent_sets: dict[tuple[str, str], tuple[pa_arrow.Array | pa_arrow.ChunkedArray, bool, bool]],
+                        facts: _KeyFacts | None = None, early: _EarlyLookups | None = None) -> None:
     # Group references by the key they point at: one pyarrow lookup per key column (building the
     # hash set of a million keys costs more than probing it; pandas' isin on text loops in Python).
     groups: dict[tuple[str, str], list] = {}
@@ -590,14 +634,42 @@ def _check_foreign_keys(tables: dict[str, pd.DataFrame], files: dict[str, Path],
         if child is None or parent is None or fk.column not in child.columns or fk.ref_column not in parent.columns:
             continue
         groups.setdefault((fk.ref_table, fk.ref_column), []).append((fk, _arrow_text(child[fk.column])))
-    for (ref_table, ref_column), refs in groups.items():
+    for (ref_table, ref_column) in groups:
         if (ref_table, ref_column) not in parent_sets:
             parent_sets[ref_table, ref_column] = (pc.unique(_arrow_text(tables[ref_table][ref_column]).drop_null()),
                                                   False, False)
         parent_set, are_rows, is_sorted = parent_sets[ref_table, ref_column]
-        found = None
-        if is_sorted and len(parent_set) >= _PARALLEL_MIN_ROWS:
-            found = _sorted_positions(parent_set, [values for _, values in refs])
+        if isinstance(parent_set, pa_arrow.ChunkedArray):  # a sorted key column, as the key check left it
+            parent_sets[ref_table, ref_column] = (parent_set.combine_chunks(), are_rows, is_sorted)
+    # The lookups of different keys are independent: hash lookups (Arrow, GIL released, no pool of
+    # their own) go to the pool while this thread does the sorted ones, which may use the pool
+    # themselves; at this point they are mostly what is left of load_study, so both cores help.
+    # Problems are then reported in the order of the keys, as before.
+    lookups = {}
+    for ref, refs in groups.items():
+        parent_set, _, is_sorted = parent_sets[ref]
+        if not (is_sorted and len(parent_set) >= _PARALLEL_MIN_ROWS):
+            children = [values for _, values in refs]
+            if sum(len(values) for values in children) >= _PARALLEL_MIN_ROWS:
+                lookups[ref] = _pool().submit(_hashed_positions, parent_set, children)
+    found_by_ref = {}
+    for ref, refs in groups.items():
+        parent_set, _, is_sorted = parent_sets[ref]
+        if ref not in lookups and is_sorted and len(parent_set) >= _PARALLEL_MIN_ROWS:
+            # children the background already looked up (early) keep those positions: same function, same data
+            done = {(fk.table, fk.column): early.rows.get((fk.table, fk.column)) if early else None for fk, _ in refs}
+            todo = [values for fk, values in refs if done[fk.table, fk.column] is None]
+            ready = early.parents.get(ref) if early else None
+            found = _sorted_positions(parent_set, todo, ready[1] if ready else None) if todo else []
+            if found is not None:
+                rest = iter(found)
+                found = [done[fk.table, fk.column] if done[fk.table, fk.column] is not None else next(rest)
+                         for fk, _ in refs]
+            found_by_ref[ref] = found
+    for (ref_table, ref_column), refs in groups.items():
+        parent_set, are_rows, _ = parent_sets[ref_table, ref_column]
+        job = lookups.get((ref_table, ref_column))
+        found = job.result() if job is not None else found_by_ref.get((ref_table, ref_column))
         if found is None:
             found = _hashed_positions(parent_set, [values for _, values in refs])
         # when the parent's distinct values are its rows, the positions are parent rows: kept for clean_study
@@ -621,12 +693,24 @@ def _hashed_positions(parent_set: pa_arrow.Array, children: list[pa_arrow.Chunke
                                    type=pa_arrow.large_string())
     if len(parent_set) > 10_000:
         probe = probe.combine_chunks()  # pyarrow rebuilds the lookup set for every chunk
-    found = pc.index_in(probe, value_set=parent_set).fill_null(-1).to_numpy(zero_copy_only=False)
+    found = _filled(pc.index_in(probe, value_set=parent_set))
     out, start = [], 0
     for values in children:
         out.append(found[start:start + len(values)])
         start += len(values)
     return out
+
+
+def _filled(index: pa_arrow.Array | pa_arrow.ChunkedArray) -> np.ndarray:
+    """An ``index_in`` result as int32 numpy, -1 where null (what ``fill_null(-1)`` gives, without its copy pass)."""
+    if isinstance(index, pa_arrow.ChunkedArray):
+        index = index.combine_chunks() if index.num_chunks != 1 else index.chunk(0)
+    if index.type != pa_arrow.int32():
+        return index.fill_null(-1).to_numpy(zero_copy_only=False)
+    values = np.frombuffer(index.buffers()[1], dtype=np.int32)[index.offset:index.offset + len(index)]
+    if not index.null_count:
+        return values
+    return np.where(index.is_valid().to_numpy(zero_copy_only=False), values, np.int32(-1))
 
 
 def _fixed_width(values: pa_arrow.Array) -> np.ndarray | None:
@@ -650,7 +734,72 @@ def _fixed_width(values: pa_arrow.Array) -> np.ndarray | None:
     return raw.view(f"S{width}")
 
 
-def _sorted_positions(parent: pa_arrow.Array, children: list[pa_arrow.ChunkedArray]) -> list[np.ndarray] | None:
+#: Most digits a numbered key may have (10**18 - 1 still fits an int64).
+_MAX_KEY_DIGITS = 18
+
+
+def _numbered(parent_view: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """For a strictly increasing ``S<w>`` key column numbered without gaps: (prefix bytes, first number).
+
+    Fast path of :func:`_sorted_positions` for keys such as ``PAT0000001 .. PAT1000000``:
+    every value is the same prefix (the first value's bytes before its trailing digits)
+    followed by ``d = w - len(prefix)`` ASCII digits (1 <= d <= 18), and last number - first
+    number == n - 1. Then the key at position ``p`` is exactly prefix + the ``d``-digit
+    number ``first + p``: equal-length digit strings sort as their numbers, so n strictly
+    increasing values hold n distinct numbers in ``[first, last]``, a range of n numbers, each
+    once and in order. ``None`` when any of this fails (the caller binary-searches).
+    """
+    n, width = len(parent_view), parent_view.dtype.itemsize
+    first = bytes(parent_view[0])
+    k = len(first.rstrip(b"0123456789"))
+    if not 1 <= width - k <= _MAX_KEY_DIGITS:
+        return None
+    rows = parent_view.view(np.uint8).reshape(n, width)
+    prefix = rows[0, :k].copy()
+    if k and not (rows[:, :k] == prefix).all():
+        return None
+    if not ((rows[:, k:] - np.uint8(48)) < 10).all():  # uint8 arithmetic: bytes below "0" wrap above 9
+        return None
+    lo, hi = int(first[k:]), int(bytes(parent_view[-1])[k:])
+    return (prefix, lo) if hi - lo == n - 1 else None
+
+
+def _numbered_positions(view: np.ndarray, prefix: np.ndarray, lo: int, n: int) -> np.ndarray:
+    """Position of each ``view`` value in a numbered parent (:func:`_numbered`) of ``n`` keys, -1 if absent.
+
+    ``view`` has the parent's byte width. A value is a parent key exactly when it has the
+    prefix, digits after it and a number in ``[lo, lo + n)``; its position is then number - lo
+    (digits of rows that fail are never used: overflow there is harmless).
+    """
+    m, width = len(view), view.dtype.itemsize
+    k = len(prefix)
+    rows = view.view(np.uint8).reshape(m, width)
+    # byte-wide passes: any prefix byte differing, the largest digit (a non-digit byte gives > 9)
+    differs = np.zeros(m, dtype=np.uint8)
+    for j in range(k):
+        differs |= rows[:, j] ^ prefix[j]
+    largest = np.zeros(m, dtype=np.uint8)
+    number = np.zeros(m, dtype=np.int32 if width - k <= 9 else np.int64)  # 10**9 - 1 fits an int32
+    for j in range(k, width):
+        digit = rows[:, j] - np.uint8(48)  # uint8 arithmetic: bytes below "0" wrap above 9
+        np.maximum(largest, digit, out=largest)
+        number *= 10
+        number += digit
+    number -= lo
+    # as unsigned, a number below lo wraps above n
+    ok = (differs == 0) & (largest < 10) & (number.view(np.uint32 if number.dtype == np.int32 else np.uint64) < n)
+    return np.where(ok, number, -1).astype(np.int32, copy=False)
+
+
+def _prepare_parent(parent: pa_arrow.Array) -> tuple[np.ndarray, tuple[np.ndarray, int] | None] | None:
+    """What :func:`_sorted_positions` derives from a sorted parent once: its fixed-width view and numbering."""
+    parent_view = _fixed_width(parent)
+    return None if parent_view is None else (parent_view, _numbered(parent_view))
+
+
+def _sorted_positions(parent: pa_arrow.Array, children: list[pa_arrow.ChunkedArray],
+                      prepared: tuple[np.ndarray, tuple[np.ndarray, int] | None] | None = None,
+                      ) -> list[np.ndarray] | None:
     """:func:`_hashed_positions` by binary search in a parent key column proven strictly increasing.
 
     Fast path for large parents (no hash set of a million keys to build): the parent's values
@@ -658,33 +807,43 @@ def _sorted_positions(parent: pa_arrow.Array, children: list[pa_arrow.ChunkedArr
     ``searchsorted`` gives the only place a child value can be, and an equality test there
     says whether it is. Exact because the parent is sorted in Arrow's byte order, which is
     numpy's order for these views. ``None`` (the caller hashes) when a view is not exact.
+    A parent numbered without gaps (:func:`_numbered`) needs no search: each child's position
+    is computed from its digits (:func:`_numbered_positions`).
     """
-    parent_view = _fixed_width(parent)
-    if parent_view is None:
-        return None
+    if prepared is None:
+        prepared = _prepare_parent(parent)
+        if prepared is None:
+            return None
+    parent_view, numbered = prepared
 
     def one(values: pa_arrow.ChunkedArray) -> np.ndarray | None:
-        valid = None
-        present = values
-        if values.null_count:
-            valid = values.is_valid().to_numpy(zero_copy_only=False)
-            present = values.drop_null()
-        present = present.combine_chunks() if isinstance(present, pa_arrow.ChunkedArray) else present
-        rows = np.full(len(values), -1, dtype=np.int32)
-        if len(present):
-            view = _fixed_width(present)
-            if view is None or view.dtype != parent_view.dtype:
-                return None
-            at = np.minimum(np.searchsorted(parent_view, view), len(parent_view) - 1)
-            hit = np.where(parent_view[at] == view, at, -1).astype(np.int32)
-            if valid is None:
-                rows = hit
-            else:
-                rows[valid] = hit
+        # chunk by chunk, each chunk's bytes viewed where they are (combining the chunks would copy them)
+        rows = np.full(len(values), -1, dtype=np.int32) if values.null_count else np.empty(len(values), np.int32)
+        start = 0
+        for chunk in values.chunks:
+            n = len(chunk)
+            present = chunk.drop_null() if chunk.null_count else chunk
+            if len(present):
+                view = _fixed_width(present)
+                if view is None or view.dtype != parent_view.dtype:
+                    return None
+                if numbered is not None:
+                    hit = _numbered_positions(view, *numbered, len(parent_view))
+                else:
+                    at = np.minimum(np.searchsorted(parent_view, view), len(parent_view) - 1)
+                    hit = np.where(parent_view[at] == view, at, -1).astype(np.int32)
+                if chunk.null_count:
+                    rows[start:start + n][chunk.is_valid().to_numpy(zero_copy_only=False)] = hit
+                else:
+                    rows[start:start + n] = hit
+            start += n
         return rows
 
-    if len(children) > 1 and sum(len(values) for values in children) >= _PARALLEL_MIN_ROWS:
-        out = list(_pool().map(one, children))  # numpy's searchsorted releases the GIL: one child per core
+    # numpy's searchsorted releases the GIL: one child per core. Not for a numbered parent: its
+    # lookups are a few byte-wide passes, cheaper than waiting for the pool, which the background
+    # table checks share.
+    if numbered is None and len(children) > 1 and sum(len(values) for values in children) >= _PARALLEL_MIN_ROWS:
+        out = list(_pool().map(one, children))
     else:
         out = [one(values) for values in children]
     return None if any(rows is None for rows in out) else out
@@ -793,8 +952,9 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
     tables: dict[str, pd.DataFrame] = {}
     offsets: dict[str, int] = {}
     # distinct key values (and whether they are the table's rows), shared by key and foreign-key checks
-    distinct: dict[tuple[str, str], tuple[pa_arrow.Array, bool, bool]] = {}
+    distinct: dict[tuple[str, str], tuple[pa_arrow.Array | pa_arrow.ChunkedArray, bool, bool]] = {}
     facts = _KeyFacts()
+    early = _EarlyLookups()
     summary = []
     # Each table's problems and notes go to its own lists, merged in dictionary order below, so a
     # large table can be checked in the background while the next file is read.
@@ -817,7 +977,8 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
             offsets[name] = 1 if file.suffix.lower() == ".parquet" else 2
             args = (df, file, table, table_problems, table_notes, offsets[name], distinct, facts)
             if len(df) >= _PARALLEL_MIN_ROWS:
-                parts.append((table_problems, table_notes, _background().submit(_check_table, *args)))
+                parts.append((table_problems, table_notes,
+                              _background().submit(_check_table_and_look_up, *args, dictionary, early)))
             else:
                 _check_table(*args)
                 parts.append((table_problems, table_notes, None))
@@ -836,7 +997,7 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
         if job is not None and name in parents:
             job.result()
     fk_problems = _Problems()
-    _check_foreign_keys(tables, files, dictionary, fk_problems, offsets, distinct, facts)
+    _check_foreign_keys(tables, files, dictionary, fk_problems, offsets, distinct, facts, early)
     for table_problems, table_notes, job in parts:
         if job is not None:
             job.result()

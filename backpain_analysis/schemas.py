@@ -109,6 +109,43 @@ def _numeric_ok(s: pd.Series, accept: Callable[[np.ndarray], np.ndarray]) -> pd.
     return pd.Series(ok, index=s.index)
 
 
+#: Whole numbers up to this size compare exactly as float64 (the general checks' dtype).
+_EXACT_INT = 2**53
+
+
+def _integer_runs(values: set[float]) -> list[tuple[int, int]]:
+    """The whole numbers among ``values`` (within +-2**53) as maximal runs of consecutive integers ``(lo, hi)``."""
+    runs: list[list[int]] = []
+    for v in sorted(int(v) for v in values if float(v).is_integer() and abs(v) <= _EXACT_INT):
+        if runs and v == runs[-1][1] + 1:
+            runs[-1][1] = v
+        else:
+            runs.append([v, v])
+    return [(lo, hi) for lo, hi in runs]
+
+
+def _plain_ints(s: pd.Series) -> np.ndarray | None:
+    """The values of a non-empty plain numpy integer column (no missing value possible), else ``None``."""
+    dtype = s.dtype
+    if not (isinstance(dtype, np.dtype) and dtype.kind in "iu") or len(s) == 0:
+        return None
+    return s.to_numpy()
+
+
+def _ints_within(s: pd.Series, runs: list[tuple[int, int]]) -> bool:
+    """Fast path of the code checks: a plain integer column whose minimum and maximum lie in one run of
+    accepted consecutive integers (:func:`_integer_runs`) holds only accepted values.
+
+    Exact: every integer between the run's ends is accepted, and the general check compares
+    such small integers exactly. ``False`` (the caller checks row by row) for any other column.
+    """
+    x = _plain_ints(s) if runs else None
+    if x is None:
+        return False
+    lo, hi = int(x.min()), int(x.max())
+    return any(a <= lo and hi <= b for a, b in runs)
+
+
 def _text(distinct: pd.Series) -> pd.Series:
     return distinct.map(lambda v: str(v).strip().lower()) if distinct.dtype == object else distinct.astype(str).str.strip().str.lower()
 
@@ -150,9 +187,12 @@ def valid_values(col: Column) -> Callable[[pd.Series], pd.Series]:
             return (t.isin(text_ok) | pd.to_numeric(t, errors="coerce").isin(num_ok_list)).to_numpy()
 
         codes_array = np.array(num_ok_list, dtype="float64")
+        runs = _integer_runs(num_ok)
 
         def check(s: pd.Series) -> pd.Series:
             if _is_numeric(s):
+                if _ints_within(s, runs):
+                    return pd.Series(True, index=s.index)
                 return _numeric_ok(s, lambda x: np.isin(x, codes_array))
             return _by_distinct(s, distinct_ok)
 
@@ -180,6 +220,10 @@ def valid_values(col: Column) -> Callable[[pd.Series], pd.Series]:
 
         def check(s: pd.Series) -> pd.Series:
             if _is_numeric(s):
+                x = _plain_ints(s)
+                # fast path: integers (whole by their dtype) whose minimum and maximum are in range
+                if x is not None and lo <= x.min() and x.max() <= hi:
+                    return pd.Series(True, index=s.index)
                 return _numeric_ok(s, number_ok)
             return _by_distinct(s, distinct_ok)
 

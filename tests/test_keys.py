@@ -363,3 +363,159 @@ def test_sorted_positions_compare_bytes_unsigned_as_arrow_does():
     fast = L._sorted_positions(parent, kids)
     assert fast is not None
     assert fast[0].tolist() == L._hashed_positions(parent, kids)[0].tolist() == [3, 4, 0, -1, 2, -1]
+
+
+# --- foreign keys: a parent numbered without gaps needs no search --------------------------------------
+
+
+def _numbered_parent(values):
+    return pa.array(values, type=pa.large_string())
+
+
+@pytest.mark.parametrize("parent, expected", [
+    (["PT007", "PT008", "PT009", "PT010"], True),
+    (["00998", "00999", "01000"], True),  # no prefix: digits only
+    (["P1-08", "P1-09", "P1-10"], True),  # a prefix ending in a digit before the last non-digit
+    (["PT007", "PT008", "PT010"], False),  # a gap
+    (["PT007", "PT008", "PT00:"], False),  # ":" sorts after "9": not a digit
+    (["PT007", "PS008", "PT009"], False),  # another prefix (not sorted either; refused anyway)
+    (["PTAAA", "PTAAB"], False),  # no trailing digit
+    (["P" + "0" * 18 + "1", "P" + "0" * 18 + "2"], False),  # 19 digits: more than an int64 holds
+])
+def test_numbered_parent_only_when_gapless(parent, expected):
+    view = L._fixed_width(_numbered_parent(parent))
+    assert (L._numbered(view) is not None) is expected
+
+
+@pytest.mark.parametrize("parent", [
+    ["PT007", "PT008", "PT009", "PT010"],
+    ["00998", "00999", "01000"],
+    ["P1-08", "P1-09", "P1-10"],
+    ["PT007", "PT008", "PT010"],  # a gap: binary search
+    ["AB" + str(n).zfill(12) for n in range(3_000_000_000, 3_000_000_005)],  # numbers beyond int32
+])
+def test_numbered_positions_agree_with_hash_lookup(parent):
+    width = len(parent[0])
+    kids = [_large(parent[::-1] + [None, "PT006", "PT011", "PT00/", "PT00:", "PS008", "pt008",
+                                   "00997", "01001", "P1-07", "P1-11", "P2-09", "P1.09"]
+                   + ["AB" + str(n).zfill(12) for n in (2_999_999_999, 3_000_000_005, 0, 7_294_967_299)])]
+    kids = [_large([v for v in kid.to_pylist() if v is None or len(v) == width]) for kid in kids]
+    parent_array = _numbered_parent(parent)
+    hashed = L._hashed_positions(parent_array, kids)
+    fast = L._sorted_positions(parent_array, kids)
+    assert fast is not None
+    assert fast[0].tolist() == hashed[0].tolist()
+    assert sorted(p for p in fast[0].tolist() if p >= 0) == list(range(len(parent)))
+
+
+def test_numbered_positions_directly():
+    parent = L._fixed_width(_numbered_parent(["PT007", "PT008", "PT009", "PT010"]))
+    prefix, lo = L._numbered(parent)
+    view = L._fixed_width(_numbered_parent(["PT010", "PT006", "PT011", "PT00:", "PU008", "PT007", "PT0/8"]))
+    assert L._numbered_positions(view, prefix, lo, len(parent)).tolist() == [3, -1, -1, -1, -1, 0, -1]
+    parent = L._fixed_width(_numbered_parent(["10", "11", "12"]))
+    prefix, lo = L._numbered(parent)
+    assert len(prefix) == 0 and lo == 10
+    view = L._fixed_width(_numbered_parent(["12", "09", "13", "1a", "10"]))
+    assert L._numbered_positions(view, prefix, lo, 3).tolist() == [2, -1, -1, -1, 0]
+
+
+def test_filled_matches_fill_null():
+    index = pc.index_in(pa.array(["a", None, "c", "x", "b"]), value_set=pa.array(["a", "b", "c"]))
+    assert L._filled(index).tolist() == index.fill_null(-1).to_numpy(zero_copy_only=False).tolist() == \
+        [0, -1, 2, -1, 1]
+    assert L._filled(index.slice(2)).tolist() == [2, -1, 1]
+    assert L._filled(pa.chunked_array([index.slice(0, 2), index.slice(2)])).tolist() == [0, -1, 2, -1, 1]
+    no_null = pc.index_in(pa.array(["b", "a"]), value_set=pa.array(["a", "b"]))
+    assert L._filled(no_null).tolist() == [1, 0]
+
+
+def test_foreign_key_lookups_in_the_pool_report_in_key_order(tmp_path, monkeypatch):
+    tables = build_study()
+    for name, column, value in [("records", "patient_id", "PT099"), ("patients", "gp_id", "G99"),
+                                ("consultations", "practice_id", "P99"), ("physio", "physio_id", "T99")]:
+        tables[name] = tables[name].astype({column: "object"})
+        tables[name].loc[1, column] = value
+    for name in ("practices", "clinicians"):  # unsorted parents: hash lookups
+        tables[name] = tables[name].iloc[::-1].reset_index(drop=True)
+    folder = write_study(tmp_path, tables)
+    with pytest.raises(L.StudyValidationError) as general:
+        load_study(folder)
+    monkeypatch.setattr(L, "_PARALLEL_MIN_ROWS", 1)  # the hash lookups now run in the pool
+    submitted = []
+    pool = L._pool()
+
+    class Recording:
+        def submit(self, fn, *args):
+            submitted.append(fn)
+            return pool.submit(fn, *args)
+
+        def map(self, *args):
+            return pool.map(*args)
+
+    monkeypatch.setattr(L, "_pool", lambda: Recording())
+    with pytest.raises(L.StudyValidationError) as pooled:
+        load_study(folder)
+    assert L._hashed_positions in submitted
+    pd.testing.assert_frame_equal(pooled.value.problems, general.value.problems)
+    orphans = general.value.problems
+    orphans = orphans[orphans["rule"].str.startswith("unknown")]
+    assert orphans["column"].tolist() == ["practice_id", "gp_id", "physio_id", "patient_id"]  # by referenced key
+
+
+@pytest.mark.parametrize("parent", [["PT001", "PT002", "PT003", "PT004"], ["PT001", "PT002", "PT003", "PT005"]])
+def test_sorted_positions_chunk_by_chunk(parent):
+    """Children of several chunks (empty, all missing, some missing, a slice) are looked up per chunk."""
+    chunks = [[], [None, None], ["PT004", None, "PT001", "PT009"], ["PT003"], ["PT002", "PT005", "PT000", None, "PT003"]]
+    arrays = [pa.array(c, type=pa.large_string()) for c in chunks]
+    arrays[-1] = arrays[-1].slice(1, 3)  # a chunk that starts inside its buffers: PT005, PT000, None
+    kids = [pa.chunked_array(arrays, type=pa.large_string()),
+            pa.chunked_array(arrays[2:4], type=pa.large_string()),
+            pa.chunked_array([], type=pa.large_string())]
+    parent_array = pa.array(parent, type=pa.large_string())
+    fast = L._sorted_positions(parent_array, kids)
+    hashed = L._hashed_positions(parent_array, kids)
+    assert fast is not None
+    assert [f.tolist() for f in fast] == [h.tolist() for h in hashed]
+    assert fast[0].tolist() == [parent.index(v) if v in parent else -1 for v in kids[0].to_pylist()]
+    other_width = pa.chunked_array([pa.array(["PT001"], type=pa.large_string()),
+                                    pa.array([None, "PT0001"], type=pa.large_string())])
+    assert L._sorted_positions(parent_array, [other_width]) is None  # a later chunk refuses: the caller hashes
+
+
+def test_early_foreign_key_lookups_agree_with_the_final_ones(tmp_path, monkeypatch):
+    tables = build_study()
+    for name, column, value in [("records", "patient_id", "PT099"), ("physio", "patient_id", "PT0X1"),
+                                ("followups", "patient_id", None)]:
+        tables[name] = tables[name].astype({column: "object"})
+        tables[name].loc[1, column] = value
+    folder = write_study(tmp_path, tables)
+    monkeypatch.setattr(L, "_PARALLEL_MIN_ROWS", 1)  # every table checked in the background, parents prepared
+
+    def run():
+        with pytest.raises(L.StudyValidationError) as err:
+            load_study(folder)
+        return err.value.problems
+
+    made = []
+    original = L._EarlyLookups
+    monkeypatch.setattr(L, "_EarlyLookups", lambda: made.append(original()) or made[-1])
+    early_problems = run()
+    assert ("patients", "patient_id") in made[-1].parents
+    assert {"followups", "records", "physio"} <= {table for table, _ in made[-1].rows}
+    positions = {key: rows.tolist() for key, rows in made[-1].rows.items()}
+    monkeypatch.setattr(L, "_check_table_and_look_up", lambda *args: L._check_table(*args[:8]))
+    assert_late = run()
+    pd.testing.assert_frame_equal(early_problems, assert_late)
+    assert not made[-1].rows and not made[-1].parents
+    assert "PT099" in str(early_problems["examples"].tolist())
+    # the early positions are those the final check computes for the same columns
+    study = load_dictionary()
+    for (table, column), rows in positions.items():
+        fk = next(f for f in study.foreign_keys if (f.table, f.column) == (table, column))
+        def raw(name, col):
+            values = pd.read_csv(folder / f"{name}.csv", dtype=str, keep_default_na=False, na_values=[""])[col]
+            return pa.array(values.astype(object), type=pa.large_string(), from_pandas=True)
+
+        parent, child = raw(fk.ref_table, fk.ref_column), raw(table, column)
+        assert rows == L._hashed_positions(parent, [pa.chunked_array([child])])[0].tolist()
