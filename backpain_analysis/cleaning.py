@@ -56,11 +56,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ._keys import _arrow_source, _arrow_text, _KeyFacts, _strictly_increasing
 from ._threads import PARALLEL_MIN_ROWS, named_pool
 from .dictionary import Column, DataDictionary, Table, load_dictionary
 from .errors import BackpainError
-from .loading import _arrow_source, _KeyFacts, _strictly_increasing
-from .schemas import DATE_MAX, DATE_MIN
+from .schemas import DATE_MAX, DATE_MIN, in_date_range
 
 __all__ = [
     "DEFAULT_FOLLOWUP_WINDOW_DAYS",
@@ -194,12 +194,6 @@ def _parse_date(text: str) -> tuple[pd.Timestamp | None, str | None]:
     return None, None
 
 
-def _representable(ts: pd.Timestamp) -> bool:
-    """Whether a date fits the clean ``datetime64[ns]`` columns (:data:`~backpain_analysis.schemas.DATE_MIN`
-    .. :data:`~backpain_analysis.schemas.DATE_MAX`); others would silently wrap into another century."""
-    return bool(DATE_MIN <= ts <= DATE_MAX)
-
-
 class _Rules:
     """Classifies each distinct raw value of one column: (new value, rule)."""
 
@@ -231,7 +225,7 @@ class _Rules:
         if kind == "date":
             if isinstance(u, (pd.Timestamp, _dt.datetime, _dt.date, np.datetime64)):
                 ts = pd.Timestamp(u)
-                return (ts, "type") if _representable(ts) else (None, "invalid")
+                return (ts, "type") if in_date_range(ts) else (None, "invalid")
             text = str(u).strip()
             if text == "":
                 return None, "blank"
@@ -240,7 +234,7 @@ class _Rules:
             if text in self.col.missing_codes:
                 return None, "missing_code"
             ts, fmt = _parse_date(text)
-            if ts is None or not _representable(ts):
+            if ts is None or not in_date_range(ts):
                 return None, "invalid"
             return ts, ("type" if fmt in _ISO_FORMATS else "date_format")
         if _is_number(u):
@@ -533,10 +527,11 @@ def _no_blank(s: pd.Series) -> bool:
     return not pc.any(blank).as_py()  # None (all missing) -> no blank
 
 
-#: Dates the ISO fast path accepts: whole years inside the ``datetime64[ns]`` range (as days
-#: since 1970-01-01), so the cast to nanoseconds cannot overflow.
-_ISO_DAYS = (int(np.datetime64("1678-01-01", "D").astype("int64")),
-             int(np.datetime64("2261-12-31", "D").astype("int64")))
+#: Dates the ISO fast path accepts: :data:`~backpain_analysis.schemas.DATE_MIN` ..
+#: :data:`~backpain_analysis.schemas.DATE_MAX` (as days since 1970-01-01), the range every date
+#: must lie in, so the cast to nanoseconds cannot overflow.
+_ISO_DAYS = (int(DATE_MIN.to_datetime64().astype("datetime64[D]").astype("int64")),
+             int(DATE_MAX.to_datetime64().astype("datetime64[D]").astype("int64")))
 _ISO_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
@@ -936,12 +931,8 @@ def _clean_table(raw: pd.DataFrame, table: Table, log_blocks: list, summary_rows
 
 
 def _arrow_strings(s: pd.Series) -> pa.Array:
-    if pd.api.types.is_string_dtype(s.dtype) and s.dtype != object:
-        arr = pa.array(s.array)
-        if isinstance(arr, pa.ChunkedArray):
-            arr = arr.combine_chunks()
-        return arr.cast(pa.large_string())
-    return pa.array(s.astype("str").to_numpy(dtype=object), type=pa.large_string(), from_pandas=True)
+    """Identifier values as one (unchunked) Arrow ``large_string`` array, for hash lookups."""
+    return _arrow_text(s).combine_chunks()
 
 
 def _index_in(values: pd.Series, keys: pd.Series) -> np.ndarray:

@@ -30,7 +30,8 @@ import pyarrow.compute as pc
 
 from .dictionary import Column, Table
 
-__all__ = ["DATE_FORMATS", "DATE_MAX", "DATE_MIN", "build_schema", "column_rule", "parse_dates", "valid_values"]
+__all__ = ["DATE_FORMATS", "DATE_MAX", "DATE_MIN", "build_schema", "column_rule", "in_date_range", "parse_dates",
+           "valid_values"]
 
 #: Date formats accepted in date columns, tried in this order (day first: UK exports).
 #: ``"ISO8601"`` covers ``2009-03-05``, ``2009-03-05T10:30`` and ``20090305``.
@@ -232,7 +233,7 @@ def valid_values(col: Column) -> Callable[[pd.Series], pd.Series]:
     if col.type == "date":
 
         def distinct_ok(d: pd.Series) -> np.ndarray:
-            is_date = d.map(lambda v: isinstance(v, (_dt.date, np.datetime64)) and _in_date_range(v)
+            is_date = d.map(lambda v: isinstance(v, (_dt.date, np.datetime64)) and in_date_range(v)
                             ).to_numpy(dtype=bool)
             ok = _text(d).isin(missing_text).to_numpy() | is_date
             if not ok.all():
@@ -375,8 +376,18 @@ def parse_dates(values: pd.Series) -> pd.Series:
     return out.where((out >= DATE_MIN) & (out <= DATE_MAX))
 
 
-def _in_date_range(value: _dt.date | np.datetime64) -> bool:
-    """Whether a date or datetime object lies within :data:`DATE_MIN` .. :data:`DATE_MAX`."""
+def in_date_range(value: _dt.date | np.datetime64) -> bool:
+    """Whether a date or datetime object lies within :data:`DATE_MIN` .. :data:`DATE_MAX`.
+
+    Clean tables hold dates as ``datetime64[ns]``; a date outside these bounds cannot be held
+    and would wrap silently into another century, so validation and cleaning both refuse it.
+
+    Examples
+    --------
+    >>> import datetime
+    >>> in_date_range(datetime.date(2009, 3, 5)), in_date_range(datetime.date(1500, 1, 1))
+    (True, False)
+    """
     try:
         stamp = pd.Timestamp(value)
     except (ValueError, OverflowError):
