@@ -101,7 +101,7 @@ class DisplayTable:
         """Runs of neighbouring columns with the same spanner: ``[(label, n_columns), ...]``."""
         groups: list[tuple[str, int]] = []
         for s in self.spanners:
-            if groups and groups[-1][0] == s and s:
+            if groups and groups[-1][0] == s:
                 groups[-1] = (s, groups[-1][1] + 1)
             else:
                 groups.append((s, 1))
