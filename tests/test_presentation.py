@@ -298,11 +298,18 @@ def test_tables_docx_holds_numbered_captions_and_tables(displays, tmp_path):
     assert [c.text for c in table2.rows[2].cells] == list(displays["table2"].rows[0])
 
 
-def test_write_puts_three_files(displays, tmp_path):
+def test_write_puts_four_files_and_tables_docx_reads_them_back(displays, tmp_path):
+    import docx
+
     paths = displays["table2"].write(tmp_path, "table2")
-    assert sorted(p.suffix for p in paths) == [".docx", ".html", ".tex"]
+    assert sorted(p.name for p in paths) == ["table2.docx", "table2.html", "table2.table.json", "table2.tex"]
     assert all(p.stat().st_size > 0 for p in paths)
     assert not list(tmp_path.glob("*.partial"))
+    assert DisplayTable.read(tmp_path / "table2.table.json") == displays["table2"]
+    displays["flow"].write(tmp_path, "flow", formats=["table.json"])
+    out = tables_docx([tmp_path / "flow.table.json", tmp_path / "table2.table.json"], tmp_path / "tables.docx")
+    assert [p.text for p in docx.Document(str(out)).paragraphs if p.text.startswith("Table")] == [
+        "Table 1. flow caption", "Table 2. table2 caption"]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -88,14 +88,15 @@ def add_to_document(doc: Any, table: DisplayTable) -> Any:
     return grid
 
 
-def tables_docx(tables: Sequence[DisplayTable], path: str | Path, *, title: str | None = None,
+def tables_docx(tables: Sequence[DisplayTable | str | Path], path: str | Path, *, title: str | None = None,
                 first_number: int = 1, landscape: bool = True) -> Path:
     """Write every display table, in order, numbered and captioned, into one Word file.
 
     Parameters
     ----------
-    tables : sequence of DisplayTable
+    tables : sequence of DisplayTable or path
         In the order they should appear; they are renumbered 1, 2, ... (from ``first_number``).
+        A path names a ``<name>.table.json`` written by :meth:`DisplayTable.write`.
     path : str or Path
         The ``.docx`` file to write (atomically).
     title : str, optional
@@ -117,7 +118,9 @@ def tables_docx(tables: Sequence[DisplayTable], path: str | Path, *, title: str 
     ['Table 1. Process of care', 'Table 2. Process of care']
     """
     from ..outputs import _atomic_via
+    from ._table import DisplayTable
 
+    tables = [t if isinstance(t, DisplayTable) else DisplayTable.read(t) for t in tables]
     doc = new_document(landscape=landscape)
     if title:
         doc.add_heading(title, level=1)

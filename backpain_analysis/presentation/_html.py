@@ -22,7 +22,7 @@ table.bp-table th.bp-spanner{border-bottom:1px solid #999;text-align:center}
 table.bp-table td.bp-num,table.bp-table th.bp-num{text-align:right;white-space:nowrap}
 table.bp-table td.bp-stub,table.bp-table th.bp-stub{text-align:left;max-width:24em}
 table.bp-table tbody tr:last-child td{border-bottom:2px solid #333}
-table.bp-table tfoot td{font-size:0.85em;text-align:left;padding-top:0.4em;border:none}
+table.bp-table tfoot td.bp-note{font-size:0.85em;text-align:left;padding-top:0.4em;border:none}
 </style>
 """
 
@@ -65,7 +65,7 @@ def render_html(table: DisplayTable, *, css: bool = True) -> str:
                    + "</tr>")
     out.append("</tbody>")
     if table.footnotes:
-        out.append("<tfoot>" + "".join(f'<tr><td colspan="{ncol}">{escape_html(n)}</td></tr>' for n in table.footnotes)
+        out.append("<tfoot>" + "".join(f'<tr><td class="bp-note" colspan="{ncol}">{escape_html(n)}</td></tr>' for n in table.footnotes)
                    + "</tfoot>")
     out.append("</table></div>")
     return "\n".join(out)

@@ -282,10 +282,7 @@ def _table1(df: pd.DataFrame, decimals: int | None) -> tuple[list[Col], list[str
     first = df.columns[0]
     cols = [Col("Characteristic", (first,), lambda r: _text(r[first]).replace(", n (%): yes", ", n (%)"), align="l")]
     for c in df.columns[1:]:
-        span = ""
-        if str(c).startswith("Phase") or str(c) in {"low", "medium", "high"} or "risk" in str(c).lower():
-            span = "Group"
-        cols.append(Col(str(c), (c,), lambda r, c=c: _text(r[c]), span))
+        cols.append(Col(str(c), (c,), lambda r, c=c: _text(r[c])))
     notes = ["Mean (SD) or n (%) of patients with the item answered; Missing: patients without it. "
              "SMD: standardized mean difference between the groups."]
     return cols, notes

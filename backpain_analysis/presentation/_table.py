@@ -117,6 +117,32 @@ class DisplayTable:
         """The same table with another number."""
         return replace(self, number=number)
 
+    def to_dict(self) -> dict:
+        """The table as plain JSON-ready data (read back with :meth:`from_dict`)."""
+        return {"headers": list(self.headers), "rows": [list(r) for r in self.rows], "spanners": list(self.spanners),
+                "stub": self.stub, "caption": self.caption, "footnotes": list(self.footnotes),
+                "number": self.number, "align": list(self.align)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DisplayTable:
+        """A table from :meth:`to_dict` output (or a ``.table.json`` file's content).
+
+        Examples
+        --------
+        >>> t = DisplayTable(["A", "B"], [["x", "1"]], caption="c")
+        >>> DisplayTable.from_dict(t.to_dict()) == t
+        True
+        """
+        return cls(**{k: data[k] for k in ("headers", "rows", "spanners", "stub", "caption", "footnotes", "number",
+                                           "align") if k in data})
+
+    @classmethod
+    def read(cls, path: str | Path) -> DisplayTable:
+        """A table written by :meth:`write` as ``<name>.table.json``."""
+        import json
+
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
     def to_html(self, *, css: bool = True) -> str:
         """The table as an HTML ``<table>`` (with a small scoped stylesheet unless ``css=False``)."""
         from ._html import render_html
@@ -145,8 +171,12 @@ class DisplayTable:
             _atomic_via(Path(path), lambda tmp: doc.save(str(tmp)))
         return doc
 
-    def write(self, directory: str | Path, name: str, formats: Sequence[str] = ("html", "tex", "docx")) -> list[Path]:
-        """Write ``<name>.html``, ``<name>.tex`` and ``<name>.docx`` into ``directory`` (atomically).
+    def write(self, directory: str | Path, name: str,
+              formats: Sequence[str] = ("html", "tex", "docx", "table.json")) -> list[Path]:
+        """Write ``<name>.html``, ``.tex``, ``.docx`` and ``.table.json`` into ``directory`` (atomically).
+
+        The ``.table.json`` file holds the display table itself, so the report runner can put every
+        chapter's tables into one ``tables.docx`` (:func:`tables_docx` accepts these paths).
 
         Parameters
         ----------
@@ -154,7 +184,7 @@ class DisplayTable:
             Usually ``ChapterOutputs.tables_dir``.
         name : str
             File stem.
-        formats : sequence of str, default ("html", "tex", "docx")
+        formats : sequence of str, default ("html", "tex", "docx", "table.json")
 
         Returns
         -------
@@ -174,8 +204,13 @@ class DisplayTable:
                     fh.write(self.to_latex())
             elif fmt == "docx":
                 self.to_docx(target)
+            elif fmt == "table.json":
+                import json
+
+                with atomic_write(target) as fh:
+                    json.dump(self.to_dict(), fh, indent=1, ensure_ascii=False)
             else:
-                raise PresentationError(f"display table: unknown format {fmt!r} (html, tex or docx)")
+                raise PresentationError(f"display table: unknown format {fmt!r} (html, tex, docx or table.json)")
             paths.append(target)
         return paths
 
