@@ -445,3 +445,24 @@ def test_examples_run(module_name, tmp_path, monkeypatch):
     module = importlib.import_module(module_name)
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS, verbose=False)
     assert result.failed == 0, f"{result.failed} of {result.attempted} example lines failed in {module_name}"
+
+
+def test_captioned_figure_is_numbered_and_has_alt_text():
+    import matplotlib.pyplot as plt
+
+    from backpain_analysis.presentation.figures import captioned
+
+    fig = forest_plot(_or_table())
+    html = number_captions(captioned(fig, "Odds ratios").to_html(), chapter=4)
+    assert "Figure 4.1. Odds ratios" in html and 'alt="Odds ratios"' in html
+    assert plt.fignum_exists(fig.number) is False
+
+
+def test_auto_tables_label_and_format_every_column():
+    df = pd.DataFrame({"phase": [1, 3], "risk_group": ["low", "high"], "n": [142.0, 98.0], "n_total": [370, 560],
+                       "pct": [38.37837, 17.5], "estimate": [0.4812, 0.0000123], "ci_low": [0.42, 0.0],
+                       "ci_high": [0.55, 0.0001], "p_value": [1e-12, 0.2], "sd": [1.23456, 2.0]})
+    t = display_table(df)
+    assert t.headers == ("Phase", "Risk group", "N", "N total", "%", "Estimate (95% CI)", "p", "SD")
+    assert t.rows[0] == ("1", "Low", "142", "370", "38.4", "0.48 (0.42 to 0.55)", "<0.001", "1.23")
+    assert t.rows[1][5] == "0.00 (0.00 to 0.00)" and t.stub == 2

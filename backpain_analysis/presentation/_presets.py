@@ -80,12 +80,20 @@ def human_label(column: str) -> str:
     --------
     >>> human_label("p_value"), human_label("n_adjusted"), human_label("some_new_thing")
     ('p', 'N adjusted', 'Some new thing')
+    >>> human_label("pct_missing_cells"), human_label("practice_id"), human_label("se")
+    ('% missing cells', 'Practice ID', 'SE')
     """
     if column in _HUMAN:
         return _HUMAN[column]
-    text = str(column).replace("_", " ").strip()
-    if text.startswith("n "):
-        return "N " + text[2:]
+    words = str(column).replace("_", " ").split()
+    upper = {"id": "ID", "sd": "SD", "se": "SE", "ci": "CI", "or": "OR", "gp": "GP", "nhs": "NHS", "qaly": "QALY",
+             "rmdq": "RMDQ", "sbst": "SBST", "auc": "AUC", "icc": "ICC", "eq5d": "EQ-5D", "gbp": "GBP"}
+    words = [upper.get(w.lower(), w) for w in words]
+    if words and words[0] == "pct":
+        words[0] = "%"
+    text = " ".join(words)
+    if text.startswith("n ") or text == "n":
+        return "N" + text[1:]
     return text[:1].upper() + text[1:]
 
 
@@ -250,15 +258,17 @@ def _auto(df: pd.DataFrame, decimals: int | None) -> tuple[list[Col], list[str]]
             leading = False
             continue
         cell = _generic_cell(c, df[c], d)
-        is_text = not pd.api.types.is_numeric_dtype(df[c]) and not (df[c].astype(str) == "*").any()
+        is_text = (name in {"phase", "month", "year"}  # grouping columns, shown as labels
+                   or not pd.api.types.is_numeric_dtype(df[c]) and not (df[c].astype(str) == "*").any())
         align = "l" if is_text else "r"
+        if leading and is_text and not pd.api.types.is_numeric_dtype(df[c]):
+            cell = lambda r, c=c: _label(r[c])  # noqa: E731  (row labels start with a capital)
         spanner = ""
         header = human_label(name)
         for ph, span in PHASES.items():
             if name.endswith(f"_phase{ph}"):
                 spanner = span
                 header = human_label(name[: -len(f"_phase{ph}")])
-                header = {"Pct": "%", "Sd": "SD", "Events": "Events"}.get(header, header)
         cols.append(Col(header, (c,), cell, spanner, align))
         if not (leading and is_text):
             leading = False

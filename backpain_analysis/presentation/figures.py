@@ -12,7 +12,7 @@ import pandas as pd
 
 from ._format import PresentationError
 
-__all__ = ["RATIO_TICKS", "forest_plot", "ratio_ticks", "save_figure"]
+__all__ = ["RATIO_TICKS", "CaptionedFigure", "captioned", "forest_plot", "ratio_ticks", "save_figure"]
 
 RATIO_TICKS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
@@ -193,3 +193,71 @@ def save_figure(fig: Any, directory: str | Path, name: str, *, formats: Sequence
         paths.append(_atomic_via(target, lambda tmp, fmt=fmt, meta=meta: fig.savefig(
             tmp, dpi=dpi, bbox_inches="tight", format=fmt, metadata=meta)))
     return paths
+
+
+class CaptionedFigure:
+    """A figure rendered once as an inline PNG with alt text and a caption (see :func:`captioned`)."""
+
+    def __init__(self, png: bytes, caption: str, width_px: int | None) -> None:
+        self.png = png
+        self.caption = caption
+        self.width_px = width_px
+
+    def to_html(self) -> str:
+        """``<figure>`` with the PNG inline (base64), ``alt`` = caption, and a numberable ``<figcaption>``."""
+        import base64
+
+        from ._escape import escape_html
+
+        data = base64.b64encode(self.png).decode("ascii")
+        width = f"width:{self.width_px}px;" if self.width_px else ""
+        return (f'<figure class="bp-figure" style="margin:0.8em 0 1.2em">'
+                f'<img src="data:image/png;base64,{data}" alt="{escape_html(self.caption)}" '
+                f'style="{width}max-width:100%;height:auto">'
+                f'<figcaption class="bp-caption bp-figure-caption">{escape_html(self.caption)}</figcaption></figure>')
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+
+def captioned(fig: Any, caption: str, *, dpi: int = 150, close: bool = True) -> CaptionedFigure:
+    """A figure for a report page: PNG inline at a fixed size, with alt text and a caption.
+
+    Displayed in a notebook (``display(captioned(fig, "..."))``) it shows at its natural size
+    (figure inches x 96 px, never wider than the page), and
+    :func:`backpain_analysis.presentation.site.number_captions` numbers its caption
+    ("Figure 4.1. ...").
+
+    Parameters
+    ----------
+    fig : matplotlib Figure
+    caption : str
+    dpi : int, default 150
+        Resolution of the PNG (shown at 96 px per inch, so sharp on high-density screens).
+    close : bool, default True
+        Close the figure so the notebook does not show it a second time.
+
+    Returns
+    -------
+    CaptionedFigure
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import matplotlib.pyplot as plt
+    >>> fig, ax = plt.subplots(figsize=(4, 2)); _ = ax.plot([0, 1])
+    >>> html = captioned(fig, "A line <y = x>").to_html()
+    >>> 'alt="A line &lt;y = x&gt;"' in html, "width:384px" in html, "bp-figure-caption" in html
+    (True, True, True)
+    """
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    width = int(round(fig.get_size_inches()[0] * 96))
+    if close:
+        plt.close(fig)
+    return CaptionedFigure(buf.getvalue(), caption, width)
