@@ -250,3 +250,47 @@ def test_cli_reports_bad_files_with_exit_2_and_no_traceback(tmp_path):
         assert "physio.csv" in text and "row 3 (episode_id=E002): 4 fields" in text
         assert "practices.csv" in text and "UTF-16" in text
     assert digests(tmp_path) == before
+
+
+# --- an output location that cannot be written: said before loading -----------------------------------------
+
+
+@pytest.mark.parametrize("command", ["dataset", "report"])
+def test_unwritable_output_is_refused_before_loading(tmp_path, command):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where a folder is expected", encoding="utf-8")
+    out = blocker / ("analysis.csv" if command == "dataset" else "report")
+    # the study folder does not exist: had the command loaded it first, that would be the error
+    result = run_cli(command, "--data", str(tmp_path / "no_study_here"), "--out", str(out))
+    text = result.stdout + result.stderr
+    assert result.returncode == 2, text
+    assert "Traceback" not in text
+    assert "cannot be written" in text and "is a file, not a folder" in text
+    assert "no_study_here" not in text
+
+
+def test_unwritable_folder_is_refused(tmp_path, monkeypatch):
+    # root may write anywhere: simulate a folder without write permission
+    import tempfile
+
+    from backpain_analysis import cli
+    from backpain_analysis.errors import BackpainError
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(BackpainError, match="no permission to create files in"):
+        cli._require_writable(tmp_path / "out.parquet", folder=False)
+    monkeypatch.undo()
+    cli._require_writable(tmp_path / "new" / "deeper" / "out.parquet", folder=False)
+    assert list(tmp_path.iterdir()) == []  # the probe leaves nothing behind, and creates no folder
+
+
+def test_dataset_out_naming_a_folder_is_refused(tmp_path):
+    from backpain_analysis import cli
+    from backpain_analysis.errors import BackpainError
+
+    (tmp_path / "x.csv").mkdir()
+    with pytest.raises(BackpainError, match="is a folder"):
+        cli._require_writable(tmp_path / "x.csv", folder=False)
