@@ -237,8 +237,12 @@ def build_analysis_dataset(
         - stratification: ``matched_pathway``, ``received_pathway`` (ordered categoricals),
           ``matched_care``, ``matched_referral`` (see :mod:`backpain_analysis.stratification`);
         - flow: ``consented_records``, ``followed_up_2m``, ``followed_up_6m`` (a follow-up
-          questionnaire used for that time point), ``followup_6m_in_window`` (NaN if not
-          followed up at 6 months or the window cannot be computed).
+          questionnaire used for that time point), ``followup_6m_in_window`` (1 inside the
+          6-month window, 0 outside; NaN if not followed up at 6 months or the window cannot
+          be computed). Follow-ups that a plausibility rule excludes (returned before the
+          baseline questionnaire by default; outside their window with
+          ``clean_study(plausibility={"followup_outside_window": "exclude"})``) are not used:
+          their outcome columns are missing and ``followed_up_{2m,6m}`` is 0.
 
     Notes
     -----

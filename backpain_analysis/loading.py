@@ -126,8 +126,9 @@ class Study:
     truth : dict or None
         The parsed ``truth.json`` of a synthetic study, else ``None``.
     notes : list of str
-        Non-fatal observations (byte-order mark, exact duplicate rows, conflicting
-        duplicates that cleaning resolves, extra files).
+        Non-fatal observations (byte-order mark, Windows-1252 text, CR-only line endings,
+        a missing final line break, exact duplicate rows, conflicting duplicates that
+        cleaning resolves, extra files, empty tables and what they imply).
     """
 
     tables: dict[str, pd.DataFrame]
@@ -1009,8 +1010,11 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
     Raises
     ------
     StudyValidationError
-        Once, listing every problem: missing or duplicated files, wrong delimiter,
-        unreadable files, unknown columns (with the closest known name), missing required
+        Once, listing every problem: missing or duplicated files, a table given as a
+        folder of part files, wrong delimiter, an encoding other than UTF-8 or Windows-1252
+        (UTF-16/32 with or without byte-order mark), rows with fewer or more fields than the
+        header (each named by its spreadsheet row), ``practices`` or ``patients`` with no
+        rows, unreadable files, unknown columns (with the closest known name), missing required
         columns, values the dictionary does not accept, duplicate keys, and values that
         point at unknown rows of another table.
     BackpainError
@@ -1023,6 +1027,12 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
     ``"NA"``, ``99``) stay as they are for :func:`backpain_analysis.clean_study` to
     harmonize and log. Identifier columns (type ``string``) are read as text; a numeric
     column is numeric unless it holds text; dates are text as written. A UTF-8 byte-order mark is skipped (and noted).
+    Every CSV data row must have as many fields as the header: pandas would fill a short row
+    with blanks, so the delimiters outside quoted fields are counted (one numpy pass) and
+    must equal ``(rows + 1) * (columns - 1)``; when they do not, the rows are located with
+    Python's ``csv`` module and reported. Lines ending in CR only are read (noted); a table
+    with a header and no rows is accepted with a note saying what it implies
+    (:data:`EMPTY_TABLE_MEANS`).
     Every table is validated lazily with its pandera schema
     (:func:`backpain_analysis.schemas.build_schema`), then keys: rows identical in every
     column are noted, not errors (cleaning drops them); other rows sharing a key are an
