@@ -751,8 +751,14 @@ def _all_distinct(values: pd.Series) -> bool:
 
 
 def _duplicate_keys(clean: pd.DataFrame, table: Table, raw: pd.DataFrame,
-                    exclusions: list[pd.DataFrame]) -> pd.DataFrame:
-    """Resolve remaining duplicate keys by the table's duplicate_rule, or raise."""
+                    exclusions: list[pd.DataFrame],
+                    demote: Callable[[pd.DataFrame], np.ndarray] | None = None) -> pd.DataFrame:
+    """Resolve remaining duplicate keys by the table's duplicate_rule, or raise.
+
+    ``demote``: given the duplicated rows, which ones a plausibility rule will exclude
+    (follow-ups returned before the baseline questionnaire): a plausible copy is kept before
+    them, whatever its date.
+    """
     key = list(table.key)
     if not key or len(clean) == 0:
         return clean
@@ -772,15 +778,21 @@ def _duplicate_keys(clean: pd.DataFrame, table: Table, raw: pd.DataFrame,
     order_by = rule["order_by"]
     sub = clean.loc[dup, [*key, order_by]].copy()
     sub["_pos"] = sub.index.to_numpy()
-    sub = sub.sort_values([*key, order_by, "_pos"], na_position="last", kind="stable")
+    sub["_implausible"] = demote(clean.loc[dup]) if demote is not None else False
+    sub = sub.sort_values([*key, "_implausible", order_by, "_pos"], na_position="last", kind="stable")
     first = ~sub.duplicated(subset=key, keep="first").to_numpy()
     kept_pos = sub["_pos"].where(first).groupby([sub[k] for k in key], observed=True, dropna=False).transform("first")
     dropped = sub.loc[~first]
     positions = dropped["_pos"].to_numpy()
-    detail = np.asarray([f"kept input row {int(k)}" for k in kept_pos.loc[dropped.index].to_numpy()], dtype=object)
+    detail = np.asarray([f"kept input row {int(k)}" + (" (this copy was returned before the baseline questionnaire)"
+                                                       if bad else "")
+                         for k, bad in zip(kept_pos.loc[dropped.index].to_numpy(), dropped["_implausible"].to_numpy(),
+                                           strict=True)], dtype=object)
     exclusions.append(_exclusion_block(
         table.name, positions, _row_keys(raw, table.key, positions), "cleaning",
-        f"duplicate key: a row with an earlier {order_by} was kept", detail,
+        np.where(dropped["_implausible"].to_numpy(dtype=bool),
+                 "duplicate key: a copy returned after the baseline questionnaire was kept",
+                 f"duplicate key: a row with an earlier {order_by} was kept").astype(object), detail,
     ))
     return clean.drop(index=positions)
 
@@ -901,7 +913,8 @@ class _Speculation:
 
 def _clean_table(raw: pd.DataFrame, table: Table, log_blocks: list, summary_rows: list,
                  exclusions: list, duplicates: tuple[Future, list] | None = None,
-                 started: _Jobs | None = None) -> pd.DataFrame:
+                 started: _Jobs | None = None,
+                 demote: Callable[[pd.DataFrame], np.ndarray] | None = None) -> pd.DataFrame:
     try:
         if duplicates is None:
             keep, key_repeated = _exact_duplicates(raw, table, exclusions)
@@ -943,7 +956,7 @@ def _clean_table(raw: pd.DataFrame, table: Table, log_blocks: list, summary_rows
     # raw keys were all distinct: harmonized keys can only collide if a key column was recoded
     recoded = {row[1] for row in summary_rows[n_summary:]}
     if key_repeated or recoded & set(table.key):
-        return _duplicate_keys(out, table, raw, exclusions)
+        return _duplicate_keys(out, table, raw, exclusions, demote)
     return out
 
 
@@ -1319,6 +1332,24 @@ def _implausible_dates(tables: dict[str, pd.DataFrame], rows_of: dict[str, np.nd
     return found
 
 
+def _returned_before_baseline(patients: pd.DataFrame) -> Callable[[pd.DataFrame], np.ndarray]:
+    """For duplicated follow-ups: which were returned before their patient's baseline questionnaire
+    (the index consultation when the baseline date is missing), as rule ``followup_before_baseline`` finds."""
+
+    def before(rows: pd.DataFrame) -> np.ndarray:
+        if not {"patient_id", "consultation_date"} <= set(patients.columns) or "return_date" not in rows:
+            return np.zeros(len(rows), dtype=bool)
+        ref = patients["consultation_date"].to_numpy(dtype="datetime64[ns]")
+        if "baseline_date" in patients:
+            base = patients["baseline_date"].to_numpy(dtype="datetime64[ns]")
+            ref = np.where(np.isnat(base), ref, base)
+        at = _index_in(rows["patient_id"], patients["patient_id"])
+        ref = np.append(ref, np.datetime64("NaT", "ns"))[np.where(at >= 0, at, len(ref))]
+        return rows["return_date"].to_numpy(dtype="datetime64[ns]") < ref
+
+    return before
+
+
 def _apply_plausibility(found: list[_Found], actions: Mapping[str, str], tables: dict[str, pd.DataFrame],
                         raws: dict[str, pd.DataFrame], dd: DataDictionary, exclusions: list[pd.DataFrame],
                         flags: list[pd.DataFrame]) -> tuple[dict[int, tuple[str, str]], list[_Found]]:
@@ -1484,9 +1515,10 @@ def clean_study(
     once, for the first reason found (invitation outcome first); (6) rows not in the analysis
     cohort listed with ``stage="analysis"``: patients who did not respond or were excluded at
     invitation, their follow-ups, records and physio episodes, and record reviews without
-    recorded consent (``record_review_consent`` not 1). Known limit: when a follow-up has
-    duplicates, the earliest is kept before the plausibility rules run, so an implausible
-    earliest copy is excluded rather than replaced by a later one.
+    recorded consent (``record_review_consent`` not 1). A follow-up with duplicates keeps
+    its earliest copy returned after the baseline questionnaire (when
+    ``followup_before_baseline`` excludes), so an impossible early copy does not displace a
+    valid one.
     Rules follow ``data/data_dictionary.yaml``; everything is vectorized (one hash pass per
     column, one log block per table, column and rule).
 
@@ -1544,8 +1576,11 @@ def clean_study(
             if not isinstance(raw, pd.DataFrame):
                 raise CleaningError(f"table {name!r} is a {type(raw).__name__}, not a DataFrame")
             raws[name] = raw
+            demote = None
+            if name == "followups" and actions.get("followup_before_baseline") == "exclude" and "patients" in tables:
+                demote = _returned_before_baseline(tables["patients"])
             tables[name] = _clean_table(raw, table, log_blocks, summary_rows, exclusions, ahead.get(name),
-                                        speculation.jobs_for(name))
+                                        speculation.jobs_for(name), demote)
             if len(tables[name]) < len(raw):
                 speculation.stop()
     finally:

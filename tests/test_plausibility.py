@@ -243,3 +243,17 @@ def test_cli_dataset_exits_2_on_an_impossible_date(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "date_after_export" in result.stderr
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_an_impossible_early_duplicate_does_not_displace_a_valid_followup():
+    tables = build_study()
+    fu = tables["followups"]
+    row = followup_row(tables, "PT001", 6)
+    early = fu.loc[[row]].assign(return_date="2007-02-05", rmdq_1=1 - fu.loc[row, "rmdq_1"])
+    tables["followups"] = pd.concat([fu, early], ignore_index=True)
+    clean, data = run(tables)
+    _, valid = run(build_study())
+    assert data.loc["PT001", "rmdq_6m"] == valid.loc["PT001", "rmdq_6m"]  # the valid copy is analysed
+    ex = clean.exclusions.set_index(["table", "row"]).loc[("followups", len(fu))]
+    assert ex["reason"] == "duplicate key: a copy returned after the baseline questionnaire was kept"
+    assert ex["detail"] == f"kept input row {row} (this copy was returned before the baseline questionnaire)"
