@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +65,9 @@ from .schemas import DATE_MAX, DATE_MIN, in_date_range
 __all__ = [
     "DEFAULT_FOLLOWUP_WINDOW_DAYS",
     "EXCLUSION_COLUMNS",
+    "FLAG_COLUMNS",
     "LOG_COLUMNS",
+    "PLAUSIBILITY_ACTIONS",
     "CleanStudy",
     "CleaningError",
     "clean_study",
@@ -79,6 +81,13 @@ DEFAULT_FOLLOWUP_WINDOW_DAYS: dict[int, tuple[float, float]] = {2: (61.0, 28.0),
 LOG_COLUMNS: tuple[str, ...] = ("table", "row", "row_key", "column", "old_value", "new_value", "rule")
 #: Columns of :attr:`CleanStudy.exclusions`.
 EXCLUSION_COLUMNS: tuple[str, ...] = ("table", "row", "row_key", "stage", "reason", "detail")
+#: Columns of :attr:`CleanStudy.flags`.
+FLAG_COLUMNS: tuple[str, ...] = ("table", "row", "row_key", "rule", "detail")
+#: What a plausibility rule (data dictionary, ``plausibility.rules``) may do with the rows it finds.
+PLAUSIBILITY_ACTIONS: tuple[str, ...] = ("error", "exclude", "flag")
+#: Tables whose excluded rows stay in the clean table (the analysis dataset and the flow skip the rows that
+#: :attr:`CleanStudy.exclusions` lists); excluded rows of the other tables are dropped from the clean table.
+_KEPT_WHEN_EXCLUDED = ("patients", "followups", "records", "physio")
 #: Rules whose every change is written to the cleaning log (the others only count in the summary).
 LOGGED_RULES: tuple[str, ...] = ("text_to_code", "missing_code", "date_format")
 
@@ -133,6 +142,12 @@ class CleanStudy:
         ``Study.truth`` passed through (synthetic studies).
     path : Path or None
         ``Study.path`` passed through.
+    flags : DataFrame
+        Rows kept and analysed although a plausibility rule with action ``flag`` found them:
+        ``table``, ``row``, ``row_key``, ``rule``, ``detail``.
+    notes : list of str
+        ``Study.notes`` passed through, then what cleaning wants said (for example that
+        recruitment windows were not checked).
     """
 
     tables: dict[str, pd.DataFrame]
@@ -144,6 +159,8 @@ class CleanStudy:
     dictionary: DataDictionary
     truth: dict | None = None
     path: Path | None = None
+    flags: pd.DataFrame = field(default_factory=lambda: _frame([], FLAG_COLUMNS))
+    notes: list[str] = field(default_factory=list)
     _cohort_cache: Any = field(default=None, repr=False)
 
     def __getattr__(self, name: str) -> pd.DataFrame:
@@ -734,8 +751,14 @@ def _all_distinct(values: pd.Series) -> bool:
 
 
 def _duplicate_keys(clean: pd.DataFrame, table: Table, raw: pd.DataFrame,
-                    exclusions: list[pd.DataFrame]) -> pd.DataFrame:
-    """Resolve remaining duplicate keys by the table's duplicate_rule, or raise."""
+                    exclusions: list[pd.DataFrame],
+                    demote: Callable[[pd.DataFrame], np.ndarray] | None = None) -> pd.DataFrame:
+    """Resolve remaining duplicate keys by the table's duplicate_rule, or raise.
+
+    ``demote``: given the duplicated rows, which ones a plausibility rule will exclude
+    (follow-ups returned before the baseline questionnaire): a plausible copy is kept before
+    them, whatever its date.
+    """
     key = list(table.key)
     if not key or len(clean) == 0:
         return clean
@@ -755,15 +778,21 @@ def _duplicate_keys(clean: pd.DataFrame, table: Table, raw: pd.DataFrame,
     order_by = rule["order_by"]
     sub = clean.loc[dup, [*key, order_by]].copy()
     sub["_pos"] = sub.index.to_numpy()
-    sub = sub.sort_values([*key, order_by, "_pos"], na_position="last", kind="stable")
+    sub["_implausible"] = demote(clean.loc[dup]) if demote is not None else False
+    sub = sub.sort_values([*key, "_implausible", order_by, "_pos"], na_position="last", kind="stable")
     first = ~sub.duplicated(subset=key, keep="first").to_numpy()
     kept_pos = sub["_pos"].where(first).groupby([sub[k] for k in key], observed=True, dropna=False).transform("first")
     dropped = sub.loc[~first]
     positions = dropped["_pos"].to_numpy()
-    detail = np.asarray([f"kept input row {int(k)}" for k in kept_pos.loc[dropped.index].to_numpy()], dtype=object)
+    detail = np.asarray([f"kept input row {int(k)}" + (" (this copy was returned before the baseline questionnaire)"
+                                                       if bad else "")
+                         for k, bad in zip(kept_pos.loc[dropped.index].to_numpy(), dropped["_implausible"].to_numpy(),
+                                           strict=True)], dtype=object)
     exclusions.append(_exclusion_block(
         table.name, positions, _row_keys(raw, table.key, positions), "cleaning",
-        f"duplicate key: a row with an earlier {order_by} was kept", detail,
+        np.where(dropped["_implausible"].to_numpy(dtype=bool),
+                 "duplicate key: a copy returned after the baseline questionnaire was kept",
+                 f"duplicate key: a row with an earlier {order_by} was kept").astype(object), detail,
     ))
     return clean.drop(index=positions)
 
@@ -884,7 +913,8 @@ class _Speculation:
 
 def _clean_table(raw: pd.DataFrame, table: Table, log_blocks: list, summary_rows: list,
                  exclusions: list, duplicates: tuple[Future, list] | None = None,
-                 started: _Jobs | None = None) -> pd.DataFrame:
+                 started: _Jobs | None = None,
+                 demote: Callable[[pd.DataFrame], np.ndarray] | None = None) -> pd.DataFrame:
     try:
         if duplicates is None:
             keep, key_repeated = _exact_duplicates(raw, table, exclusions)
@@ -926,7 +956,7 @@ def _clean_table(raw: pd.DataFrame, table: Table, log_blocks: list, summary_rows
     # raw keys were all distinct: harmonized keys can only collide if a key column was recoded
     recoded = {row[1] for row in summary_rows[n_summary:]}
     if key_repeated or recoded & set(table.key):
-        return _duplicate_keys(out, table, raw, exclusions)
+        return _duplicate_keys(out, table, raw, exclusions, demote)
     return out
 
 
@@ -1076,7 +1106,13 @@ def _followup_windows(followups: pd.DataFrame, patients: pd.DataFrame, rows: np.
 
 
 def _analysis_exclusions(tables: dict[str, pd.DataFrame], rows_of: dict[str, np.ndarray],
-                         raws: dict[str, pd.DataFrame], dd: DataDictionary, exclusions: list[pd.DataFrame]) -> None:
+                         raws: dict[str, pd.DataFrame], dd: DataDictionary, exclusions: list[pd.DataFrame],
+                         implausible: dict[int, tuple[str, str]] | None = None) -> None:
+    """Rows not in the analysis cohort (``stage="analysis"``).
+
+    ``implausible``: clean ``patients`` positions -> (reason, detail) of respondents that a
+    plausibility rule excludes; patients not analysed for their invitation outcome keep that reason.
+    """
     patients = tables["patients"]
     outcome = patients["invitation_outcome"]
     reasons = {"non_respondent": "non-respondent", "excluded": "excluded at invitation"}
@@ -1103,6 +1139,16 @@ def _analysis_exclusions(tables: dict[str, pd.DataFrame], rows_of: dict[str, np.
         pos = sub.index.to_numpy()
         exclusions.append(_exclusion_block("patients", pos, _row_keys(raws["patients"], dd["patients"].key, pos),
                                            "analysis", reason, detail))
+    extra = sorted(k for k in (implausible or {}) if not not_analysed[k])
+    if extra:
+        at = np.asarray(extra, dtype="int64")
+        pos = patients.index.to_numpy()[at]
+        exclusions.append(_exclusion_block(
+            "patients", pos, _row_keys(raws["patients"], dd["patients"].key, pos), "analysis",
+            np.asarray([implausible[k][0] for k in extra], dtype=object),
+            np.asarray([implausible[k][1] for k in extra], dtype=object)))
+        not_analysed = not_analysed.copy()
+        not_analysed[at] = True
     consent = patients["record_review_consent"].to_numpy(dtype="float64", na_value=np.nan)
     for name in _PATIENT_TABLES:
         t = tables[name]
@@ -1123,6 +1169,264 @@ def _analysis_exclusions(tables: dict[str, pd.DataFrame], rows_of: dict[str, np.
                                                _labels(labels, code[drop]), ""))
 
 
+# ----------------------------------------------------------------------------------------
+# plausibility rules (data dictionary, section ``plausibility``)
+# ----------------------------------------------------------------------------------------
+
+@dataclass
+class _Found:
+    """Rows of one clean table that one plausibility rule finds (positions in the clean table)."""
+
+    rule: str
+    table: str
+    column: str
+    positions: np.ndarray
+    detail: list[str]
+    reason: str
+
+
+def _day(value: Any, what: str) -> pd.Timestamp:
+    try:
+        day = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise CleaningError(f"{what} must be a date (YYYY-MM-DD), not {value!r}") from exc
+    if pd.isna(day):
+        raise CleaningError(f"{what} must be a date (YYYY-MM-DD), not {value!r}")
+    return day.normalize()
+
+
+def _windows_from_truth(truth: Any) -> dict[int, tuple[pd.Timestamp, pd.Timestamp]] | None:
+    """Recruitment windows of a synthetic study, from its ``truth.json`` generator parameters."""
+    params = truth.get("parameters") if isinstance(truth, dict) else None
+    if not isinstance(params, dict) or not {"phase1_start", "phase1_months", "phase2_months",
+                                            "phase3_months"} <= set(params):
+        return None
+    try:
+        day0 = pd.Timestamp(params["phase1_start"])
+        month0 = day0.to_period("M").to_timestamp()
+        m1, m2, m3 = (int(params[k]) for k in ("phase1_months", "phase2_months", "phase3_months"))
+    except (ValueError, TypeError):
+        return None
+    one = pd.Timedelta(days=1)
+    return {1: (day0, month0 + pd.DateOffset(months=m1) - one),
+            3: (month0 + pd.DateOffset(months=m1 + m2), month0 + pd.DateOffset(months=m1 + m2 + m3) - one)}
+
+
+def _plausibility_settings(dd: DataDictionary, plausibility: Mapping[str, str] | None, export_date: Any,
+                           recruitment_windows: Mapping[int, Any] | None, truth: Any
+                           ) -> tuple[dict[str, str], pd.Timestamp, dict[int, tuple[pd.Timestamp, pd.Timestamp]] | None,
+                                      str]:
+    """(action by rule, export date, recruitment windows or None, where the windows come from)."""
+    section = getattr(dd, "plausibility", None) or {}
+    rules = section.get("rules") or {}
+    actions = {name: str(rule.get("action", "flag")) for name, rule in rules.items()}
+    for name, action in dict(plausibility or {}).items():
+        if name not in actions:
+            raise CleaningError(f"plausibility: unknown rule {name!r}; the data dictionary has {', '.join(actions)}")
+        actions[name] = action
+    for name, action in actions.items():
+        if action not in PLAUSIBILITY_ACTIONS:
+            raise CleaningError(f"plausibility rule {name!r}: action must be one of {PLAUSIBILITY_ACTIONS}, "
+                                f"not {action!r}")
+    if export_date is None:
+        export_date = section.get("export_date")
+    export = _day(export_date, "export_date") if export_date is not None else pd.Timestamp.today().normalize()
+    given = recruitment_windows if recruitment_windows is not None else section.get("recruitment_windows")
+    source = "given"
+    windows = None
+    if given:
+        windows = {}
+        for phase, spec in dict(given).items():
+            if spec is None or len(tuple(spec)) != 2:
+                raise CleaningError(f"recruitment_windows[{phase!r}] must be (first date, last date), not {spec!r}")
+            lo, hi = (_day(v, f"recruitment_windows[{phase!r}]") for v in spec)
+            if hi < lo:
+                raise CleaningError(f"recruitment_windows[{phase!r}]: the last date {hi.date()} is before the first "
+                                    f"{lo.date()}")
+            windows[int(phase)] = (lo, hi)
+    else:
+        windows = _windows_from_truth(truth)
+        source = "truth.json" if windows else "none"
+    return actions, export, windows, source
+
+
+def _implausible_dates(tables: dict[str, pd.DataFrame], rows_of: dict[str, np.ndarray], dd: DataDictionary,
+                       rules: Mapping[str, Any], export: pd.Timestamp,
+                       windows: dict[int, tuple[pd.Timestamp, pd.Timestamp]] | None,
+                       fu_windows: Mapping[int, tuple[float, float]]) -> list[_Found]:
+    """Every row each plausibility rule finds, rule by rule (dictionary order), table by table.
+
+    Vectorized comparisons of ``datetime64`` columns; the text of the details is built only for
+    the rows found.
+    """
+    found: list[_Found] = []
+
+    def dates(t: pd.DataFrame, column: str) -> np.ndarray:
+        return t[column].to_numpy(dtype="datetime64[ns]")
+
+    def add(rule: str, table: str, column: str, mask: np.ndarray, detail: Callable[[int], str], reason: str) -> None:
+        pos = np.flatnonzero(mask)
+        if pos.size:
+            found.append(_Found(rule, table, column, pos, [detail(int(i)) for i in pos], reason))
+
+    def iso(v: np.datetime64) -> str:
+        return "blank" if np.isnat(v) else str(v)[:10]
+
+    if "date_after_export" in rules:
+        limit = export.to_datetime64()
+        for name, t in tables.items():
+            for col in dd[name]:
+                if col.type == "date" and col.name in t.columns and len(t):
+                    v = dates(t, col.name)
+                    add("date_after_export", name, col.name, v > limit,
+                        lambda i, v=v, c=col.name: f"{c} {iso(v[i])}",
+                        f"{col.name} after the export date {export.date()}")
+    patients = tables["patients"]
+    consult = dates(patients, "consultation_date") if "consultation_date" in patients else None
+    baseline = dates(patients, "baseline_date") if "baseline_date" in patients else None
+    if "baseline_before_consultation" in rules and consult is not None and baseline is not None:
+        add("baseline_before_consultation", "patients", "baseline_date", baseline < consult,
+            lambda i: f"baseline {iso(baseline[i])}, consultation {iso(consult[i])}",
+            "baseline questionnaire returned before the index consultation")
+    fu = tables["followups"]
+    before = np.zeros(len(fu), dtype=bool)
+    if len(fu) and consult is not None and "return_date" in fu:
+        rows = rows_of["followups"]
+        ref_all = consult if baseline is None else np.where(np.isnat(baseline), consult, baseline)
+        nat = np.datetime64("NaT", "ns")
+        ref = np.append(ref_all, nat)[np.where(rows >= 0, rows, len(ref_all))]
+        returned = dates(fu, "return_date")
+        before = returned < ref
+        if "followup_before_baseline" in rules:
+            add("followup_before_baseline", "followups", "return_date", before,
+                lambda i: f"returned {iso(returned[i])}, baseline {iso(ref[i])}",
+                "follow-up returned before the baseline questionnaire")
+    if "followup_outside_window" in rules and len(fu) and "in_window" in fu:
+        outside = (fu["in_window"].to_numpy(dtype="float64", na_value=np.nan) == 0) & ~before
+        tp = fu["time_point"].to_numpy(dtype="float64", na_value=np.nan)
+        days = fu["followup_days"].to_numpy(dtype="float64")
+
+        def window_detail(i: int) -> str:
+            nom, half = fu_windows.get(int(tp[i]), (np.nan, np.nan))
+            return f"{int(tp[i])} months, returned on day {days[i]:.0f} (window {nom:.0f} +/- {half:.0f})"
+
+        add("followup_outside_window", "followups", "return_date", outside, window_detail,
+            "follow-up returned outside its window")
+    if "consultation_outside_recruitment" in rules and windows:
+        for name in ("patients", "consultations"):
+            t = tables[name]
+            if not len(t) or "phase" not in t or "consultation_date" not in t:
+                continue
+            phase = t["phase"].to_numpy(dtype="float64", na_value=np.nan)
+            when = dates(t, "consultation_date")
+            outside = np.zeros(len(t), dtype=bool)
+            for ph, (lo, hi) in windows.items():
+                outside |= (phase == ph) & ((when < lo.to_datetime64()) | (when > hi.to_datetime64()))
+
+            def recruit_detail(i: int, phase=phase, when=when) -> str:
+                lo, hi = windows[int(phase[i])]
+                return f"phase {int(phase[i])}, {iso(when[i])} (window {lo.date()} to {hi.date()})"
+
+            add("consultation_outside_recruitment", name, "consultation_date", outside, recruit_detail,
+                "index consultation outside the recruitment window of its phase")
+    return found
+
+
+def _returned_before_baseline(patients: pd.DataFrame) -> Callable[[pd.DataFrame], np.ndarray]:
+    """For duplicated follow-ups: which were returned before their patient's baseline questionnaire
+    (the index consultation when the baseline date is missing), as rule ``followup_before_baseline`` finds."""
+
+    def before(rows: pd.DataFrame) -> np.ndarray:
+        if not {"patient_id", "consultation_date"} <= set(patients.columns) or "return_date" not in rows:
+            return np.zeros(len(rows), dtype=bool)
+        ref = patients["consultation_date"].to_numpy(dtype="datetime64[ns]")
+        if "baseline_date" in patients:
+            base = patients["baseline_date"].to_numpy(dtype="datetime64[ns]")
+            ref = np.where(np.isnat(base), ref, base)
+        at = _index_in(rows["patient_id"], patients["patient_id"])
+        ref = np.append(ref, np.datetime64("NaT", "ns"))[np.where(at >= 0, at, len(ref))]
+        return rows["return_date"].to_numpy(dtype="datetime64[ns]") < ref
+
+    return before
+
+
+def _apply_plausibility(found: list[_Found], actions: Mapping[str, str], tables: dict[str, pd.DataFrame],
+                        raws: dict[str, pd.DataFrame], dd: DataDictionary, exclusions: list[pd.DataFrame],
+                        flags: list[pd.DataFrame]) -> tuple[dict[int, tuple[str, str]], list[_Found]]:
+    """Raise for ``error`` rules; flag ``flag`` rows; drop excluded rows of tables not kept when excluded.
+
+    Returns the patients to exclude (clean position -> (reason, detail)) and the excluded rows of the
+    other patient tables (applied after the analysis cohort is known, see :func:`_exclude_rows`).
+    """
+    errors = [f for f in found if actions[f.rule] == "error"]
+    if errors:
+        parts = []
+        for f in errors:
+            t = tables[f.table]
+            keys = _row_keys(raws[f.table], dd[f.table].key, t.index.to_numpy()[f.positions[:5]])
+            shown = "; ".join(f"{k}: {d}" for k, d in zip(keys, f.detail[:5], strict=True))
+            parts.append(f"table {f.table!r}, column {f.column!r}: {f.positions.size} row(s) fail plausibility rule "
+                         f"{f.rule!r} ({f.reason}), e.g. {shown}")
+        raise CleaningError("implausible dates (data/data_dictionary.yaml, plausibility rules with action 'error'; "
+                            "correct the export, or choose another action with clean_study(plausibility={rule: "
+                            "'exclude' | 'flag'})):\n- " + "\n- ".join(parts))
+    patients: dict[int, tuple[str, str]] = {}
+    later: list[_Found] = []
+    for f in found:
+        action = actions[f.rule]
+        t = tables[f.table]
+        if action == "flag":
+            pos = t.index.to_numpy()[f.positions]
+            flags.append(pd.DataFrame({"table": f.table, "row": pos.astype("int64"),
+                                       "row_key": _row_keys(raws[f.table], dd[f.table].key, pos),
+                                       "rule": f.rule, "detail": np.asarray(f.detail, dtype=object)}))
+        elif f.table == "patients":
+            for p, d in zip(f.positions.tolist(), f.detail, strict=True):
+                patients.setdefault(p, (f.reason, d))
+        elif f.table in _KEPT_WHEN_EXCLUDED:
+            later.append(f)
+    # tables used directly by the chapters (consultations, clinician surveys): excluded rows are dropped
+    for name in {f.table for f in found if actions[f.rule] == "exclude" and f.table not in _KEPT_WHEN_EXCLUDED}:
+        t = tables[name]
+        seen: dict[int, tuple[str, str]] = {}
+        for f in found:
+            if f.table == name and actions[f.rule] == "exclude":
+                for p, d in zip(f.positions.tolist(), f.detail, strict=True):
+                    seen.setdefault(p, (f.reason, d))
+        at = np.asarray(sorted(seen), dtype="int64")
+        pos = t.index.to_numpy()[at]
+        exclusions.append(_exclusion_block(name, pos, _row_keys(raws[name], dd[name].key, pos), "cleaning",
+                                           np.asarray([seen[k][0] for k in at.tolist()], dtype=object),
+                                           np.asarray([seen[k][1] for k in at.tolist()], dtype=object)))
+        keep = np.ones(len(t), dtype=bool)
+        keep[at] = False
+        tables[name] = t.iloc[np.flatnonzero(keep)]
+    return patients, later
+
+
+def _exclude_rows(later: list[_Found], tables: dict[str, pd.DataFrame], raws: dict[str, pd.DataFrame],
+                  dd: DataDictionary, exclusions: list[pd.DataFrame]) -> None:
+    """Exclude rows of follow-ups, records and physio that a rule excludes, unless already excluded
+    (a row of a patient not analysed keeps that reason: each input row is excluded once)."""
+    for name in dict.fromkeys(f.table for f in later):
+        t = tables[name]
+        done = [b["row"].to_numpy() for b in exclusions if len(b) and b["table"].iloc[0] == name]
+        taken = set(np.concatenate(done).tolist()) if done else set()
+        seen: dict[int, tuple[str, str]] = {}
+        for f in later:
+            if f.table != name:
+                continue
+            for p, d in zip(f.positions.tolist(), f.detail, strict=True):
+                if int(t.index[p]) not in taken:
+                    seen.setdefault(p, (f.reason, d))
+        if seen:
+            at = np.asarray(sorted(seen), dtype="int64")
+            pos = t.index.to_numpy()[at]
+            exclusions.append(_exclusion_block(name, pos, _row_keys(raws[name], dd[name].key, pos), "analysis",
+                                               np.asarray([seen[k][0] for k in at.tolist()], dtype=object),
+                                               np.asarray([seen[k][1] for k in at.tolist()], dtype=object)))
+
+
 def _frame(blocks: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame:
     if not blocks:
         out = pd.DataFrame({c: pd.Series([], dtype="int64" if c == "row" else "str") for c in columns})
@@ -1140,6 +1444,9 @@ def clean_study(
     followup_window_days: Mapping[int, tuple[float, float]] | None = None,
     followup_reference: Literal["baseline_date", "consultation_date"] = "baseline_date",
     dictionary: DataDictionary | None = None,
+    plausibility: Mapping[str, str] | None = None,
+    export_date: Any = None,
+    recruitment_windows: Mapping[int, Any] | None = None,
 ) -> CleanStudy:
     """Harmonize a loaded study, fix types, resolve duplicates and record every change.
 
@@ -1160,19 +1467,35 @@ def clean_study(
         one falls back to the index ``consultation_date``.
     dictionary : DataDictionary, optional
         Defaults to ``study.dictionary`` or the bundled data dictionary.
+    plausibility : mapping of str to str, optional
+        Action per plausibility rule of the data dictionary (section ``plausibility``),
+        overriding its default: ``"error"``, ``"exclude"`` or ``"flag"``. Rules and defaults:
+        ``date_after_export`` error, ``baseline_before_consultation`` flag,
+        ``followup_before_baseline`` exclude, ``followup_outside_window`` flag (analysed as
+        returned; ``"exclude"`` treats such answers as missing),
+        ``consultation_outside_recruitment`` exclude.
+    export_date : date or str, optional
+        The day the data were exported (dates after it are impossible). Default: the
+        dictionary's ``plausibility.export_date``, else the day the analysis runs.
+    recruitment_windows : mapping of int to (date, date), optional
+        Phase -> first and last date of the index consultations recruited in that phase.
+        Default: the dictionary's ``plausibility.recruitment_windows``, else the phases of a
+        synthetic study's ``truth.json`` parameters, else not checked (said in ``notes``).
 
     Returns
     -------
     CleanStudy
         ``tables`` (clean, typed), ``cleaning_log`` (table, row, row_key, column, old_value,
         new_value, rule), ``exclusions`` (table, row, row_key, stage, reason, detail),
-        ``summary`` (table, column, rule, n_cells, logged), ``input_rows``, ``options``.
+        ``summary`` (table, column, rule, n_cells, logged), ``input_rows``, ``options``,
+        ``flags`` (table, row, row_key, rule, detail), ``notes``.
 
     Raises
     ------
     CleaningError
-        A value no rule accepts, an unknown table, or duplicate keys in a table without a
-        ``duplicate_rule``.
+        A value no rule accepts, an unknown table, duplicate keys in a table without a
+        ``duplicate_rule``, rows found by a plausibility rule whose action is ``"error"``
+        (every such rule listed with its rows), or an invalid option.
 
     Notes
     -----
@@ -1184,9 +1507,18 @@ def clean_study(
     ``date_format`` when not ISO), types fixed (``Int64``, ``float64``, ``datetime64[ns]``,
     categoricals, ``str``); (3) duplicate keys resolved by ``duplicate_rule`` (keep the
     earliest by the named date; ties and missing dates: file order); (4) follow-up windows
-    flagged; (5) rows not in the analysis cohort listed with ``stage="analysis"``: patients
-    who did not respond or were excluded at invitation, their follow-ups, records and physio
-    episodes, and record reviews without recorded consent (``record_review_consent`` not 1).
+    flagged; (5) plausibility rules (``data/data_dictionary.yaml``, section ``plausibility``):
+    ``error`` stops, ``exclude`` lists the row in ``exclusions`` with the rule as its reason
+    (a patient is then not analysed, nor are its follow-ups, records and physio episodes; a
+    follow-up is not used; a consultation or clinician survey is dropped from its clean table,
+    ``stage="cleaning"``), ``flag`` keeps the row and lists it in ``flags``; a row is excluded
+    once, for the first reason found (invitation outcome first); (6) rows not in the analysis
+    cohort listed with ``stage="analysis"``: patients who did not respond or were excluded at
+    invitation, their follow-ups, records and physio episodes, and record reviews without
+    recorded consent (``record_review_consent`` not 1). A follow-up with duplicates keeps
+    its earliest copy returned after the baseline questionnaire (when
+    ``followup_before_baseline`` excludes), so an impossible early copy does not displace a
+    valid one.
     Rules follow ``data/data_dictionary.yaml``; everything is vectorized (one hash pass per
     column, one log block per table, column and rule).
 
@@ -1208,6 +1540,8 @@ def clean_study(
     if followup_reference not in ("baseline_date", "consultation_date"):
         raise CleaningError(f"followup_reference must be 'baseline_date' or 'consultation_date', "
                             f"not {followup_reference!r}")
+    actions, export, recruitment, recruitment_source = _plausibility_settings(
+        dd, plausibility, export_date, recruitment_windows, getattr(study, "truth", None))
     raw_tables = dict(getattr(study, "tables", {}) or {})
     unknown = [t for t in raw_tables if t not in dd.tables]
     if unknown:
@@ -1242,8 +1576,11 @@ def clean_study(
             if not isinstance(raw, pd.DataFrame):
                 raise CleaningError(f"table {name!r} is a {type(raw).__name__}, not a DataFrame")
             raws[name] = raw
+            demote = None
+            if name == "followups" and actions.get("followup_before_baseline") == "exclude" and "patients" in tables:
+                demote = _returned_before_baseline(tables["patients"])
             tables[name] = _clean_table(raw, table, log_blocks, summary_rows, exclusions, ahead.get(name),
-                                        speculation.jobs_for(name))
+                                        speculation.jobs_for(name), demote)
             if len(tables[name]) < len(raw):
                 speculation.stop()
     finally:
@@ -1251,7 +1588,15 @@ def clean_study(
     rows_of = _all_patient_rows(tables, _known_patient_rows(facts, raws, tables, summary_rows))
     tables["followups"] = _followup_windows(tables["followups"], tables["patients"], rows_of["followups"], windows,
                                             followup_reference)
-    _analysis_exclusions(tables, rows_of, raws, dd, exclusions)
+    notes = list(getattr(study, "notes", None) or [])
+    if recruitment is None and "consultation_outside_recruitment" in actions:
+        notes.append("recruitment windows not given (clean_study(recruitment_windows=...) or the data dictionary's "
+                     "plausibility.recruitment_windows): consultation dates were not checked against them")
+    found = _implausible_dates(tables, rows_of, dd, actions, export, recruitment, windows)
+    flag_blocks: list[pd.DataFrame] = []
+    implausible, later = _apply_plausibility(found, actions, tables, raws, dd, exclusions, flag_blocks)
+    _analysis_exclusions(tables, rows_of, raws, dd, exclusions, implausible)
+    _exclude_rows(later, tables, raws, dd, exclusions)
     summary = pd.DataFrame(summary_rows, columns=["table", "column", "rule", "n_cells", "logged"])
     result = CleanStudy(
         tables=tables,
@@ -1259,10 +1604,14 @@ def clean_study(
         exclusions=_frame(exclusions, EXCLUSION_COLUMNS),
         summary=summary,
         input_rows={name: len(raw) for name, raw in raws.items()},
-        options={"followup_window_days": windows, "followup_reference": followup_reference},
+        options={"followup_window_days": windows, "followup_reference": followup_reference,
+                 "plausibility": actions, "export_date": export,
+                 "recruitment_windows": recruitment, "recruitment_windows_from": recruitment_source},
         dictionary=dd,
         truth=getattr(study, "truth", None),
         path=getattr(study, "path", None),
+        flags=_frame(flag_blocks, FLAG_COLUMNS),
+        notes=notes,
     )
     result._cohort_cache = {name: (tables[name], tables["patients"], rows_of[name]) for name in _PATIENT_TABLES}
     return result

@@ -86,6 +86,35 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- output location checked before the long load (issue 12) ---
+def _require_writable(out, *, folder: bool) -> None:
+    """Raise :class:`BackpainError` unless ``out`` (a file, or a folder if ``folder``) can be written.
+
+    Checked before anything is loaded: the nearest existing folder on the way must be a folder
+    in which a file can be created (a probe file is created and removed at once; nothing else
+    is written). Missing folders below it are created later by the command.
+    """
+    import os
+    import tempfile
+    from pathlib import Path
+
+    out = Path(out)
+    if not folder and out.is_dir():
+        raise BackpainError(f"--out {str(out)!r} is a folder; give a file name ending in .parquet or .csv")
+    probe = out if folder else out.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise BackpainError(f"--out {str(out)!r} cannot be written: {str(probe)!r} is a file, not a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".backpain-write-check.", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise BackpainError(f"--out {str(out)!r} cannot be written: no permission to create files in "
+                            f"{str(probe)!r} ({exc.strerror or exc}); choose another location") from exc
+
+
 # --- dataset (issue 4) ---
 def _cmd_dataset(args: argparse.Namespace) -> int:
     from pathlib import Path
@@ -97,11 +126,15 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
     suffix = out.suffix.lower()
     if suffix not in (".parquet", ".csv"):
         raise BackpainError(f"--out {str(out)!r}: the file name must end in .parquet or .csv")
+    _require_writable(out, folder=False)
     clean, data = load_analysis_dataset(args.data)
-    if suffix == ".parquet":
-        _atomic_via(out, lambda tmp: data.to_parquet(tmp, index=False))
-    else:
-        _atomic_via(out, lambda tmp: data.to_csv(tmp, index=False))
+    try:
+        if suffix == ".parquet":
+            _atomic_via(out, lambda tmp: data.to_parquet(tmp, index=False))
+        else:
+            _atomic_via(out, lambda tmp: data.to_csv(tmp, index=False))
+    except OSError as exc:
+        raise BackpainError(f"--out {str(out)!r} could not be written: {exc}") from exc
     n_ex = clean.exclusions["stage"].value_counts()
     print(f"wrote {out}: {len(data)} analysed patients x {data.shape[1]} columns; "
           f"{len(clean.cleaning_log)} logged changes; {int(n_ex.get('cleaning', 0))} rows dropped by cleaning, "
@@ -113,6 +146,7 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from .report import run_report
 
+    _require_writable(args.out, folder=True)
     run = run_report(
         args.data,
         args.out,

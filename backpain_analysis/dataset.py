@@ -237,8 +237,12 @@ def build_analysis_dataset(
         - stratification: ``matched_pathway``, ``received_pathway`` (ordered categoricals),
           ``matched_care``, ``matched_referral`` (see :mod:`backpain_analysis.stratification`);
         - flow: ``consented_records``, ``followed_up_2m``, ``followed_up_6m`` (a follow-up
-          questionnaire used for that time point), ``followup_6m_in_window`` (NaN if not
-          followed up at 6 months or the window cannot be computed).
+          questionnaire used for that time point), ``followup_6m_in_window`` (1 inside the
+          6-month window, 0 outside; NaN if not followed up at 6 months or the window cannot
+          be computed). Follow-ups that a plausibility rule excludes (returned before the
+          baseline questionnaire by default; outside their window with
+          ``clean_study(plausibility={"followup_outside_window": "exclude"})``) are not used:
+          their outcome columns are missing and ``followed_up_{2m,6m}`` is 0.
 
     Notes
     -----
@@ -412,16 +416,18 @@ def flow_counts(clean: CleanStudy) -> pd.DataFrame:
     DataFrame
         One row per ``item``: ``invited``; ``excluded``; one ``excluded: <reason>`` row per
         reason of :data:`EXCLUSION_REASON_LABELS` (plus ``excluded: reason not recorded``
-        when any is missing); ``non-respondents``; ``respondents``; ``consented to record
-        review``; ``followed up at 2 months``; ``followed up at 6 months``. Columns
+        when any is missing); ``non-respondents``; ``respondents``; when a plausibility rule
+        excludes respondents (:func:`backpain_analysis.clean_study`), one ``respondents not
+        analysed: <reason>`` row per reason and ``analysed``; ``consented to record review``;
+        ``followed up at 2 months``; ``followed up at 6 months`` (of the analysed). Columns
         ``n_phase1``, ``pct_phase1``, ``n_phase3``, ``pct_phase3`` (percentages 0-100, not
         rounded) and ``percent_of`` (the denominator).
 
     Notes
     -----
     Percentages as published (Foster et al. 2014, Table 1): respondents as a percentage of
-    invited; consent and follow-up as a percentage of respondents; none for exclusions and
-    non-respondents. Counts come from the clean (deduplicated) patients table; a patient is
+    invited; consent and follow-up as a percentage of respondents (of the analysed, when
+    some respondents are not analysed); none for exclusions and non-respondents. Counts come from the clean (deduplicated) patients table; a patient is
     followed up at a time point when a follow-up questionnaire for it is used. Small counts
     are not suppressed here: a shared output must suppress counts from 1 to 4 itself.
 
@@ -458,19 +464,33 @@ def flow_counts(clean: CleanStudy) -> pd.DataFrame:
         rows.append(("excluded: reason not recorded", "", count(unknown)))
     rows.append(("non-respondents", "", count(outcome == "non_respondent")))
     rows.append(("respondents", "invited", count(responded)))
+    # respondents that a plausibility rule excludes (clean.exclusions, stage analysis): not analysed
+    analysed = responded & pd.Series(_used_mask(clean, "patients"), index=invited.index)
+    base = "respondents"
+    if (responded & ~analysed).any():
+        ex = clean.exclusions
+        ex = ex.loc[ex["table"] == "patients"].drop_duplicates("row").set_index("row")["reason"]
+        reason = pd.Series(invited.index.map(ex), index=invited.index).astype(object)
+        lost = responded & ~analysed
+        for why in dict.fromkeys(reason[lost].fillna("reason not recorded")):
+            rows.append((f"respondents not analysed: {why}", "",
+                         count(lost & (reason.fillna("reason not recorded") == why))))
+        rows.append(("analysed", "respondents", count(analysed)))
+        base = "analysed"
     consent = invited["record_review_consent"].astype("float64")
-    rows.append(("consented to record review", "respondents", count(responded & (consent == 1))))
+    rows.append(("consented to record review", base, count(analysed & (consent == 1))))
     for months in (2, 6):
         followed = np.zeros(len(invited), dtype=bool)
         followed[fu_rows[fu_used & (fu_time == months)]] = True
-        rows.append((f"followed up at {months} months", "respondents", count(responded & followed)))
+        rows.append((f"followed up at {months} months", base, count(analysed & followed)))
     n_invited = rows[0][2]
     n_resp = next(r[2] for r in rows if r[0] == "respondents")
+    n_analysed = next((r[2] for r in rows if r[0] == "analysed"), n_resp)
     records = []
     for item, of, n in rows:
         rec: dict[str, Any] = {"item": item}
         for ph in (1, 3):
-            denom = {"invited": n_invited, "respondents": n_resp}.get(of, {}).get(ph)
+            denom = {"invited": n_invited, "respondents": n_resp, "analysed": n_analysed}.get(of, {}).get(ph)
             rec[f"n_phase{ph}"] = n[ph]
             rec[f"pct_phase{ph}"] = 100.0 * n[ph] / denom if denom else np.nan
         rec["percent_of"] = of

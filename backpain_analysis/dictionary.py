@@ -123,6 +123,9 @@ class DataDictionary:
     missing_codes: tuple[str, ...]
     code_sets: dict[str, dict[str, Any]]
     path: Path | None = None
+    #: The ``plausibility`` section: ``export_date``, ``recruitment_windows`` and ``rules`` (name ->
+    #: ``applies_to``, ``action``, ``actions``, ``description``), applied by ``clean_study``.
+    plausibility: dict[str, Any] = field(default_factory=dict)
 
     def __getitem__(self, table: str) -> Table:
         try:
@@ -151,6 +154,15 @@ class DataDictionary:
                     allowed = "letters, digits, `_` or `-`"
                 lines.append(f"| `{c.name}` | {c.type} | {'yes' if c.required else ''} | {c.unit or ''} | "
                              f"{allowed.replace('|', '/')} | {c.description.replace('|', '/')} |")
+            lines.append("")
+        rules = (self.plausibility or {}).get("rules") or {}
+        if rules:
+            lines += ["## Plausibility rules", "", str(self.plausibility.get("description", "")).strip(), "",
+                      "| rule | applies to | default action | other actions | what it checks |", "|---|---|---|---|---|"]
+            for name, rule in rules.items():
+                others = ", ".join(a for a in rule.get("actions", ()) if a != rule.get("action"))
+                lines.append(f"| `{name}` | {str(rule.get('applies_to', '')).replace('|', '/')} | {rule.get('action', '')} "
+                             f"| {others} | {str(rule.get('description', '')).replace('|', '/')} |")
             lines.append("")
         if self.foreign_keys:
             lines += ["## Cross-table keys", "", "| column | must exist in |", "|---|---|"]
@@ -250,6 +262,7 @@ def _load_cached(path: str) -> DataDictionary:
         missing_codes=default_missing,
         code_sets=code_sets,
         path=Path(path),
+        plausibility=dict(raw.get("plausibility") or {}),
     )
 
 

@@ -32,7 +32,7 @@ from .dictionary import DataDictionary, Table, load_dictionary
 from .errors import BackpainError
 from .schemas import build_schema
 
-__all__ = ["PROBLEM_COLUMNS", "TABLE_FORMATS", "Study", "StudyValidationError", "load_study"]
+__all__ = ["EMPTY_TABLE_MEANS", "PROBLEM_COLUMNS", "TABLE_FORMATS", "Study", "StudyValidationError", "load_study"]
 
 #: File extensions read for a table, in order of preference when reporting.
 TABLE_FORMATS: tuple[str, ...] = (".csv", ".parquet", ".xlsx")
@@ -42,6 +42,27 @@ _SUMMARY_COLUMNS = ["table", "file", "rows", "columns", "status"]
 _MAX_EXAMPLES = 5
 _BOM = b"\xef\xbb\xbf"
 _DELIMITER_NAMES = {";": "semicolons (;)", "\t": "tabs", "|": "vertical bars (|)"}
+
+
+#: What a table with a header and no rows means for the analysis (said in ``Study.notes``).
+#: ``None``: the table may not be empty (nothing to analyse without it).
+EMPTY_TABLE_MEANS: dict[str, str | None] = {
+    "practices": None,
+    "clinicians": "no clinicians: GP and physiotherapist characteristics and training are not described "
+                  "(every gp_id and physio_id must then be blank)",
+    "clinician_surveys": "no clinician surveys: clinicians' attitudes and confidence (chapter 06) cannot be analysed",
+    "consultations": "no consultations: questionnaire uptake (share of eligible consultations screened, chapter 03) "
+                     "cannot be computed",
+    "patients": None,
+    "followups": "no follow-up questionnaires: nobody is followed up, so every 2- and 6-month outcome (the primary "
+                 "outcome included) is missing and can only be imputed",
+    "records": "no medical-record reviews: referrals, prescriptions, sickness certificates, imaging and "
+               "reconsultation are missing for every patient, and received pathways rest on physiotherapy "
+               "episodes alone",
+    "physio": "no physiotherapy episodes: every analysed patient has 0 physiotherapy sessions and no approach, so "
+              "the received pathway is 'advice' (not referred) or 'physiotherapy' (referred, approach unknown), "
+              "never 'psych_informed_physiotherapy'",
+}
 
 
 class StudyValidationError(BackpainError):
@@ -105,8 +126,9 @@ class Study:
     truth : dict or None
         The parsed ``truth.json`` of a synthetic study, else ``None``.
     notes : list of str
-        Non-fatal observations (byte-order mark, exact duplicate rows, conflicting
-        duplicates that cleaning resolves, extra files).
+        Non-fatal observations (byte-order mark, Windows-1252 text, CR-only line endings,
+        a missing final line break, exact duplicate rows, conflicting duplicates that
+        cleaning resolves, extra files, empty tables and what they imply).
     """
 
     tables: dict[str, pd.DataFrame]
@@ -194,13 +216,26 @@ def _show(value: Any) -> str:
 
 
 def _find_files(folder: Path, dictionary: DataDictionary, problems: _Problems, notes: list[str]) -> dict[str, Path]:
-    present = {p.name: p for p in folder.iterdir() if p.is_file()}
+    entries = list(folder.iterdir())
+    present = {p.name: p for p in entries if p.is_file()}
+    # a table written as a folder of part files (Spark, Hadoop, Dask: patients.csv/part-0000.csv)
+    folders = {p.stem: p for p in entries if p.is_dir() and p.suffix.lower() in TABLE_FORMATS
+               and p.stem in dictionary.tables}
+    for table, sub in folders.items():
+        parts = sorted(q.name for q in sub.iterdir() if q.is_file() and not q.name.startswith(("_", ".")))
+        shown = ", ".join(parts[:3]) + (", ..." if len(parts) > 3 else "")
+        problems.add(sub.name, table, "",
+                     f"{sub.name} is a folder, not a file ({len(parts)} part file{'s' if len(parts) != 1 else ''}"
+                     f"{': ' + shown if parts else ''}), as Spark or Hadoop write a table; a study export needs one "
+                     f"file per table: combine the parts into one {table}{sub.suffix.lower()} with a single header row")
     data_files = {name: p for name, p in present.items() if p.suffix.lower() in TABLE_FORMATS}
     found: dict[str, Path] = {}
     used: set[str] = set()
     for table in dictionary.table_names:
         candidates = [p for p in data_files.values() if p.stem == table]
         used.update(p.name for p in candidates)
+        if table in folders:
+            continue
         if len(candidates) > 1:
             names = ", ".join(sorted(p.name for p in candidates))
             problems.add(names, table, "", f"more than one file for table {table!r} ({names}); keep exactly one")
@@ -208,7 +243,7 @@ def _find_files(folder: Path, dictionary: DataDictionary, problems: _Problems, n
             found[table] = candidates[0]
     unused = sorted(name for name in data_files if name not in used)
     for table in dictionary.table_names:
-        if table in found or any(p.stem == table for p in data_files.values()):
+        if table in found or table in folders or any(p.stem == table for p in data_files.values()):
             continue
         hint = difflib.get_close_matches(table, [Path(n).stem for n in unused], n=1, cutoff=0.6)
         rule = f"file missing: every study needs {table}.csv (or .parquet / .xlsx)"
@@ -229,14 +264,151 @@ def _id_columns(table: Table) -> list[str]:
     return [c.name for c in table if c.type == "string"]
 
 
+def _encoding_problem(head: bytes) -> str | None:
+    """Why the first bytes of a CSV file are not UTF-8 / Windows-1252 text, or ``None``."""
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        return "the file is UTF-32 encoded (it starts with a UTF-32 byte-order mark); save it as UTF-8 CSV"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "the file is UTF-16 encoded (it starts with a UTF-16 byte-order mark); save it as UTF-8 CSV"
+    if b"\x00" in head:
+        sample = head[:4096]
+        even, odd = sample[0::2].count(0), sample[1::2].count(0)
+        if len(sample) >= 4 and (even > len(sample) // 4 or odd > len(sample) // 4):
+            order = "big-endian" if even > odd else "little-endian"
+            return (f"the file looks UTF-16 ({order}) encoded without a byte-order mark (every other byte is "
+                    "NUL); save it as UTF-8 CSV")
+        return "the file holds NUL bytes, so it is not a text CSV file (binary, or UTF-16/UTF-32 text); save it as UTF-8 CSV"
+    return None
+
+
+def _first_line(head: bytes) -> bytes:
+    """The header line: up to the first line break, be it LF, CR LF or a lone CR (old Mac files)."""
+    cut = len(head)
+    for sep in (b"\n", b"\r"):
+        at = head.find(sep)
+        if at >= 0:
+            cut = min(cut, at)
+    return head[:cut]
+
+
+#: Bytes read at a time when counting delimiters (a few passes of numpy over each block).
+_BLOCK = 1 << 24
+
+
+def _count_fields(path: Path) -> tuple[int, bool, bytes]:
+    """Delimiters outside quoted fields in a CSV file, whether it has any quote, and its last byte.
+
+    One pass over the file in blocks of 16 MiB (numpy compares, no Python loop per byte).
+    Commas inside quoted fields are not counted: a quote toggles "inside", so the parity of the
+    quotes seen so far says whether a comma is quoted (a doubled quote ``""`` toggles twice).
+    Files without any quote (most exports) need only the comma count.
+    """
+    commas, quoted, inside, last = 0, False, 0, b""
+    buf = bytearray(max(1, min(_BLOCK, path.stat().st_size)))  # small files: a small buffer
+    view = memoryview(buf)
+    with open(path, "rb") as fh:
+        while True:
+            n = fh.readinto(buf)
+            if not n:
+                break
+            block = np.frombuffer(buf, dtype=np.uint8, count=n)
+            last = bytes(view[n - 1:n])
+            if buf.find(b'"', 0, n) < 0:
+                if not inside:
+                    commas += int(np.count_nonzero(block == 44))
+                continue  # inside a quoted field all along: no comma counts
+            quoted = True
+            quotes = block == 34
+            parity = np.cumsum(quotes, dtype=np.uint8) & 1  # uint8 wraps at 256: the parity survives
+            if inside:
+                parity ^= 1
+            commas += int(np.count_nonzero((block == 44) & (parity == 0)))
+            inside = int(parity[-1])
+    return commas, quoted, last
+
+
+def _ragged_rows(path: Path, encoding: str, n_columns: int, key_at: int = 0) -> list[tuple[int, int, int, str]]:
+    """Rows whose number of fields differs from the header's: (row, line, fields, key field).
+
+    The exact, slower check (Python's csv module, which splits fields as pandas does), run only
+    when the fast count of :func:`_count_fields` does not add up. ``row`` is the row number a
+    spreadsheet shows (header = row 1; blank lines are skipped as pandas skips them), ``line``
+    the line of the file where the row ends.
+    """
+    bad = []
+    with open(path, encoding=encoding, newline="", errors="replace") as fh:
+        if encoding == "utf-8":
+            start = fh.read(1)
+            if start != "\ufeff":
+                fh.seek(0)
+        reader = csv.reader(fh)
+        row = 0
+        for fields in reader:
+            if not fields or (len(fields) == 1 and not fields[0].strip()):
+                continue  # a blank line: pandas skips it
+            row += 1
+            if row == 1:
+                continue
+            if len(fields) != n_columns:
+                bad.append((row, reader.line_num, len(fields), fields[key_at] if key_at < len(fields) else ""))
+    return bad
+
+
+def _check_row_lengths(path: Path, table: Table, df: pd.DataFrame, encoding: str, problems: _Problems,
+                       notes: list[str], parser_error: str | None = None) -> bool:
+    """Every data row must have as many fields as the header: a short row is an error, never blanks.
+
+    pandas fills the missing fields of a short row (a line cut in transfer, a truncated file)
+    with blanks and reads a first row with one field too many as an index: both would lose data
+    silently. Proven cheaply for the whole file: after pandas read ``n`` rows of ``k`` columns
+    (so no row has more than ``k`` fields, or pandas failed), the rows hold exactly ``(n + 1) *
+    (k - 1)`` delimiters (header included) only if no row has fewer. Otherwise the exact check
+    (:func:`_ragged_rows`) names the rows. Returns ``False`` when rows were reported.
+    """
+    n_columns = len(df.columns) if df is not None else None
+    if df is not None and parser_error is None:
+        commas, _, last = _count_fields(path)
+        if (isinstance(df.index, pd.RangeIndex) and df.index.start == 0 and df.index.step == 1
+                and commas == (len(df) + 1) * (n_columns - 1)):
+            if last not in (b"\n", b"\r") and len(df):
+                notes.append(f"{path.name}: the last line has no line break at its end; check that the file was "
+                             f"not cut short (its last row, row {len(df) + 1}, has all its fields)")
+            return True
+    with open(path, encoding=encoding, newline="", errors="replace") as fh:
+        header = [h.lstrip("\ufeff").strip() for h in next(csv.reader(fh), [])]
+    n_columns = len(header)
+    key = table.key[0] if table.key and table.key[0] in header else None
+    bad = _ragged_rows(path, encoding, n_columns, header.index(key) if key else 0)
+    if not bad:
+        if parser_error is not None:
+            problems.add(path.name, table.name, "", f"could not be read as CSV: {parser_error}")
+            return False
+        return True
+    short = [b for b in bad if b[2] < n_columns]
+    for rows, what in ((short, "fewer"), ([b for b in bad if b[2] > n_columns], "more")):
+        if not rows:
+            continue
+        examples = "; ".join(
+            f"row {row}" + (f" (line {line} of the file)" if line != row else "")
+            + (f" ({key}={first})" if key and first else "") + f": {fields} fields"
+            for row, line, fields, first in rows[:_MAX_EXAMPLES])
+        cause = ("a row cut short (a truncated file or a line broken in transfer) or a delimiter missing"
+                 if what == "fewer" else "a delimiter too many, or a text field with a comma that is not quoted")
+        problems.add(path.name, table.name, "",
+                     f"rows with {what} fields than the header ({n_columns}): {cause}; "
+                     f"the rows are not read with blanks or shifted values, fix the file", len(rows), examples)
+    return False
+
+
 def _read_csv(path: Path, table: Table, problems: _Problems, notes: list[str]) -> pd.DataFrame | None:
     with open(path, "rb") as fh:
         head = fh.read(65536)
     if not head.strip():
         problems.add(path.name, table.name, "", "the file is empty; expected a header row and one row per record")
         return None
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        problems.add(path.name, table.name, "", "the file is UTF-16 encoded; save it as UTF-8 CSV")
+    wrong = _encoding_problem(head)
+    if wrong:
+        problems.add(path.name, table.name, "", wrong)
         return None
     encoding = "utf-8"
     if head.startswith(_BOM):
@@ -247,8 +419,20 @@ def _read_csv(path: Path, table: Table, problems: _Problems, notes: list[str]) -
     except UnicodeDecodeError as exc:
         if exc.start < len(head) - 4:  # a real decoding error, not a character cut by the 64 KB window
             encoding = "cp1252"
-    first_line = head.split(b"\n", 1)[0].decode(encoding, errors="replace").rstrip("\r")
-    header = next(csv.reader(io.StringIO(first_line)), [])
+    line = _first_line(head)
+    if b"\n" not in head and b"\r" in head.rstrip(b"\r"):
+        notes.append(f"{path.name}: lines end with a carriage return only (old Mac style); read as lines")
+    try:
+        first_line = line.decode(encoding)
+    except UnicodeDecodeError:
+        problems.add(path.name, table.name, "", "the header row is neither UTF-8 nor Windows-1252 text; "
+                                                "save the file as UTF-8 CSV")
+        return None
+    try:
+        header = next(csv.reader(io.StringIO(first_line)), [])
+    except csv.Error as exc:
+        problems.add(path.name, table.name, "", f"the header row could not be read as CSV: {exc}")
+        return None
     if len(header) <= 1:
         for delim, name in _DELIMITER_NAMES.items():
             if delim in first_line:
@@ -269,6 +453,8 @@ def _read_csv(path: Path, table: Table, problems: _Problems, notes: list[str]) -
             except UnicodeDecodeError:
                 encoding = "cp1252"
                 df = pd.read_csv(path, encoding=encoding, **kwargs)
+        if not _check_row_lengths(path, table, df, encoding, problems, notes):
+            return None
         ids = set(_id_columns(table))
         as_text = [c for c in df.columns if (c in ids and not _is_text(df[c])) or df[c].dtype == object]
         if as_text:
@@ -276,11 +462,25 @@ def _read_csv(path: Path, table: Table, problems: _Problems, notes: list[str]) -
             # text: read those columns again, as the text written in the file
             again = pd.read_csv(path, encoding=encoding, usecols=as_text, dtype="str", **kwargs)
             df = df.assign(**{c: again[c] for c in as_text})
+    except UnicodeDecodeError as exc:
+        problems.add(path.name, table.name, "",
+                     f"the file is neither UTF-8 nor Windows-1252 text (byte 0x{exc.object[exc.start]:02x} at "
+                     f"offset {exc.start} of a block cannot be decoded); save it as UTF-8 CSV")
+        return None
     except (ValueError, pd.errors.ParserError) as exc:
-        problems.add(path.name, table.name, "", f"could not be read as CSV: {str(exc).strip()}")
+        message = str(exc).strip()
+        if "fields in line" in message:  # a row with more fields than the header: name every such row
+            _check_row_lengths(path, table, None, encoding, problems, notes, parser_error=message)
+        else:
+            problems.add(path.name, table.name, "", f"could not be read as CSV: {message}")
+        return None
+    except csv.Error as exc:
+        problems.add(path.name, table.name, "", f"could not be read as CSV: {exc}")
         return None
     if encoding != "utf-8":
         notes.append(f"{path.name}: not valid UTF-8; read as Windows-1252 text")
+    if df.empty:
+        df = df.astype({c: "str" for c in df.columns})
     return df
 
 
@@ -810,8 +1010,11 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
     Raises
     ------
     StudyValidationError
-        Once, listing every problem: missing or duplicated files, wrong delimiter,
-        unreadable files, unknown columns (with the closest known name), missing required
+        Once, listing every problem: missing or duplicated files, a table given as a
+        folder of part files, wrong delimiter, an encoding other than UTF-8 or Windows-1252
+        (UTF-16/32 with or without byte-order mark), rows with fewer or more fields than the
+        header (each named by its spreadsheet row), ``practices`` or ``patients`` with no
+        rows, unreadable files, unknown columns (with the closest known name), missing required
         columns, values the dictionary does not accept, duplicate keys, and values that
         point at unknown rows of another table.
     BackpainError
@@ -824,6 +1027,12 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
     ``"NA"``, ``99``) stay as they are for :func:`backpain_analysis.clean_study` to
     harmonize and log. Identifier columns (type ``string``) are read as text; a numeric
     column is numeric unless it holds text; dates are text as written. A UTF-8 byte-order mark is skipped (and noted).
+    Every CSV data row must have as many fields as the header: pandas would fill a short row
+    with blanks, so the delimiters outside quoted fields are counted (one numpy pass) and
+    must equal ``(rows + 1) * (columns - 1)``; when they do not, the rows are located with
+    Python's ``csv`` module and reported. Lines ending in CR only are read (noted); a table
+    with a header and no rows is accepted with a note saying what it implies
+    (:data:`EMPTY_TABLE_MEANS`).
     Every table is validated lazily with its pandera schema
     (:func:`backpain_analysis.schemas.build_schema`), then keys: rows identical in every
     column are noted, not errors (cleaning drops them); other rows sharing a key are an
@@ -880,6 +1089,14 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
                 parts.append((table_problems, table_notes, None))
                 summary.append((name, file.name, pd.NA, pd.NA, "unreadable"))
                 continue
+            if len(df) == 0:
+                means = EMPTY_TABLE_MEANS.get(name, "")
+                if means is None:
+                    table_problems.add(file.name, name, "", f"the table has a header but no rows; a study needs at "
+                                                            f"least one row in {name}")
+                else:
+                    table_notes.append(f"{file.name}: the table has a header but no rows (accepted): "
+                                       f"{means or 'nothing from this table enters the analysis'}")
             offsets[name] = 1 if file.suffix.lower() == ".parquet" else 2
             args = (df, file, table, table_problems, table_notes, offsets[name], distinct, facts)
             if len(df) >= _PARALLEL_MIN_ROWS:

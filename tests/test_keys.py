@@ -146,7 +146,8 @@ def test_positions_not_reused_after_the_table_was_modified_in_place(loaded):
     assert loaded._keys.positions("followups", "patient_id", followups["patient_id"],
                                   loaded.tables["patients"]["patient_id"]) is None
     assert not loaded._keys.is_unique("patients", loaded.tables["patients"]["patient_id"].astype(object))
-    clean = clean_study(loaded)
+    # the moved follow-up predates PT012's baseline: flagged (not excluded), it stays the kept copy at row 0
+    clean = clean_study(loaded, plausibility={"followup_before_baseline": "flag"})
     known = C._known_patient_rows(loaded._keys, loaded.tables, clean.tables, clean.summary.values.tolist())
     assert "followups" not in known and {"records", "physio"} <= set(known)
     rows = C.patient_rows(clean, "followups")

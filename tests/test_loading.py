@@ -416,7 +416,9 @@ def test_ragged_csv_row_is_reported(tmp_path):
     write_study(tmp_path)
     with open(tmp_path / "practices.csv", "a", encoding="utf-8") as fh:
         fh.write("P04,Extra,1,2,3,4\n")
-    assert "could not be read as CSV" in problem(load_error(tmp_path), "practices")["rule"]
+    found = problem(load_error(tmp_path), "practices")
+    assert "more fields than the header (4)" in found["rule"]
+    assert "row 5 (practice_id=P04): 6 fields" in found["examples"]
 
 
 def test_windows_1252_file_is_read_with_a_note(tmp_path):
