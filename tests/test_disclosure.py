@@ -177,3 +177,39 @@ def test_compare_with_all_hides_a_small_group_and_protects_the_total():
     # one hidden count in a column with a total would be recoverable: a second one is hidden
     assert (dist["n_unit"] == MARKER).sum() >= 2
     assert small_count_cells(dist, ["n_unit", "n_all"]) == []
+
+
+# ------------------------------------------------------------------------------------------
+# issue 12: several hidden cells must not add up to a small number (the flow's exclusion reasons)
+# ------------------------------------------------------------------------------------------
+def test_hidden_cells_summing_to_a_small_number_force_another_hidden_cell():
+    # the published phase 1 exclusions: 1 + 1 + 1 hidden, total 35 - 9 - 14 - 8 = 4 would be their sum
+    t = pd.DataFrame({"n": [9, 1, 14, 8, 1, 1, 34]}, index=["moved", "unable", "declined", "no pain", "comorbid",
+                                                             "other", "all"])
+    t.loc["all", "n"] = t["n"].iloc[:-1].sum()
+    mask = suppression_mask(t, ["n"], total_row="all")["n"]
+    hidden = mask[mask].index.tolist()
+    assert "no pain" in hidden  # the smallest visible reason (8) joins the three 1s
+    assert t.loc[hidden, "n"].sum() >= 5 and not mask["all"]
+
+
+def test_flow_reason_cells_never_leave_a_small_hidden_sum():
+    from backpain_analysis.quality import _reason_cells
+
+    counts = np.array([9, 1, 14, 8, 1, 1])
+    cells = _reason_cells(counts, int(counts.sum()), 5)
+    hidden_sum = sum(int(n) for n, c in zip(counts, cells, strict=True) if c in ("*", "<5"))
+    assert cells == ["9", "<5", "14", "*", "<5", "<5"]
+    assert hidden_sum == 11
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(0, 30), min_size=2, max_size=7))
+def test_total_row_never_reveals_a_hidden_cell_or_a_small_hidden_sum(parts):
+    t = pd.DataFrame({"n": [*parts, sum(parts)]}, index=[*range(len(parts)), "total"])
+    mask = suppression_mask(t, ["n"], total_row="total")["n"].to_numpy()
+    body, hid = np.array(parts), mask[:-1]
+    if mask[-1]:
+        return
+    assert hid.sum() != 1
+    assert not 0 < body[hid].sum() < 5
