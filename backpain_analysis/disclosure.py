@@ -505,10 +505,6 @@ def _key_columns(table: pd.DataFrame, counts: Sequence[str]) -> list[str]:
     return keys
 
 
-def _row_key(table: pd.DataFrame, keys: Sequence[str], i: int) -> frozenset[str]:
-    return frozenset(str(table[k].iloc[i]).strip().lower() for k in keys if pd.notna(table[k].iloc[i]))
-
-
 def _table_findings(table: pd.DataFrame, source: str, chapter: str, threshold: int) -> list[dict[str, Any]]:
     """Small counts, small complements and recoverable hidden cells within one table."""
     import re
@@ -644,27 +640,37 @@ def _html_tables(path: Path) -> list[pd.DataFrame]:
     return frames
 
 
+#: Key columns that name what was measured: a row of a table with one more of these than a row of
+#: another table counts (nearly) the same people, for one measure.
+MEASURE_KEYS = frozenset({"measure", "item", "scale", "outcome", "variable", "label", "characteristic"})
+
+
 def _cross_table_findings(tables: Mapping[str, pd.DataFrame], chapter: str, threshold: int) -> list[dict[str, Any]]:
-    """A count hidden in one table of a chapter but shown, for the same group, in another."""
-    cells = []  # (source, key set, hidden, value, column)
+    """A count hidden in one table of a chapter but shown, for the same group and one measure, in another."""
+    cells = []  # (source, {key column: value}, hidden, value, column)
     for source, table in tables.items():
         table = table.reset_index(drop=True)
         counts = [c for c in table.columns if is_count_column(c)]
         keys = _key_columns(table, counts)
         for c in counts:
             for i in range(len(table)):
-                cells.append((source, _row_key(table, keys, i), _is_hidden(table[c].iloc[i]),
-                              _cell_count(table[c].iloc[i]), str(c)))
+                key = {str(k).lower(): str(table[k].iloc[i]).strip().lower() for k in keys if pd.notna(table[k].iloc[i])}
+                cells.append((source, key, _is_hidden(table[c].iloc[i]), _cell_count(table[c].iloc[i]), str(c)))
     found = []
-    hidden_cells = [cell for cell in cells if cell[2] and cell[1]]
-    for src, key, _, _, col in hidden_cells:
+    for src, key, hid, _, col in cells:
+        if not (hid and key):
+            continue
         for src2, key2, hid2, value2, col2 in cells:
-            if src2 == src or hid2 or np.isnan(value2) or value2 == 0 or not key < key2:
+            if src2 == src or hid2 or np.isnan(value2) or value2 == 0:
                 continue
-            found.append({"chapter": chapter, "source": src2, "row": " / ".join(sorted(key2)), "column": col2,
+            extra = set(key2) - set(key)
+            if not extra or not extra <= MEASURE_KEYS or any(key2.get(k) != v for k, v in key.items()):
+                continue
+            group = " / ".join(key.values())
+            found.append({"chapter": chapter, "source": src2, "row": " / ".join(key2.values()), "column": col2,
                           "value": value2, "rule": "shown elsewhere",
-                          "detail": f"{src} hides {col} for {' / '.join(sorted(key))}; this table shows a count "
-                                    "for the same group"})
+                          "detail": f"{src} hides {col} for {group}; this table shows the count of the same group "
+                                    f"for one {'/'.join(sorted(extra))}"})
     return found
 
 
@@ -706,9 +712,10 @@ def check_report(out_dir: str | Path, *, threshold: int = THRESHOLD) -> pd.DataF
       ``all reasons`` (:data:`TOTAL_LABELS`) is the sum of the other rows with the same other
       labels; with it shown, one hidden part is recovered exactly, and several hidden parts
       reveal their sum;
-    - *shown elsewhere*: a cell hidden in one table of a chapter (``*`` or ``<5``) whose row
-      labels are all among the labels of a row of another table of the same chapter that shows
-      a count (the same group, perhaps for one measure): hide it there too;
+    - *shown elsewhere*: a cell hidden in one table of a chapter (``*`` or ``<5``) while another
+      table of the chapter shows a count in a row with the same labels in the same key columns
+      plus a measure column (:data:`MEASURE_KEYS`: the same people, answering one measure), as
+      "32 physiotherapists answered" beside a hidden "32 of 34 responded";
     - *small key finding*: a key finding in people (unit ``patients``, ``clinicians``...) from 1
       to ``threshold - 1``.
 

@@ -1,4 +1,4 @@
-"""Escaping of study text (practice names, clinician ids, labels, file names) for shared outputs.
+r"""Escaping of study text (practice names, clinician ids, labels, file names) for shared outputs.
 
 Text that comes from a study export is data, never markup or code. Wherever it reaches a shared
 output it goes through one of these functions:
@@ -8,7 +8,7 @@ output it goes through one of these functions:
   special characters are escaped *and* Markdown syntax is neutralised, so neither a ``<script>``
   tag nor a link or heading can be injected; :func:`markdown` builds a Markdown string from a
   template whose ``{placeholders}`` are filled with escaped values;
-- :func:`latex_text` for LaTeX tables (``\\ & % $ # _ { } ~ ^``);
+- :func:`latex_text` for LaTeX tables (``\ & % $ # _ { } ~ ^``);
 - :func:`mathtext_text` for matplotlib titles, labels and tick labels (a ``$`` would start
   mathtext);
 - :func:`csv_cell` / :func:`csv_safe_frame` for CSV tables opened in a spreadsheet (OWASP CSV
@@ -20,7 +20,9 @@ Notes
 CSV rule: OWASP, "CSV Injection" (https://owasp.org/www-community/attacks/CSV_Injection).
 HTML escaping uses :func:`html.escape` with ``quote=True``. Markdown: every ASCII punctuation
 character that CommonMark allows to be backslash-escaped is escaped, after HTML escaping (so
-``&lt;`` is not turned back into a tag by the renderer).
+``&lt;`` is not turned back into a tag by the renderer); ``$`` becomes ``\\\$`` (rendered
+``\$``, which MathJax with ``processEscapes``, as configured by Jupyter and nbconvert, shows as
+``$``).
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ def markdown_text(value: Any) -> str:
     """``value`` as literal text inside Markdown rendered by Jupyter (no HTML, no Markdown syntax).
 
     Runs of white space (line breaks, tabs) become one space and the ends are trimmed, so a
-    value can start neither a new block (a heading, a list) nor an indented code block.
+    value can start neither a new block (a heading, a list) nor an indented code block. A
+    ``$`` is written so that Jupyter's MathJax shows it literally instead of starting math.
 
     Examples
     --------
@@ -73,7 +76,10 @@ def markdown_text(value: Any) -> str:
     '&lt;b&gt;\\\\[x\\\\]\\\\(javascript\\\\:1\\\\)&lt;/b&gt; \\\\# 1'
     """
     text = " ".join(str(value).split())
-    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+    escaped = _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+    # "$" would start MathJax math in Jupyter and its HTML export: the Markdown "\\\$" renders as "\$",
+    # which MathJax (processEscapes) shows as a literal "$"
+    return escaped.replace("$", "\\\\\\$")
 
 
 def markdown(template: str, /, **values: Any) -> str:

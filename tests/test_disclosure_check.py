@@ -131,3 +131,16 @@ def test_hostile_practice_name_is_escaped_in_the_feedback_html(provoked_report):
     assert "&lt;script&gt;alert" in html
     heading = re.search(r"<h2[^>]*>(.*?)</h2>", html, re.S).group(1)
     assert "&lt;script&gt;" in heading and f"practice {pid}" in heading
+    text = re.sub(r"<[^>]+>", "", heading)  # MathJax reads text, not attributes
+    assert "\\$\\alpha\\$" in text and re.search(r"(?<!\\)\$", text) is None  # no "$" left for MathJax
+
+
+def test_provoked_report_csvs_hold_no_formula(provoked_report):
+    tables = list(provoked_report["out"].rglob("tables/*.csv"))
+    assert tables
+    for path in tables:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        cells = [*table.columns, *table.to_numpy().ravel().tolist()]
+        for cell in cells:
+            if cell.startswith(("=", "+", "-", "@", "\t", "\r")):
+                float(cell)  # only numbers may start so
