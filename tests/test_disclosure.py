@@ -193,14 +193,35 @@ def test_hidden_cells_summing_to_a_small_number_force_another_hidden_cell():
     assert t.loc[hidden, "n"].sum() >= 5 and not mask["all"]
 
 
-def test_flow_reason_cells_never_leave_a_small_hidden_sum():
-    from backpain_analysis.quality import _reason_cells
+def test_flow_never_leaves_a_small_hidden_sum_in_the_diagram_or_the_tables():
+    from backpain_analysis.quality import _flow_hidden, shared_flow
 
-    counts = np.array([9, 1, 14, 8, 1, 1])
-    cells = _reason_cells(counts, int(counts.sum()), 5)
-    hidden_sum = sum(int(n) for n, c in zip(counts, cells, strict=True) if c in ("*", "<5"))
-    assert cells == ["9", "<5", "14", "*", "<5", "<5"]
-    assert hidden_sum == 11
+    reasons = [9, 1, 14, 8, 1, 1]
+    main = {"invited": 630, "excluded": 34, "non_respondents": 226, "respondents": 370}
+    hidden_main, hidden_reasons = _flow_hidden(main, reasons)
+    assert hidden_reasons == [False, True, False, True, True, True]  # 1 + 8 + 1 + 1 = 11, not 3
+    assert not any(hidden_main.values())
+    flow = pd.DataFrame({"item": ["invited", "excluded", *[f"excluded: r{i}" for i in range(6)], "non-respondents",
+                                  "respondents"],
+                         "n_phase1": [630, 34, *reasons, 226, 370], "n_phase3": [1017, 50, 28, 0, 18, 4, 0, 0, 407, 560]})
+    shown_main, shown_reasons = shared_flow(flow)
+    assert shown_reasons["n_phase1"].tolist() == [9, "*", 14, "*", "*", "*", 34]
+    # phase 3: the lone small reason (4) takes the next smallest (18) with it
+    assert shown_reasons["n_phase3"].tolist() == [28, 0, "*", "*", 0, 0, 50]
+
+
+def test_flow_hidden_excluded_hides_its_reasons_in_every_output():
+    from backpain_analysis.quality import _flow_hidden
+
+    # 3 excluded: hidden, so non-respondents (the next smallest) too, and every reason
+    hidden_main, hidden_reasons = _flow_hidden({"invited": 100, "excluded": 3, "non_respondents": 30,
+                                                "respondents": 67}, [2, 1])
+    assert hidden_main["excluded"] and hidden_main["non_respondents"] and not hidden_main["respondents"]
+    assert hidden_reasons == [True, True]
+    # 6 excluded as 3 + 3: both reasons hidden, their sum (6) is not small, so the total may show
+    hidden_main, hidden_reasons = _flow_hidden({"invited": 100, "excluded": 6, "non_respondents": 30,
+                                                "respondents": 64}, [3, 3])
+    assert not hidden_main["excluded"] and hidden_reasons == [True, True]
 
 
 @settings(max_examples=150, deadline=None)
