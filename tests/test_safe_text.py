@@ -86,3 +86,23 @@ def test_figure_text_with_dollars_is_drawn_literally(tmp_path):
     assert path.stat().st_size > 0
     assert ax.title.get_parse_math() is False
     plt.close(fig)
+
+
+def test_index_escapes_study_text_everywhere():
+    from backpain_analysis.report import ChapterResult, render_index
+
+    evil = '<script>alert("x")</script>'
+    results = [
+        ChapterResult("01_a", f"Chapter {evil}", "chapter", "failed", error=f"KeyError: {evil}", evalue=evil,
+                      key_findings=[{"name": "x", "label": evil, "value": 1.5, "ci_low": None, "ci_high": None,
+                                     "unit": evil}]),
+        ChapterResult("feedback/practice_X", "Feedback", "feedback", "ok", practice_id=evil,
+                      html="feedback/practice_X/practice_X.html"),
+    ]
+    provenance = {key: evil for key in ("package", "version", "python", "kernel", "definition", "data_dir",
+                                        "output_dir", "input_fingerprint", "started", "finished")}
+    provenance |= {"input_files": {evil: evil}, "parameters": {"x": evil}, "duration_s": 1.0, "run_jobs": [],
+                   "chapters": []}
+    page = render_index(evil, results, provenance)
+    assert "<script>alert" not in page
+    assert "&lt;script&gt;alert" in page
