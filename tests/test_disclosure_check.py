@@ -144,3 +144,48 @@ def test_provoked_report_csvs_hold_no_formula(provoked_report):
         for cell in cells:
             if cell.startswith(("=", "+", "-", "@", "\t", "\r")):
                 float(cell)  # only numbers may start so
+
+
+# ------------------------------------------------------------------------------------------
+# backpain report fails when its outputs leak
+# ------------------------------------------------------------------------------------------
+LEAKY = """\
+from backpain_analysis.outputs import ChapterOutputs
+import pandas as pd
+out = ChapterOutputs(output_dir, "01_leak")
+out.table(pd.DataFrame({"group": ["a", "b", "total"], "n": [N_A, 20, 23]}), "counts")
+out.write_findings()
+"""
+
+
+@pytest.mark.parametrize(("n_a", "leaks"), [("3", True), ('"*"', True), ("0", False)])
+def test_report_run_fails_on_a_leak_and_passes_otherwise(tmp_path, capsys, n_a, leaks):
+    import nbformat
+
+    from backpain_analysis.disclosure import DisclosureError
+    from backpain_analysis.report import run_report
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "practices.csv").write_text("practice_id,practice_name\nP01,North\n")
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('data_dir: str = "../data"  # study\noutput_dir: str = "../out"  # out\n'
+                                       'seed: int = 1  # seed')
+    params.metadata["tags"] = ["parameters"]
+    # "total" 23 = 3 + 20: a 3 shown, or hidden as "*" but recoverable; 0 + 20 != 23 is just a table
+    nb.cells = [params, nbformat.v4.new_code_cell(LEAKY.replace("N_A", n_a))]
+    nb.metadata["kernelspec"] = {"name": "backpain", "display_name": "Python (backpain)", "language": "python"}
+    (tmp_path / "nb").mkdir()
+    nbformat.write(nb, tmp_path / "nb" / "leak.ipynb")
+    definition = tmp_path / "nb" / "report.yaml"
+    definition.write_text("title: Leak\nchapters:\n  - {name: 01_leak, notebook: leak.ipynb, title: Leak}\n")
+    if leaks:
+        with pytest.raises(DisclosureError, match="01_leak/tables/counts.csv") as err:
+            run_report(data, tmp_path / "out", definition=definition, jobs=1, progress=False)
+        assert len(err.value.findings) == 1
+        assert (tmp_path / "out" / "index.html").is_file()  # the index is written, the run fails after it
+        assert main(["disclosure-check", str(tmp_path / "out")]) == 2
+    else:
+        run = run_report(data, tmp_path / "out", definition=definition, jobs=1, progress=False)
+        assert run.failed == []
+        assert main(["disclosure-check", str(tmp_path / "out")]) == 0
