@@ -7,6 +7,7 @@ Subcommands:
 - ``backpain dataset --data DIR --out FILE``: write the analysis dataset.
 - ``backpain report --data DIR --out DIR``: regenerate the notebook report.
 - ``backpain dictionary --markdown``: print the data dictionary as Markdown.
+- ``backpain disclosure-check OUT``: scan a finished report for small or recoverable counts.
 
 Bad input (a :class:`~backpain_analysis.errors.BackpainError`) prints a clear message
 and exits with status 2, without a traceback.
@@ -168,6 +169,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- disclosure-check (issue 12) ---
+def _cmd_disclosure_check(args: argparse.Namespace) -> int:
+    from .disclosure import check_report, format_findings
+
+    findings = check_report(args.out, threshold=args.threshold)
+    if findings.empty:
+        print(f"{args.out}: no count from 1 to {args.threshold - 1} shown, no hidden count recoverable")
+        return EXIT_OK
+    print(f"{args.out}: NOT SAFE TO SHARE\n{format_findings(findings)}")
+    return EXIT_BAD_INPUT
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="backpain", description="Evaluate stratified primary care for low back pain.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -200,6 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--practices", nargs="+", default=None, metavar="ID", help="feedback reports only for these practices")
     p.add_argument("--force", action="store_true", help="re-run chapters even if nothing changed")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("disclosure-check", help="scan a finished report for small or recoverable counts (exit 2 if any)")
+    p.add_argument("out", metavar="OUT", help="report folder (as given to backpain report --out)")
+    p.add_argument("--threshold", type=int, default=5, metavar="K", help="counts from 1 to K-1 must not be shown (5)")
+    p.set_defaults(func=_cmd_disclosure_check)
 
     p = sub.add_parser("dictionary", help="print the data dictionary as Markdown")
     p.add_argument("--markdown", action="store_true", help="Markdown output (the only format for now)")

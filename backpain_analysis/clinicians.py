@@ -24,6 +24,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,7 @@ __all__ = [
     "paired_wide",
     "plot_before_after",
     "response_rates",
+    "shared_tables",
     "training_days_association",
 ]
 
@@ -462,12 +464,15 @@ def training_days_association(
     return pd.DataFrame(rows).reindex(columns=cols)
 
 
-def plot_before_after(scores: pd.DataFrame, measure: str, *, max_lines: int = 200, seed: int = 0):
+def plot_before_after(scores: pd.DataFrame, measure: str, *, max_lines: int = 200, seed: int = 0,
+                      hide_n: Sequence[str] = ()):
     """Before/after figure of one measure: one panel per profession.
 
     Thin grey lines join each clinician's two answers (complete pairs, at most ``max_lines``
     drawn); black points and bars are the mean
-    and 95% t interval at each time point.
+    and 95% t interval at each time point. For professions in ``hide_n`` (whose number of
+    complete pairs is hidden in the chapter's tables) the title shows ``n = *`` and no
+    individual line is drawn (lines could be counted).
 
     Returns
     -------
@@ -493,7 +498,7 @@ def plot_before_after(scores: pd.DataFrame, measure: str, *, max_lines: int = 20
     rng = np.random.default_rng(seed)
     for ax, (prof, name) in zip(axes, PROFESSION_LABELS.items(), strict=True):
         w = wide.loc[wide["profession"] == prof]
-        show = w.iloc[rng.permutation(len(w))[:max_lines]]
+        show = w.iloc[rng.permutation(len(w))[:max_lines]] if prof not in hide_n else w.iloc[:0]
         for _, r in show.iterrows():
             ax.plot([0, 1], [r["before"], r["after"]], color="grey", alpha=0.25, lw=0.8)
         for x, col in enumerate(TIME_POINTS):
@@ -504,8 +509,139 @@ def plot_before_after(scores: pd.DataFrame, measure: str, *, max_lines: int = 20
         ax.set_xticks([0, 1], ["Before training", "After training"])
         ax.set_xlim(-0.3, 1.3)
         shown_n = f"{len(w)}" if len(w) == 0 or len(w) >= 5 else "fewer than 5"  # no count 1-4 in shared output
+        if prof in hide_n and len(w) >= 5:
+            shown_n = "*"
         ax.set_title(f"{name} (n = {shown_n} pairs)")
     axes[0].set_ylabel(MEASURE_LABELS.get(measure, measure))
     fig.suptitle(f"{MEASURE_LABELS.get(measure, measure)}: before and after training (mean and 95% CI)")
     fig.tight_layout()
     return fig
+
+
+def shared_tables(
+    rates: pd.DataFrame,
+    summary: pd.DataFrame | None = None,
+    change: pd.DataFrame | None = None,
+    anova: pd.DataFrame | None = None,
+    dose: pd.DataFrame | None = None,
+    *,
+    threshold: int = 5,
+) -> dict[str, pd.DataFrame]:
+    """The chapter's tables with small numbers hidden consistently across all of them.
+
+    Parameters
+    ----------
+    rates : DataFrame
+        :func:`response_rates` output.
+    summary : DataFrame, optional
+        Scores by ``measure``, ``profession``, ``time_point`` with ``n``, ``mean``, ``sd``.
+    change : DataFrame, optional
+        :func:`paired_changes` output (``n_pairs`` and statistics; a ``truth`` column is kept).
+    anova, dose : DataFrame, optional
+        :func:`mixed_anovas` (``n_clinicians``) and :func:`training_days_association` (``n``).
+    threshold : int
+        Counts from 1 to ``threshold - 1`` are hidden (default 5).
+
+    Returns
+    -------
+    dict of str to DataFrame
+        ``"survey_response"`` and, for the tables given, ``"scores_by_time"``,
+        ``"paired_change"``, ``"mixed_anova"`` and ``"training_days"``: the tables as shared,
+        hidden cells ``"*"``. Each table's suppression depends only on ``rates`` and itself, so
+        a notebook can share each table where it is made. ``"hidden_pairs"`` lists the
+        professions whose number of complete pairs is hidden (for :func:`plot_before_after`).
+
+    Notes
+    -----
+    Survey response: a number responding is hidden when it is 1-4 or leaves 1-4 non-responders
+    (``n_clinicians - n_responded``); within each time point, the ``all`` row is the sum of the
+    professions, so when one profession is hidden another cell of that time point is hidden
+    too (:func:`backpain_analysis.disclosure.suppression_mask` with ``all`` as the total; a
+    profession with 1-4 members hides its whole column of counts). Every other table then
+    hides the count of a group (profession x time point; ``both`` = the complete pairs behind
+    ``n_pairs``, the mixed ANOVA's ``n_clinicians`` and the training-days ``n``) hidden in the
+    response table, because it is the same number, or nearly: otherwise "32 answered" in one
+    table reveals the 2 non-responders hidden in another. Means, SDs and statistics are
+    hidden only when their own count is 1-4 (a mean does not reveal a count).
+
+    Examples
+    --------
+    >>> c = pd.DataFrame({"clinician_id": [f"G{i}" for i in range(20)] + [f"P{i}" for i in range(10)],
+    ...                   "profession": ["gp"] * 20 + ["physio"] * 10})
+    >>> s = pd.DataFrame({"clinician_id": [f"G{i}" for i in range(20)] + [f"P{i}" for i in range(8)],
+    ...                   "time_point": "before"})
+    >>> shared = shared_tables(response_rates(c, s))
+    >>> shared["survey_response"].query("time_point == 'before'")["n_responded"].tolist()
+    [20, '*', '*']
+    """
+    from .disclosure import MARKER, suppression_mask
+
+    rates = rates.reset_index(drop=True)
+    hide = pd.DataFrame(False, index=rates.index, columns=rates.columns)
+    for tp in rates["time_point"].unique():
+        part = rates.loc[rates["time_point"] == tp].set_index("profession")
+        if "all" not in part.index:
+            continue
+        mask = suppression_mask(part, ["n_clinicians", "n_responded"], denominators={"n_responded": "n_clinicians"},
+                                derived={"pct_responded": ["n_responded"]}, total_row="all", threshold=threshold)
+        hide.loc[rates["time_point"] == tp, mask.columns] = mask.to_numpy()
+    # a profession whose size is hidden hides its responses at every time point (and the margins)
+    small_prof = set(rates.loc[hide["n_clinicians"], "profession"])
+    hide.loc[rates["profession"].isin(small_prof), ["n_responded", "pct_responded"]] = True
+    hidden_groups = {(p, t) for p, t, h in zip(rates["profession"], rates["time_point"], hide["n_responded"], strict=True)
+                     if h}
+    if small_prof:
+        hidden_groups |= {(p, t) for p in ("gp", "physio", "all") for t in ("before", "after", "both")}
+
+    def apply(table: pd.DataFrame, mask: pd.DataFrame) -> pd.DataFrame:
+        out = table.copy()
+        for col in mask.columns:
+            m = mask[col].to_numpy(dtype=bool)
+            if m.any():
+                out[col] = pd.Series(np.where(m, MARKER, table[col].astype(object).to_numpy()), index=table.index,
+                                     dtype=object)
+        return out
+
+    def small(values: pd.Series) -> np.ndarray:
+        v = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+        with np.errstate(invalid="ignore"):
+            return (v >= 1) & (v < threshold)
+
+    shared: dict[str, Any] = {"survey_response": apply(rates, hide),
+                              "hidden_pairs": sorted({p for p, t in hidden_groups if t == "both" and p != "all"})}
+    if summary is not None:
+        shared["scores_by_time"] = _share_summary(summary, hidden_groups, apply, small)
+    if change is not None:
+        shared["paired_change"] = _share_change(change, hidden_groups, apply, small)
+    any_both_hidden = any(t == "both" for _, t in hidden_groups)
+    if anova is not None:
+        a = anova.reset_index(drop=True)
+        a_small = small(a["n_clinicians"])
+        cols = [c for c in ("ss", "f", "p_value", "partial_eta_sq") if c in a.columns]
+        shared["mixed_anova"] = apply(a, pd.DataFrame({"n_clinicians": a_small | any_both_hidden,
+                                                       **{c: a_small for c in cols}}, index=a.index))
+    if dose is not None:
+        d = dose.reset_index(drop=True)
+        d_small = small(d["n"])
+        d_group = np.array([(p, "both") in hidden_groups for p in d["profession"]], dtype=bool)
+        cols = [c for c in d.columns if c not in ("measure", "profession", "n")]
+        shared["training_days"] = apply(d, pd.DataFrame({"n": d_small | d_group, **{c: d_small for c in cols}},
+                                                        index=d.index))
+    return shared
+
+
+def _share_summary(summary, hidden_groups, apply, small):
+    s = summary.reset_index(drop=True)
+    s_small = small(s["n"]) if len(s) else np.zeros(0, dtype=bool)
+    s_group = np.array([(p, t) in hidden_groups for p, t in zip(s["profession"], s["time_point"], strict=True)],
+                       dtype=bool)
+    s_mask = pd.DataFrame({"n": s_small | s_group, **{c: s_small for c in ("mean", "sd") if c in s.columns}})
+    return apply(s, s_mask.set_axis(s.index))
+
+
+def _share_change(change, hidden_groups, apply, small):
+    ch = change.reset_index(drop=True)
+    ch_small = small(ch["n_pairs"]) if len(ch) else np.zeros(0, dtype=bool)
+    ch_group = np.array([(p, "both") in hidden_groups for p in ch["profession"]], dtype=bool)
+    stats_cols = [c for c in ch.columns if c not in ("measure", "label", "profession", "n_pairs", "truth")]
+    return apply(ch, pd.DataFrame({"n_pairs": ch_small | ch_group, **{c: ch_small for c in stats_cols}}, index=ch.index))

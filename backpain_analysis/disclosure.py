@@ -16,20 +16,27 @@ disclosure control for published health statistics). Secondary suppression then 
 point: (1) a count is hidden when its denominator is hidden, or when ``denominator - count`` is a
 small number (the complement would reveal a small group); (2) in every group of cells that sums
 to a shown total (a column with a total row, a total column with its parts), a group with
-exactly one hidden cell also hides its smallest other non-zero cell (or the total when no such
-cell remains), so no hidden cell can be recovered by subtraction. Derived cells (percentages,
+exactly one hidden cell, or whose hidden cells add up to 1 to 4, also hides its smallest other
+non-zero cell (or the total when no such cell remains), so neither a hidden cell nor a small
+sum of hidden cells can be recovered by subtraction. Derived cells (percentages,
 rates, differences) are hidden when any of their source cells in the same row is hidden.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["MARKER", "THRESHOLD", "compare_with_all", "small_count_cells", "suppress_table", "suppression_mask"]
+from .errors import BackpainError
+
+__all__ = [
+    "MARKER", "THRESHOLD", "DisclosureError", "check_report", "compare_with_all", "format_findings", "is_count_column", "small_count_cells",
+    "suppress_table", "suppression_mask",
+]
 
 #: Counts from 1 to THRESHOLD - 1 are never shown.
 THRESHOLD = 5
@@ -49,15 +56,29 @@ def _is_small(values: np.ndarray, threshold: int) -> np.ndarray:
         return (values >= 1) & (values < threshold)
 
 
-def _protect_group(values: np.ndarray, hidden: np.ndarray, total_pos: int | None) -> bool:
-    """Hide one more cell of a group (body cells + optional total) that has exactly one hidden cell.
+def _protect_group(values: np.ndarray, hidden: np.ndarray, total_pos: int | None, threshold: int = THRESHOLD) -> bool:
+    """Hide one more cell of a group (body cells + optional total) whose hidden cells could be recovered.
 
     ``values``/``hidden`` cover the whole group; ``total_pos`` is the index of the total in it.
-    Returns True when a cell was hidden.
+    With the total shown, ``total - visible parts`` gives the sum of the hidden parts: one
+    hidden part is then recovered exactly, and a sum from 1 to ``threshold - 1`` reveals a small
+    group however many cells share it. In either case the smallest other non-zero part is hidden
+    too (or the total when none is left). Returns True when a cell was hidden.
     """
-    if hidden.sum() != 1:
-        return False
     body = [i for i in range(len(values)) if i != total_pos]
+    hidden_body = [i for i in body if hidden[i]]
+    if not hidden_body:
+        return False
+    if total_pos is not None and hidden[total_pos]:
+        return False
+    hidden_sum = float(np.nansum([values[i] for i in hidden_body]))
+    if total_pos is None:
+        # the parts of a row-total group always come with their total; without one, only a lone hidden cell
+        needs_more = len(hidden_body) == 1
+    else:
+        needs_more = len(hidden_body) == 1 or 0 < hidden_sum < threshold
+    if not needs_more:
+        return False
     candidates = [i for i in body if not hidden[i] and np.isfinite(values[i]) and values[i] > 0]
     if candidates:
         pick = min(candidates, key=lambda i: (values[i], i))
@@ -158,14 +179,14 @@ def suppression_mask(
                 changed = True
         if total_pos is not None:
             for c in counts:
-                if _protect_group(count_values[c], hidden[c], total_pos):
+                if _protect_group(count_values[c], hidden[c], total_pos, threshold):
                     changed = True
         for total, parts in row_totals.items():
             group = [*parts, total]
             for i in range(n):
                 vals = np.array([count_values[c][i] for c in group])
                 hid = np.array([hidden[c][i] for c in group])
-                if _protect_group(vals, hid, len(group) - 1):
+                if _protect_group(vals, hid, len(group) - 1, threshold):
                     for c, h in zip(group, hid, strict=True):
                         hidden[c][i] = h
                     changed = True
@@ -401,3 +422,373 @@ def compare_with_all(
     table = table[columns]
     return suppress_table(table, counts, denominators=denominators, derived=derived,
                           total_row="total" if total else None, threshold=threshold, marker=marker)
+
+
+# --------------------------------------------------------------------------------------------
+# disclosure check of a finished report
+# --------------------------------------------------------------------------------------------
+class DisclosureError(BackpainError):
+    """A shared output shows a small count or lets a hidden one be recovered; ``findings`` lists them."""
+
+    def __init__(self, message: str, findings: pd.DataFrame) -> None:
+        super().__init__(message)
+        self.findings = findings
+
+
+#: Column names that hold counts of people (or events) in the package's outputs.
+COUNT_COLUMN_NAMES = frozenset({
+    "n", "count", "counts", "events", "respondents", "rows", "rows_read", "excluded_rows",
+})
+#: ``n_*``, ``events_*``, ``count_*``, ``followed_up_*``: counts, except these (numbers of things, not people).
+NOT_COUNT_COLUMNS = frozenset({
+    "n_items", "n_tables", "n_columns", "n_imputations", "n_boot", "n_iter", "n_replicates", "n_practices_shown",
+})
+_COUNT_PREFIXES = ("n_", "events_", "count_", "followed_up_")
+#: Row labels of a total (the other rows of its group are its parts).
+TOTAL_LABELS = frozenset({"all", "total", "all reasons", "overall", "all practices", "all patients", "all clinicians"})
+#: Markers of a hidden cell in a shared table.
+HIDDEN_MARKERS = frozenset({MARKER, f"<{THRESHOLD}"})
+_N_PCT = r"^\s*(\d+)\s*\("  # "123 (45.6)": a count with its percentage (tableone)
+FINDING_COLUMNS = ["chapter", "source", "row", "column", "value", "rule", "detail"]
+_COUNT_UNITS = frozenset({"patients", "clinicians", "people", "consultations", "practices", "persons"})
+
+
+def is_count_column(name: Any) -> bool:
+    """Whether a column of a shared table holds counts, by the package's naming conventions.
+
+    Counts are ``n``, ``count``, ``events``, ``respondents``, ``rows``, ``rows_read``,
+    ``excluded_rows`` and names starting ``n_``, ``events_``, ``count_`` or ``followed_up_``
+    (except :data:`NOT_COUNT_COLUMNS`). Everything else (ages, scores, years, means, percentages,
+    estimates) is not a count.
+
+    Examples
+    --------
+    >>> [is_count_column(c) for c in ["n", "n_phase1", "events_unit", "age_mean", "n_items", "pct", "year"]]
+    [True, True, True, False, False, False, False]
+    """
+    text = str(name).strip().lower()
+    if text in NOT_COUNT_COLUMNS:
+        return False
+    return text in COUNT_COLUMN_NAMES or text.startswith(_COUNT_PREFIXES)
+
+
+def _cell_count(value: Any) -> float:
+    """The count a cell shows (NaN for text, markers and blanks); ``"12 (40.0)"`` shows 12."""
+    import re
+
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return np.nan
+    if isinstance(value, int | float | np.integer | np.floating):
+        return float(value)
+    text = str(value).strip().replace(",", "")
+    try:
+        return float(text)
+    except ValueError:
+        match = re.match(_N_PCT, text)
+        return float(match.group(1)) if match else np.nan
+
+
+def _is_hidden(value: Any) -> bool:
+    return isinstance(value, str) and value.strip() in HIDDEN_MARKERS
+
+
+def _key_columns(table: pd.DataFrame, counts: Sequence[str]) -> list[str]:
+    keys = []
+    for col in table.columns:
+        if col in counts:
+            continue
+        values = table[col].dropna()
+        if str(col).lower() in ("phase", "time_point", "risk_group", "month", "practice_id", "profession"):
+            keys.append(col)
+        elif len(values) and not values.map(lambda v: _is_hidden(v) or not np.isnan(_cell_count(v))).all():
+            keys.append(col)  # text labels (not numbers, not markers)
+    return keys
+
+
+def _table_findings(table: pd.DataFrame, source: str, chapter: str, threshold: int) -> list[dict[str, Any]]:
+    """Small counts, small complements and recoverable hidden cells within one table."""
+    import re
+
+    found: list[dict[str, Any]] = []
+    table = table.reset_index(drop=True)
+    counts = [c for c in table.columns if is_count_column(c)]
+    # columns of "n (%)" cells (tableone) are counts too
+    for col in table.columns:
+        if col not in counts and table[col].map(lambda v: isinstance(v, str) and re.match(_N_PCT, v) is not None).any():
+            counts.append(col)
+
+    def add(i: Any, col: Any, value: Any, rule: str, detail: str) -> None:
+        label = " / ".join(str(table[k].iloc[i]) for k in keys) if keys and i is not None else i
+        found.append({"chapter": chapter, "source": source, "row": label, "column": str(col), "value": value,
+                      "rule": rule, "detail": detail})
+
+    keys = _key_columns(table, counts)
+    values = {c: table[c].map(_cell_count).to_numpy(dtype=float) for c in counts}
+    hidden = {c: table[c].map(_is_hidden).to_numpy(dtype=bool) for c in counts}
+    for c in counts:
+        for i in np.flatnonzero(_is_small(values[c], threshold)):
+            add(i, c, values[c][i], "small count", f"a count from 1 to {threshold - 1} is shown")
+    # complements: denominator - count within a row
+    pairs = []
+    for c in counts:
+        name = str(c).lower()
+        for prefix in ("events_", "n_"):
+            if name.startswith(prefix) and name != "n_" + name[len(prefix):] and f"n_{name[len(prefix):]}" in counts:
+                pairs.append((c, f"n_{name[len(prefix):]}"))
+        if name == "n_unit" and "n_all" in counts:
+            pairs.append((c, "n_all"))
+    for denominator in ("n_total", "n", "n_clinicians", "n_consultations", "respondents"):
+        if denominator in counts:
+            pairs += [(c, denominator) for c in counts if c != denominator and not str(c).startswith("n_phase")
+                      and (c, "n_total") not in pairs and c not in ("n_total", "n_all", "n_clinicians")
+                      and not (denominator == "n" and "n_total" in counts)]
+            break
+    for part, whole in dict.fromkeys(pairs):
+        rest = values[whole] - values[part]
+        for i in np.flatnonzero(_is_small(rest, threshold) & ~_is_small(values[part], threshold)):
+            add(i, part, values[part][i], "small complement",
+                f"{whole} - {part} = {rest[i]:g}: the rest of the group is a small number")
+    # totals: a row labelled "all"/"total" is the sum of the other rows of its group
+    for k in keys:
+        labels = table[k].astype(str).str.strip().str.lower()
+        is_total = labels.isin(TOTAL_LABELS).to_numpy()
+        if not is_total.any():
+            continue
+        others = [o for o in keys if o != k]
+        group_ids = table[others].astype(str).agg("|".join, axis=1) if others else pd.Series("", index=table.index)
+        for gid in pd.unique(group_ids):
+            rows = np.flatnonzero((group_ids == gid).to_numpy())
+            tot = [i for i in rows if is_total[i]]
+            parts = [i for i in rows if not is_total[i]]
+            if len(tot) != 1 or not parts:
+                continue
+            t = tot[0]
+            for c in counts:
+                if hidden[c][t] or np.isnan(values[c][t]):
+                    continue
+                hid = [i for i in parts if hidden[c][i]]
+                if not hid:
+                    continue
+                shown = np.nansum([values[c][i] for i in parts if not hidden[c][i]])
+                rest = values[c][t] - shown
+                if len(hid) == 1:
+                    add(hid[0], c, rest, "recoverable from total",
+                        f"hidden cell = {table[k].iloc[t]} ({values[c][t]:g}) - shown parts ({shown:g}) = {rest:g}")
+                elif 0 < rest < threshold:
+                    add(hid[0], c, rest, "small sum of hidden cells",
+                        f"{len(hid)} hidden cells add up to {rest:g} = {table[k].iloc[t]} - shown parts")
+    return found
+
+
+def _html_tables(path: Path) -> list[pd.DataFrame]:
+    """The ``<table>`` elements of an HTML file as DataFrames of text (last header row = columns)."""
+    from html.parser import HTMLParser
+
+    class Parser(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tables: list[tuple[list[list[str]], list[list[str]]]] = []
+            self.depth = 0
+            self.section = ""
+            self.row: list[str] | None = None
+            self.cell: list[str] | None = None
+
+        def handle_starttag(self, tag: str, attrs: Any) -> None:
+            if tag == "table":
+                self.depth += 1
+                if self.depth == 1:
+                    self.tables.append(([], []))
+            elif self.depth == 1 and tag in ("thead", "tbody"):
+                self.section = tag
+            elif self.depth == 1 and tag == "tr":
+                self.row = []
+            elif self.depth == 1 and tag in ("td", "th") and self.row is not None:
+                self.cell = []
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag == "table":
+                self.depth -= 1
+            elif self.depth == 1 and tag in ("td", "th") and self.cell is not None and self.row is not None:
+                self.row.append(" ".join("".join(self.cell).split()))
+                self.cell = None
+            elif self.depth == 1 and tag == "tr" and self.row is not None:
+                head, body = self.tables[-1]
+                (head if self.section == "thead" else body).append(self.row)
+                self.row = None
+
+        def handle_data(self, data: str) -> None:
+            if self.cell is not None:
+                self.cell.append(data)
+
+    parser = Parser()
+    parser.feed(path.read_text(encoding="utf-8", errors="replace"))
+    frames = []
+    for head, body in parser.tables:
+        if not body:
+            continue
+        width = max(len(r) for r in body)
+        columns = [""] * width
+        for header_row in head:  # several header rows (column names, then the index names): merge them
+            padded = [*[""] * (width - len(header_row)), *header_row][:width]
+            columns = [" ".join(x for x in (c, h) if x) for c, h in zip(columns, padded, strict=True)]
+        columns = [c or f"column_{j}" for j, c in enumerate(columns)]
+        columns = [*columns, *[f"column_{j}" for j in range(len(columns), width)]][:width]
+        rows = [[*r, *[None] * (width - len(r))] for r in body]
+        frame = pd.DataFrame(rows, columns=pd.Index(columns, dtype=object))
+        frame = frame.loc[:, ~frame.columns.duplicated()]
+        frames.append(frame)
+    return frames
+
+
+#: Key columns that name what was measured: a row of a table with one more of these than a row of
+#: another table counts (nearly) the same people, for one measure.
+MEASURE_KEYS = frozenset({"measure", "item", "scale", "outcome", "variable", "label", "characteristic"})
+
+
+def _cross_table_findings(tables: Mapping[str, pd.DataFrame], chapter: str, threshold: int) -> list[dict[str, Any]]:
+    """A count hidden in one table of a chapter but shown, for the same group and one measure, in another."""
+    cells = []  # (source, {key column: value}, hidden, value, column)
+    for source, table in tables.items():
+        table = table.reset_index(drop=True)
+        counts = [c for c in table.columns if is_count_column(c)]
+        keys = _key_columns(table, counts)
+        for c in counts:
+            for i in range(len(table)):
+                key = {str(k).lower(): str(table[k].iloc[i]).strip().lower() for k in keys if pd.notna(table[k].iloc[i])}
+                cells.append((source, key, _is_hidden(table[c].iloc[i]), _cell_count(table[c].iloc[i]), str(c)))
+    found = []
+    for src, key, hid, _, col in cells:
+        if not (hid and key):
+            continue
+        for src2, key2, hid2, value2, col2 in cells:
+            if src2 == src or hid2 or np.isnan(value2) or value2 == 0:
+                continue
+            extra = set(key2) - set(key)
+            if not extra or not extra <= MEASURE_KEYS or any(key2.get(k) != v for k, v in key.items()):
+                continue
+            group = " / ".join(key.values())
+            found.append({"chapter": chapter, "source": src2, "row": " / ".join(key2.values()), "column": col2,
+                          "value": value2, "rule": "shown elsewhere",
+                          "detail": f"{src} hides {col} for {group}; this table shows the count of the same group "
+                                    f"for one {'/'.join(sorted(extra))}"})
+    return found
+
+
+def check_report(out_dir: str | Path, *, threshold: int = THRESHOLD) -> pd.DataFrame:
+    """Scan a finished report for small counts and for hidden counts that can be recovered.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The report folder (``OUT``): every ``tables/*.csv``, every chapter's HTML
+        (``*.html`` beside its tables, and ``OUT/index.html``) and ``key_findings.json`` is read.
+    threshold : int
+        Counts from 1 to ``threshold - 1`` must not be shown (default 5).
+
+    Returns
+    -------
+    DataFrame
+        One row per finding (empty when the report is safe to share): ``chapter`` (the folder
+        relative to ``OUT``), ``source`` (file, and ``#table k`` for an HTML table), ``row``
+        (the row's labels), ``column``, ``value`` (the count shown or recovered), ``rule``
+        (``small count``, ``small complement``, ``recoverable from total``, ``small sum of
+        hidden cells``, ``shown elsewhere``, ``small key finding``) and ``detail``.
+
+    Raises
+    ------
+    BackpainError
+        ``out_dir`` is not a folder.
+
+    Notes
+    -----
+    Count columns are recognised by name (:func:`is_count_column`) plus cells written
+    ``"n (%)"``; ages, scores, years, means and percentages are never read as counts. Rules:
+
+    - *small count*: a count from 1 to ``threshold - 1`` (zero is allowed);
+    - *small complement*: in a row, a count's denominator (``n_x`` for ``events_x`` and
+      ``n_unit``/``n_all``; ``n_total``, ``n``, ``n_clinicians``, ``n_consultations`` or
+      ``respondents`` for the other counts) minus the count is from 1 to ``threshold - 1``;
+    - *recoverable from total* / *small sum of hidden cells*: a row labelled ``all``, ``total``,
+      ``all reasons`` (:data:`TOTAL_LABELS`) is the sum of the other rows with the same other
+      labels; with it shown, one hidden part is recovered exactly, and several hidden parts
+      reveal their sum;
+    - *shown elsewhere*: a cell hidden in one table of a chapter (``*`` or ``<5``) while another
+      table of the chapter shows a count in a row with the same labels in the same key columns
+      plus a measure column (:data:`MEASURE_KEYS`: the same people, answering one measure), as
+      "32 physiotherapists answered" beside a hidden "32 of 34 responded";
+    - *small key finding*: a key finding in people (unit ``patients``, ``clinicians``...) from 1
+      to ``threshold - 1``.
+
+    The check errs on the side of caution (a shown count for the same group in another table
+    may be a different count); figures are images and are not read: chapters draw them from the
+    suppressed tables. Disclosure-control practice: NHS Digital, "Disclosure control" in the
+    Hospital Episode Statistics analysis guide; ONS, "Statistical disclosure control" (secondary
+    suppression by differencing).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp())
+    >>> (out / "01_x" / "tables").mkdir(parents=True)
+    >>> _ = (out / "01_x" / "tables" / "t.csv").write_text("group,n\\na,*\\nb,20\\ntotal,23\\n")
+    >>> check_report(out)[["source", "rule", "value"]].values.tolist()
+    [['01_x/tables/t.csv', 'recoverable from total', 3.0]]
+    """
+    from .outputs import read_key_findings
+
+    root = Path(out_dir)
+    if not root.is_dir():
+        raise BackpainError(f"disclosure check: report folder {root} does not exist")
+    found: list[dict[str, Any]] = []
+    chapters: dict[Path, list[Path]] = {}
+    for csv in sorted(root.rglob("tables/*.csv")):
+        if any(part.startswith(".") for part in csv.relative_to(root).parts):
+            continue
+        chapters.setdefault(csv.parent.parent, []).append(csv)
+    chapter_dirs = sorted(set(chapters) | {p.parent for p in root.rglob("key_findings.json")})
+    for chapter_dir in chapter_dirs:
+        chapter = chapter_dir.relative_to(root).as_posix()
+        if any(part.startswith(".") for part in Path(chapter).parts):
+            continue
+        tables: dict[str, pd.DataFrame] = {}
+        for csv in chapters.get(chapter_dir, []):
+            source = csv.relative_to(root).as_posix()
+            try:
+                table = pd.read_csv(csv, dtype=str, keep_default_na=False, na_values=[""])
+            except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+                raise BackpainError(f"disclosure check: cannot read {csv}: {exc}") from exc
+            table = table.map(lambda v: v[1:] if isinstance(v, str) and v.startswith("'") else v)  # CSV-safe prefix
+            tables[source] = table
+            found += _table_findings(table, source, chapter, threshold)
+        for html_file in sorted(chapter_dir.glob("*.html")):
+            for k, table in enumerate(_html_tables(html_file)):
+                source = f"{html_file.relative_to(root).as_posix()}#table {k + 1}"
+                found += _table_findings(table, source, chapter, threshold)
+        found += _cross_table_findings(tables, chapter, threshold)
+        findings_file = chapter_dir / "key_findings.json"
+        if findings_file.is_file():
+            for f in read_key_findings(findings_file):
+                value = f.get("value")
+                is_people = str(f.get("unit", "")).lower() in _COUNT_UNITS or is_count_column(f.get("name", ""))
+                if is_people and isinstance(value, int | float) and 1 <= value < threshold:
+                    found.append({"chapter": chapter, "source": findings_file.relative_to(root).as_posix(),
+                                  "row": f.get("name"), "column": "value", "value": float(value),
+                                  "rule": "small key finding", "detail": f"{f.get('label', '')}: a count from 1 to "
+                                  f"{threshold - 1}"})
+    return pd.DataFrame(found, columns=FINDING_COLUMNS).drop_duplicates(ignore_index=True)
+
+
+def format_findings(findings: pd.DataFrame) -> str:
+    """The findings of :func:`check_report` as a readable list, one line each.
+
+    Examples
+    --------
+    >>> format_findings(pd.DataFrame(columns=FINDING_COLUMNS))
+    'no disclosure problem found'
+    """
+    if findings.empty:
+        return "no disclosure problem found"
+    lines = [f"{len(findings)} disclosure problem(s):"]
+    for r in findings.itertuples(index=False):
+        lines.append(f"- {r.source}: row {r.row!s}, column {r.column}: {r.rule} ({r.detail})")
+    return "\n".join(lines)

@@ -124,14 +124,38 @@ class ChapterOutputs:
         self.findings: list[KeyFinding] = []
 
     def table(self, df: pd.DataFrame, name: str, *, index: bool = False, float_format: str | None = None) -> Path:
-        """Write ``df`` as ``tables/<name>.csv`` (atomically); returns the path."""
+        """Write ``df`` as ``tables/<name>.csv`` (atomically); returns the path.
+
+        Text cells, column names and index labels starting with ``=``, ``+``, ``-``, ``@``, a tab
+        or a carriage return are written with a leading ``'`` (CSV injection; numbers stay
+        numbers): :func:`backpain_analysis.safe_text.csv_safe_frame`.
+        """
+        from .safe_text import csv_safe_frame
+
         target = self.tables_dir / f"{name}.csv"
-        return _atomic_via(target, lambda tmp: df.to_csv(tmp, index=index, float_format=float_format))
+        safe = csv_safe_frame(df)
+        return _atomic_via(target, lambda tmp: safe.to_csv(tmp, index=index, float_format=float_format))
 
     def figure(self, fig: Any, name: str, *, dpi: int = 150) -> Path:
-        """Save a matplotlib figure (or seaborn grid) as ``figures/<name>.png``; returns the path."""
+        """Save a matplotlib figure (or seaborn grid) as ``figures/<name>.png``; returns the path.
+
+        Every text of the figure (titles, labels, legends, tick labels) is drawn literally: a
+        ``$`` from study text (a practice name) never starts mathtext, so it can neither change
+        what is shown nor make the drawing fail. The package draws no mathtext of its own.
+        """
+        import matplotlib
+        from matplotlib.text import Text
+
         target = self.figures_dir / f"{name}.png"
-        return _atomic_via(target, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png"))
+        figure = getattr(fig, "figure", fig)  # a seaborn grid holds its Figure in .figure
+
+        def save(tmp: Path) -> None:
+            for text in figure.findobj(Text):
+                text.set_parse_math(False)
+            with matplotlib.rc_context({"text.parse_math": False}):
+                fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+
+        return _atomic_via(target, save)
 
     def finding(
         self,

@@ -33,6 +33,7 @@ __all__ = [
     "missingness",
     "plot_flow",
     "plot_missingness",
+    "shared_flow",
     "validation_summary",
 ]
 
@@ -412,21 +413,114 @@ def _small(n: int, threshold: int = 5) -> str:
     return f"<{threshold}" if 0 < n < threshold else f"{n:,}"
 
 
-def _pct(n: int, d: int) -> str:
-    return f" ({100 * n / d:.0f}%)" if d else ""
+def _flow_hidden(main: Mapping[str, int], reasons: Sequence[int], threshold: int = 5) -> tuple[dict[str, bool], list[bool]]:
+    """Which flow counts of one phase to hide, the same way in the flow table, the reasons table and the diagram.
 
-
-def _reason_cells(counts: np.ndarray, total: int, threshold: int) -> list[str]:
-    """Exclusion-reason counts as shown: 1-4 as "<5"; a count hidden only so that a lone small
-    count cannot be recovered from the total (secondary suppression) as "*"."""
+    ``main``: counts by step (:data:`FLOW_STEPS` keys); ``reasons``: the exclusion-reason counts
+    (they add up to ``main["excluded"]``). Invited = excluded + non-respondents + respondents and
+    excluded = the reasons are two groups with a shown total: in each, no lone hidden part and no
+    hidden parts adding up to 1 to ``threshold - 1``; when ``excluded`` is hidden, every non-zero
+    reason is hidden too (their sum would give it back). Record consent and follow-up are hidden
+    when small or when they leave 1 to ``threshold - 1`` of the respondents out.
+    """
     from . import disclosure
 
-    if len(counts) == 0:
-        return []
-    table = pd.DataFrame({"n": [*counts.tolist(), total]}, index=[*range(len(counts)), "total"])
-    mask = disclosure.suppression_mask(table, ["n"], total_row="total", threshold=threshold)["n"].to_numpy()
-    return [_small(int(n), threshold) if 0 < n < threshold else ("*" if h else f"{n:,}")
-            for n, h in zip(counts, mask[:-1], strict=True)]
+    split = ["excluded", "non_respondents", "respondents"]
+    forced: set[str] = set()
+    reason_values = [int(n) for n in reasons]
+    while True:
+        table = pd.DataFrame({"n": [int(main.get(k, 0)) for k in split] + [int(main.get("invited", 0))]},
+                             index=[*split, "invited"])
+        if forced:
+            # a count hidden for the reasons' sake: hide it as if it were small, then protect the group
+            table.loc[list(forced), "n"] = table.loc[list(forced), "n"].clip(upper=1)
+        hidden_main = disclosure.suppression_mask(table, ["n"], total_row="invited", threshold=threshold)["n"].to_dict()
+        if not reason_values:
+            hidden_reasons: list[bool] = []
+            break
+        if hidden_main["excluded"]:
+            hidden_reasons = [n > 0 for n in reason_values]
+            break
+        rtable = pd.DataFrame({"n": [*reason_values, int(main.get("excluded", sum(reason_values)))]},
+                              index=[*range(len(reason_values)), "total"])
+        rmask = disclosure.suppression_mask(rtable, ["n"], total_row="total", threshold=threshold)["n"].to_numpy()
+        if rmask[-1] and "excluded" not in forced:
+            forced.add("excluded")
+            continue
+        hidden_reasons = [bool(h) for h in rmask[:-1]]
+        break
+    respondents = int(main.get("respondents", 0))
+    for step in ("consented_records", "followed_up_2m", "followed_up_6m"):
+        if step in main:
+            n = int(main[step])
+            hidden_main[step] = (0 < n < threshold) or (0 < respondents - n < threshold) or bool(
+                hidden_main.get("respondents"))
+    return hidden_main, hidden_reasons
+
+
+def shared_flow(flow: pd.DataFrame, *, threshold: int = 5, marker: str = "*") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The participant flow and its exclusion reasons as shared, hidden consistently across both.
+
+    Parameters
+    ----------
+    flow : DataFrame
+        :func:`backpain_analysis.dataset.flow_counts` output (``item``, ``n_phase1``,
+        ``pct_phase1``, ``n_phase3``, ``pct_phase3``...; ``excluded: <reason>`` items).
+    threshold : int
+        Counts from 1 to ``threshold - 1`` are hidden (default 5).
+    marker : str
+        What a hidden cell shows.
+
+    Returns
+    -------
+    (DataFrame, DataFrame)
+        The flow without the reason rows (same columns; a hidden count and its percentage show
+        ``marker``), and the exclusion reasons: ``reason``, ``n_phase1``, ``n_phase3`` for
+        reasons with someone excluded in either phase, then ``all reasons`` (= the flow's
+        ``excluded``).
+
+    Notes
+    -----
+    Both tables and :func:`plot_flow` apply the same per-phase rule (see ``_flow_hidden``):
+    invited = excluded + non-respondents + respondents and excluded = sum of reasons, with no
+    lone hidden part and no hidden parts adding up to a small number in either group; a hidden
+    ``excluded`` hides its reasons.
+
+    Examples
+    --------
+    >>> flow = pd.DataFrame({"item": ["invited", "excluded", "excluded: moved", "excluded: declined", "non-respondents",
+    ...                               "respondents"], "n_phase1": [100, 12, 3, 9, 30, 58], "n_phase3": [90, 0, 0, 0, 30, 60]})
+    >>> main, reasons = shared_flow(flow)
+    >>> reasons["n_phase1"].tolist()
+    ['*', '*', 12]
+    """
+    _require(flow, ["item"], "shared_flow")
+    flow = flow.reset_index(drop=True)
+    is_reason = flow["item"].astype(str).str.startswith("excluded:")
+    main = flow.loc[~is_reason].reset_index(drop=True)
+    reasons = flow.loc[is_reason].reset_index(drop=True)
+    reasons_out = pd.DataFrame({"reason": reasons["item"].str.split(":", n=1).str[1].str.strip()})
+    main_out = main.astype(object).copy()
+    steps = main["item"].map(lambda i: _ITEM_STEPS.get(i, i))
+    phase_cols = [c for c in ("n_phase1", "n_phase3") if c in flow.columns]
+    keep = np.zeros(len(reasons), dtype=bool)
+    for col in phase_cols:
+        counts = dict(zip(steps, pd.to_numeric(main[col]).fillna(0).astype(int), strict=True))
+        rvals = pd.to_numeric(reasons[col]).fillna(0).astype(int).to_numpy()
+        keep |= rvals > 0
+        hidden_main, hidden_reasons = _flow_hidden(counts, rvals.tolist(), threshold)
+        hide = steps.map(lambda st, h=hidden_main: bool(h.get(st, False))).to_numpy(dtype=bool)
+        main_out.loc[hide, col] = marker
+        pct = col.replace("n_", "pct_")
+        if pct in main_out.columns:
+            main_out.loc[hide, pct] = marker
+        reasons_out[col] = [marker if h else int(v) for v, h in zip(rvals, hidden_reasons, strict=True)]
+    reasons_out = reasons_out.loc[keep].reset_index(drop=True)
+    total = {"reason": "all reasons"}
+    for col in phase_cols:
+        total[col] = main_out.loc[main["item"] == "excluded", col].iloc[0] if (main["item"] == "excluded").any() else 0
+    reasons_out = pd.concat([reasons_out, pd.DataFrame([total])], ignore_index=True)
+    return main_out, reasons_out
 
 
 def plot_flow(flow: pd.DataFrame, *, threshold: int = 5, title: str | None = None):
@@ -438,9 +532,11 @@ def plot_flow(flow: pd.DataFrame, *, threshold: int = 5, title: str | None = Non
         :func:`flow_frame` output (``phase``, ``step``, ``reason``, ``n``).
     threshold : int
         Exclusion reasons with counts from 1 to ``threshold - 1`` are shown as ``"<threshold"``
-        (small-number suppression, default 5); when exactly one reason is small, the next
-        smallest is shown as ``"*"`` so the small one cannot be recovered from the total
-        (:func:`backpain_analysis.disclosure.suppression_mask`). Reasons with no one are left
+        (small-number suppression, default 5); when exactly one reason is small, or the small
+        ones add up to less than ``threshold``, the next smallest is shown as ``"*"`` so they
+        cannot be recovered from the total. Every box follows the same rule as
+        :func:`shared_flow` (invited = excluded + non-respondents + respondents), so the
+        diagram hides what the flow tables hide. Reasons with no one are left
         out. The main boxes show counts as they are (a main count from 1 to 4 is also shown
         as "<5").
 
@@ -478,27 +574,37 @@ def plot_flow(flow: pd.DataFrame, *, threshold: int = 5, title: str | None = Non
         reasons = reasons[reasons["n"] > 0]
         invited = get("invited")
         excluded = get("excluded") or int(reasons["n"].sum())
-        shown = _reason_cells(reasons["n"].to_numpy(dtype=int), excluded, threshold)
+        counts = {st: get(st) for st in FLOW_STEPS if st in main.index} | {"excluded": excluded}
+        hidden, hidden_reasons = _flow_hidden(counts, reasons["n"].astype(int).tolist(), threshold)
+        shown = [_small(int(n), threshold) if 0 < n < threshold else ("*" if h else f"{int(n):,}")
+                 for n, h in zip(reasons["n"], hidden_reasons, strict=True)]
+
+        def _shown(step: str, n: int, hidden: dict = hidden) -> str:
+            return _small(n, threshold) if 0 < n < threshold or not hidden.get(step) else "*"
+
+        def pct_text(n: int, d: int, step: str, hidden: dict = hidden) -> str:
+            return "" if not d or hidden.get(step) else f" ({100 * n / d:.0f}%)"
         resp = get("respondents")
         cx = 6.2 * k + 2.2
         side = 6.2 * k + 4.8
         ax.text(6.2 * k + 3.1, 9.75, PHASE_TITLES.get(ph, f"Phase {ph}"), ha="center", fontsize=11, weight="bold")
-        box(cx, 9.0, 3.2, 0.6, f"{FLOW_STEPS['invited']}\nn = {_small(invited, threshold)}")
-        lines = [f"{FLOW_STEPS['excluded']}: n = {_small(excluded, threshold)}{_pct(excluded, invited)}"]
+        box(cx, 9.0, 3.2, 0.6, f"{FLOW_STEPS['invited']}\nn = {_shown('invited', invited)}")
+        lines = [f"{FLOW_STEPS['excluded']}: n = {_shown('excluded', excluded)}{pct_text(excluded, invited, 'excluded')}"]
         lines += [f"  {r}: {cell}" for r, cell in zip(reasons["reason"], shown, strict=True)]
         box(side, 7.45, 2.5, 0.2 * len(lines) + 0.25, "\n".join(lines), fc="#fbeeee", fontsize=7.5)
         nonresp = get("non_respondents")
-        box(side, 5.75, 2.5, 0.6, f"{FLOW_STEPS['non_respondents']}\nn = {_small(nonresp, threshold)}"
-            f"{_pct(nonresp, invited)}", fc="#fbeeee")
+        box(side, 5.75, 2.5, 0.6, f"{FLOW_STEPS['non_respondents']}\nn = {_shown('non_respondents', nonresp)}"
+            f"{pct_text(nonresp, invited, 'non_respondents')}", fc="#fbeeee")
         arrow(cx, 8.7, cx, 5.05)
         arrow(cx, 7.45, side - 1.25, 7.45)
         arrow(cx, 5.75, side - 1.25, 5.75)
-        box(cx, 4.7, 3.2, 0.65, f"Returned the baseline questionnaire\n(analysed) n = {_small(resp, threshold)}"
-            f"{_pct(resp, invited)}", fc="#e8f6ea")
+        box(cx, 4.7, 3.2, 0.65, f"Returned the baseline questionnaire\n(analysed) n = {_shown('respondents', resp)}"
+            f"{pct_text(resp, invited, 'respondents')}", fc="#e8f6ea")
         if "consented_records" in main.index:
             n = get("consented_records")
             arrow(cx, 3.75, side - 1.25, 3.75)
-            box(side, 3.75, 2.5, 0.6, f"{FLOW_STEPS['consented_records']}\nn = {_small(n, threshold)}{_pct(n, resp)}",
+            box(side, 3.75, 2.5, 0.6, f"{FLOW_STEPS['consented_records']}\nn = {_shown('consented_records', n)}"
+                f"{pct_text(n, resp, 'consented_records')}",
                 fc="#fdf6e3", fontsize=7.5)
         y = 4.35
         for step in ("followed_up_2m", "followed_up_6m"):
@@ -507,7 +613,7 @@ def plot_flow(flow: pd.DataFrame, *, threshold: int = 5, title: str | None = Non
             arrow(cx, y, cx, y - 0.93)
             y -= 1.25
             n = get(step)
-            box(cx, y, 3.2, 0.6, f"{FLOW_STEPS[step]}\nn = {_small(n, threshold)}{_pct(n, resp)}")
+            box(cx, y, 3.2, 0.6, f"{FLOW_STEPS[step]}\nn = {_shown(step, n)}{pct_text(n, resp, step)}")
             y -= 0.3
     fig.suptitle(title or "Participant flow", fontsize=12, y=0.99)
     fig.tight_layout()

@@ -734,6 +734,9 @@ def run_report(
     BackpainError
         The data folder does not exist, unknown chapters or practices, or an invalid definition.
         A failing notebook does not raise: it is reported in ``failed``.
+    DisclosureError
+        After the index is written, when :func:`backpain_analysis.disclosure.check_report` finds
+        a count from 1 to 4 or a hidden count recoverable by differencing (``err.findings``).
 
     Notes
     -----
@@ -889,7 +892,18 @@ def run_report(
     index = out_dir / "index.html"
     with atomic_write(index) as fh:
         fh.write(render_index(definition.title, listed, provenance))
+    _disclosure_gate(out_dir)
     return ReportRun(out_dir, listed, provenance, index, run_json)
+
+
+def _disclosure_gate(out_dir: Path) -> None:
+    """Fail the run (:class:`~backpain_analysis.disclosure.DisclosureError`) when the finished report
+    shows a count from 1 to 4 or lets a hidden one be recovered (issue 12)."""
+    from .disclosure import DisclosureError, check_report, format_findings
+
+    findings = check_report(out_dir)
+    if not findings.empty:
+        raise DisclosureError(f"the report in {out_dir} is not safe to share: {format_findings(findings)}", findings)
 
 
 def _remove_leftovers(out_dir: Path) -> None:

@@ -177,3 +177,60 @@ def test_compare_with_all_hides_a_small_group_and_protects_the_total():
     # one hidden count in a column with a total would be recoverable: a second one is hidden
     assert (dist["n_unit"] == MARKER).sum() >= 2
     assert small_count_cells(dist, ["n_unit", "n_all"]) == []
+
+
+# ------------------------------------------------------------------------------------------
+# issue 12: several hidden cells must not add up to a small number (the flow's exclusion reasons)
+# ------------------------------------------------------------------------------------------
+def test_hidden_cells_summing_to_a_small_number_force_another_hidden_cell():
+    # the published phase 1 exclusions: 1 + 1 + 1 hidden, total 35 - 9 - 14 - 8 = 4 would be their sum
+    t = pd.DataFrame({"n": [9, 1, 14, 8, 1, 1, 34]}, index=["moved", "unable", "declined", "no pain", "comorbid",
+                                                             "other", "all"])
+    t.loc["all", "n"] = t["n"].iloc[:-1].sum()
+    mask = suppression_mask(t, ["n"], total_row="all")["n"]
+    hidden = mask[mask].index.tolist()
+    assert "no pain" in hidden  # the smallest visible reason (8) joins the three 1s
+    assert t.loc[hidden, "n"].sum() >= 5 and not mask["all"]
+
+
+def test_flow_never_leaves_a_small_hidden_sum_in_the_diagram_or_the_tables():
+    from backpain_analysis.quality import _flow_hidden, shared_flow
+
+    reasons = [9, 1, 14, 8, 1, 1]
+    main = {"invited": 630, "excluded": 34, "non_respondents": 226, "respondents": 370}
+    hidden_main, hidden_reasons = _flow_hidden(main, reasons)
+    assert hidden_reasons == [False, True, False, True, True, True]  # 1 + 8 + 1 + 1 = 11, not 3
+    assert not any(hidden_main.values())
+    flow = pd.DataFrame({"item": ["invited", "excluded", *[f"excluded: r{i}" for i in range(6)], "non-respondents",
+                                  "respondents"],
+                         "n_phase1": [630, 34, *reasons, 226, 370], "n_phase3": [1017, 50, 28, 0, 18, 4, 0, 0, 407, 560]})
+    shown_main, shown_reasons = shared_flow(flow)
+    assert shown_reasons["n_phase1"].tolist() == [9, "*", 14, "*", "*", "*", 34]
+    # phase 3: the lone small reason (4) takes the next smallest (18) with it
+    assert shown_reasons["n_phase3"].tolist() == [28, 0, "*", "*", 0, 0, 50]
+
+
+def test_flow_hidden_excluded_hides_its_reasons_in_every_output():
+    from backpain_analysis.quality import _flow_hidden
+
+    # 3 excluded: hidden, so non-respondents (the next smallest) too, and every reason
+    hidden_main, hidden_reasons = _flow_hidden({"invited": 100, "excluded": 3, "non_respondents": 30,
+                                                "respondents": 67}, [2, 1])
+    assert hidden_main["excluded"] and hidden_main["non_respondents"] and not hidden_main["respondents"]
+    assert hidden_reasons == [True, True]
+    # 6 excluded as 3 + 3: both reasons hidden, their sum (6) is not small, so the total may show
+    hidden_main, hidden_reasons = _flow_hidden({"invited": 100, "excluded": 6, "non_respondents": 30,
+                                                "respondents": 64}, [3, 3])
+    assert not hidden_main["excluded"] and hidden_reasons == [True, True]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(0, 30), min_size=2, max_size=7))
+def test_total_row_never_reveals_a_hidden_cell_or_a_small_hidden_sum(parts):
+    t = pd.DataFrame({"n": [*parts, sum(parts)]}, index=[*range(len(parts)), "total"])
+    mask = suppression_mask(t, ["n"], total_row="total")["n"].to_numpy()
+    body, hid = np.array(parts), mask[:-1]
+    if mask[-1]:
+        return
+    assert hid.sum() != 1
+    assert not 0 < body[hid].sum() < 5
