@@ -99,6 +99,7 @@ def tiny(tmp_path):
 
 def run(tiny, **kwargs):
     kwargs.setdefault("jobs", 2)
+    kwargs.setdefault("validate", False)  # the tiny study is no real study
     cwd = os.getcwd()
     result = run_report(tiny["data"], tiny["out"], definition=tiny["definition"], progress=False, **kwargs)
     # papermill chdirs the whole process while a notebook runs: the runner must not leak that
@@ -197,6 +198,7 @@ def test_failing_chapter_is_isolated_and_reported(tiny, monkeypatch, capsys):
 
     # the command: non-zero exit naming the chapter and the cell error
     monkeypatch.setattr(rpt, "DEFAULT_DEFINITION", tiny["definition"])
+    monkeypatch.setattr(rpt, "validate_for_report", lambda data_dir: None)  # the tiny study is no real study
     code = cli.main(["report", "--data", str(tiny["data"]), "--out", str(tiny["out"]), "--jobs", "2",
                      "--chapters", "02_b"])
     err = capsys.readouterr().err
