@@ -135,6 +135,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
             jobs=args.jobs,
             force=args.force,
             kernel_name=args.kernel,
+            definition=args.definition,
         )
     except StudyValidationError as exc:  # validated once before any notebook starts
         _print_invalid(args.data, exc)
@@ -271,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=None, metavar="N", help="chapters run in parallel (default: number of cores)")
     p.add_argument("--practices", nargs="+", default=None, metavar="ID", help="feedback reports only for these practices")
     p.add_argument("--force", action="store_true", help="re-run chapters even if nothing changed")
+    p.add_argument("--definition", default=None, metavar="FILE",
+                   help="report definition (default: the bundled report.yaml; e.g. one copied by `backpain notebooks`)")
     p.add_argument("--kernel", default=None, metavar="NAME",
                    help="Jupyter kernel (default: the 'backpain' kernel of this environment, else this Python)")
     p.set_defaults(func=_cmd_report)
