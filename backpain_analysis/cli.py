@@ -123,9 +123,14 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
 
 # --- report (issue 5) ---
 def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from .loading import StudyValidationError
     from .report import run_report
 
+    if not Path(args.data).is_dir():
+        raise BackpainError(f"study folder {args.data!r} does not exist here ({Path.cwd()}): pass --data DIR "
+                            "(`backpain synth --out DIR` writes a synthetic study)")
     try:
         run = run_report(
             args.data,
