@@ -154,3 +154,14 @@ def test_commands_from_another_directory(installed):
     for chapter in ("02_cohort", "04_process_of_care"):
         html = (work / "out" / chapter / f"{chapter}.html").read_text()
         assert "synthetic" not in html.lower() and "<th>truth</th>" not in html, chapter
+
+
+def test_synth_from_the_wheel_rewrites_the_bundled_study(installed):
+    """Why the wheel can leave data/synthetic out: `backpain synth` with its defaults writes it byte for byte."""
+    out = installed["work"] / "default_study"
+    made = _run([installed["backpain"], "synth", "--out", out], cwd=installed["work"], env=installed["env"])
+    assert made.returncode == 0, made.stderr
+    bundled = sorted(p.name for p in (ROOT / "data" / "synthetic").iterdir() if p.is_file())
+    assert sorted(p.name for p in out.iterdir()) == bundled
+    for name in bundled:
+        assert (out / name).read_bytes() == (ROOT / "data" / "synthetic" / name).read_bytes(), name
