@@ -151,6 +151,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
         counts[r.status] = counts.get(r.status, 0) + 1
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     print(f"report: {summary}; index: {run.index_path}", file=sys.stderr)
+    errors = {r.error for r in run.failed}
+    if len(run.failed) > 1 and len(errors) == 1:  # e.g. a kernel that cannot start: one message, not one each
+        print(f"backpain report: all {len(run.failed)} notebooks run failed with the same error: {errors.pop()}",
+              file=sys.stderr)
+        return EXIT_FAILED
     if run.failed:
         for r in run.failed:
             where = f" (partly executed notebook: {run.output_dir / r.notebook})" if r.notebook else ""

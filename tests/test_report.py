@@ -609,3 +609,14 @@ def test_copy_notebooks_sets_data_dir_and_keeps_existing(tmp_path):
     assert (tmp_path / "nb" / "02_cohort.ipynb").read_text() == "mine"
     # the copied report.yaml still points at the copied notebooks
     assert all(c.notebook.is_file() for c in load_report_definition(tmp_path / "nb" / "report.yaml").chapters)
+
+
+def test_same_error_in_every_notebook_is_reported_once(tmp_path, monkeypatch, capsys):
+    failed = [rpt.ChapterResult(n, n, "chapter", "failed", error="DeadKernelError: Kernel died") for n in ("a", "b", "c")]
+    fake = rpt.ReportRun(tmp_path, failed, {"run_jobs": ["a", "b", "c"]}, tmp_path / "index.html", tmp_path / "run.json")
+    monkeypatch.setattr(rpt, "run_report", lambda *a, **k: fake)
+    (tmp_path / "data").mkdir()
+    code = cli.main(["report", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_FAILED
+    assert err.count("DeadKernelError") == 1 and "all 3 notebooks" in err
