@@ -620,3 +620,12 @@ def test_same_error_in_every_notebook_is_reported_once(tmp_path, monkeypatch, ca
     err = capsys.readouterr().err
     assert code == cli.EXIT_FAILED
     assert err.count("DeadKernelError") == 1 and "all 3 notebooks" in err
+
+
+def test_lab_copies_notebooks_and_uses_this_environment(tmp_path, capsys):
+    code = cli.main(["lab", str(tmp_path / "nb"), "--dry-run"])
+    out = capsys.readouterr().out
+    assert code == cli.EXIT_OK
+    assert (tmp_path / "nb" / "05_patient_outcomes.ipynb").is_file()
+    assert f"{sys.executable} -m jupyterlab --notebook-dir={tmp_path / 'nb'}" in out
+    assert "default_kernel_name=backpain" in out
