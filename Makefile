@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # JupyterLab refuses to run as root unless told (containers often run as root)
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help venv report test lint validate lab bench docs clean
+.PHONY: help venv report test lint validate lab bench docs wheel clean
 
 help:
 	@echo "make report    regenerate the full report on $(DATA) into $(OUT)/"
@@ -22,6 +22,8 @@ help:
 	@echo "make lab       JupyterLab on notebooks/ with the $(KERNEL) kernel"
 	@echo "make bench     speed and memory benchmarks (benchmarks/)"
 	@echo "make docs      regenerate docs/data_dictionary.md"
+	@echo "make wheel     build the wheel into dist/ (pip install dist/*.whl)"
+	@echo "After make, activate the environment to use the commands: source $(VENV)/bin/activate"
 	@echo "make clean     remove $(VENV), $(OUT)/ and caches"
 
 # The environment is (re)built when pyproject.toml changes.
@@ -55,6 +57,9 @@ bench: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/backpain dictionary --markdown --out docs/data_dictionary.md
 
+wheel: $(STAMP)
+	$(BIN)/python -m pip wheel --no-deps -w dist .
+
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache .hypothesis benchmarks/results
+	rm -rf $(VENV) $(OUT) build dist .pytest_cache .ruff_cache .hypothesis benchmarks/results
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -8,6 +8,8 @@ Subcommands:
 - ``backpain report --data DIR --out DIR``: regenerate the notebook report.
 - ``backpain dictionary --markdown``: print the data dictionary as Markdown.
 - ``backpain disclosure-check OUT``: scan a finished report for small or recoverable counts.
+- ``backpain notebooks DEST``: copy the chapter notebooks (and ``report.yaml``) out to work on.
+- ``backpain lab [DIR]``: JupyterLab on a folder of chapter notebooks, on this environment's kernel.
 
 Bad input (a :class:`~backpain_analysis.errors.BackpainError`) prints a clear message
 and exits with status 2, without a traceback.
@@ -41,23 +43,33 @@ def _cmd_dictionary(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _table(df) -> str:
+    return df.astype("object").fillna("").to_string(index=False)
+
+
+def _print_invalid(data, exc) -> None:
+    """The validation report of an invalid study (``backpain validate`` and ``backpain report``)."""
+    from .loading import format_problem
+
+    print(f"Study folder: {data}\n\n{_table(exc.summary)}")
+    if exc.notes:
+        print("\nNotes:\n" + "\n".join(f"- {n}" for n in exc.notes))
+    print(f"\nProblems ({len(exc.problems)}):")
+    for p in exc.problems.itertuples(index=False):
+        print(f"- {format_problem(p)}")
+    print("\nINVALID: fix the problems above (the data dictionary is docs/data_dictionary.md; "
+          "`backpain dictionary --markdown` prints it).")
+
+
 # --- validate (issue 2) ---
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from .loading import StudyValidationError, format_problem, load_study
+    from .loading import StudyValidationError, load_study
 
-    def table(df) -> str:
-        return df.astype("object").fillna("").to_string(index=False)
-
+    table = _table
     try:
         study = load_study(args.data, dictionary=args.dictionary)
     except StudyValidationError as exc:
-        print(f"Study folder: {args.data}\n\n{table(exc.summary)}")
-        if exc.notes:
-            print("\nNotes:\n" + "\n".join(f"- {n}" for n in exc.notes))
-        print(f"\nProblems ({len(exc.problems)}):")
-        for p in exc.problems.itertuples(index=False):
-            print(f"- {format_problem(p)}")
-        print("\nINVALID: fix the problems above (the data dictionary is docs/data_dictionary.md).")
+        _print_invalid(args.data, exc)
         return EXIT_BAD_INPUT
     except (OSError, ValueError) as exc:  # an unreadable folder or file must not end in a traceback
         raise BackpainError(f"could not validate {args.data}: {exc}") from exc
@@ -145,22 +157,40 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
 
 # --- report (issue 5) ---
 def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .loading import StudyValidationError
     from .report import run_report
 
     _require_writable(args.out, folder=True)
-    run = run_report(
-        args.data,
-        args.out,
-        chapters=args.chapters,
-        practices=args.practices,
-        jobs=args.jobs,
-        force=args.force,
-    )
+    if not Path(args.data).is_dir():
+        raise BackpainError(f"study folder {args.data!r} does not exist here ({Path.cwd()}): pass --data DIR "
+                            "(`backpain synth --out DIR` writes a synthetic study)")
+    try:
+        run = run_report(
+            args.data,
+            args.out,
+            chapters=args.chapters,
+            practices=args.practices,
+            jobs=args.jobs,
+            force=args.force,
+            kernel_name=args.kernel,
+            definition=args.definition,
+        )
+    except StudyValidationError as exc:  # validated once before any notebook starts
+        _print_invalid(args.data, exc)
+        print("backpain report: the study is invalid; no notebook was run.", file=sys.stderr)
+        return EXIT_BAD_INPUT
     counts: dict[str, int] = {}
     for r in run.results:
         counts[r.status] = counts.get(r.status, 0) + 1
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     print(f"report: {summary}; index: {run.index_path}", file=sys.stderr)
+    errors = {r.error for r in run.failed}
+    if len(run.failed) > 1 and len(errors) == 1:  # e.g. a kernel that cannot start: one message, not one each
+        print(f"backpain report: all {len(run.failed)} notebooks run failed with the same error: {errors.pop()}",
+              file=sys.stderr)
+        return EXIT_FAILED
     if run.failed:
         for r in run.failed:
             where = f" (partly executed notebook: {run.output_dir / r.notebook})" if r.notebook else ""
@@ -179,6 +209,93 @@ def _cmd_disclosure_check(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"{args.out}: NOT SAFE TO SHARE\n{format_findings(findings)}")
     return EXIT_BAD_INPUT
+
+
+# --- notebooks, lab (issue 14) ---
+def copy_notebooks(dest, *, data: str | None = None, force: bool = False) -> list:
+    """Copy the bundled chapter notebooks and ``report.yaml`` into ``dest``.
+
+    ``data`` (a study folder) becomes each notebook's default ``data_dir`` (as an absolute path);
+    ``output_dir`` stays the scratch default, so running them never writes into a report folder.
+    Returns the paths written; existing files are kept unless ``force``.
+    """
+    import re
+    import shutil
+    from pathlib import Path
+
+    from ._resources import bundled_notebooks, notebook_file
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for source in [*bundled_notebooks(), notebook_file("report.yaml")]:
+        target = dest / source.name
+        if target.exists() and not force:
+            continue
+        if data is not None and source.suffix == ".ipynb":
+            import nbformat
+
+            nb = nbformat.read(source, as_version=4)
+            literal = _py_str(str(Path(data).resolve()))
+            for cell in nb.cells:
+                if "parameters" in cell.get("metadata", {}).get("tags", []):
+                    cell.source = re.sub(r'^(data_dir\s*(?::\s*str)?\s*=\s*)"[^"]*"', lambda m, lit=literal: m.group(1) + lit,
+                                         cell.source, count=1, flags=re.MULTILINE)
+            nbformat.write(nb, target)
+        else:
+            shutil.copyfile(source, target)
+        written.append(target)
+    return written
+
+
+def _py_str(text: str) -> str:
+    """``text`` as a double-quoted Python (and JSON) string literal."""
+    import json
+
+    return json.dumps(text)
+
+
+def _cmd_notebooks(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if args.data is not None and not Path(args.data).is_dir():
+        raise BackpainError(f"--data {args.data!r}: no such study folder")
+    written = copy_notebooks(args.dest, data=args.data, force=args.force)
+    print(f"copied {len(written)} file(s) into {args.dest}"
+          + ("" if args.force else " (existing files kept; --force overwrites)"))
+    if args.data is None:
+        print("the notebooks read data_dir = '../data/synthetic' by default: pass --data DIR, or set data_dir in "
+              "each notebook's parameters cell (`backpain synth --out DIR` writes a synthetic study)")
+    print("outputs of notebooks run there go to a scratch folder (~/.cache/backpain/scratch); "
+          "`backpain report` writes the report")
+    return EXIT_OK
+
+
+def _cmd_lab(args: argparse.Namespace) -> int:
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from .report import resolve_kernel
+
+    dest = Path(args.dest)
+    if not dest.is_dir() or not any(dest.glob("*.ipynb")):
+        copy_notebooks(dest, data=args.data)
+        print(f"copied the chapter notebooks into {dest}")
+    kernel, folder, note = resolve_kernel()
+    command = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={dest}",
+               f"--MappingKernelManager.default_kernel_name={kernel}"]
+    if hasattr(os, "getuid") and os.getuid() == 0:
+        command.append("--allow-root")  # JupyterLab refuses to run as root unless told (containers)
+    env = dict(os.environ)
+    if folder is not None:
+        env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(folder), env.get("JUPYTER_PATH")) if p)
+    if note:
+        print(note)
+    if args.dry_run:
+        print(" ".join(command))
+        return EXIT_OK
+    return subprocess.call(command, env=env)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,12 +329,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=None, metavar="N", help="chapters run in parallel (default: number of cores)")
     p.add_argument("--practices", nargs="+", default=None, metavar="ID", help="feedback reports only for these practices")
     p.add_argument("--force", action="store_true", help="re-run chapters even if nothing changed")
+    p.add_argument("--definition", default=None, metavar="FILE",
+                   help="report definition (default: the bundled report.yaml; e.g. one copied by `backpain notebooks`)")
+    p.add_argument("--kernel", default=None, metavar="NAME",
+                   help="Jupyter kernel (default: the 'backpain' kernel of this environment, else this Python)")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("disclosure-check", help="scan a finished report for small or recoverable counts (exit 2 if any)")
     p.add_argument("out", metavar="OUT", help="report folder (as given to backpain report --out)")
     p.add_argument("--threshold", type=int, default=5, metavar="K", help="counts from 1 to K-1 must not be shown (5)")
     p.set_defaults(func=_cmd_disclosure_check)
+
+    p = sub.add_parser("notebooks", help="copy the chapter notebooks and report.yaml into DEST to work on")
+    p.add_argument("dest", metavar="DEST", help="folder to create (or fill); existing notebooks are kept unless --force")
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="study folder to set as the notebooks' default data_dir (default: keep ../data/synthetic)")
+    p.add_argument("--force", action="store_true", help="overwrite notebooks already in DEST")
+    p.set_defaults(func=_cmd_notebooks)
+
+    p = sub.add_parser("lab", help="JupyterLab on a folder of chapter notebooks (copied there first if empty)")
+    p.add_argument("dest", nargs="?", default="backpain-notebooks", metavar="DIR",
+                   help="notebook folder (default ./backpain-notebooks; the bundled notebooks are copied in if missing)")
+    p.add_argument("--data", default=None, metavar="DIR", help="as for `backpain notebooks`, when copying")
+    p.add_argument("--dry-run", action="store_true", help="print the JupyterLab command instead of running it")
+    p.set_defaults(func=_cmd_lab)
 
     p = sub.add_parser("dictionary", help="print the data dictionary as Markdown")
     p.add_argument("--markdown", action="store_true", help="Markdown output (the only format for now)")

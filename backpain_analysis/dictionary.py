@@ -1,7 +1,7 @@
 """The study data dictionary: tables, columns, codes and ranges.
 
-The dictionary lives in ``data/data_dictionary.yaml`` (bundled with the package as
-``backpain_analysis/data_dictionary.yaml`` when installed from a wheel). It is the
+The dictionary lives in ``data/data_dictionary.yaml`` (shipped in the wheel as package data of
+``backpain_analysis._data``, read with :mod:`importlib.resources`). It is the
 single source of truth for the export format: the pandera schemas used by
 :func:`backpain_analysis.load_study` and the Markdown table in
 ``docs/data_dictionary.md`` are both generated from it, so they cannot disagree.
@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from ._resources import data_file
 from .errors import BackpainError
 
 __all__ = [
@@ -174,14 +175,10 @@ class DataDictionary:
 def default_dictionary_path() -> Path:
     """Path of the bundled data dictionary.
 
-    In a source checkout this is ``data/data_dictionary.yaml``; an installed wheel
-    carries a copy inside the package.
+    ``data/data_dictionary.yaml`` in the repository, shipped in the wheel as package data
+    (``backpain_analysis._data``) and found with :mod:`importlib.resources`.
     """
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "data" / "data_dictionary.yaml", here / "data_dictionary.yaml"):
-        if candidate.exists():
-            return candidate
-    raise BackpainError("the data dictionary (data/data_dictionary.yaml) was not found next to the package")
+    return data_file("data_dictionary.yaml")
 
 
 def _column(name: str, spec: dict[str, Any], code_sets: dict[str, dict[str, Any]], default_missing: tuple[str, ...]) -> Column:

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ._resources import DATA_PACKAGE, resource_path
 from .errors import BackpainError
 
 __all__ = [
@@ -57,7 +58,7 @@ __all__ = [
 ]
 
 #: The bundled unit-cost table (2009/10 prices).
-DEFAULT_UNIT_COSTS = Path(__file__).resolve().parent.parent / "data" / "unit_costs.csv"
+DEFAULT_UNIT_COSTS = resource_path(DATA_PACKAGE, "unit_costs.csv")  # data/unit_costs.csv in the repository
 
 #: Analysis-dataset column -> unit-cost item, for the NHS perspective.
 RESOURCE_ITEMS: dict[str, str] = {

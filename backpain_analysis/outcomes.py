@@ -658,20 +658,21 @@ def trajectory_plot(traj: pd.DataFrame, *, title: str = "Mean RMDQ over follow-u
 
 
 def add_truth(table: pd.DataFrame, truth: Mapping[str, Any] | None, names: Sequence[str | None]) -> pd.DataFrame:
-    """Add a ``truth`` column: ``truth[name]`` for each row (NaN when absent or no truth).
+    """Add a ``truth`` column: ``truth[name]`` for each row (NaN where the study has no such value).
 
     Parameters
     ----------
     table : DataFrame
     truth : mapping or None
-        ``Study.truth`` of a synthetic study (None for real data: the column is all NaN).
+        ``Study.truth`` of a synthetic study. None or empty (a real study, or ``show_truth=False``):
+        ``table`` is returned unchanged, without a ``truth`` column.
     names : sequence
         One truth key (or None) per row of ``table``.
 
     Returns
     -------
     DataFrame
-        ``table`` with the added column ``truth``.
+        ``table`` with the added column ``truth`` (only when ``truth`` holds values).
 
     Examples
     --------
@@ -679,8 +680,12 @@ def add_truth(table: pd.DataFrame, truth: Mapping[str, Any] | None, names: Seque
     ...               ["rmdq_adjusted_difference", None])
     >>> t["truth"].tolist()
     [0.71, nan]
+    >>> "truth" in add_truth(pd.DataFrame({"estimate": [0.9]}), None, ["rmdq_adjusted_difference"])
+    False
     """
     if len(names) != len(table):
         raise ValueError(f"add_truth: {len(names)} names for a table of {len(table)} rows")
+    if not truth:
+        return table.copy()
     values = [float(truth[n]) if truth and n and isinstance(truth.get(n), int | float) else np.nan for n in names]
     return table.assign(truth=values)

@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["ChapterOutputs", "KeyFinding", "atomic_write", "read_key_findings"]
+__all__ = ["SCRATCH_ENV", "ChapterOutputs", "KeyFinding", "atomic_write", "read_key_findings", "scratch_dir"]
 
 
 @contextmanager
@@ -96,13 +96,39 @@ class KeyFinding:
     unit: str = ""
 
 
+#: Environment variable naming the scratch folder of interactive and test runs (nbval sets a temporary one).
+SCRATCH_ENV = "BACKPAIN_SCRATCH"
+
+
+def scratch_dir() -> Path:
+    """Where a notebook run outside ``backpain report`` writes its outputs.
+
+    ``$BACKPAIN_SCRATCH`` if set, else ``~/.cache/backpain/scratch`` (under ``$XDG_CACHE_HOME``
+    when that is set). Only the report runner writes into a report folder.
+
+    Examples
+    --------
+    >>> import os
+    >>> os.environ[SCRATCH_ENV] = "/tmp/backpain-scratch-example"
+    >>> str(scratch_dir())
+    '/tmp/backpain-scratch-example'
+    >>> del os.environ[SCRATCH_ENV]
+    """
+    env = os.environ.get(SCRATCH_ENV)
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "backpain" / "scratch"
+
+
 class ChapterOutputs:
     """Where a chapter writes its tables, figures and key findings.
 
     Parameters
     ----------
     output_dir : str or Path
-        The report output folder (``OUT``).
+        The report output folder (``OUT``); ``""`` (the notebooks' default) means
+        :func:`scratch_dir`, so interactive and test runs never write into a report folder.
     chapter : str
         Chapter name, e.g. ``"05_outcomes"``; outputs go to ``OUT/<chapter>/``.
 
@@ -117,7 +143,7 @@ class ChapterOutputs:
     """
 
     def __init__(self, output_dir: str | Path, chapter: str) -> None:
-        self.root = Path(output_dir) / chapter
+        self.root = (Path(output_dir).expanduser() if str(output_dir) else scratch_dir()) / chapter
         self.chapter = chapter
         self.tables_dir = self.root / "tables"
         self.figures_dir = self.root / "figures"

@@ -46,6 +46,7 @@ from typing import Any
 
 import yaml
 
+from ._resources import NOTEBOOKS_PACKAGE, resource_path
 from ._version import __version__
 from .errors import BackpainError
 from .outputs import atomic_write, read_key_findings
@@ -53,6 +54,7 @@ from .outputs import atomic_write, read_key_findings
 __all__ = [
     "DEFAULT_DEFINITION",
     "DEFAULT_KERNEL",
+    "KernelError",
     "ChapterResult",
     "ChapterSpec",
     "FeedbackSpec",
@@ -66,12 +68,14 @@ __all__ = [
     "notebook_problems",
     "plan_jobs",
     "refresh_checked_outputs",
+    "resolve_kernel",
     "run_report",
     "strip_notebook_outputs",
+    "validate_for_report",
 ]
 
-#: The report definition shipped with the repository.
-DEFAULT_DEFINITION = Path(__file__).resolve().parent.parent / "notebooks" / "report.yaml"
+#: The report definition shipped with the package (``notebooks/report.yaml`` in the repository).
+DEFAULT_DEFINITION = resource_path(NOTEBOOKS_PACKAGE, "report.yaml")
 #: The Jupyter kernel the notebooks run on (registered by ``make`` in ``.venv``).
 DEFAULT_KERNEL = "backpain"
 #: Parameters every notebook must declare; the runner always sets them.
@@ -364,6 +368,7 @@ class ChapterResult:
     notebook: str | None = None  # executed notebook, relative to OUT
     html: str | None = None  # rendered report, relative to OUT
     fingerprint: str | None = None
+    outputs_sha: str | None = None  # sha256 of the files the run left in OUT/<name>/ (a changed folder is re-run)
     started: str | None = None
     duration_s: float | None = None
     error: str | None = None
@@ -474,6 +479,16 @@ def _job_fingerprint(job: NotebookJob, inputs_sha: str, kernel_name: str) -> str
         "kernel": kernel_name,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _outputs_sha(folder: Path) -> str:
+    """sha256 over the relative paths and contents of every file of a job's folder but ``_run.json``."""
+    files: dict[str, str] = {}
+    if folder.is_dir():
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and path.name != RUN_FILE:
+                files[path.relative_to(folder).as_posix()] = _sha256_file(path)
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
 
 
 def _read_run_file(folder: Path) -> dict[str, Any] | None:
@@ -604,6 +619,7 @@ def _execute_job(
             result.error = (result.error + "; " if result.error else "") + f"HTML rendering: {type(exc).__name__}: {exc}"
     result.key_findings = _load_findings(stage)
     result.duration_s = round(time.perf_counter() - t0, 2)
+    result.outputs_sha = _outputs_sha(stage)
     with atomic_write(stage / RUN_FILE) as fh:
         json.dump(asdict(result), fh, indent=2, default=str)
     _move_into_place(stage, out_dir / job.name)
@@ -678,6 +694,98 @@ def cached_analysis_dataset(data_dir: str | Path) -> tuple[Any, Any]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+class KernelError(BackpainError):
+    """The Jupyter kernel the notebooks would run on is missing or cannot start."""
+
+
+def _kernel_python_ok(argv: Sequence[str]) -> str | None:
+    """Run the kernel's Python once: None if it can import ipykernel and this package, else the error."""
+    import subprocess
+
+    if not argv:
+        return "its kernel.json has an empty argv"
+    try:
+        proc = subprocess.run([argv[0], "-c", "import ipykernel, backpain_analysis"], capture_output=True, text=True,
+                              timeout=120, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{argv[0]} could not be run: {exc}"
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+        return f"{argv[0]} cannot import ipykernel and backpain_analysis: {last}"
+    return None
+
+
+def resolve_kernel(kernel_name: str | None = None) -> tuple[str, Path | None, str | None]:
+    """The kernel a report runs on, checked once before any notebook starts.
+
+    Parameters
+    ----------
+    kernel_name : str, optional
+        A Jupyter kernel to use. Default: the ``backpain`` kernel if one is registered for this
+        very Python environment (``make venv`` does that), otherwise this environment's own
+        Python (``sys.executable``) through a private kernelspec, so an installed package never
+        needs ``ipykernel install`` and never runs on another environment's kernel.
+
+    Returns
+    -------
+    (str, Path or None, str or None)
+        The kernel name; the folder holding the private kernelspec (to prepend to
+        ``JUPYTER_PATH`` while the notebooks run; None when a registered kernel is used); and a
+        message for the user when the choice is worth saying (None otherwise).
+
+    Raises
+    ------
+    KernelError
+        ``kernel_name`` is not installed, or its Python cannot import ipykernel and this package.
+    """
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    manager = KernelSpecManager()
+    if kernel_name is not None:
+        try:
+            spec = manager.get_kernel_spec(kernel_name)
+        except NoSuchKernel as exc:
+            available = sorted(manager.find_kernel_specs())
+            raise KernelError(f"Jupyter kernel {kernel_name!r} is not installed (available: {available}); "
+                              "omit the kernel to use this environment's Python") from exc
+        problem = _kernel_python_ok(spec.argv) if "ipykernel" in " ".join(spec.argv) else None
+        if problem:
+            raise KernelError(f"Jupyter kernel {kernel_name!r} cannot run the notebooks: {problem}")
+        return kernel_name, None, None
+    try:
+        spec = manager.get_kernel_spec(DEFAULT_KERNEL)
+        registered = os.path.abspath(spec.argv[0]) if spec.argv else None
+    except NoSuchKernel:
+        registered = None
+    # Compared without resolving symlinks: two venvs of one base Python are different environments.
+    if registered is not None and registered == os.path.abspath(sys.executable):
+        return DEFAULT_KERNEL, None, None
+    folder = Path(tempfile.mkdtemp(prefix="backpain-kernel-"))
+    kernel_dir = folder / "kernels" / DEFAULT_KERNEL
+    kernel_dir.mkdir(parents=True)
+    spec_json = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python (backpain)",
+        "language": "python",
+        "metadata": {"debugger": True},
+    }
+    (kernel_dir / "kernel.json").write_text(json.dumps(spec_json, indent=1), encoding="utf-8")
+    why = ("the registered 'backpain' kernel runs another Python (" + str(registered) + ")" if registered is not None
+           else "no 'backpain' Jupyter kernel is registered")
+    message = f"{why}: running the notebooks on this environment's Python ({sys.executable})"
+    return DEFAULT_KERNEL, folder, message
+
+
+def validate_for_report(data_dir: str | Path) -> None:
+    """Load, validate and clean the study once before any notebook starts (filling the dataset cache).
+
+    Raises the loader's :class:`~backpain_analysis.loading.StudyValidationError` (every
+    problem, as ``backpain validate`` shows them) or a ``CleaningError``; the notebooks then
+    reuse the cached analysis dataset instead of loading the study again.
+    """
+    cached_analysis_dataset(data_dir)
+
+
 def _default_jobs() -> int:
     return max(1, os.cpu_count() or 1)
 
@@ -691,7 +799,8 @@ def run_report(
     jobs: int | None = None,
     force: bool = False,
     definition: str | Path | ReportDefinition | None = None,
-    kernel_name: str = DEFAULT_KERNEL,
+    kernel_name: str | None = None,
+    validate: bool = True,
     progress: bool = True,
     start_timeout: int = 180,
     execution_timeout: int | None = None,
@@ -714,8 +823,12 @@ def run_report(
         Re-run notebooks whose fingerprint has not changed since their last successful run.
     definition : str, Path or ReportDefinition, optional
         The report definition (default ``notebooks/report.yaml``).
-    kernel_name : str
-        Jupyter kernel (default ``backpain``).
+    kernel_name : str, optional
+        Jupyter kernel. Default: the ``backpain`` kernel registered for this Python environment,
+        else this environment's Python (see :func:`resolve_kernel`; a note says so on stderr).
+    validate : bool
+        Load, validate and clean the study once before any notebook starts (default). False
+        only for notebooks that do not read a study (the runner's own tests).
     progress : bool
         Show a tqdm progress bar of notebooks done on stderr.
     start_timeout, execution_timeout : int
@@ -737,6 +850,10 @@ def run_report(
     DisclosureError
         After the index is written, when :func:`backpain_analysis.disclosure.check_report` finds
         a count from 1 to 4 or a hidden count recoverable by differencing (``err.findings``).
+    StudyValidationError
+        The study is invalid: it is validated once before any notebook starts, and nothing runs.
+    KernelError
+        The kernel is missing or cannot start (one message, before any notebook starts).
 
     Notes
     -----
@@ -772,10 +889,11 @@ def run_report(
     _remove_leftovers(out_dir)
 
     inspected = {nb: _inspect(nb) for nb in {job.notebook for job in planned}}
+    kernel_label = kernel_name or DEFAULT_KERNEL  # the default resolves to a kernel named "backpain"
     results: dict[str, ChapterResult] = {}
     to_run: list[tuple[NotebookJob, str]] = []
     for job in planned:
-        fingerprint = _job_fingerprint(job, inputs_sha, kernel_name)
+        fingerprint = _job_fingerprint(job, inputs_sha, kernel_label)
         problem = _parameter_problem(job, *inspected[job.notebook])
         if problem:
             results[job.name] = ChapterResult(job.name, job.title, job.kind, "failed", practice_id=job.practice_id,
@@ -790,6 +908,7 @@ def run_report(
             and previous.get("fingerprint") == fingerprint
             and previous.get("html")
             and (out_dir / previous["html"]).is_file()
+            and previous.get("outputs_sha") == _outputs_sha(out_dir / job.name)  # nothing edited since
         ):
             skipped = _result_from_run_file(previous)
             skipped.status = "skipped"
@@ -801,10 +920,19 @@ def run_report(
     last = {job.name: (_read_run_file(out_dir / job.name) or {}).get("duration_s") for job, _ in to_run}
     to_run.sort(key=lambda item: -(last[item[0].name] if isinstance(last[item[0].name], int | float) else 1e9))
 
+    kernel_folder: Path | None = None
+    previous_env = {name: os.environ.get(name) for name in (CACHE_ENV, "JUPYTER_PATH")}
+    if to_run:
+        kernel_name, kernel_folder, kernel_note = resolve_kernel(kernel_name)
+        if kernel_note and progress:
+            print(f"backpain report: {kernel_note}", file=sys.stderr)
     staging_root = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=out_dir))
-    previous_cache = os.environ.get(CACHE_ENV)
     os.environ[CACHE_ENV] = str(out_dir / ".cache")  # inherited by the kernels: see cached_analysis_dataset
+    if kernel_folder is not None:  # the private kernelspec, found by the workers' papermill
+        os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(kernel_folder), previous_env["JUPYTER_PATH"]) if p)
     try:
+        if to_run and validate:
+            validate_for_report(data_dir)  # invalid data stops here, before any notebook starts
         with tqdm(total=len(planned), desc="report", unit="notebook", file=sys.stderr, disable=not progress) as bar:
             bar.update(len(planned) - len(to_run))
             workers = max(1, min(jobs, len(to_run)))
@@ -834,10 +962,13 @@ def run_report(
     finally:
         shutil.rmtree(staging_root, ignore_errors=True)
         shutil.rmtree(out_dir / ".cache", ignore_errors=True)
-        if previous_cache is None:
-            os.environ.pop(CACHE_ENV, None)
-        else:
-            os.environ[CACHE_ENV] = previous_cache
+        if kernel_folder is not None:
+            shutil.rmtree(kernel_folder, ignore_errors=True)
+        for name, value in previous_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
     # Every job of the full definition appears in the index: run now, skipped, or from an earlier run.
     try:
@@ -854,7 +985,7 @@ def run_report(
         if previous is not None:
             earlier = _result_from_run_file(previous)
             earlier.key_findings = _load_findings(out_dir / job.name)
-            if earlier.fingerprint != _job_fingerprint(job, inputs_sha, kernel_name):
+            if earlier.fingerprint != _job_fingerprint(job, inputs_sha, kernel_label):
                 earlier.status = "outdated"  # from an earlier run on other inputs, notebook or parameters
                 earlier.error = "not re-run this time; its notebook, parameters or input files have changed since"
             listed.append(earlier)
@@ -866,7 +997,7 @@ def run_report(
         "package": "backpain_analysis",
         "version": __version__,
         "python": platform.python_version(),
-        "kernel": kernel_name,
+        "kernel": kernel_label,
         "definition": str(definition.path),
         "data_dir": str(data_dir),
         "output_dir": str(out_dir),

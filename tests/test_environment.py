@@ -54,3 +54,46 @@ def test_drift_is_detected(tmp_path, monkeypatch):
     deps = [d for d in env["dependencies"] if isinstance(d, str)]
     conda = {name: spec for name, spec in map(_split, deps) if name not in {"python", "pip"}}
     assert conda["pandas"] != _pyproject()["pandas"]
+
+
+# --- Research-software conventions (issue 14): licence, citation, changelog, pre-commit ---------
+
+
+def _version() -> str:
+    from backpain_analysis._version import __version__
+
+    return __version__
+
+
+def test_citation_cff_cites_this_version_and_licence():
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert cff["cff-version"] == "1.2.0" and cff["type"] == "software"
+    assert str(cff["version"]) == _version(), "CITATION.cff version differs from backpain_analysis/_version.py"
+    assert cff["license"] == meta["license"] == "MIT"
+    assert cff["title"] and cff["authors"] and all("name" in a or "family-names" in a for a in cff["authors"])
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(cff["date-released"]))
+
+
+def test_citation_check_catches_a_stale_version():
+    """The comparison above can fail: a CITATION.cff left at another version is caught."""
+    text = (ROOT / "CITATION.cff").read_text()
+    stale = yaml.safe_load(re.sub(r"^version: .*$", "version: 0.0.9", text, flags=re.MULTILINE))
+    assert str(stale["version"]) != _version()
+
+
+def test_license_file_matches_pyproject():
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    text = (ROOT / "LICENSE").read_text()
+    assert meta["license"] == "MIT" and text.startswith("MIT License")
+    assert "Permission is hereby granted, free of charge" in text
+    assert meta["license-files"] == ["LICENSE"]
+
+
+def test_changelog_and_pre_commit_config():
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert f"## [{_version()}]" in changelog or "## [Unreleased]" in changelog
+    hooks = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    entries = [h["entry"] for repo in hooks["repos"] for h in repo["hooks"]]
+    assert "ruff check" in entries
+    assert "python -m backpain_analysis.report check" in entries

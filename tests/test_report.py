@@ -99,6 +99,7 @@ def tiny(tmp_path):
 
 def run(tiny, **kwargs):
     kwargs.setdefault("jobs", 2)
+    kwargs.setdefault("validate", False)  # the tiny study is no real study
     cwd = os.getcwd()
     result = run_report(tiny["data"], tiny["out"], definition=tiny["definition"], progress=False, **kwargs)
     # papermill chdirs the whole process while a notebook runs: the runner must not leak that
@@ -197,6 +198,7 @@ def test_failing_chapter_is_isolated_and_reported(tiny, monkeypatch, capsys):
 
     # the command: non-zero exit naming the chapter and the cell error
     monkeypatch.setattr(rpt, "DEFAULT_DEFINITION", tiny["definition"])
+    monkeypatch.setattr(rpt, "validate_for_report", lambda data_dir: None)  # the tiny study is no real study
     code = cli.main(["report", "--data", str(tiny["data"]), "--out", str(tiny["out"]), "--jobs", "2",
                      "--chapters", "02_b"])
     err = capsys.readouterr().err
@@ -449,3 +451,181 @@ def test_refresh_checked_outputs_reexecutes_and_keeps_only_checked(tmp_path):
     assert cleaned.cells[3].outputs == [] and cleaned.cells[3].execution_count is None
     assert "papermill" not in cleaned.metadata
     assert notebook_problems(path) == []
+
+
+# ------------------------------------------------------------------------------------------
+# Issue 14: outputs in the fingerprint, the kernel, validation first, scratch output folders
+# ------------------------------------------------------------------------------------------
+
+
+def test_tampered_chapter_folder_is_rerun(tiny):
+    first = run(tiny, chapters=["01_a", "02_b"])
+    assert {r.status for r in first.results if r.kind == "chapter"} == {"ok"}
+    assert first.results[0].outputs_sha and len(first.results[0].outputs_sha) == 64
+    # an interactive run (or a hand edit) changes a table of 01_a: the folder no longer matches its HTML
+    table = tiny["out"] / "01_a" / "tables" / "result.csv"
+    table.write_text("estimate\n999\n")
+    second = run(tiny, chapters=["01_a", "02_b"])
+    status = {r.name: r.status for r in second.results}
+    assert status["01_a"] == "ok" and status["02_b"] == "skipped"
+    assert table.read_text() == "estimate\n7\n"  # rewritten by the re-run (seed 7 from report.yaml)
+    # an extra file counts too
+    (tiny["out"] / "02_b" / "tables" / "stray.csv").write_text("x\n1\n")
+    third = run(tiny, chapters=["01_a", "02_b"])
+    assert {r.name: r.status for r in third.results}["02_b"] == "ok"
+
+
+def test_outputs_sha_depends_on_names_and_contents(tmp_path):
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "a.csv").write_text("1")
+    (tmp_path / rpt.RUN_FILE).write_text("{}")
+    base = rpt._outputs_sha(tmp_path)
+    (tmp_path / rpt.RUN_FILE).write_text('{"changed": 1}')  # its own record is not part of it
+    assert rpt._outputs_sha(tmp_path) == base
+    (tmp_path / "tables" / "a.csv").write_text("2")
+    assert rpt._outputs_sha(tmp_path) != base
+    (tmp_path / "tables" / "a.csv").write_text("1")
+    assert rpt._outputs_sha(tmp_path) == base
+    (tmp_path / "tables" / "a.csv").rename(tmp_path / "tables" / "b.csv")
+    assert rpt._outputs_sha(tmp_path) != base
+
+
+def test_default_kernel_is_this_environment(monkeypatch, tmp_path):
+    """Without a backpain kernel for this Python, a private kernelspec runs sys.executable."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    def missing(self, name):
+        raise NoSuchKernel(name)
+
+    monkeypatch.setattr(KernelSpecManager, "get_kernel_spec", missing)
+    name, folder, note = rpt.resolve_kernel()
+    try:
+        assert name == "backpain" and folder is not None and "no 'backpain' Jupyter kernel" in note
+        spec = json.loads((folder / "kernels" / "backpain" / "kernel.json").read_text())
+        assert spec["argv"][:3] == [sys.executable, "-m", "ipykernel_launcher"]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_registered_kernel_of_this_environment_is_used(monkeypatch):
+    from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+
+    monkeypatch.setattr(KernelSpecManager, "get_kernel_spec",
+                        lambda self, name: KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher"]))
+    assert rpt.resolve_kernel() == ("backpain", None, None)
+    # a backpain kernel of another environment is not used
+    monkeypatch.setattr(KernelSpecManager, "get_kernel_spec",
+                        lambda self, name: KernelSpec(argv=["/elsewhere/bin/python", "-m", "ipykernel_launcher"]))
+    name, folder, note = rpt.resolve_kernel()
+    shutil.rmtree(folder, ignore_errors=True)
+    assert "another Python (/elsewhere/bin/python)" in note
+
+
+def test_missing_named_kernel_is_one_error_before_any_notebook(tiny):
+    with pytest.raises(rpt.KernelError, match="'no-such-kernel' is not installed"):
+        run(tiny, kernel_name="no-such-kernel")
+    assert not (tiny["out"] / "01_a").exists() and not (tiny["out"] / "02_b").exists()
+
+
+def test_report_runs_without_a_registered_backpain_kernel(tiny, monkeypatch):
+    """The runner's private kernelspec really starts (the NoSuchKernel-per-notebook failure of issue 14)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    real = KernelSpecManager.get_kernel_spec
+    calls = []
+
+    def hide_registered(self, name):
+        calls.append(name)
+        if len(calls) == 1:  # resolve_kernel's look-up: pretend make never registered one
+            from jupyter_client.kernelspec import NoSuchKernel
+
+            raise NoSuchKernel(name)
+        return real(self, name)
+
+    monkeypatch.setattr(KernelSpecManager, "get_kernel_spec", hide_registered)
+    result = run(tiny, chapters=["01_a"], jobs=1)
+    assert {r.name: r.status for r in result.results}["01_a"] == "ok", result.failure_summary()
+    assert "JUPYTER_PATH" not in os.environ or "backpain-kernel-" not in os.environ["JUPYTER_PATH"]
+
+
+def test_invalid_study_stops_the_report_before_any_notebook(tiny, capsys, monkeypatch):
+    monkeypatch.setattr(rpt, "DEFAULT_DEFINITION", tiny["definition"])
+    code = cli.main(["report", "--data", str(tiny["data"]), "--out", str(tiny["out"]), "--chapters", "01_a"])
+    out = capsys.readouterr()
+    assert code == cli.EXIT_BAD_INPUT
+    assert "INVALID" in out.out and "patients.csv" in out.out and out.out.count("Problems (") == 1
+    assert "no notebook was run" in out.err
+    assert not (tiny["out"] / "01_a").exists()
+
+
+def test_notebooks_default_to_a_scratch_output_folder(monkeypatch, tmp_path):
+    import papermill
+
+    from backpain_analysis.outputs import SCRATCH_ENV, ChapterOutputs, scratch_dir
+
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        assert papermill.inspect_notebook(str(path))["output_dir"]["default"] in ('""', "''"), path.name
+    monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "scratch"))
+    out = ChapterOutputs("", "05_patient_outcomes")
+    assert out.root == tmp_path / "scratch" / "05_patient_outcomes"
+    monkeypatch.delenv(SCRATCH_ENV)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert scratch_dir() == tmp_path / "home" / ".cache" / "backpain" / "scratch"
+    assert ChapterOutputs("~/r", "x").root == tmp_path / "home" / "r" / "x"
+
+
+def test_nbval_runs_write_to_a_temporary_scratch_folder():
+    """notebooks/conftest.py points BACKPAIN_SCRATCH at a temporary folder and guards reports/."""
+    text = (NOTEBOOKS / "conftest.py").read_text()
+    assert "BACKPAIN_SCRATCH" in text and "reports" in text and "session.exitstatus = 1" in text
+
+
+def test_bundled_files_resolve_through_importlib_resources():
+    from backpain_analysis import _resources
+    from backpain_analysis.dictionary import default_dictionary_path
+    from backpain_analysis.economics import DEFAULT_UNIT_COSTS
+
+    assert default_dictionary_path().is_file() and DEFAULT_UNIT_COSTS.is_file()
+    assert rpt.DEFAULT_DEFINITION.is_file()
+    names = {p.name for p in _resources.bundled_notebooks()}
+    assert {spec.notebook.name for spec in load_report_definition().chapters} <= names
+    with pytest.raises(BackpainError, match="reinstall"):
+        _resources.data_file("no_such_file.yaml")
+
+
+def test_copy_notebooks_sets_data_dir_and_keeps_existing(tmp_path):
+    study = tmp_path / "my study"
+    study.mkdir()
+    written = cli.copy_notebooks(tmp_path / "nb", data=str(study))
+    assert {p.name for p in written} >= {"report.yaml", "05_patient_outcomes.ipynb"}
+    import papermill
+
+    params = papermill.inspect_notebook(str(tmp_path / "nb" / "05_patient_outcomes.ipynb"))
+    assert params["data_dir"]["default"] == json.dumps(str(study.resolve()))
+    assert params["output_dir"]["default"] in ('""', "''")
+    (tmp_path / "nb" / "02_cohort.ipynb").write_text("mine")
+    assert cli.copy_notebooks(tmp_path / "nb") == []  # existing files kept
+    assert (tmp_path / "nb" / "02_cohort.ipynb").read_text() == "mine"
+    # the copied report.yaml still points at the copied notebooks
+    assert all(c.notebook.is_file() for c in load_report_definition(tmp_path / "nb" / "report.yaml").chapters)
+
+
+def test_same_error_in_every_notebook_is_reported_once(tmp_path, monkeypatch, capsys):
+    failed = [rpt.ChapterResult(n, n, "chapter", "failed", error="DeadKernelError: Kernel died") for n in ("a", "b", "c")]
+    fake = rpt.ReportRun(tmp_path, failed, {"run_jobs": ["a", "b", "c"]}, tmp_path / "index.html", tmp_path / "run.json")
+    monkeypatch.setattr(rpt, "run_report", lambda *a, **k: fake)
+    (tmp_path / "data").mkdir()
+    code = cli.main(["report", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_FAILED
+    assert err.count("DeadKernelError") == 1 and "all 3 notebooks" in err
+
+
+def test_lab_copies_notebooks_and_uses_this_environment(tmp_path, capsys):
+    code = cli.main(["lab", str(tmp_path / "nb"), "--dry-run"])
+    out = capsys.readouterr().out
+    assert code == cli.EXIT_OK
+    assert (tmp_path / "nb" / "05_patient_outcomes.ipynb").is_file()
+    assert f"{sys.executable} -m jupyterlab --notebook-dir={tmp_path / 'nb'}" in out
+    assert "default_kernel_name=backpain" in out
