@@ -29,6 +29,7 @@ __all__ = [
     "EXPOSURE",
     "ModelError",
     "add_phase3",
+    "calendar_terms",
     "covariate_terms",
     "effect_from_fit",
     "fit_cluster_fixed_cr2",
@@ -302,7 +303,7 @@ def calendar_terms(df: pd.DataFrame, date: str = "consultation_date") -> pd.Data
         raise ModelError(f"analysis dataset: calendar-time adjustment needs the column {date!r}")
     when = pd.to_datetime(df[date])
     days = (when - when.min()).dt.days.astype(float)
-    angle = 2 * np.pi * when.dt.dayofyear.astype(float) / 365.25
+    angle = 2 * np.pi * when.dt.day_of_year.astype(float) / 365.25
     return df.assign(calendar_years=days / 365.25, season_sin=np.sin(angle), season_cos=np.cos(angle))
 
 

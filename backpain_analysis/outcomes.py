@@ -11,7 +11,6 @@ use logistic, proportional-odds and negative binomial models (:data:`SECONDARY_O
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,17 +19,17 @@ import numpy as np
 import pandas as pd
 import statsmodels.formula.api as smf
 from scipy import stats
-from statsmodels.tools.sm_exceptions import ConvergenceWarning, SingularMatrixWarning
 
 from .imputation import impute_chained, pool_rubin, pool_wald
 from .models import (
     EXPOSURE,
     ModelError,
-    _formula,
-    _prepare,
     add_phase3,
+    calendar_terms,
     effect_from_fit,
+    fit_cluster_fixed_cr2,
     fit_logistic,
+    fit_mixed_kr,
     fit_negative_binomial,
     fit_ols,
     fit_ordinal,
@@ -277,7 +276,7 @@ def _pooled(results: list[dict[str, float]], kind: str, alpha: float) -> dict[st
         alpha=alpha,
     )
     out = _result(pooled["estimate"], pooled["se"], pooled["df"], kind, alpha)
-    out.update({"df": pooled["df"], "fmi": pooled["fmi"]})
+    out.update({"df": pooled["df"], "fmi": pooled["fmi"], "se": pooled["se"]})
     return out
 
 
@@ -293,11 +292,32 @@ def _analyse(
     cc = _fit_effect(add_phase3(df), spec)
     res = _result(cc["coef"], cc["se"], cc["df"], spec.kind, alpha)
     rows.append({"analysis": CC, "n_phase1": cc["n_phase1"], "n_phase3": cc["n_phase3"], **res,
-                 "df": cc["df"], "fmi": np.nan})
+                 "df": cc["df"], "fmi": np.nan, "se": cc["se"]})
     return rows
 
 
 # ---------------------------------------------------------------------------------------- primary
+
+
+PRIMARY_MODELS: tuple[str, ...] = ("mixed", "ols")
+
+
+def _mixed_row(data_list: Sequence[pd.DataFrame], outcome: str, covariates: Sequence[str], practice: str,
+               alpha: float, *, contrast: dict[str, float] | None = None, interaction: str | None = None,
+               ddf: str = "Kenward-Roger") -> dict[str, Any]:
+    """Mixed model (practice + practice-by-phase, KR) on one dataset, or pooled over imputations."""
+    fits = [fit_mixed_kr(d, outcome, covariates, practice=practice, contrast=contrast, interaction=interaction,
+                         ddf=ddf, alpha=alpha) for d in data_list]
+    icc = float(np.mean([f["icc"] for f in fits]))
+    if len(fits) == 1:
+        f = fits[0]
+        return {**{k: f[k] for k in ("estimate", "ci_low", "ci_high", "p_value", "df", "n_phase1", "n_phase3")},
+                "se": f["se"], "m": 1, "fmi": np.nan, "icc": icc}
+    # Barnard-Rubin df with the complete-data df = the KR df (mean over the imputed datasets)
+    df_com = float(np.mean([f["df"] for f in fits]))
+    pooled = pool_rubin([f["coef"] for f in fits], [f["se"] ** 2 for f in fits], df_complete=df_com, alpha=alpha)
+    return {**{k: pooled[k] for k in ("estimate", "ci_low", "ci_high", "p_value", "df", "fmi", "se")},
+            "n_phase1": fits[0]["n_phase1"], "n_phase3": fits[0]["n_phase3"], "m": len(fits), "icc": icc}
 
 
 def primary_analysis(
@@ -307,7 +327,9 @@ def primary_analysis(
     outcome: str = "rmdq_change_6m",
     covariates: Sequence[str] = PRIMARY_COVARIATES,
     practice: str = "practice_id",
-    mixed_model: bool = True,
+    primary_model: str = "mixed",
+    sensitivity: bool = True,
+    date: str = "consultation_date",
     alpha: float = 0.05,
 ) -> pd.DataFrame:
     """The primary outcome: adjusted mean difference, phase 3 vs phase 1, with sensitivity analyses.
@@ -322,69 +344,95 @@ def primary_analysis(
     covariates : sequence of str, default PRIMARY_COVARIATES
         Baseline RMDQ, age, sex, episode duration, risk group.
     practice : str, default "practice_id"
-        Grouping column of the mixed model.
-    mixed_model : bool, default True
-        Add the mixed-model rows (random intercept for practice).
+        Cluster column (practices).
+    primary_model : {"mixed", "ols"}, default "mixed"
+        The model of the "multiple imputation" and "complete cases" rows. ``"mixed"``: linear
+        mixed model with random intercepts for practice and practice-by-phase, REML,
+        Kenward-Roger SE and df. ``"ols"``: the published ANCOVA (patients independent).
+    sensitivity : bool, default True
+        Add the sensitivity rows: the published-style OLS ANCOVA (when the primary model is
+        mixed; the mixed model otherwise), practice fixed effects with CR2 cluster-robust SEs on
+        G - 1 df, and the mixed model adjusted for calendar time (complete cases).
+    date : str, default "consultation_date"
+        Consultation date, for the calendar-time adjustment (row skipped if absent).
     alpha : float, default 0.05
 
     Returns
     -------
     DataFrame
-        One row per analysis: ``analysis`` ("multiple imputation", "complete cases", "mixed
-        model, complete cases", "mixed model, multiple imputation"), ``primary`` (True for the
-        pre-specified primary analysis: multiple imputation when given), ``outcome``,
-        ``n_phase1``, ``n_phase3``, ``estimate`` (adjusted mean difference, positive = more
-        improvement with stratified care), ``ci_low``, ``ci_high``, ``p_value``, ``df``
-        (residual or Barnard-Rubin df; inf for normal-based), ``fmi`` (fraction of missing
-        information), ``icc`` (practice intraclass correlation of the residuals, mixed models).
+        One row per analysis: ``analysis`` ("multiple imputation" (primary when imputations are
+        given), "complete cases", then sensitivity rows named by method), ``primary``,
+        ``outcome``, ``method`` (model and inference), ``n_phase1``, ``n_phase3``,
+        ``estimate`` (adjusted mean difference, positive = more improvement with stratified
+        care), ``ci_low``, ``ci_high``, ``p_value``, ``se``, ``df`` (KR, Barnard-Rubin, G - 1
+        or residual df), ``m`` (number of imputations; 1 for complete cases), ``fmi``
+        (fraction of missing information), ``icc`` (practice variance / total variance of the
+        mixed model; NaN for other models).
 
     Notes
     -----
-    ANCOVA by OLS of the change on a phase 3 indicator and the covariates (t-based CI). Mixed
-    model: statsmodels ``MixedLM`` (REML, random intercept per practice, normal-based CI).
-    Multiple imputation: Rubin's rules with Barnard-Rubin df (complete-data df = residual df).
+    With 7 practices the precision of the phase effect is set by the practice-periods, not the
+    patients (Hooper et al., Stat Med 2016; Leyrat et al., Int J Epidemiol 2018): the primary
+    model has random intercepts for practice and practice-by-phase and Kenward-Roger (1997)
+    inference (:func:`backpain_analysis.models.fit_mixed_kr`; agrees with R lme4 + pbkrtest to
+    1e-6, tests/test_small_sample.py). Multiple imputation: the model is fitted to every imputed
+    dataset and pooled by Rubin's rules with Barnard-Rubin df, the complete-data df being the
+    (mean) KR df. Calendar-time adjustment: years since the first consultation (secular trend)
+    and an annual harmonic (season) as fixed effects. The OLS row reproduces the published
+    analysis (t on the residual df) for comparison with the paper; it ignores clustering and
+    under-covers when the effect varies between practice-periods (docs/design_inference.md).
     """
+    if primary_model not in PRIMARY_MODELS:
+        raise ModelError(f"primary_model must be one of {PRIMARY_MODELS}, got {primary_model!r}")
+    if practice not in df.columns:
+        raise ModelError(f"analysis dataset: the clustered analysis needs the practice column {practice!r}")
+    covs = list(covariates)
+    cc_data = add_phase3(df)
+    mixed_method = "mixed model (practice + practice-by-phase), REML, Kenward-Roger"
+    ols_method = "OLS ANCOVA as published (patients independent)"
     spec = OutcomeSpec(outcome, outcome, "linear", tuple(covariates))
-    rows = _analyse(df, imputations, spec, alpha)
-    if mixed_model:
-        if practice not in df.columns:
-            raise ModelError(f"analysis dataset: mixed model needs the practice column {practice!r}")
-        cc = _mixed(add_phase3(df), outcome, covariates, practice)
-        rows.append({"analysis": "mixed model, " + CC, **_result(cc["coef"], cc["se"], np.inf, "linear", alpha),
-                     "n_phase1": cc["n_phase1"], "n_phase3": cc["n_phase3"], "df": np.inf, "fmi": np.nan,
-                     "icc": cc["icc"]})
+
+    def ols_rows(label_mi: str, label_cc: str) -> list[dict[str, Any]]:
+        out = []
+        for r in _analyse(df, imputations, spec, alpha):
+            name = label_mi if r["analysis"] == MI else label_cc
+            out.append({**r, "analysis": name, "method": ols_method, "m": len(imputations) if r["analysis"] == MI
+                        else 1, "icc": np.nan})
+        return out
+
+    def mixed_rows(label_mi: str, label_cc: str) -> list[dict[str, Any]]:
+        out = []
         if imputations:
-            fits = [_mixed(imp, outcome, covariates, practice) for imp in imputations]
-            res = _pooled([{**f, "df": np.inf} for f in fits], "linear", alpha)
-            rows.append({"analysis": "mixed model, " + MI, **res, "n_phase1": fits[0]["n_phase1"],
-                         "n_phase3": fits[0]["n_phase3"], "icc": float(np.mean([f["icc"] for f in fits]))})
+            out.append({"analysis": label_mi, "method": mixed_method + " (Rubin, Barnard-Rubin df)",
+                        **_mixed_row(list(imputations), outcome, covs, practice, alpha)})
+        out.append({"analysis": label_cc, "method": mixed_method, **_mixed_row([cc_data], outcome, covs, practice,
+                                                                                 alpha)})
+        return out
+
+    if primary_model == "mixed":
+        rows = mixed_rows(MI, CC)
+        if sensitivity:
+            rows += ols_rows("OLS as published, " + MI, "OLS as published, " + CC)
+    else:
+        rows = ols_rows(MI, CC)
+        if sensitivity:
+            rows += mixed_rows("mixed model, " + MI, "mixed model, " + CC)
+    if sensitivity:
+        cr = fit_cluster_fixed_cr2(cc_data, outcome, covs, practice=practice, alpha=alpha)
+        rows.append({"analysis": "practice fixed effects, CR2, " + CC, "method": cr["method"], "m": 1,
+                     "fmi": np.nan, "icc": np.nan,
+                     **{k: cr[k] for k in ("estimate", "ci_low", "ci_high", "p_value", "se", "df", "n_phase1",
+                                           "n_phase3")}})
+        if date in cc_data.columns and cc_data[date].notna().any():
+            timed = calendar_terms(cc_data.loc[cc_data[date].notna()], date)
+            r = _mixed_row([timed], outcome, [*covs, "calendar_years", "season_sin", "season_cos"], practice, alpha)
+            rows.append({"analysis": "calendar time adjusted, " + CC,
+                         "method": mixed_method + " + secular trend and season", **r})
     table = pd.DataFrame(rows)
     table.insert(1, "primary", table["analysis"] == (MI if imputations else CC))
     table.insert(2, "outcome", outcome)
-    if "icc" not in table.columns:
-        table["icc"] = np.nan
-    return table[["analysis", "primary", "outcome", "n_phase1", "n_phase3", "estimate", "ci_low", "ci_high",
-                  "p_value", "df", "fmi", "icc"]]
-
-
-def _mixed(data: pd.DataFrame, outcome: str, covariates: Sequence[str], practice: str) -> dict[str, float]:
-    d = _prepare(data, outcome, list(covariates), extra=[practice])
-    model = smf.mixedlm(_formula(outcome, d, list(covariates)), data=d, groups=d[practice])
-    with warnings.catch_warnings():
-        # with few practices and a small ICC the variance estimate may sit on the boundary (0);
-        # statsmodels then warns, and the fixed effects are those of OLS: expected, not an error
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        warnings.simplefilter("ignore", SingularMatrixWarning)
-        fit = model.fit(reml=True)
-    group_var = float(fit.cov_re.iloc[0, 0])
-    eff = effect_from_fit(fit)
-    return {
-        "coef": eff["coef"],
-        "se": eff["se"],
-        "n_phase1": int((d[EXPOSURE] == 0).sum()),
-        "n_phase3": int((d[EXPOSURE] == 1).sum()),
-        "icc": group_var / (group_var + float(fit.scale)),
-    }
+    return table[["analysis", "primary", "outcome", "method", "n_phase1", "n_phase3", "estimate", "ci_low",
+                  "ci_high", "p_value", "se", "df", "m", "fmi", "icc"]]
 
 
 # ---------------------------------------------------------------------------------------- risk groups

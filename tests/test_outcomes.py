@@ -15,7 +15,7 @@ import pytest
 from scipy import stats
 
 from backpain_analysis.imputation import pool_rubin
-from backpain_analysis.models import ModelError
+from backpain_analysis.models import ModelError, fit_mixed_kr
 from backpain_analysis.outcomes import (
     PRIMARY_COVARIATES,
     SECONDARY_OUTCOMES,
@@ -128,7 +128,7 @@ def _pingouin(x: pd.DataFrame, y: pd.Series) -> pd.DataFrame:
 
 
 def test_primary_complete_case_matches_pingouin(frame):
-    table = primary_analysis(frame, mixed_model=False)
+    table = primary_analysis(frame, primary_model="ols", sensitivity=False)
     row = table.set_index("analysis").loc["complete cases"]
     sub = frame.dropna(subset=["rmdq_change_6m"])
     res = _pingouin(_dummies(sub), sub["rmdq_change_6m"])
@@ -144,7 +144,7 @@ def test_primary_complete_case_matches_pingouin(frame):
 
 
 def test_primary_multiple_imputation_is_rubin_over_per_imputation_ols(frame, imputations):
-    table = primary_analysis(frame, imputations, mixed_model=False).set_index("analysis")
+    table = primary_analysis(frame, imputations, primary_model="ols", sensitivity=False).set_index("analysis")
     est, var = [], []
     for imp in imputations:
         x = _dummies(imp).assign(const=1.0)
@@ -164,16 +164,37 @@ def test_primary_multiple_imputation_is_rubin_over_per_imputation_ols(frame, imp
     assert 0 < row["fmi"] < 1
 
 
-def test_mixed_model_rows(frame, imputations):
+def test_primary_mixed_model_pools_every_imputation_by_hand(frame, imputations):
     table = primary_analysis(frame, imputations).set_index("analysis")
-    assert list(table.index) == ["multiple imputation", "complete cases", "mixed model, complete cases",
-                                 "mixed model, multiple imputation"]
-    cc, mixed = table.loc["complete cases"], table.loc["mixed model, complete cases"]
-    # a small practice effect barely moves the fixed effect; ICC is a proportion
-    assert mixed["estimate"] == pytest.approx(cc["estimate"], abs=0.3)
-    assert 0 <= mixed["icc"] < 0.2
+    assert list(table.index) == ["multiple imputation", "complete cases", "OLS as published, multiple imputation",
+                                 "OLS as published, complete cases", "practice fixed effects, CR2, complete cases"]
+    fits = [fit_mixed_kr(imp, "rmdq_change_6m", list(PRIMARY_COVARIATES)) for imp in imputations]
+    est = np.array([f["coef"] for f in fits])
+    var = np.array([f["se"] ** 2 for f in fits])
+    m = len(fits)
+    # Rubin's rules and Barnard-Rubin df written out (complete-data df = mean KR df)
+    ubar, b = var.mean(), est.var(ddof=1)
+    t = ubar + (1 + 1 / m) * b
+    lam = (1 + 1 / m) * b / t
+    nu_com = np.mean([f["df"] for f in fits])
+    nu_old = (m - 1) / lam ** 2
+    nu_obs = (nu_com + 1) / (nu_com + 3) * nu_com * (1 - lam)
+    nu = nu_old * nu_obs / (nu_old + nu_obs)
+    row = table.loc["multiple imputation"]
+    assert bool(row["primary"]) and row["m"] == m
+    assert row["estimate"] == pytest.approx(est.mean(), rel=1e-10)
+    assert row["se"] == pytest.approx(np.sqrt(t), rel=1e-10)
+    assert row["df"] == pytest.approx(nu, rel=1e-8)
+    assert row["ci_high"] == pytest.approx(est.mean() + stats.t.ppf(0.975, nu) * np.sqrt(t), rel=1e-8)
+    # ICC: practice variance over the sum of the three variance components, averaged over imputations
+    icc = np.mean([f["var_practice"] / (f["var_practice"] + f["var_practice_phase"] + f["var_residual"])
+                   for f in fits])
+    assert row["icc"] == pytest.approx(icc, rel=1e-10)
+    assert table.loc["practice fixed effects, CR2, complete cases", "df"] == frame["practice_id"].nunique() - 1
     with pytest.raises(ModelError, match="practice"):
         primary_analysis(frame.drop(columns="practice_id"))
+    with pytest.raises(ModelError, match="primary_model"):
+        primary_analysis(frame, primary_model="gee")
 
 
 def test_risk_group_effects_match_a_reparameterized_model(frame):
