@@ -227,7 +227,7 @@ def _derive(imp: pd.DataFrame, mcid_min_reduction: float) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------- fitting
 
 
-def _fit_effect(data: pd.DataFrame, spec: OutcomeSpec) -> dict[str, float]:
+def _fit_effect(data: pd.DataFrame, spec: OutcomeSpec, practice: str | None = None) -> dict[str, float]:
     """Coefficient of phase3 (on the scale it is pooled: log for ratios, sign so > 0 favours phase 3
     for ordinal outcomes), its SE, residual df and n for one dataset."""
     if spec.population is not None:
@@ -249,6 +249,23 @@ def _fit_effect(data: pd.DataFrame, spec: OutcomeSpec) -> dict[str, float]:
     eff = effect_from_fit(fit)
     sign = -1.0 if spec.kind == "ordinal" else 1.0
     used = fit.model.data.frame  # the complete cases the model was fitted to
+    if practice is not None:
+        if practice not in data.columns:
+            raise ModelError(f"analysis dataset: clustered analysis needs the practice column {practice!r}")
+        from .small_sample import cluster_sandwich_scores, glm_mancl_derouen
+
+        labels = data.loc[used.index, practice].to_numpy()
+        j = list(fit.params.index).index(EXPOSURE)
+        if spec.kind == "linear":
+            mk = fit_mixed_kr(data, spec.outcome, covs, practice=practice)
+            return {"coef": mk["coef"], "se": mk["se"], "df": mk["df"], "n_phase1": mk["n_phase1"],
+                    "n_phase3": mk["n_phase3"]}
+        if spec.kind == "ordinal":
+            b = np.asarray(fit.params, dtype=float)
+            cov = cluster_sandwich_scores(fit.model.score_obs(b), fit.model.hessian(b), labels)
+        else:
+            cov = glm_mancl_derouen(fit, labels)
+        eff = {"coef": eff["coef"], "se": float(np.sqrt(cov[j, j])), "df": float(len(set(labels)) - 1)}
     return {
         "coef": sign * eff["coef"],
         "se": eff["se"],
@@ -281,15 +298,16 @@ def _pooled(results: list[dict[str, float]], kind: str, alpha: float) -> dict[st
 
 
 def _analyse(
-    df: pd.DataFrame, imputations: Sequence[pd.DataFrame] | None, spec: OutcomeSpec, alpha: float
+    df: pd.DataFrame, imputations: Sequence[pd.DataFrame] | None, spec: OutcomeSpec, alpha: float,
+    practice: str | None = None,
 ) -> list[dict[str, Any]]:
     """Rows (multiple imputation if given, then complete cases) for one outcome."""
     rows = []
     if imputations:
-        fits = [_fit_effect(imp, spec) for imp in imputations]
+        fits = [_fit_effect(imp, spec, practice) for imp in imputations]
         res = _pooled(fits, spec.kind, alpha)
         rows.append({"analysis": MI, "n_phase1": fits[0]["n_phase1"], "n_phase3": fits[0]["n_phase3"], **res})
-    cc = _fit_effect(add_phase3(df), spec)
+    cc = _fit_effect(add_phase3(df), spec, practice)
     res = _result(cc["coef"], cc["se"], cc["df"], spec.kind, alpha)
     rows.append({"analysis": CC, "n_phase1": cc["n_phase1"], "n_phase3": cc["n_phase3"], **res,
                  "df": cc["df"], "fmi": np.nan, "se": cc["se"]})
@@ -446,6 +464,8 @@ def risk_group_analysis(
     covariates: Sequence[str] = PRIMARY_COVARIATES,
     group: str = "risk_group",
     robust: bool = True,
+    model: str = "mixed",
+    practice: str = "practice_id",
     alpha: float = 0.05,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Phase 3 vs phase 1 difference within each risk group and the interaction test.
@@ -456,9 +476,14 @@ def risk_group_analysis(
         As for :func:`primary_analysis`.
     group : str, default "risk_group"
         Ordered categorical of subgroups (baseline SBST risk group).
+    model : {"mixed", "ols"}, default "mixed"
+        Model of the group effects: ``"mixed"`` is the primary model (random practice and
+        practice-by-phase intercepts, REML, Kenward-Roger SE and df for each group's contrast);
+        ``"ols"`` the published ANCOVA with ``robust`` standard errors.
+    practice : str, default "practice_id"
     robust : bool, default True
-        Heteroscedasticity-robust (HC3) standard errors for the group effects and the Wald F
-        test. The residual variance of the RMDQ change differs between risk groups (smaller at
+        OLS only: heteroscedasticity-robust (HC3) standard errors for the group effects and the
+        Wald F test (the interaction tests are always from the OLS model). The residual variance of the RMDQ change differs between risk groups (smaller at
         low risk, near the floor of the scale), so a common-variance model overstates the
         uncertainty at low risk and understates it at high risk (95% CI coverage 0.996 and
         0.91 over 500 simulated studies; tests/test_simulation.py).
@@ -466,8 +491,9 @@ def risk_group_analysis(
     Returns
     -------
     effects : DataFrame
-        One row per analysis and group: ``analysis``, ``risk_group``, ``n_phase1``, ``n_phase3``,
-        ``estimate`` (adjusted mean difference in the group), ``ci_low``, ``ci_high``, ``p_value``.
+        One row per analysis and group: ``analysis``, ``risk_group``, ``method``, ``n_phase1``,
+        ``n_phase3``, ``estimate`` (adjusted mean difference in the group), ``ci_low``,
+        ``ci_high``, ``p_value``, ``df`` (KR or Barnard-Rubin df), ``m`` (imputations).
     interaction : DataFrame
         ``analysis``, ``test`` ("Wald F" (robust if ``robust``), "likelihood ratio" (assumes a
         common variance) or "pooled Wald D1"), ``statistic``, ``df_num``, ``df_den``,
@@ -477,10 +503,15 @@ def risk_group_analysis(
     -----
     One ANCOVA with ``phase3 * C(risk_group)`` and the other covariates; the group effects are
     linear combinations of its coefficients (so covariate effects are common to the groups),
-    with HC3 sandwich standard errors (MacKinnon & White 1985) by default.
+    with HC3 sandwich standard errors (MacKinnon & White 1985) by default. With ``model="mixed"``
+    the same contrasts come from the mixed model with Kenward-Roger inference. The interaction
+    tests compare risk groups within practice-periods (every practice-period has patients of every
+    group), so they stay patient-level OLS tests.
     After multiple imputation the group effects are pooled by Rubin's rules and the interaction
     by the D1 statistic (Li, Raghunathan & Rubin 1991).
     """
+    if model not in PRIMARY_MODELS:
+        raise ModelError(f"model must be one of {PRIMARY_MODELS}, got {model!r}")
     rows: list[dict[str, Any]] = []
     tests: list[dict[str, Any]] = []
     datasets: list[tuple[str, list[pd.DataFrame]]] = []
@@ -493,6 +524,8 @@ def risk_group_analysis(
         levels = list(data_list[0][group].cat.categories) if isinstance(
             data_list[0][group].dtype, pd.CategoricalDtype) else sorted(data_list[0][group].dropna().unique())
         inter = [t for t in fits[0].params.index if t.startswith(f"{EXPOSURE}:")]
+        mixed_fits = [fit_mixed_kr(d, outcome, list(covariates), practice=practice, interaction=group,
+                                   alpha=alpha)["fit"] for d in data_list] if model == "mixed" else []
         for level in levels:
             weights = {EXPOSURE: 1.0}
             term = next((t for t in inter if t.endswith(f"[T.{level}]")), None)
@@ -500,16 +533,28 @@ def risk_group_analysis(
                 weights[term] = 1.0
             elif level != levels[0]:
                 continue  # level absent from the data
-            combos = [linear_combination(f, weights, alpha=alpha) for f in fits]
             counts = [_group_counts(f, d, group, level) for f, d in zip(fits, data_list, strict=True)]
+            if model == "mixed":
+                combos = []
+                for mf in mixed_fits:
+                    kr = mf.kenward_roger(np.array([weights.get(k, 0.0) for k in mf.names]))
+                    combos.append({"estimate": kr["estimate"], "se": kr["se"], "df": kr["df"]})
+                    if len(mixed_fits) == 1:
+                        combos[-1].update(_result(kr["estimate"], kr["se"], kr["df"], "linear", alpha))
+                method = "mixed model (practice + practice-by-phase), REML, Kenward-Roger"
+            else:
+                combos = [linear_combination(f, weights, alpha=alpha) for f in fits]
+                method = f"OLS ANCOVA ({'HC3' if robust else 'model-based'} SE)"
             if len(fits) > 1:
-                res = _pooled([{**c, "coef": c["estimate"]} for c in combos], "linear", alpha)
+                dfc = float(np.mean([c["df"] for c in combos]))
+                res = _pooled([{**c, "coef": c["estimate"], "df": dfc} for c in combos], "linear", alpha)
             else:
                 c = combos[0]
-                res = {k: c[k] for k in ("estimate", "ci_low", "ci_high", "p_value")}
-            rows.append({"analysis": analysis, "risk_group": level, "n_phase1": counts[0][0],
+                res = {k: c[k] for k in ("estimate", "ci_low", "ci_high", "p_value", "df")}
+            rows.append({"analysis": analysis, "risk_group": level, "method": method, "n_phase1": counts[0][0],
                          "n_phase3": counts[0][1], **{k: res[k] for k in ("estimate", "ci_low", "ci_high",
-                                                                            "p_value")}})
+                                                                            "p_value", "df")},
+                         "m": len(fits) if len(fits) > 1 else 1})
         if len(fits) > 1:
             q = np.array([[f.params[t] for t in inter] for f in fits])
             u = np.array([f.cov_params().loc[inter, inter].to_numpy() for f in fits])
@@ -544,6 +589,7 @@ def secondary_outcomes_table(
     imputations: Sequence[pd.DataFrame] | None = None,
     *,
     specs: Sequence[OutcomeSpec] = SECONDARY_OUTCOMES,
+    practice: str | None = "practice_id",
     alpha: float = 0.05,
 ) -> pd.DataFrame:
     """Table 3: every outcome by phase with its effect estimate (imputed and complete cases).
@@ -555,6 +601,8 @@ def secondary_outcomes_table(
     imputations : list of DataFrame, optional
         From :func:`impute_outcomes`.
     specs : sequence of OutcomeSpec, default SECONDARY_OUTCOMES
+    practice : str or None, default "practice_id"
+        Cluster column; None gives the published (patients independent) analyses.
     alpha : float, default 0.05
 
     Returns
@@ -573,6 +621,14 @@ def secondary_outcomes_table(
     risk group by proportional-odds models (``OrderedModel``), reported as the odds ratio of
     a better (lower) category with stratified care, ``exp(-coef)``; days off work by negative
     binomial regression (NB2, ratio of means). Ratios are pooled on the log scale.
+
+    Clustering by practice (``practice`` given; one choice per outcome family): continuous
+    outcomes use the primary mixed model (practice and practice-by-phase random intercepts, REML,
+    Kenward-Roger); binary and count outcomes keep the GLM point estimate with the Mancl-DeRouen
+    bias-corrected cluster-robust covariance (:func:`~backpain_analysis.small_sample.glm_mancl_derouen`)
+    and t on G - 1 df; ordinal outcomes the proportional-odds estimate with a CR1 cluster
+    sandwich from the per-patient scores and t on G - 1 df. After imputation the complete-data
+    df is the KR or G - 1 df (Barnard-Rubin).
     """
     data = add_phase3(df)
     rows = []
@@ -590,7 +646,7 @@ def secondary_outcomes_table(
             elif spec.kind == "logistic":
                 summary[f"events_phase{phase}"] = int(y.sum())
                 summary[f"pct_phase{phase}"] = float(100 * y.mean()) if len(y) else np.nan
-        for r in _analyse(df, imputations, spec, alpha):
+        for r in _analyse(df, imputations, spec, alpha, practice):
             rows.append({"outcome": spec.outcome, "label": spec.label, "effect": spec.effect_name(),
                          "analysis": r["analysis"], "n_phase1": r["n_phase1"], "n_phase3": r["n_phase3"],
                          **summary, **{k: r[k] for k in ("estimate", "ci_low", "ci_high", "p_value")},

@@ -375,3 +375,55 @@ def cr2_test(
     crit = stats.t.ppf(1 - alpha / 2, dof)
     return {"estimate": est, "se": se, "df": dof, "ci_low": est - crit * se, "ci_high": est + crit * se,
             "p_value": float(2 * stats.t.sf(abs(est / se), dof)), "n_clusters": int(len(levels))}
+
+
+def glm_mancl_derouen(fit, cluster: Sequence | np.ndarray) -> np.ndarray:
+    """Mancl-DeRouen (2001) bias-corrected cluster-robust covariance of a statsmodels GLM fit.
+
+    Parameters
+    ----------
+    fit : statsmodels GLMResults
+        Independence working model (logistic, negative binomial, ...), fitted to the rows in
+        ``cluster`` order.
+    cluster : labels, one per row used by the fit
+
+    Returns
+    -------
+    ndarray
+        Covariance of the coefficients: B^-1 [sum_g D_g' V_g^-1 (I - H_g)^-1 e_g e_g' (I - H_g)^-T
+        V_g^-1 D_g] B^-1, with D = dmu/dbeta, V = Var(y | mu), B = D'V^-1 D and
+        H_g = D_g B^-1 D_g' V_g^-1 (Mancl & DeRouen, Biometrics 2001). Use with t on G - 1 df.
+    """
+    model = fit.model
+    x = np.asarray(model.exog, dtype=float)
+    y = np.asarray(model.endog, dtype=float)
+    mu = np.asarray(fit.fittedvalues, dtype=float)
+    dmu = 1.0 / model.family.link.deriv(mu)
+    var = model.family.variance(mu) * float(fit.scale)
+    d = x * dmu[:, None]
+    b_inv = np.linalg.inv(d.T @ (d / var[:, None]))
+    e = y - mu
+    labels = pd.Series(np.asarray(cluster)).astype(str).to_numpy()
+    if len(labels) != len(y):
+        raise SmallSampleError(f"{len(labels)} cluster labels for {len(y)} model rows")
+    meat = np.zeros_like(b_inv)
+    for lev in np.unique(labels):
+        i = np.flatnonzero(labels == lev)
+        dg = d[i]
+        h = dg @ b_inv @ dg.T / var[i][None, :]
+        r = np.linalg.solve(np.eye(len(i)) - h, e[i])
+        s = dg.T @ (r / var[i])
+        meat += np.outer(s, s)
+    return b_inv @ meat @ b_inv
+
+
+def cluster_sandwich_scores(score_obs: np.ndarray, hessian: np.ndarray, cluster: Sequence | np.ndarray) -> np.ndarray:
+    """CR1 cluster-robust covariance from per-observation scores: G/(G-1) H^-1 [sum_g s_g s_g'] H^-1.
+
+    For likelihood models without a GLM form (proportional odds); use with t on G - 1 df.
+    """
+    labels = pd.Series(np.asarray(cluster)).astype(str).to_numpy()
+    sums = pd.DataFrame(score_obs).groupby(labels).sum().to_numpy()
+    g = sums.shape[0]
+    h_inv = np.linalg.inv(-hessian)
+    return g / (g - 1) * h_inv @ (sums.T @ sums) @ h_inv

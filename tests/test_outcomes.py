@@ -198,7 +198,7 @@ def test_primary_mixed_model_pools_every_imputation_by_hand(frame, imputations):
 
 
 def test_risk_group_effects_match_a_reparameterized_model(frame):
-    effects, tests = risk_group_analysis(frame, robust=False)
+    effects, tests = risk_group_analysis(frame, robust=False, model="ols")
     sub = frame.dropna(subset=["rmdq_change_6m"])
     x = _dummies(sub, interaction=True)
     res = _pingouin(x, sub["rmdq_change_6m"])
@@ -223,7 +223,7 @@ def test_risk_group_effects_match_a_reparameterized_model(frame):
 
 
 def test_risk_group_robust_standard_errors_are_hc3_by_hand(frame):
-    effects, tests = risk_group_analysis(frame)  # robust (HC3) by default
+    effects, tests = risk_group_analysis(frame, model="ols")  # robust (HC3) by default
     sub = frame.dropna(subset=["rmdq_change_6m"])
     x = _dummies(sub, interaction=True).assign(const=1.0).to_numpy()
     y = sub["rmdq_change_6m"].to_numpy()
@@ -260,6 +260,19 @@ def test_risk_group_effects_after_imputation_are_pooled(frame, imputations):
     assert d1["df_num"] == 2 and 0 <= d1["p_value"] <= 1
     # the high-risk effect (2.3) is larger than the low-risk one (0.1) in this frame
     assert mi.loc["high", "estimate"] > mi.loc["low", "estimate"]
+    # mixed-model group effects pooled over every imputation, by hand (Rubin; BR df from the mean KR df)
+    for level in RISK:
+        krs = []
+        for imp in imputations:
+            f = fit_mixed_kr(imp, "rmdq_change_6m", list(PRIMARY_COVARIATES), interaction="risk_group")["fit"]
+            w = np.array([1.0 if (n == "phase3" or n.endswith(f"[T.{level}]") and n.startswith("phase3:")) else 0.0
+                          for n in f.names])
+            krs.append(f.kenward_roger(w))
+        pooled = pool_rubin([k["estimate"] for k in krs], [k["se"] ** 2 for k in krs],
+                            df_complete=float(np.mean([k["df"] for k in krs])))
+        assert mi.loc[level, "estimate"] == pytest.approx(pooled["estimate"], rel=1e-10)
+        assert mi.loc[level, "ci_low"] == pytest.approx(pooled["ci_low"], rel=1e-8)
+        assert mi.loc[level, "df"] == pytest.approx(pooled["df"], rel=1e-8)
 
 
 def test_impute_outcomes_fills_followup_and_recomputes_derived(frame, imputations):
@@ -309,7 +322,7 @@ def test_ordinal_odds_ratio_reduces_to_logistic_for_two_categories(frame):
     )
     specs = [OutcomeSpec("better", "ordinal", "ordinal", ("age",)), OutcomeSpec("improved", "logistic", "logistic",
                                                                                 ("age",))]
-    t = secondary_outcomes_table(two, specs=specs).set_index("outcome")
+    t = secondary_outcomes_table(two, specs=specs, practice=None).set_index("outcome")
     assert t.loc["better", "estimate"] == pytest.approx(t.loc["improved", "estimate"], rel=1e-4)
     assert t.loc["better", "ci_low"] == pytest.approx(t.loc["improved", "ci_low"], rel=1e-3)
 
@@ -367,3 +380,28 @@ def test_ordinal_fit_is_at_the_optimum(frame):
                             jac=lambda x: -fit.model.score(x), options={"gtol": 1e-9, "maxiter": 5000})
     assert np.abs(ref.x - b).max() < 1e-6
     assert np.abs(fit.model.score(b)).max() < 1e-5
+
+
+def test_table3_sds_are_sample_sds_and_clustered_effects_use_g_minus_1_df(frame):
+    table = secondary_outcomes_table(frame, specs=[s for s in SECONDARY_OUTCOMES
+                                                   if s.outcome in ("pain_change_6m", "rmdq_mcid_6m")])
+    row = table[(table["outcome"] == "pain_change_6m") & (table["analysis"] == "complete cases")].iloc[0]
+    for phase, col in ((1, "sd_phase1"), (3, "sd_phase3")):
+        y = frame.loc[frame["phase"] == phase, "pain_change_6m"].dropna().to_numpy()
+        assert row[col] == pytest.approx(np.std(y, ddof=1), rel=1e-12)
+    # linear outcome: the mixed model with KR
+    kr = fit_mixed_kr(frame, "pain_change_6m", ["pain_nrs_0m", "age", "sex", "episode_duration", "risk_group"])
+    assert row["estimate"] == pytest.approx(kr["estimate"], rel=1e-10)
+    assert row["ci_low"] == pytest.approx(kr["ci_low"], rel=1e-8)
+    # binary outcome: Mancl-DeRouen SE with t on G - 1 df -> CI width from the t quantile
+    from backpain_analysis.models import fit_logistic
+    from backpain_analysis.small_sample import glm_mancl_derouen
+
+    b = table[(table["outcome"] == "rmdq_mcid_6m") & (table["analysis"] == "complete cases")].iloc[0]
+    fit = fit_logistic(frame, "rmdq_mcid_6m", list(PRIMARY_COVARIATES))
+    used = fit.model.data.frame
+    cov = glm_mancl_derouen(fit, frame.loc[used.index, "practice_id"])
+    j = list(fit.params.index).index("phase3")
+    se = np.sqrt(cov[j, j])
+    g = frame["practice_id"].nunique()
+    assert np.log(b["ci_high"]) - np.log(b["estimate"]) == pytest.approx(stats.t.ppf(0.975, g - 1) * se, rel=1e-8)
