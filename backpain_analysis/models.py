@@ -337,6 +337,7 @@ def fit_mixed_kr(
     contrast: dict[str, float] | None = None,
     interaction: str | None = None,
     ddf: str = "Kenward-Roger",
+    drop_zero_component: bool = True,
     alpha: float = 0.05,
 ) -> dict:
     """Linear mixed model with random intercepts for practice and practice-by-phase; KR inference.
@@ -357,6 +358,11 @@ def fit_mixed_kr(
     interaction : str, optional
         As for :func:`fit_ols`.
     ddf : {"Kenward-Roger", "Satterthwaite"}
+    drop_zero_component : bool, default True
+        Pre-specified rule: when the REML estimate of the practice-by-phase variance is 0 (on the
+        boundary), refit with the practice intercept only. Kenward-Roger is conservative with a
+        variance component at 0 (95% CI coverage 0.997 with the default generator, 0.993 with a
+        practice-by-phase SD of 0.5, against 0.96-0.965 with the rule; docs/design_inference.md).
     alpha : float
 
     Returns
@@ -366,7 +372,8 @@ def fit_mixed_kr(
         with Kenward-Roger; unadjusted with Satterthwaite), ``df``, ``n``, ``n_phase1``,
         ``n_phase3``, ``var_practice``, ``var_practice_phase``, ``var_residual``, ``icc``
         (practice variance / (practice + practice-by-phase + residual variance)), ``method``,
-        ``fit`` (the :class:`~backpain_analysis.small_sample.MixedFit`).
+        ``dropped`` (True when the zero practice-by-phase component was dropped), ``fit`` (the
+        :class:`~backpain_analysis.small_sample.MixedFit`).
 
     Notes
     -----
@@ -387,6 +394,10 @@ def fit_mixed_kr(
         groups.append((data[practice].astype(str) + ":" + data[period].astype(str)).to_numpy())
         comp.append("practice:phase")
     fit = fit_reml(y, x, groups, names=names, component_names=comp)
+    dropped = False
+    if drop_zero_component and period is not None and fit.variances[1] <= 1e-8 * fit.variances[-1]:
+        fit = fit_reml(y, x, groups[:1], names=names, component_names=comp[:1])
+        dropped = True
     weights = contrast or {EXPOSURE: 1.0}
     unknown = [k for k in weights if k not in names]
     if unknown:
@@ -402,13 +413,15 @@ def fit_mixed_kr(
     coef = kr["estimate"]
     crit = stats.t.ppf(1 - alpha / 2, dof)
     v = fit.variances
-    v_pp = float(v[1]) if period is not None else 0.0
+    v_pp = float(v[1]) if len(v) == 3 else 0.0
     return {
         "estimate": coef, "ci_low": coef - crit * se, "ci_high": coef + crit * se,
         "p_value": float(2 * stats.t.sf(abs(coef / se), dof)), "coef": coef, "se": se, "df": dof,
         "n": int(len(y)), "n_phase1": int((data[EXPOSURE] == 0).sum()), "n_phase3": int((data[EXPOSURE] == 1).sum()),
         "var_practice": float(v[0]), "var_practice_phase": v_pp, "var_residual": float(v[-1]),
-        "icc": float(v[0] / v.sum()), "method": f"mixed model (REML), {ddf} df", "fit": fit,
+        "icc": float(v[0] / v.sum()), "dropped": dropped,
+        "method": f"mixed model (REML), {ddf} df" + (" (zero practice-by-phase variance dropped)" if dropped else ""),
+        "fit": fit,
     }
 
 

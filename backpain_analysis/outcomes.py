@@ -327,15 +327,20 @@ def _mixed_row(data_list: Sequence[pd.DataFrame], outcome: str, covariates: Sequ
     fits = [fit_mixed_kr(d, outcome, covariates, practice=practice, contrast=contrast, interaction=interaction,
                          ddf=ddf, alpha=alpha) for d in data_list]
     icc = float(np.mean([f["icc"] for f in fits]))
+    dropped = sum(bool(f["dropped"]) for f in fits)
+    note = "" if not dropped else (" (zero practice-by-phase variance dropped" +
+                                   (f" in {dropped} of {len(fits)} imputations)" if len(fits) > 1 else ")"))
     if len(fits) == 1:
         f = fits[0]
         return {**{k: f[k] for k in ("estimate", "ci_low", "ci_high", "p_value", "df", "n_phase1", "n_phase3")},
-                "se": f["se"], "m": 1, "fmi": np.nan, "icc": icc}
-    # Barnard-Rubin df with the complete-data df = the KR df (mean over the imputed datasets)
-    df_com = float(np.mean([f["df"] for f in fits]))
+                "se": f["se"], "m": 1, "fmi": np.nan, "icc": icc, "note": note}
+    # Barnard-Rubin df with the complete-data df = the KR df (median over the imputed datasets: robust
+    # when the zero-variance rule applies in some imputations only)
+    df_com = float(np.median([f["df"] for f in fits]))
     pooled = pool_rubin([f["coef"] for f in fits], [f["se"] ** 2 for f in fits], df_complete=df_com, alpha=alpha)
     return {**{k: pooled[k] for k in ("estimate", "ci_low", "ci_high", "p_value", "df", "fmi", "se")},
-            "n_phase1": fits[0]["n_phase1"], "n_phase3": fits[0]["n_phase3"], "m": len(fits), "icc": icc}
+            "n_phase1": fits[0]["n_phase1"], "n_phase3": fits[0]["n_phase3"], "m": len(fits), "icc": icc,
+            "note": note}
 
 
 def primary_analysis(
@@ -393,9 +398,12 @@ def primary_analysis(
     patients (Hooper et al., Stat Med 2016; Leyrat et al., Int J Epidemiol 2018): the primary
     model has random intercepts for practice and practice-by-phase and Kenward-Roger (1997)
     inference (:func:`backpain_analysis.models.fit_mixed_kr`; agrees with R lme4 + pbkrtest to
-    1e-6, tests/test_small_sample.py). Multiple imputation: the model is fitted to every imputed
+    1e-6, tests/test_small_sample.py). Pre-specified rule: a practice-by-phase variance estimated
+    at 0 is dropped and the model refitted with a practice intercept only, because Kenward-Roger
+    with a variance on the boundary over-covers (simulated coverage 0.997; 0.96 with the rule;
+    docs/design_inference.md); ``method`` says when it applied. Multiple imputation: the model is fitted to every imputed
     dataset and pooled by Rubin's rules with Barnard-Rubin df, the complete-data df being the
-    (mean) KR df. Calendar-time adjustment: years since the first consultation (secular trend)
+    (median) KR df. Calendar-time adjustment: years since the first consultation (secular trend)
     and an annual harmonic (season) as fixed effects. The OLS row reproduces the published
     analysis (t on the residual df) for comparison with the paper; it ignores clustering and
     under-covers when the effect varies between practice-periods (docs/design_inference.md).
@@ -421,10 +429,11 @@ def primary_analysis(
     def mixed_rows(label_mi: str, label_cc: str) -> list[dict[str, Any]]:
         out = []
         if imputations:
-            out.append({"analysis": label_mi, "method": mixed_method + " (Rubin, Barnard-Rubin df)",
-                        **_mixed_row(list(imputations), outcome, covs, practice, alpha)})
-        out.append({"analysis": label_cc, "method": mixed_method, **_mixed_row([cc_data], outcome, covs, practice,
-                                                                                 alpha)})
+            r = _mixed_row(list(imputations), outcome, covs, practice, alpha)
+            out.append({"analysis": label_mi, "method": mixed_method + r.pop("note") + ", Rubin, Barnard-Rubin df",
+                        **r})
+        r = _mixed_row([cc_data], outcome, covs, practice, alpha)
+        out.append({"analysis": label_cc, "method": mixed_method + r.pop("note"), **r})
         return out
 
     if primary_model == "mixed":
@@ -445,7 +454,7 @@ def primary_analysis(
             timed = calendar_terms(cc_data.loc[cc_data[date].notna()], date)
             r = _mixed_row([timed], outcome, [*covs, "calendar_years", "season_sin", "season_cos"], practice, alpha)
             rows.append({"analysis": "calendar time adjusted, " + CC,
-                         "method": mixed_method + " + secular trend and season", **r})
+                         "method": mixed_method + r.pop("note") + " + secular trend and season", **r})
     table = pd.DataFrame(rows)
     table.insert(1, "primary", table["analysis"] == (MI if imputations else CC))
     table.insert(2, "outcome", outcome)
@@ -546,7 +555,7 @@ def risk_group_analysis(
                 combos = [linear_combination(f, weights, alpha=alpha) for f in fits]
                 method = f"OLS ANCOVA ({'HC3' if robust else 'model-based'} SE)"
             if len(fits) > 1:
-                dfc = float(np.mean([c["df"] for c in combos]))
+                dfc = float(np.median([c["df"] for c in combos]))
                 res = _pooled([{**c, "coef": c["estimate"], "df": dfc} for c in combos], "linear", alpha)
             else:
                 c = combos[0]
