@@ -287,16 +287,21 @@ def fit_reml(
     n, p = x.shape
 
     def f(th):
-        return _reml_profile(np.abs(th), cross, n, p, sizes)[0]
+        # relative SDs above 100 residual SDs are not plausible; there X'V^-1X loses the
+        # between-cluster information and may be numerically singular
+        try:
+            return _reml_profile(np.minimum(np.abs(th), 100.0), cross, n, p, sizes)[0]
+        except np.linalg.LinAlgError:
+            return np.inf
 
     # coarse grid of starts (cheap: q x q work per evaluation), then L-BFGS-B and a Nelder-Mead polish
     grid = [np.full(len(zs), s0) for s0 in (0.0, 0.05, 0.2, 0.5)]
     start = min(grid, key=f)
-    best = optimize.minimize(f, start + 1e-3, method="L-BFGS-B", bounds=[(0, None)] * len(zs),
+    best = optimize.minimize(f, start + 1e-3, method="L-BFGS-B", bounds=[(0, 100.0)] * len(zs),
                              options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 500})
     r = optimize.minimize(f, best.x, method="Nelder-Mead",
                           options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 4000})
-    th = np.abs(r.x) if r.fun < best.fun else np.abs(best.x)
+    th = np.minimum(np.abs(r.x) if r.fun < best.fun else np.abs(best.x), 100.0)
     crit, beta, s_e, xvx = _reml_profile(th, cross, n, p, sizes)
     variances = np.append(s_e * th ** 2, s_e)
     return MixedFit(
