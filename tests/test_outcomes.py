@@ -405,3 +405,22 @@ def test_table3_sds_are_sample_sds_and_clustered_effects_use_g_minus_1_df(frame)
     se = np.sqrt(cov[j, j])
     g = frame["practice_id"].nunique()
     assert np.log(b["ci_high"]) - np.log(b["estimate"]) == pytest.approx(stats.t.ppf(0.975, g - 1) * se, rel=1e-8)
+
+
+def test_table3_binary_mi_row_pools_every_imputation_with_g_minus_1_df(frame, imputations):
+    from backpain_analysis.models import fit_logistic
+    from backpain_analysis.small_sample import glm_mancl_derouen
+
+    spec = [s for s in SECONDARY_OUTCOMES if s.outcome == "rmdq_mcid_6m"]
+    row = secondary_outcomes_table(frame, imputations, specs=spec).set_index("analysis").loc["multiple imputation"]
+    est, var = [], []
+    for imp in imputations:
+        fit = fit_logistic(imp, "rmdq_mcid_6m", list(PRIMARY_COVARIATES))
+        j = list(fit.params.index).index("phase3")
+        cov = glm_mancl_derouen(fit, imp.loc[fit.model.data.frame.index, "practice_id"])
+        est.append(fit.params.iloc[j])
+        var.append(cov[j, j])
+    pooled = pool_rubin(est, var, df_complete=frame["practice_id"].nunique() - 1)
+    assert row["estimate"] == pytest.approx(math.exp(pooled["estimate"]), rel=1e-8)
+    assert row["ci_low"] == pytest.approx(math.exp(pooled["ci_low"]), rel=1e-6)
+    assert row["p_value"] == pytest.approx(pooled["p_value"], rel=1e-6)
