@@ -358,6 +358,8 @@ def fit_mixed_kr(
     interaction : str, optional
         As for :func:`fit_ols`.
     ddf : {"Kenward-Roger", "Satterthwaite"}
+        Kenward-Roger falls back to the Satterthwaite df (with the KR-adjusted SE) when the KR df
+        is undefined (not finite or not positive); ``method`` then says so.
     drop_zero_component : bool, default True
         Pre-specified rule: when the REML estimate of the practice-by-phase variance is 0 (on the
         boundary), refit with the practice intercept only. Kenward-Roger is conservative with a
@@ -404,8 +406,11 @@ def fit_mixed_kr(
         raise ModelError(f"terms {unknown} are not in the model (terms: {names})")
     L = np.array([weights.get(k, 0.0) for k in names])
     kr = fit.kenward_roger(L)
-    if ddf == "Kenward-Roger":
+    if ddf == "Kenward-Roger" and np.isfinite(kr["df"]) and kr["df"] > 0:
         se, dof = kr["se"], kr["df"]
+    elif ddf == "Kenward-Roger":  # documented fallback: KR df undefined (rho <= 1), use Satterthwaite
+        se, dof = kr["se"], kr["df_satterthwaite"]
+        ddf = "Kenward-Roger SE, Satterthwaite"
     elif ddf == "Satterthwaite":
         se, dof = kr["se_unadjusted"], kr["df_satterthwaite"]
     else:
