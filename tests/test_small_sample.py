@@ -218,3 +218,23 @@ def test_mancl_derouen_is_the_leave_one_cluster_out_jackknife_for_a_linear_model
     # statsmodels' Gaussian scale is the residual variance; the MD formula divides by V and
     # multiplies back, so the scale cancels
     np.testing.assert_allclose(cov, jack, rtol=1e-8)
+
+
+# MASS::polr on the bundled study's complete cases (tests/r/polr_check.R): coefficient, SE, log-lik
+POLR_STORED = (0.14704072, 0.1536047009, -874.3417802036)
+
+
+def test_ordinal_fit_matches_mass_polr(bundled, tmp_path):
+    fit = models.fit_ordinal(bundled, "global_change_6m", list(PRIMARY_COVARIATES))
+    ref = POLR_STORED
+    if HAVE_R:
+        d = models._prepare(models.add_phase3(bundled), "global_change_6m", list(PRIMARY_COVARIATES))
+        d["global_change_6m"] = d["global_change_6m"].cat.codes
+        d.to_csv(tmp_path / "gc.csv", index=False)
+        out = subprocess.run(["Rscript", str(ROOT / "tests" / "r" / "polr_check.R"), str(tmp_path / "gc.csv")],
+                             capture_output=True, text=True, check=True, timeout=300)
+        ref = tuple(float(v) for v in out.stdout.split())
+        assert ref == pytest.approx(POLR_STORED, rel=1e-6)
+    assert float(fit.params["phase3"]) == pytest.approx(ref[0], rel=1e-6)
+    assert float(fit.bse["phase3"]) == pytest.approx(ref[1], rel=1e-5)
+    assert fit.llf == pytest.approx(ref[2], rel=1e-10)
