@@ -363,8 +363,8 @@ def fit_mixed_kr(
     drop_zero_component : bool, default True
         Pre-specified rule: when the REML estimate of the practice-by-phase variance is 0 (on the
         boundary), refit with the practice intercept only. Kenward-Roger is conservative with a
-        variance component at 0 (95% CI coverage 0.997 with the default generator, 0.993 with a
-        practice-by-phase SD of 0.5, against 0.96-0.965 with the rule; docs/design_inference.md).
+        variance component at 0 (95% CI coverage 0.994 with the default generator and with a
+        practice-by-phase SD of 0.5, against 0.956-0.970 with the rule; docs/design_inference.md).
     alpha : float
 
     Returns

@@ -400,7 +400,7 @@ def primary_analysis(
     inference (:func:`backpain_analysis.models.fit_mixed_kr`; agrees with R lme4 + pbkrtest to
     1e-6, tests/test_small_sample.py). Pre-specified rule: a practice-by-phase variance estimated
     at 0 is dropped and the model refitted with a practice intercept only, because Kenward-Roger
-    with a variance on the boundary over-covers (simulated coverage 0.997; 0.96 with the rule;
+    with a variance on the boundary over-covers (simulated coverage 0.994; 0.956-0.970 with the rule;
     docs/design_inference.md); ``method`` says when it applied. Multiple imputation: the model is fitted to every imputed
     dataset and pooled by Rubin's rules with Barnard-Rubin df, the complete-data df being the
     (median) KR df. Calendar-time adjustment: years since the first consultation (secular trend)
