@@ -114,6 +114,8 @@ DEFAULTS: dict[str, Any] = {
     "rmdq_betabinomial_rho": 0.02,
     "icc_practice": 0.03,
     "rmdq_change_within_sd": 5.6,
+    "rmdq_practice_phase_sd": 0.0,
+    "rmdq_secular_trend": 0.0,
     # --- other follow-up outcomes ---
     "pain_change": [2.0, 2.0],
     "pain_effect": 0.15,
@@ -219,6 +221,10 @@ PARAMETER_HELP: dict[str, str] = {
     "rmdq_betabinomial_rho": "intra-class correlation of the beta-binomial follow-up RMDQ around its mean",
     "icc_practice": "practice share of the residual variance of the 6-month RMDQ change (random intercepts)",
     "rmdq_change_within_sd": "within-practice residual SD of the 6-month RMDQ change used to scale icc_practice",
+    "rmdq_practice_phase_sd": "SD of practice-by-phase intercepts of the 6-month RMDQ change (cluster-period effects; "
+                              "0 = none): the phase effect varies between practices around its mean",
+    "rmdq_secular_trend": "shift of the expected 6-month RMDQ change per year of calendar time since phase1_start "
+                          "(secular trend; 0 = none); not part of the phase 3 effect",
     "pain_change": "mean pain NRS change at 6 months in phase 1 per phase [1, 3] before the effect",
     "pain_effect": "direct phase 3 effect on pain change (on top of what follows from RMDQ)",
     "tsk_change": "mean TSK change at 6 months per phase before the effect",
@@ -383,6 +389,8 @@ def _resolve(overrides: Mapping[str, Any]) -> dict[str, Any]:
         raise SyntheticParameterError("latent_correlation must be in (-1, 1) and rmdq_betabinomial_rho in [0, 1)")
     if not 0 <= p["icc_practice"] < 1:
         raise SyntheticParameterError(f"icc_practice must be in [0, 1); got {p['icc_practice']!r}")
+    if not p["rmdq_practice_phase_sd"] >= 0:
+        raise SyntheticParameterError(f"rmdq_practice_phase_sd must be >= 0; got {p['rmdq_practice_phase_sd']!r}")
     try:
         np.datetime64(p["phase1_start"], "D")
     except ValueError:
@@ -677,6 +685,14 @@ def _simulate(p: dict[str, Any], n: int, rng: np.random.Generator, n_practices: 
     icc = float(p["icc_practice"])
     sd_p = math.sqrt(icc / (1 - icc)) * sd_w if icc > 0 else 0.0
     prac_re = rng.normal(0, sd_p, n_practices)[practice] if sd_p > 0 else np.zeros(n)
+    # optional design overrides, drawn only when set so that the default study is unchanged
+    sd_pp = float(p["rmdq_practice_phase_sd"])
+    if sd_pp > 0:  # cluster-period effects: one intercept per practice and phase
+        prac_re = prac_re + rng.normal(0, sd_pp, (n_practices, 2))[practice, phase3.astype(int)]
+    trend = float(p["rmdq_secular_trend"])
+    if trend != 0:  # secular trend in calendar time (years since the start of phase 1)
+        years = (out["date"] - d["start1"]).astype("timedelta64[D]").astype(float) / 365.25
+        prac_re = prac_re + trend * years
     rho26 = float(p["rmdq_change_2m_6m_correlation"])
     # right-skewed deviations (standardized gamma, shape 2): most change little, some recover a lot
     u6 = (rng.gamma(2.0, 1.0, n) - 2.0) / math.sqrt(2.0)
