@@ -532,7 +532,8 @@ def pool_wald(
     Li, Raghunathan & Rubin, J Am Stat Assoc 1991;86:1065-73; van Buuren, Flexible Imputation of
     Missing Data (2018), section 5.3.2: ``r1 = (1 + 1/m) tr(B U^-1) / k``, ``D1 = Q' U^-1 Q /
     (k (1 + r1))``, ``t = k (m - 1)``, ``nu1 = 4 + (t - 4) (1 + (1 - 2/t) / r1)^2`` if ``t > 4``
-    else ``t (1 + 1/k) (1 + r1)^2 / 2``. With no between-imputation variance it reduces to the
+    else ``t (1 + 1/k) (1 + 1/r1)^2 / 2`` (Li, Raghunathan & Rubin 1991, eq. 2.16;
+    van Buuren 2018, eq. 5.16). With no between-imputation variance it reduces to the
     complete-data Wald chi-square divided by ``k`` (infinite denominator df).
 
     Examples
@@ -566,6 +567,6 @@ def pool_wald(
     elif t > 4:
         nu1 = 4 + (t - 4) * (1 + (1 - 2 / t) / r1) ** 2
     else:
-        nu1 = t * (1 + 1 / k) * (1 + r1) ** 2 / 2
+        nu1 = t * (1 + 1 / k) * (1 + 1 / r1) ** 2 / 2
     p = float(stats.chi2.sf(d1 * k, k)) if math.isinf(nu1) else float(stats.f.sf(d1, k, nu1))
     return {"statistic": d1, "df_num": k, "df_den": float(nu1), "p_value": p, "riv": r1, "m": m}

@@ -736,7 +736,7 @@ def predictive_validity(dataset: pd.DataFrame, *, poor_outcome: str = "rmdq", rm
 
 # --------------------------------------------------------------------------- uptake
 def uptake(consultations: pd.DataFrame, by: str | None = "practice_id", *, phase: int | None = 3,
-           level: float = 0.95) -> pd.DataFrame:
+           level: float = 0.95, cluster: str | None = None) -> pd.DataFrame:
     """Share of eligible back-pain consultations with a completed screening tool.
 
     Parameters
@@ -749,14 +749,34 @@ def uptake(consultations: pd.DataFrame, by: str | None = "practice_id", *, phase
         gives one overall row.
     phase : int or None
         Keep only this phase (default 3, the stratified-care phase); ``None`` keeps all.
+    level : float
+        Confidence level.
+    cluster : str or None
+        Column of the cluster (e.g. ``"practice_id"``): consultations of one practice are not
+        independent, so the interval of each row accounts for it (see Notes). ``None``: Wilson
+        intervals treating consultations as independent. Rows with fewer than 2 clusters (e.g.
+        ``by="practice_id"``) keep the Wilson interval.
 
     Returns
     -------
     DataFrame
         Columns: the ``by`` column (if any), ``n_consultations``, ``n_completed``,
-        ``estimate`` (share 0-1), ``ci_low``, ``ci_high`` (Wilson). Consultations with a missing
-        ``sbst_completed`` count as not completed (documented choice: a tool that was not
-        recorded cannot have guided care).
+        ``estimate`` (share 0-1), ``ci_low``, ``ci_high`` (Wilson, or cluster-adjusted with
+        ``cluster``). With ``cluster`` also ``n_clusters``, ``wilson_low``, ``wilson_high``
+        (the interval ignoring clustering), ``design_effect`` (cluster-robust variance over
+        the binomial variance, without small-sample factor) and ``method``. Consultations
+        with a missing ``sbst_completed`` count as not completed (documented choice: a tool
+        that was not recorded cannot have guided care).
+
+    Notes
+    -----
+    Cluster-adjusted interval: the intercept-only logistic GEE with independence working
+    correlation (its estimate is the overall share ``p = sum y_g / sum n_g``), with the
+    Mancl-DeRouen (Biometrics 2001) bias-reduced sandwich variance and a t interval on
+    ``G - 1`` df on the logit scale, back-transformed. In closed form: cluster residuals
+    ``e_g = (y_g - p n_g) / (1 - n_g / N)`` (the Mancl-DeRouen leverage correction for this
+    model), ``Var(logit p) = sum e_g^2 / (N p (1 - p))^2``. The design effect is
+    ``sum (y_g - p n_g)^2 / (N p (1 - p))``, about ``1 + (n_bar - 1) ICC``.
 
     Examples
     --------
@@ -775,6 +795,12 @@ def uptake(consultations: pd.DataFrame, by: str | None = "practice_id", *, phase
         raise BackpainError(f"uptake: consultations.sbst_completed must be 0/1; found e.g. "
                             f"{done[~done.isin([0.0, 1.0])].head(3).tolist()}")
     frame = pd.DataFrame({"done": done.to_numpy()}, index=c.index)
+    if cluster is not None:
+        _require(c, [cluster], "uptake: consultations table")
+        if c[cluster].isna().any():
+            raise BackpainError(f"uptake: consultations.{cluster} (the cluster) has missing values in "
+                                f"{int(c[cluster].isna().sum())} row(s)")
+        frame["_cluster"] = c[cluster].to_numpy()
     keys: list[str] = []
     if by == "month":
         _require(c, ["consultation_date"], "uptake: consultations table")
@@ -791,7 +817,43 @@ def uptake(consultations: pd.DataFrame, by: str | None = "practice_id", *, phase
     res["n_completed"] = res["n_completed"].astype(int)
     res["estimate"] = res["n_completed"] / res["n_consultations"].where(res["n_consultations"] > 0)
     res["ci_low"], res["ci_high"] = wilson_interval(res["n_completed"], res["n_consultations"], level)
+    if cluster is None:
+        return res
+    res["wilson_low"], res["wilson_high"] = res["ci_low"], res["ci_high"]
+    parts = [g for _, g in frame.groupby(keys, sort=True)] if keys else [frame]
+    extra = [_cluster_share_ci(g["done"].to_numpy(), g["_cluster"].to_numpy(), level) for g in parts]
+    res["n_clusters"] = [e["n_clusters"] for e in extra]
+    res["design_effect"] = [e["design_effect"] for e in extra]
+    adjusted = np.array([e["n_clusters"] >= 2 and np.isfinite(e["ci_low"]) for e in extra])
+    res.loc[adjusted, "ci_low"] = [e["ci_low"] for e, a in zip(extra, adjusted, strict=True) if a]
+    res.loc[adjusted, "ci_high"] = [e["ci_high"] for e, a in zip(extra, adjusted, strict=True) if a]
+    res["method"] = np.where(adjusted, f"GEE (independence, logit) with Mancl-DeRouen SE, t on clusters - 1 df "
+                             f"({cluster})", "Wilson")
     return res
+
+
+def _cluster_share_ci(done: np.ndarray, clusters: np.ndarray, level: float) -> dict[str, float]:
+    """Cluster-robust interval of an overall share (see :func:`uptake`, Notes)."""
+    codes, _ = pd.factorize(clusters)
+    g = int(codes.max()) + 1 if codes.size else 0
+    y = np.bincount(codes, weights=done, minlength=g)
+    n = np.bincount(codes, minlength=g).astype(float)
+    total = n.sum()
+    nan = {"n_clusters": g, "ci_low": np.nan, "ci_high": np.nan, "design_effect": np.nan}
+    if g < 2 or total == 0:
+        return nan
+    p = y.sum() / total
+    if p <= 0 or p >= 1:
+        return nan
+    resid = y - p * n
+    info = total * p * (1 - p)
+    deff = float(np.sum(resid**2) / info)
+    var_logit = float(np.sum((resid / (1 - n / total)) ** 2) / info**2)
+    crit = stats.t.ppf(0.5 + level / 2, g - 1)
+    centre = np.log(p / (1 - p))
+    lo, hi = centre - crit * np.sqrt(var_logit), centre + crit * np.sqrt(var_logit)
+    return {"n_clusters": g, "ci_low": float(1 / (1 + np.exp(-lo))), "ci_high": float(1 / (1 + np.exp(-hi))),
+            "design_effect": deff}
 
 
 def plot_uptake(by_practice: pd.DataFrame, by_month: pd.DataFrame, *, target: float = 0.8,

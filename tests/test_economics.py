@@ -407,3 +407,75 @@ def test_docstring_examples_run():
     matplotlib.use("Agg")
     result = doctest.testmod(ec, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0 and result.attempted >= 20
+
+
+# --------------------------------------------------------------------------- two-stage cluster bootstrap
+def _clustered_costs(seed=0, g=6, n=15, sd_practice=40.0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for phase in (1, 3):
+        for j in range(g):
+            effect = rng.normal(0, sd_practice)
+            for _ in range(n):
+                rows.append({"phase": phase, "practice_id": f"P{phase}{j}", "nhs_cost": 100 + effect + rng.gamma(2, 20),
+                             "eq5d_index_0m": rng.uniform(0.3, 0.9)})
+    d = pd.DataFrame(rows)
+    d["qaly"] = 0.4 * d["eq5d_index_0m"] + rng.normal(0, 0.02, len(d))
+    return d
+
+
+def test_cluster_bootstrap_variance_matches_closed_form():
+    # equal cluster sizes: the two-stage bootstrap variance of a phase mean is, exactly,
+    # (1/G) [mean_g (ybar_g - ybar)^2 + mean_g s_g^2 / n]  (ddof 0), summed over the two phases
+    d = _clustered_costs()
+    res = ec.cost_utility(d, baseline=None, n_boot=20_000, seed=4, cluster="practice_id")
+    expected = 0.0
+    for _, part in d.groupby("phase"):
+        by = part.groupby("practice_id")["nhs_cost"]
+        means, within = by.mean(), by.var(ddof=0)
+        g, n = len(means), 15
+        expected += (np.mean((means - means.mean()) ** 2) + np.mean(within / n)) / g
+    assert np.var(res.boot_cost, ddof=1) == pytest.approx(expected, rel=0.04)
+    assert "two-stage" in res.method
+
+
+def test_cluster_bootstrap_matches_slow_reference_loop():
+    # a plain loop: draw practices, then patients within each drawn practice; different random
+    # stream, so the SEs agree within Monte Carlo error (2,000 replicates: about 3%)
+    d = _clustered_costs(seed=3, g=5, n=8)
+    rng = np.random.default_rng(11)
+    practices = {phase: [g["nhs_cost"].to_numpy() for _, g in part.groupby("practice_id")]
+                 for phase, part in d.groupby("phase")}
+    deltas = []
+    for _ in range(4000):
+        means = {}
+        for phase, costs in practices.items():
+            values = []
+            for j in rng.integers(0, len(costs), size=len(costs)):
+                values.append(rng.choice(costs[j], size=costs[j].size, replace=True))
+            means[phase] = np.concatenate(values).mean()
+        deltas.append(means[3] - means[1])
+    res = ec.cost_utility(d, baseline=None, n_boot=4000, seed=9)
+    assert res.delta_cost["se"] == pytest.approx(np.std(deltas, ddof=1), rel=0.08)
+    # the patient bootstrap ignores the practices and is much narrower here
+    naive = ec.cost_utility(d, baseline=None, n_boot=4000, seed=9, cluster=None)
+    assert naive.delta_cost["se"] < 0.7 * res.delta_cost["se"]
+    assert "patients resampled" in naive.method
+
+
+def test_cluster_bootstrap_weights_keep_strata_and_clusters():
+    strata = np.repeat([1, 3], [7, 5])
+    clusters = np.array(list("aabbbcc") + list("ddeee"))
+    w = np.vstack(list(ec.iter_cluster_bootstrap_weights(strata, clusters, 300, 2, chunk_size=70)))
+    assert w.shape == (300, 12)
+    # each stratum keeps its expected size; a cluster's count is a multiple of... its draws of n_g
+    sizes = {"a": 2, "b": 3, "c": 2, "d": 2, "e": 3}
+    for c, n_g in sizes.items():
+        assert np.all(w[:, clusters == c].sum(axis=1) % n_g == 0)
+    assert w[:, strata == 3].sum(axis=1).min() >= 4  # at least two clusters of >= 2 patients
+    again = np.vstack(list(ec.iter_cluster_bootstrap_weights(strata, clusters, 300, 2, chunk_size=70)))
+    assert np.array_equal(w, again)
+    with pytest.raises(ec.EconomicsError, match="missing"):
+        next(ec.iter_cluster_bootstrap_weights(strata, np.where(clusters == "a", None, clusters), 5, 0))
+    with pytest.raises(ec.EconomicsError, match="cluster column"):
+        ec.cost_utility(_clustered_costs(), n_boot=10, cluster="gp_id")

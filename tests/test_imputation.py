@@ -178,12 +178,20 @@ def test_pool_wald_worked_by_hand():
 
     # m = 3, k = 2, U = I: Qbar = (2, 0), B = [[1, -0.5], [-0.5, 1]], r1 = (4/3) tr(B) / 2 = 4/3,
     # D1 = Qbar' Qbar / (2 (1 + 4/3)) = 4 / (14/3) = 6/7; t = k (m - 1) = 4 (not > 4), so
-    # nu1 = t (1 + 1/k) (1 + r1)^2 / 2 = 4 * 1.5 * (7/3)^2 / 2 = 49/3.
+    # nu1 = t (1 + 1/k) (1 + 1/r1)^2 / 2 (Li, Raghunathan & Rubin 1991) = 4 * 1.5 * (7/4)^2 / 2
+    # = 147/16 = 9.1875.
     r = pool_wald([[1.0, 0.0], [2.0, 1.0], [3.0, -1.0]], [np.eye(2)] * 3)
     assert r["riv"] == pytest.approx(4 / 3)
     assert r["statistic"] == pytest.approx(6 / 7)
-    assert r["df_den"] == pytest.approx(49 / 3)
-    assert r["p_value"] == pytest.approx(stats.f.sf(6 / 7, 2, 49 / 3))
+    assert r["df_den"] == pytest.approx(9.1875)
+    assert r["p_value"] == pytest.approx(stats.f.sf(6 / 7, 2, 9.1875))
+    # t > 4 branch: m = 4, k = 2, U = I, estimates (0,0), (2,0), (0,2), (2,2): Qbar = (1, 1),
+    # B = diag(4/3, 4/3), r1 = (5/4) (8/3) / 2 = 5/3, D1 = 2 / (2 (8/3)) = 3/8, t = 6,
+    # nu1 = 4 + 2 (1 + (2/3) (3/5))^2 = 4 + 2 * 1.4^2 = 7.92.
+    r6 = pool_wald([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [2.0, 2.0]], [np.eye(2)] * 4)
+    assert r6["riv"] == pytest.approx(5 / 3)
+    assert r6["statistic"] == pytest.approx(3 / 8)
+    assert r6["df_den"] == pytest.approx(7.92)
     # no between-imputation variance: the complete-data Wald test (chi-square / k)
     r0 = pool_wald([[1.0, 2.0]] * 4, [np.diag([0.5, 2.0])] * 4)
     assert r0["statistic"] == pytest.approx((1 / 0.5 + 4 / 2.0) / 2)

@@ -14,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 from statsmodels.stats.contingency_tables import Table2x2
 from statsmodels.stats.proportion import proportion_confint
 
+from backpain_analysis import screening as sc
 from backpain_analysis.errors import BackpainError
 from backpain_analysis.screening import (
     auc_delong,
@@ -459,3 +460,52 @@ def test_fidelity_plot_survives_all_or_none_and_empty_cells():
     })
     fig = plot_fidelity(by_risk)
     plt.close(fig)
+
+
+# ------------------------------------------------------------------ uptake with practices as clusters
+def _consultations(sd_logit, n_practices, seed):
+    rng = np.random.default_rng(seed)
+    parts = []
+    for j in range(n_practices):
+        p = 1 / (1 + np.exp(-(0.8 + rng.normal(0, sd_logit)))) if sd_logit > 0 else 1 / (1 + np.exp(-0.8))
+        n = int(rng.integers(60, 160))
+        parts.append(pd.DataFrame({"practice_id": f"P{j:02d}", "phase": 3, "sbst_completed": rng.binomial(1, p, n),
+                                   "consultation_date": pd.Timestamp("2009-01-01")}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_uptake_cluster_ci_matches_statsmodels_gee_mancl_derouen():
+    import statsmodels.api as sm
+    from scipy import stats as sps
+
+    c = _consultations(1.0, 7, 1)
+    r = sc.uptake(c, by=None, cluster="practice_id").iloc[0]
+    gee = sm.GEE(c["sbst_completed"].astype(float), np.ones((len(c), 1)), groups=c["practice_id"],
+                 family=sm.families.Binomial(), cov_struct=sm.cov_struct.Independence()).fit(cov_type="bias_reduced")
+    logit = np.log(r["estimate"] / (1 - r["estimate"]))
+    assert logit == pytest.approx(float(gee.params.iloc[0]), rel=1e-8)
+    se = (np.log(r["ci_high"] / (1 - r["ci_high"])) - logit) / sps.t.ppf(0.975, 6)
+    assert se == pytest.approx(float(gee.bse.iloc[0]), rel=1e-6)
+    # wider than Wilson when uptake varies by practice, and a large design effect
+    assert r["ci_low"] < r["wilson_low"] and r["ci_high"] > r["wilson_high"]
+    assert r["design_effect"] > 5
+    # design effect = sum of squared cluster residuals / binomial information, by hand
+    y = c.groupby("practice_id")["sbst_completed"].sum()
+    n = c.groupby("practice_id").size()
+    p = y.sum() / n.sum()
+    assert r["design_effect"] == pytest.approx(((y - p * n) ** 2).sum() / (n.sum() * p * (1 - p)))
+
+
+def test_uptake_cluster_ci_close_to_wilson_without_cluster_variation():
+    c = _consultations(0.0, 80, 2)
+    r = sc.uptake(c, by=None, cluster="practice_id").iloc[0]
+    assert r["design_effect"] == pytest.approx(1.0, abs=0.35)
+    width, wilson = r["ci_high"] - r["ci_low"], r["wilson_high"] - r["wilson_low"]
+    assert width == pytest.approx(wilson, rel=0.2)
+    # one practice per row: nothing to adjust, the Wilson interval stays
+    per = sc.uptake(c, by="practice_id", cluster="practice_id")
+    assert np.allclose(per["ci_low"], per["wilson_low"]) and set(per["method"]) == {"Wilson"}
+    plain = sc.uptake(c, by=None)
+    assert "design_effect" not in plain.columns
+    with pytest.raises(BackpainError, match="gp_id"):
+        sc.uptake(c, by=None, cluster="gp_id")
