@@ -24,7 +24,8 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["SCRATCH_ENV", "ChapterOutputs", "KeyFinding", "atomic_write", "read_key_findings", "scratch_dir"]
+__all__ = ["SCRATCH_ENV", "ChapterOutputs", "KeyFinding", "atomic_write", "key_figures_markdown", "read_key_findings",
+           "scratch_dir"]
 
 
 @contextmanager
@@ -94,6 +95,46 @@ class KeyFinding:
     ci_low: float | None = None
     ci_high: float | None = None
     unit: str = ""
+
+
+def key_figures_markdown(findings: list[KeyFinding], *, decimals: int = 1,
+                         empty: str = "No figure is large enough to show.") -> str:
+    """Key findings as a plain-language Markdown list for readers (one line each, no codes).
+
+    Parameters
+    ----------
+    findings : list of KeyFinding
+        As collected by :meth:`ChapterOutputs.finding`; ``label`` is the reader's wording.
+    decimals : int
+        Decimals of value and interval.
+    empty : str
+        Text when there is no finding.
+
+    Returns
+    -------
+    str
+        ``"- Label: **value unit** (95% CI low to high)"`` lines; labels are escaped
+        (:func:`backpain_analysis.safe_text.markdown_text`), so text from an export cannot add
+        Markdown or HTML. A percentage unit is written ``%`` right after the number.
+
+    Examples
+    --------
+    >>> f = [KeyFinding("uptake", 48.44, "consultations with the questionnaire completed", 41.8, 55.0, "%")]
+    >>> print(key_figures_markdown(f))
+    - Consultations with the questionnaire completed: **48.4%** (95% CI 41.8 to 55.0)
+    """
+    from .safe_text import markdown_text
+
+    lines = []
+    for f in findings:
+        if not isinstance(f.value, int | float) or not math.isfinite(float(f.value)):
+            continue
+        unit = "%" if f.unit == "%" else (f" {markdown_text(f.unit)}" if f.unit else "")
+        line = f"- {markdown_text(f.label[:1].upper() + f.label[1:])}: **{float(f.value):.{decimals}f}{unit}**"
+        if f.ci_low is not None and f.ci_high is not None:
+            line += f" (95% CI {float(f.ci_low):.{decimals}f} to {float(f.ci_high):.{decimals}f})"
+        lines.append(line)
+    return "\n".join(lines) if lines else empty
 
 
 #: Environment variable naming the scratch folder of interactive and test runs (nbval sets a temporary one).

@@ -521,8 +521,13 @@ def _load_findings(folder: Path) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------------------------
 
 
+#: Cells tagged so keep their outputs in the executed notebook (nbval checks them) but not in the HTML.
+REPORT_HIDDEN_OUTPUT_TAG = "remove-output-in-report"
+
+
 def _render_html(nb_path: Path, html_path: Path, title: str) -> None:
-    """Render an executed notebook as HTML without code cells, prompts or stderr; PNG figures inline."""
+    """Render an executed notebook as HTML without code cells, prompts, stderr or the outputs of cells
+    tagged ``remove-output-in-report``; PNG figures inline."""
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -530,6 +535,8 @@ def _render_html(nb_path: Path, html_path: Path, title: str) -> None:
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs = [o for o in cell.get("outputs", []) if not (o.output_type == "stream" and o.name == "stderr")]
+            if REPORT_HIDDEN_OUTPUT_TAG in cell.get("metadata", {}).get("tags", []):
+                cell.outputs = []  # e.g. the nbval check lines of the GP feedback report: for tests, not readers
     nb.metadata["title"] = title
     quiet = logging.getLogger("backpain_analysis.report.nbconvert")
     quiet.setLevel(logging.ERROR)  # e.g. "Alternative text is missing on 2 image(s)" for every notebook

@@ -42,3 +42,35 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
         raise RuntimeError("interrupted")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_key_figures_markdown_reads_as_a_list_and_escapes_labels():
+    from backpain_analysis.outputs import KeyFinding, key_figures_markdown
+
+    text = key_figures_markdown([
+        KeyFinding("uptake", 48.449, "consultations <script>x</script>", 41.75, 55.04, "%"),
+        KeyFinding("change", 1.25, "average improvement", None, None, "RMDQ points"),
+        KeyFinding("hidden", float("nan"), "not shown"),
+    ])
+    assert text.splitlines() == [
+        "- Consultations &lt;script&gt;x&lt;/script&gt;: **48.4%** (95% CI 41.8 to 55.0)",
+        "- Average improvement: **1.2 RMDQ points**",
+    ]
+    assert key_figures_markdown([]) == "No figure is large enough to show."
+
+
+def test_report_html_drops_outputs_of_tagged_cells(tmp_path):
+    import nbformat
+
+    from backpain_analysis.report import REPORT_HIDDEN_OUTPUT_TAG, _render_html
+
+    nb = nbformat.v4.new_notebook()
+    shown = nbformat.v4.new_code_cell("print('for readers')")
+    shown.outputs = [nbformat.v4.new_output("stream", name="stdout", text="for readers\n")]
+    hidden = nbformat.v4.new_code_cell("print('uptake_pct: 48.4')", metadata={"tags": [REPORT_HIDDEN_OUTPUT_TAG]})
+    hidden.outputs = [nbformat.v4.new_output("stream", name="stdout", text="uptake_pct: 48.4\n")]
+    nb.cells = [shown, hidden]
+    nbformat.write(nb, tmp_path / "n.ipynb")
+    _render_html(tmp_path / "n.ipynb", tmp_path / "n.html", "t")
+    page = (tmp_path / "n.html").read_text()
+    assert "for readers" in page and "uptake_pct" not in page
