@@ -563,6 +563,24 @@ def _move_into_place(staged: Path, target: Path) -> None:
         shutil.rmtree(trash, ignore_errors=True)
 
 
+#: Kernel start failures that are races, not faults: a kernel's randomly chosen ZMQ port was taken
+#: by another process between choosing and binding it ("Address already in use"), so the kernel
+#: dies before answering. One more start with new ports is enough.
+_TRANSIENT_KERNEL_ERRORS = ("Kernel died before replying to kernel_info",)
+
+
+def _execute_with_kernel_retry(execute: Any, *args: Any, attempts: int = 2, **kwargs: Any) -> Any:
+    """Call ``execute`` (papermill.execute_notebook); start the kernel again once after a transient
+    start failure (see ``_TRANSIENT_KERNEL_ERRORS``). Any other error, and a cell error, is raised at once."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return execute(*args, **kwargs)
+        except RuntimeError as exc:
+            if attempt == attempts or not any(t in str(exc) for t in _TRANSIENT_KERNEL_ERRORS):
+                raise
+    return None  # unreachable: the loop returns or raises
+
+
 def _execute_job(
     job: NotebookJob,
     *,
@@ -586,7 +604,8 @@ def _execute_job(
                            fingerprint=fingerprint, started=started.isoformat(timespec="seconds"))
     parameters = {**job.parameters, "data_dir": str(data_dir), "output_dir": str(staging_root)}
     try:
-        papermill.execute_notebook(
+        _execute_with_kernel_retry(
+            papermill.execute_notebook,
             str(job.notebook),
             str(executed),
             parameters=parameters,

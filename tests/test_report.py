@@ -629,3 +629,35 @@ def test_lab_copies_notebooks_and_uses_this_environment(tmp_path, capsys):
     assert (tmp_path / "nb" / "05_patient_outcomes.ipynb").is_file()
     assert f"{sys.executable} -m jupyterlab --notebook-dir={tmp_path / 'nb'}" in out
     assert "default_kernel_name=backpain" in out
+
+
+def test_a_kernel_start_race_is_retried_once_and_other_errors_are_not():
+    from backpain_analysis.report import _execute_with_kernel_retry
+
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        return "done"
+
+    assert _execute_with_kernel_retry(flaky, "nb.ipynb") == "done" and len(calls) == 2
+
+    def always_dies(*args, **kwargs):
+        calls.append(args)
+        raise RuntimeError("Kernel died before replying to kernel_info")
+
+    calls.clear()
+    with pytest.raises(RuntimeError, match="Kernel died"):
+        _execute_with_kernel_retry(always_dies)
+    assert len(calls) == 2  # two starts, then the error
+
+    def broken(*args, **kwargs):
+        calls.append(args)
+        raise RuntimeError("No such kernel named nope")
+
+    calls.clear()
+    with pytest.raises(RuntimeError, match="No such kernel"):
+        _execute_with_kernel_retry(broken)
+    assert len(calls) == 1
