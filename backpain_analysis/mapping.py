@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .dictionary import Column, DataDictionary, load_dictionary
+from .dictionary import Column, DataDictionary, Table, load_dictionary
 from .errors import BackpainError
 
 __all__ = [
@@ -59,6 +59,7 @@ __all__ = [
     "MappedExport",
     "MappingError",
     "StudyMapping",
+    "draft_mapping",
     "load_mapping",
     "read_mapped",
     "write_mapped_study",
@@ -711,3 +712,440 @@ def write_mapped_study(export_dir: str | Path, mapping: str | Path | dict | Stud
     if smap is not None and Path(smap.source).is_file():
         shutil.copyfile(smap.source, prov / "mapping.yaml")
     return out
+
+
+# ----------------------------------------------------------------------------------------
+# drafting a mapping file from an export
+# ----------------------------------------------------------------------------------------
+
+#: Common export names of dictionary columns besides their own, tried by :func:`draft_mapping`.
+COLUMN_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "patient_id": ("record_id", "study_id", "participant_id", "subject_id", "pat_id"),
+    "practice_id": ("site_code", "site_id", "site", "practice_code", "centre"),
+    "practice_name": ("site_name", "practice"),
+    "n_gps": ("gp_count", "number_of_gps", "gps"),
+    "list_size": ("practice_list_size", "registered_patients"),
+    "clinician_id": ("staff_id", "staff_code", "clinician", "user_id"),
+    "gp_id": ("gp_code", "gp", "doctor_id", "gp_seen"),
+    "physio_id": ("therapist", "therapist_id", "physiotherapist"),
+    "profession": ("role", "staff_type", "job_title"),
+    "time_point": ("redcap_event_name", "event", "timepoint", "survey", "visit"),
+    "phase": ("cohort", "period", "study_phase"),
+    "consultation_id": ("visit_id", "encounter_id"),
+    "consultation_date": ("visit_date", "index_date"),
+    "sbst_completed": ("sbst_done", "sbst_used", "tool_completed"),
+    "invitation_outcome": ("response",),
+    "record_review_consent": ("consent",),
+    "age": ("age_years",),
+    "sex": ("gender",),
+    "manual_occupation": ("manual_work",),
+    "time_off_work": ("sick_leave",),
+    "episode_duration": ("pain_duration", "duration"),
+    "pain_nrs": ("pain_score", "pain_intensity", "pain"),
+    "eq5d_sc": ("eq5d_self_care",),
+    "return_date": ("date_received",),
+    "days_off_work": ("days_sick",),
+    "start_date": ("first_appointment", "referral_date"),
+    "n_sessions": ("sessions", "n_appointments", "attendances"),
+    "episode_id": ("episode_no", "referral_id"),
+}
+#: Export names of the tables besides their own, tried by :func:`draft_mapping`.
+TABLE_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "practices": ("sites", "site", "practice", "centres"),
+    "clinicians": ("staff", "clinician", "gps", "physiotherapists"),
+    "clinician_surveys": ("staff_survey", "survey", "pabs"),
+    "consultations": ("consultation", "consults", "visits"),
+    "patients": ("baseline", "participants", "patient"),
+    "followups": ("follow_up", "follow_ups", "months"),
+    "records": ("record_review", "notes", "review"),
+    "physio": ("physiotherapy", "episodes", "physio_episodes"),
+}
+#: Values that usually mean "missing" in an export (compared ignoring case).
+MISSING_MARKERS: frozenset[str] = frozenset({
+    "unk", "unknown", "nask", "ni", "nk", "n/k", "not known", "missing", "not asked", "-999", "-99", "-9", "999",
+    "9999", "-9999", "?", "none given", "not recorded",
+})
+#: Date formats :func:`draft_mapping` recognises beyond those cleaning reads itself.
+_DRAFT_DATE_FORMATS: tuple[str, ...] = (
+    "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f",
+    "%Y-%m-%d %H:%M:%S.%f", "%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%d-%m-%Y %H:%M", "%d.%m.%Y %H:%M",
+)
+_POSITIVE = frozenset({"checked", "ticked", "true", "yes", "y", "x", "present", "agree", "1"})
+_NEGATIVE = frozenset({"unchecked", "not checked", "unticked", "false", "no", "n", "absent", "disagree", "0"})
+_CUTOFF = 0.7
+_MAX_DISTINCT = 40
+
+
+def _norm_name(name: str) -> str:
+    """A column name for comparison: lower case, ``_`` between words, ``Q1``/``___1`` suffixes as ``_1``."""
+    text = re.sub(r"[^a-z0-9]+", "_", str(name).strip().lower()).strip("_")
+    text = re.sub(r"_q(\d+)$", r"_\1", text)
+    return re.sub(r"(?<=[a-z])(\d+)$", r"_\1", text)
+
+
+def _trailing_number(name: str) -> str | None:
+    m = re.search(r"_(\d+)$", name)
+    return m.group(1) if m else None
+
+
+def _token_score(export: str, target: str) -> float:
+    """0.85 when every word of ``target`` matches words of ``export``, else 0.
+
+    A word matches a word when one is a prefix of the other (``conf`` ~ ``confidence``), or
+    the initials of consecutive words (``ua`` ~ ``usual_activities``).
+    """
+    e_words, t_words = export.split("_"), target.split("_")
+    used: set[int] = set()
+    for t in t_words:
+        hit = next((i for i, e in enumerate(e_words) if i not in used and e and t and (e.startswith(t) or t.startswith(e))),
+                   None)
+        if hit is not None:
+            used.add(hit)
+            continue
+        span = next((range(i, i + len(t)) for i in range(len(e_words) - len(t) + 1) if len(t) >= 2
+                     and not used.intersection(range(i, i + len(t)))
+                     and "".join(w[:1] for w in e_words[i:i + len(t)]) == t), None)
+        if span is None:
+            return 0.0
+        used.update(span)
+    return max(0.75, 0.85 - 0.03 * (len(e_words) - len(used)))
+
+
+_SCORES: dict[tuple[str, str], float] = {}
+
+
+def _name_score(export: str, target: str) -> float:
+    """How well an export column name (normalized) fits a dictionary column name, 0 to 1."""
+    key = (export, target)
+    if key in _SCORES:
+        return _SCORES[key]
+    score = 0.0
+    if _trailing_number(export) == _trailing_number(target):
+        for weight, candidate in [(1.0, target), *((0.97, _norm_name(s)) for s in COLUMN_SYNONYMS.get(target, ()))]:
+            if export == candidate:
+                score = max(score, weight)
+                continue
+            matcher = difflib.SequenceMatcher(None, export, candidate)
+            best = _token_score(export, candidate)
+            if matcher.real_quick_ratio() > max(best, _CUTOFF):
+                best = max(best, matcher.ratio())
+            score = max(score, weight * best)
+    _SCORES[key] = score
+    return score
+
+
+@dataclass
+class _Source:
+    """One candidate source of a table: a file, or the rows of some events of a REDCap file."""
+
+    file: str
+    rows: dict[str, list[str]]
+    frame: pd.DataFrame  # the rows, text
+    label: str  # for naming the table it fits
+
+    @property
+    def columns(self) -> list[str]:
+        return [c for c in self.frame.columns if self.frame[c].notna().any()]
+
+
+def _event_groups(events: list[str]) -> list[tuple[str, list[str]]]:
+    """REDCap events grouped as baseline, follow-ups (``N months``) and each other event."""
+    baseline, months, other = [], [], []
+    for e in events:
+        text = e.lower()
+        if re.search(r"baseline|screen|enrol", text):
+            baseline.append(e)
+        elif re.search(r"\d+\s*(m\b|mo|month)", text):
+            months.append(e)
+        else:
+            other.append(e)
+    groups = [("baseline", baseline)] if baseline else []
+    groups += [("follow up months", months)] if months else []
+    groups += [(e, [e]) for e in other]
+    return groups
+
+
+def _sources(folder: Path) -> list[_Source]:
+    out = []
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in EXPORT_FORMATS):
+        try:
+            frame = _read_export_file(path)
+        except Exception as exc:  # an unreadable file cannot be drafted from
+            raise MappingError(f"{path.name}: could not be read: {exc}") from None
+        event = next((c for c in frame.columns if c.strip().lower() == "redcap_event_name"), None)
+        if event is None:
+            out.append(_Source(path.name, {}, frame, path.stem))
+            continue
+        events = [str(e) for e in frame[event].dropna().unique()]
+        for label, group in _event_groups(events):
+            rows = frame[frame[event].isin(group)].reset_index(drop=True)
+            out.append(_Source(path.name, {event: group}, rows, label))
+    return out
+
+
+def _assign_columns(table: Table, source: _Source) -> dict[str, tuple[str, float]]:
+    """Dictionary column -> (export column, score): greedy on the best scores, each export column once."""
+    columns = source.columns
+    normed = {c: _norm_name(c) for c in columns}
+    pairs = []
+    for target in table.columns:
+        for c in columns:
+            score = _name_score(normed[c], target)
+            if score >= _CUTOFF:
+                pairs.append((score, target, c))
+    pairs.sort(key=lambda p: (-p[0], list(table.columns).index(p[1])))
+    chosen: dict[str, tuple[str, float]] = {}
+    taken: set[str] = set()
+    for score, target, c in pairs:
+        if target in chosen or c in taken:
+            continue
+        chosen[target] = (c, score)
+        taken.add(c)
+    return chosen
+
+
+def _assign_tables(dd: DataDictionary, sources: list[_Source]) -> dict[str, tuple[_Source, dict[str, tuple[str, float]]]]:
+    candidates = []
+    for tname, table in dd.tables.items():
+        names = [tname, *TABLE_SYNONYMS.get(tname, ())]
+        for i, source in enumerate(sources):
+            chosen = _assign_columns(table, source)
+            frac = len(chosen) / len(table.columns)
+            label = _norm_name(source.label)
+            name_fit = max(difflib.SequenceMatcher(None, label, n).ratio() for n in names)
+            if frac >= 0.3:
+                candidates.append((frac + 0.3 * name_fit, tname, i, chosen))
+    candidates.sort(key=lambda c: -c[0])
+    out: dict[str, tuple[_Source, dict[str, tuple[str, float]]]] = {}
+    used: set[int] = set()
+    for _, tname, i, chosen in candidates:
+        if tname in out or i in used:
+            continue
+        out[tname] = (sources[i], chosen)
+        used.add(i)
+    return {t: out[t] for t in dd.table_names if t in out}
+
+
+def _distinct(values: pd.Series) -> list[str]:
+    counts = values.dropna().map(lambda v: str(v).strip()).value_counts()
+    return [str(v) for v in counts.index if v != ""]
+
+
+def _guess_code(value: str, col: Column, distinct: list[str]) -> tuple[Any, str]:
+    """(code, how sure: 'sure' | 'guess' | 'unknown') for one export value of a coded column."""
+    accepted = col.text_to_code()
+    norm = value.strip().lower()
+    if norm in accepted:
+        return accepted[norm], "sure"
+    codes = list(col.codes or {})
+    words = {re.sub(r"[^a-z0-9]+", "_", str(k).lower()).strip("_"): v for k, v in accepted.items()}
+    squashed = re.sub(r"[^a-z0-9]+", "_", norm).strip("_")
+    if squashed in words:
+        return words[squashed], "guess"
+    if set(codes) == {0, 1}:
+        if norm in _POSITIVE:
+            return 1, "guess"
+        if norm in _NEGATIVE:
+            return 0, "guess"
+    numbers = [d for d in distinct if re.fullmatch(r"\d+", d)]
+    if len(numbers) == len(distinct) and not all(isinstance(c, (int, float)) for c in codes):
+        ordered = sorted(int(d) for d in numbers)
+        start = 1 if ordered[0] >= 1 else 0
+        position = int(value) - start
+        if ordered[-1] - start < len(codes) and 0 <= position < len(codes):
+            return codes[position], "guess"
+    texts = {str(k).lower(): v for k, v in accepted.items() if not re.fullmatch(r"-?\d+", str(k))}
+    prefixed = {v for k, v in texts.items() if k.startswith(norm) or (norm.startswith(k) and len(k) >= 3)}
+    if len(prefixed) == 1:
+        return prefixed.pop(), "guess"
+    close = difflib.get_close_matches(norm, list(texts), n=1, cutoff=0.6)
+    if close:
+        return texts[close[0]], "guess"
+    return "?", "unknown"
+
+
+def _date_format_of(values: list[str]) -> str | None | bool:
+    """The strptime format all values fit: ``None`` when cleaning reads them as they are, False when none fits."""
+    from .schemas import parse_dates
+
+    sample = pd.Series(values[:200], dtype="str").str.strip()
+    if sample.str.fullmatch(r"\d{4}-\d{2}-\d{2}").all():
+        return None  # ISO 8601 dates: read as they are
+    for fmt in _DRAFT_DATE_FORMATS:
+        if pd.to_datetime(sample, format=fmt, errors="coerce").notna().all():
+            return fmt
+    return None if parse_dates(sample).notna().all() else False
+
+
+def _y(value: Any) -> str:
+    """A scalar as YAML that every loader reads back as the same text or number."""
+    if isinstance(value, bool) or value is None:
+        return "null" if value is None else str(value).lower()
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = str(value)
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", text) and text.lower() not in (
+            "yes", "no", "y", "n", "true", "false", "on", "off", "null", "none"):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _phase_code(value: str, codes: list[Any]) -> Any:
+    text = value.lower()
+    if re.search(r"baseline|usual|control|before|\bpre\b|phase\s*1|^1$", text):
+        return codes[0]
+    if re.search(r"intervention|stratif|after|\bpost\b|phase\s*3|^3$", text):
+        return codes[-1]
+    return None
+
+
+def draft_mapping(folder: str | Path, *, dictionary: DataDictionary | None = None) -> str:
+    """Draft a mapping file for an export folder, for the user to confirm.
+
+    Parameters
+    ----------
+    folder : str or Path
+        The export folder (CSV, parquet or xlsx files in any layout; a file with a
+        ``redcap_event_name`` column is split by event: baseline, ``N months`` and each other event).
+    dictionary : DataDictionary, optional
+        Default: the bundled data dictionary.
+
+    Returns
+    -------
+    str
+        The draft mapping file (YAML with comments): lines marked ``CONFIRM`` are guesses,
+        ``"?"`` marks a value the draft could not place (the mapping is refused until it is
+        replaced), commented-out lines name what was not found.
+
+    Notes
+    -----
+    Tables: each file (or REDCap event group) is matched to the dictionary table whose
+    columns it holds the largest share of (plus a little for a similar file or event name),
+    each file once. Columns: names are compared after lower-casing, ``_`` between words and
+    ``Q1``/``___1`` suffixes read as ``_1`` (trailing numbers must agree), by
+    :class:`difflib.SequenceMatcher` ratio, by word prefixes (``conf_low`` ~
+    ``confidence_low``) and against :data:`COLUMN_SYNONYMS`; a score of at least 0.7 is
+    kept, best pairs first. Values of coded columns: the dictionary's own codes, labels and
+    aliases are certain; else, in order, the same words with other separators
+    (``Non-respondent`` -> ``non_respondent``), checked/ticked/true -> 1 and their opposites -> 0,
+    numbers ``1..k`` read as the k codes in dictionary order, a unique prefix (``F`` ->
+    ``female``, ``Physiotherapist`` -> ``physio``) and the closest label (difflib); values in
+    :data:`MISSING_MARKERS` are suggested as missing. Dates: a format is suggested only when
+    cleaning does not read them already. Phase names are placed by keywords (baseline,
+    usual, control -> 1; intervention, stratified -> 3).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "sites.csv").write_text("site_code,site_name,list_size,gp_count\\nS1,North,9000,5\\n")
+    >>> text = draft_mapping(d)
+    >>> "practices:" in text and "practice_id: site_code" in text
+    True
+    """
+    dd = dictionary or load_dictionary()
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BackpainError(f"export folder {str(folder)!r} not found")
+    sources = _sources(folder)
+    if not sources:
+        raise BackpainError(f"{folder}: no export files (.csv, .parquet or .xlsx) to draft a mapping from")
+    assigned = _assign_tables(dd, sources)
+    missing_markers: dict[str, None] = {}
+    date_formats: dict[str, str] = {}
+    phase_values: dict[str, None] = {}
+    body: list[str] = []
+    for tname, table in dd.tables.items():
+        if tname not in assigned:
+            body += [f"  # {tname}: no export file looks like this table; add it here (file, columns) or put "
+                     f"{tname}.csv in the folder", ""]
+            continue
+        source, chosen = assigned[tname]
+        body.append(f"  {tname}:")
+        body.append(f"    file: {_y(source.file)}")
+        for col, wanted in source.rows.items():
+            shown = _y(wanted[0]) if len(wanted) == 1 else "[" + ", ".join(_y(w) for w in wanted) + "]"
+            body.append(f"    rows: {{{_y(col)}: {shown}}}")
+        body.append("    columns:")
+        for cname, col in table.columns.items():
+            if cname not in chosen:
+                need = "REQUIRED: " if col.required else ""
+                body.append(f"      # {cname}: ?   # {need}no export column looks like it ({col.description})")
+                continue
+            export, score = chosen[cname]
+            note = "" if score >= 1.0 else f"   # CONFIRM: nearest name (score {score:.2f})"
+            distinct = _distinct(source.frame[export])
+            values_lines: list[str] = []
+            markers = [d for d in distinct if d.strip().lower() in MISSING_MARKERS and d.strip().lower()
+                       not in {m.lower() for m in col.missing_codes}
+                       and (col.codes is None or d.strip().lower() not in col.text_to_code())]
+            for m in markers:
+                missing_markers[m] = None
+            rest = [d for d in distinct if d not in markers]
+            if col.type == "date" and rest:
+                fmt = _date_format_of(rest)
+                if fmt:
+                    date_formats[cname] = fmt
+                elif fmt is False:
+                    note += "   # CONFIRM: dates in no format the draft knows; add date_format"
+            elif cname == "phase" and col.codes is not None and any(d.strip().lower() not in col.text_to_code()
+                                                                     for d in rest):
+                for d in rest:
+                    phase_values[d] = None
+            elif col.codes is not None and rest and len(rest) <= _MAX_DISTINCT:
+                as_written = all(d.strip().lower() in {str(c).lower() for c in col.codes} for d in rest)
+                if not as_written:
+                    order = {c: i for i, c in enumerate(col.codes)}
+                    guesses = sorted(((d, *_guess_code(d, col, rest)) for d in rest),
+                                     key=lambda g: (order.get(g[1], len(order)), g[0]))
+                    for d, code, how in guesses:
+                        mark = {"sure": "", "guess": "   # CONFIRM", "unknown": "   # which code? "
+                                + ", ".join(f"{c} ({lab})" for c, lab in col.codes.items())}[how]
+                        values_lines.append(f"          {_y(d)}: {_y(code)}{mark}")
+            elif col.codes is not None and len(rest) > _MAX_DISTINCT:
+                note += f"   # CONFIRM: {len(rest)} distinct values; recode them under values:"
+            elif col.type in ("integer", "float"):
+                bad = [d for d in rest if not re.fullmatch(r"\s*-?\d+(\.\d+)?\s*", d)]
+                if bad:
+                    note += f"   # CONFIRM: not numbers: {', '.join(map(repr, bad[:5]))} (add them to missing?)"
+            if values_lines:
+                body.append(f"      {cname}:{note}")
+                body.append(f"        from: {_y(export)}")
+                body.append("        values:")
+                body += values_lines
+            else:
+                body.append(f"      {cname}: {_y(export)}{note}")
+        unused = [c for c in source.columns if c not in {e for e, _ in chosen.values()} and c not in source.rows]
+        if unused:
+            body.append(f"    # export columns not used: {', '.join(unused)}")
+        body.append("")
+    head = ["# Mapping of an export onto the backpain data dictionary, drafted by `backpain map --draft` from",
+            f"# {folder.resolve()}.",
+            "# Check every line marked CONFIRM, replace every \"?\", add what is commented out if the export has it,",
+            "# then: backpain validate EXPORT_FOLDER --mapping THIS_FILE",
+            "# Format: see `backpain_analysis.mapping` (README: Mapping your own export).",
+            "version: 1"]
+    common = set(date_formats.values())
+    if len(common) == 1:
+        head.append(f"date_format: {_y(common.pop())}   # CONFIRM: how the export writes dates "
+                    f"({', '.join(sorted(date_formats))})")
+    elif date_formats:
+        head.append("# CONFIRM: date columns use different formats; give each column its own date_format:")
+        head += [f"#   {c}: {{from: ..., date_format: {_y(f)}}}" for c, f in sorted(date_formats.items())]
+    if missing_markers:
+        head.append(f"missing: [{', '.join(_y(m) for m in missing_markers)}]   # CONFIRM: values meaning missing")
+    if phase_values:
+        phase_col = next(t.columns["phase"] for t in dd.tables.values() if "phase" in t.columns)
+        codes = list(phase_col.codes or {})
+        head.append("phases:   # what the export calls each study phase")
+        placed: dict[Any, list[str]] = {}
+        for v in phase_values:
+            placed.setdefault(_phase_code(v, codes) or "?", []).append(v)
+        for code in codes:
+            names = placed.get(code, [])
+            label = phase_col.codes[code]
+            shown = _y(names[0]) if len(names) == 1 else ("[" + ", ".join(map(_y, names)) + "]" if names else '"?"')
+            head.append(f"  {code}: {shown}   # CONFIRM: {label}")
+        if placed.get("?"):
+            head.append(f"  # not placed: {', '.join(map(_y, placed['?']))}")
+    return "\n".join([*head, "tables:", *body]).rstrip() + "\n"
