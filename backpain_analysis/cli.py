@@ -138,7 +138,7 @@ def _cmd_map(args: argparse.Namespace) -> int:
         target.write_text(text, encoding="utf-8")
         lines = text.splitlines()
         n_confirm = sum("# CONFIRM" in line for line in lines)
-        n_unknown = sum(line.lstrip().startswith('"') is False and ': "?"' in line for line in lines)
+        n_unknown = sum(': "?"' in line and not line.lstrip().startswith("#") for line in lines)
         n_absent = sum(line.lstrip().startswith("# ") and ": ?   #" in line for line in lines)
         print(f"wrote {target}: a draft mapping of {args.data}; {n_confirm} line(s) marked CONFIRM, "
               f"{n_unknown} value(s) \"?\" to fill in, {n_absent} dictionary column(s) not found (commented out). "

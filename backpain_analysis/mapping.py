@@ -260,7 +260,7 @@ def load_mapping(mapping: str | Path | dict | StudyMapping, dictionary: DataDict
     >>> load_mapping({"tables": {"patients": {"file": "x.csv", "columns": {"gender": "Gender"}}}})
     Traceback (most recent call last):
     ...
-    backpain_analysis.mapping.MappingError: mapping file <mapping>: tables.patients.columns: unknown column 'gender' of table patients in the data dictionary; did you mean 'age'?
+    backpain_analysis.mapping.MappingError: mapping file <mapping>: tables.patients.columns: unknown column 'gender' of table patients in the data dictionary; did you mean 'sex'?
     """
     if isinstance(mapping, StudyMapping):
         return mapping
@@ -330,8 +330,11 @@ def load_mapping(mapping: str | Path | dict | StudyMapping, dictionary: DataDict
         columns: dict[str, ColumnMap] = {}
         for cname, cspec in columns_spec.items():
             if cname not in table.columns:
+                best = max(table.columns, key=lambda c: _name_score(_norm_name(cname), c))
+                hint = f"; did you mean {best!r}?" if _name_score(_norm_name(cname), best) >= _CUTOFF else \
+                    _hint(cname, list(table.columns))
                 raise _fail(source, f"{where}.columns", f"unknown column {cname!r} of table {tname} in the data "
-                            "dictionary" + _hint(cname, list(table.columns)))
+                            "dictionary" + hint)
             col = table.columns[cname]
             cmap = _column_map(cname, cspec, col, source, f"{where}.columns.{cname}")
             fmt = cmap.date_format or table_date or date_format
@@ -576,7 +579,8 @@ def read_mapped(folder: str | Path, mapping: str | Path | dict | StudyMapping, d
         sub = raw.iloc[positions].reset_index(drop=True)
         out: dict[str, Any] = {}
         changes: list[tuple[str, str, np.ndarray, np.ndarray, np.ndarray]] = []
-        for cname, cmap in tmap.columns.items():
+        for cname in [c for c in table.columns if c in tmap.columns]:  # in the dictionary's order
+            cmap = tmap.columns[cname]
             seen.add(cmap.source)
             col = table.columns[cname]
             values, changed, old, new = _map_column(sub[cmap.source], cmap, col)
