@@ -944,8 +944,13 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
     summary_df = pd.DataFrame(summary, columns=_SUMMARY_COLUMNS).astype({"rows": "Int64", "columns": "Int64"})
     if problems.rows:
         raise StudyValidationError(problems.frame(), summary_df, notes, folder)
+    mapping_log = mapped.log if mapped else None
+    if mapped is None and (folder / "mapping" / "mapping_log.csv").is_file():  # written by `backpain map --out`
+        from .mapping import read_mapping_log
+
+        mapping_log = read_mapping_log(folder)
     return Study(tables=tables, path=folder, files=files, dictionary=dictionary, truth=truth, notes=notes, _keys=facts,
-                 mapping=mapped.mapping if mapped else None, mapping_log=mapped.log if mapped else None)
+                 mapping=mapped.mapping if mapped else None, mapping_log=mapping_log)
 
 
 def _status(n_problems: int) -> str:

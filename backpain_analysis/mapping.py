@@ -62,6 +62,7 @@ __all__ = [
     "draft_mapping",
     "load_mapping",
     "read_mapped",
+    "read_mapping_log",
     "write_mapped_study",
 ]
 
@@ -660,6 +661,35 @@ def _map_column(s: pd.Series, cmap: ColumnMap, col: Column) -> tuple[pd.Series, 
     return values, changed, old, new
 
 
+def read_mapping_log(folder: str | Path) -> pd.DataFrame:
+    """The mapping log a mapped study folder carries (``mapping/mapping_log.csv``, see :func:`write_mapped_study`).
+
+    Parameters
+    ----------
+    folder : str or Path
+        A study folder written by :func:`write_mapped_study` (``backpain map --out``).
+
+    Returns
+    -------
+    DataFrame
+        :data:`MAPPING_LOG_COLUMNS`: ``table``, ``row`` (int64), ``row_key``, ``column``,
+        ``old_value``, ``new_value``, ``rule`` and ``export_column``, all text but ``row``
+        (blank values are ``""``, as in the cleaning log).
+
+    Raises
+    ------
+    BackpainError
+        The file lacks one of those columns.
+    """
+    path = Path(folder) / "mapping" / "mapping_log.csv"
+    log = pd.read_csv(path, dtype="str", keep_default_na=False)
+    absent = [c for c in MAPPING_LOG_COLUMNS if c not in log.columns]
+    if absent:
+        raise BackpainError(f"{path}: column(s) {absent} missing; expected {', '.join(MAPPING_LOG_COLUMNS)}")
+    log = log[list(MAPPING_LOG_COLUMNS)]
+    return log.assign(row=log["row"].astype("int64"))
+
+
 def write_mapped_study(export_dir: str | Path, mapping: str | Path | dict | StudyMapping, out_dir: str | Path,
                        *, dictionary: DataDictionary | None = None) -> Path:
     """Apply a mapping and write the result as a study folder in the data dictionary's layout.
@@ -674,6 +704,8 @@ def write_mapped_study(export_dir: str | Path, mapping: str | Path | dict | Stud
         Folder to write (created): one ``<table>.csv`` per table, the export's
         ``truth.json`` if it has one, and ``mapping/mapping_log.csv`` (the recoded cells) with
         ``mapping/mapping.yaml`` (a copy of the mapping file) for provenance.
+        :func:`~backpain_analysis.load_study` of this folder reads the log back
+        (``Study.mapping_log``), so the cleaning log still lists the mapping's recodes.
     dictionary : DataDictionary, optional
         Default: the bundled data dictionary.
 
