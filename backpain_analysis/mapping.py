@@ -399,13 +399,14 @@ def _as_read(values: list[Any], kind: str) -> tuple[np.ndarray, str]:
 
 
 def _key_text(df: pd.DataFrame, key: tuple[str, ...]) -> np.ndarray:
+    """Each row's key values as text joined by ``|`` (missing as ``""``), as the cleaning log writes them."""
     parts = []
     for k in key:
         if k not in df.columns:
             continue
-        s = df[k]
-        parts.append(np.asarray(["" if pd.isna(v) else (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
-                                 for v in s], dtype=object))
+        codes, uniques = pd.factorize(df[k], use_na_sentinel=True)
+        text = np.asarray([_show(u) for u in uniques] + [""], dtype=object)
+        parts.append(text[np.where(codes < 0, len(uniques), codes)])
     if not parts:
         return np.asarray([str(i) for i in range(len(df))], dtype=object)
     out = parts[0]
@@ -567,8 +568,9 @@ def read_mapped(folder: str | Path, mapping: str | Path | dict | StudyMapping, d
         keep = np.ones(len(raw), dtype=bool)
         for col, wanted in tmap.rows.items():
             seen.add(col)
-            normed = raw[col].map(_norm_value, na_action="ignore")
-            keep &= normed.isin({_norm_value(w) for w in wanted}).to_numpy()
+            codes, uniques = pd.factorize(raw[col], use_na_sentinel=True)  # compared once per distinct value
+            hit = np.asarray([_norm_value(u) in {_norm_value(w) for w in wanted} for u in uniques] + [False])
+            keep &= hit[np.where(codes < 0, len(uniques), codes)]
             if not keep.any():
                 present = ", ".join(repr(v) for v in raw[col].dropna().unique()[:10])
                 problem(path.name, tname, col, f"no row has {col} = {' or '.join(map(repr, wanted))} (the mapping "
