@@ -373,6 +373,10 @@ def _read_export_file(path: Path) -> pd.DataFrame:
     return pd.DataFrame({c: df[c].map(_cell_text, na_action="ignore").astype("str") for c in df.columns})
 
 
+#: A number as pandas reads one from a CSV cell.
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _as_read(values: list[Any], kind: str) -> tuple[np.ndarray, str]:
     """Distinct mapped values typed as loading reads a CSV column: numbers numeric, else text."""
     if kind == "string":
@@ -387,10 +391,8 @@ def _as_read(values: list[Any], kind: str) -> tuple[np.ndarray, str]:
         if isinstance(v, (int, float, np.integer, np.floating)):
             numbers.append(float(v))
             continue
-        try:
-            numbers.append(float(str(v).strip()) if str(v).strip() not in ("nan", "inf", "-inf") else None)
-        except ValueError:
-            numbers.append(None)
+        text = str(v).strip()
+        numbers.append(float(text) if _NUMBER.fullmatch(text) else None)  # not float(): it reads "1_3" as 13
         if numbers[-1] is None:
             text = [None if u is None else (str(int(u)) if isinstance(u, float) and u.is_integer() else str(u))
                     for u in values]

@@ -184,6 +184,32 @@ def test_export_column_missing_is_named_with_a_hint(export, tmp_path):
     assert "did you mean 'Gender'?" in p["rule"]
 
 
+def test_required_column_left_out_of_the_mapping_is_named(export):
+    mapping = confirmed_mapping()
+    del mapping["tables"]["patients"]["columns"]["sex"]
+    with pytest.raises(StudyValidationError) as info:
+        load_study(export, mapping=mapping)
+    p = info.value.problems.iloc[0]
+    assert p["column"] == "sex" and p["rule"] == ("required column missing: the mapping file <mapping> names no "
+                                                  "export column for patients.sex")
+
+
+def test_mapped_values_are_typed_as_a_csv_is_read():
+    from backpain_analysis.dictionary import load_dictionary
+    from backpain_analysis.mapping import ColumnMap, _map_column
+
+    col = load_dictionary()["patients"].columns["episode_duration"]
+    values, changed, old, new = _map_column(pd.Series(["1_3", "lt_1m", None]), ColumnMap("episode_duration", "d"), col)
+    assert values.tolist()[:2] == ["1_3", "lt_1m"] and changed.size == 0  # "1_3" is text, not 13
+    age = load_dictionary()["patients"].columns["age"]
+    values, changed, old, new = _map_column(pd.Series(["40", "NK", "52"]),
+                                            ColumnMap("age", "a", missing=frozenset({"nk"})), age)
+    assert values.dtype == "float64" and values.isna().tolist() == [False, True, False]
+    assert (changed.tolist(), old.tolist(), new.tolist()) == ([1], ["NK"], [""])
+    values, *_ = _map_column(pd.Series(["40", "52"]), ColumnMap("age", "a"), age)
+    assert values.dtype == "int64"
+
+
 def test_rows_filter_that_matches_nothing_is_a_problem(export):
     mapping = confirmed_mapping()
     mapping["tables"]["records"]["rows"] = {"redcap_event_name": "Notes review"}
