@@ -49,6 +49,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 
 from .dictionary import Column, DataDictionary, Table, load_dictionary
@@ -407,21 +409,18 @@ def _as_read(values: list[Any], kind: str) -> tuple[np.ndarray, str]:
     return np.asarray(numbers, dtype="float64"), "float64"
 
 
-def _key_text(df: pd.DataFrame, key: tuple[str, ...]) -> np.ndarray:
+def _key_text(df: pd.DataFrame, key: tuple[str, ...]) -> pa.Array:
     """Each row's key values as text joined by ``|`` (missing as ``""``), as the cleaning log writes them."""
     parts = []
     for k in key:
         if k not in df.columns:
             continue
         codes, uniques = pd.factorize(df[k], use_na_sentinel=True)
-        text = np.asarray([_show(u) for u in uniques] + [""], dtype=object)
-        parts.append(text[np.where(codes < 0, len(uniques), codes)])
+        text = pa.array([_show(u) for u in uniques] + [""], type=pa.large_string())
+        parts.append(text.take(pa.array(np.where(codes < 0, len(uniques), codes))))
     if not parts:
-        return np.asarray([str(i) for i in range(len(df))], dtype=object)
-    out = parts[0]
-    for p in parts[1:]:
-        out = out + "|" + p
-    return out
+        return pa.array([str(i) for i in range(len(df))], type=pa.large_string())
+    return parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, pa.scalar("|", pa.large_string()))
 
 
 @dataclass
@@ -589,9 +588,9 @@ def read_mapped(folder: str | Path, mapping: str | Path | dict | StudyMapping, d
             continue
         positions = np.flatnonzero(keep)
         needed = list(dict.fromkeys(m.source for m in tmap.columns.values()))
-        sub = raw[needed].iloc[positions].reset_index(drop=True)
+        sub = raw[needed] if keep.all() else raw.loc[keep, needed].reset_index(drop=True)
         out: dict[str, Any] = {}
-        changes: list[tuple[str, str, np.ndarray, np.ndarray, np.ndarray]] = []
+        changes: list[tuple[str, str, np.ndarray, pa.Array, pa.Array]] = []
         for cname in [c for c in table.columns if c in tmap.columns]:  # in the dictionary's order
             cmap = tmap.columns[cname]
             seen.add(cmap.source)
@@ -606,9 +605,16 @@ def read_mapped(folder: str | Path, mapping: str | Path | dict | StudyMapping, d
         if changes:
             keys = _key_text(df, table.key)
             for cname, source, changed, old, new in changes:
+                n = len(changed)  # built in Arrow: a large export recodes millions of cells
+
+                def text(value: Any, n: int = n) -> pd.Series:
+                    return pd.Series(pa.repeat(pa.scalar(value, pa.large_string()), n), dtype="str")
+
                 log_blocks.append(pd.DataFrame({
-                    "table": tname, "row": changed.astype("int64"), "row_key": keys[changed], "column": cname,
-                    "old_value": old, "new_value": new, "rule": "mapping", "export_column": source}))
+                    "table": text(tname), "row": changed.astype("int64"),
+                    "row_key": pd.Series(keys.take(pa.array(changed)), dtype="str"), "column": text(cname),
+                    "old_value": pd.Series(old, dtype="str"), "new_value": pd.Series(new, dtype="str"),
+                    "rule": text("mapping"), "export_column": text(source)}))
     for file, raw in cache.items():
         if raw is None:
             continue
@@ -634,7 +640,7 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def _map_column(s: pd.Series, cmap: ColumnMap, col: Column) -> tuple[pd.Series, np.ndarray, np.ndarray, np.ndarray]:
+def _map_column(s: pd.Series, cmap: ColumnMap, col: Column) -> tuple[pd.Series, np.ndarray, pa.Array, pa.Array]:
     """One mapped column (typed as read) and its changes: positions, old and new values as text.
 
     Works on the distinct values; which of them the mapping touches is found in one vectorized
@@ -644,8 +650,8 @@ def _map_column(s: pd.Series, cmap: ColumnMap, col: Column) -> tuple[pd.Series, 
     text = pd.Series(uniques, dtype="str")
     hit = np.flatnonzero(text.str.strip().str.casefold().isin(cmap.missing | set(cmap.values)).to_numpy())
     if col.type == "string" and hit.size == 0:  # an identifier or name the mapping leaves as it is
-        none = np.zeros(0, dtype="int64")
-        return s.astype("str").reset_index(drop=True), none, none.astype(object), none.astype(object)
+        empty = pa.array([], type=pa.large_string())
+        return s.astype("str").reset_index(drop=True), np.zeros(0, dtype="int64"), empty, empty
     originals = text.to_numpy(dtype=object)
     mapped: list[Any] = list(originals)
     for k in hit:
@@ -666,8 +672,9 @@ def _map_column(s: pd.Series, cmap: ColumnMap, col: Column) -> tuple[pd.Series, 
     new_text = [_show(m) for m in mapped]
     changed_u = np.asarray([n != u for u, n in zip(originals, new_text, strict=True)] + [False], dtype=bool)
     changed = np.flatnonzero(changed_u[idx])
-    old = np.append(originals, "")[idx[changed]]
-    new = np.asarray([*new_text, ""], dtype=object)[idx[changed]]
+    at = pa.array(idx[changed])
+    old = pa.array([*originals, ""], type=pa.large_string()).take(at)
+    new = pa.array([*new_text, ""], type=pa.large_string()).take(at)
     if dtype == "str":
         values = pd.Series(np.append(typed, None)[idx], dtype="str")
     else:

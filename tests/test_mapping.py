@@ -205,7 +205,7 @@ def test_mapped_values_are_typed_as_a_csv_is_read():
     values, changed, old, new = _map_column(pd.Series(["40", "NK", "52"]),
                                             ColumnMap("age", "a", missing=frozenset({"nk"})), age)
     assert values.dtype == "float64" and values.isna().tolist() == [False, True, False]
-    assert (changed.tolist(), old.tolist(), new.tolist()) == ([1], ["NK"], [""])
+    assert (changed.tolist(), old.to_pylist(), new.to_pylist()) == ([1], ["NK"], [""])
     values, *_ = _map_column(pd.Series(["40", "52"]), ColumnMap("age", "a"), age)
     assert values.dtype == "int64"
 
