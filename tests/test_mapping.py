@@ -101,6 +101,17 @@ def test_draft_marks_guesses_and_what_it_did_not_find(export):
     assert "rows: {redcap_event_name: [\"2 months\", \"6 months\"]}" in text
 
 
+def test_draft_of_a_dictionary_layout_export_is_the_identity():
+    """On the bundled study (already in the dictionary's layout) the draft maps every column to itself."""
+    text = draft_mapping(SYNTHETIC)
+    assert "# CONFIRM" not in text and ": ?" not in text
+    draft = load_mapping(_parse(text))
+    assert sorted(draft.tables) == sorted(load_study(SYNTHETIC).tables)
+    for table in draft.tables.values():
+        assert table.file == f"{table.name}.csv" and not table.rows
+        assert all(c.source == c.target and not c.values for c in table.columns.values()), table.name
+
+
 def test_mapped_analysis_dataset_equals_the_bundled_one(bundled, mapped):
     pd.testing.assert_frame_equal(mapped[2], bundled[2])
     assert len(mapped[2]) == 930
