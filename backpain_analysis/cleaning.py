@@ -125,7 +125,8 @@ class CleanStudy:
     cleaning_log : DataFrame
         One row per changed cell: ``table``, ``row`` (input position), ``row_key`` (key
         values joined by ``|``), ``column``, ``old_value`` and ``new_value`` (as text),
-        ``rule`` (``text_to_code``, ``missing_code``, ``date_format``).
+        ``rule`` (``text_to_code``, ``missing_code``, ``date_format``; ``mapping`` for the cells
+        a mapping file recoded in :func:`~backpain_analysis.load_study`, listed first).
     exclusions : DataFrame
         One row per input row that is not used: ``table``, ``row``, ``row_key``, ``stage``
         (``cleaning``: dropped from the clean table; ``analysis``: kept in the clean table
@@ -1549,6 +1550,11 @@ def clean_study(
                             f"(known: {', '.join(dd.tables)})")
     log_blocks: list[pd.DataFrame] = []
     summary_rows: list[tuple[str, str, str, int, bool]] = []
+    mapping_log = getattr(study, "mapping_log", None)
+    if isinstance(mapping_log, pd.DataFrame) and len(mapping_log):  # recoded by load_study's mapping file, first
+        log_blocks.append(mapping_log[list(LOG_COLUMNS)])
+        for (t, c), n in mapping_log.groupby(["table", "column"], sort=False).size().items():
+            summary_rows.append((t, c, "mapping", int(n), True))
     exclusions: list[pd.DataFrame] = []
     raws: dict[str, pd.DataFrame] = {}
     tables: dict[str, pd.DataFrame] = {}

@@ -10,6 +10,9 @@ Subcommands:
 - ``backpain disclosure-check OUT``: scan a finished report for small or recoverable counts.
 - ``backpain notebooks DEST``: copy the chapter notebooks (and ``report.yaml``) out to work on.
 - ``backpain lab [DIR]``: JupyterLab on a folder of chapter notebooks, on this environment's kernel.
+- ``backpain map DIR --draft mapping.yaml``: draft a mapping file for an export in its own layout;
+  ``backpain map DIR --mapping mapping.yaml --out STUDY``: write the mapped study folder.
+  ``validate``, ``dataset`` and ``report`` take ``--mapping mapping.yaml`` too.
 
 Bad input (a :class:`~backpain_analysis.errors.BackpainError`) prints a clear message
 and exits with status 2, without a traceback.
@@ -67,7 +70,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     table = _table
     try:
-        study = load_study(args.data, dictionary=args.dictionary)
+        study = load_study(args.data, dictionary=args.dictionary, mapping=args.mapping)
     except StudyValidationError as exc:
         _print_invalid(args.data, exc)
         return EXIT_BAD_INPUT
@@ -78,6 +81,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print("\nNotes:\n" + "\n".join(f"- {n}" for n in study.notes))
     if study.truth is not None:
         print("\ntruth.json: present (synthetic study)")
+    if study.mapping_log is not None:
+        print(f"\nMapping file {args.mapping}: {len(study.mapping_log)} cells recoded (rule 'mapping' in the cleaning log)")
     print("\nVALID: every table follows the data dictionary.")
     return EXIT_OK
 
@@ -140,7 +145,15 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
     if suffix not in (".parquet", ".csv"):
         raise BackpainError(f"--out {str(out)!r}: the file name must end in .parquet or .csv")
     _require_writable(out, folder=False)
-    clean, data = load_analysis_dataset(args.data)
+    if args.mapping:
+        from .cleaning import clean_study
+        from .dataset import build_analysis_dataset
+        from .loading import load_study
+
+        clean = clean_study(load_study(args.data, mapping=args.mapping))
+        data = build_analysis_dataset(clean)
+    else:
+        clean, data = load_analysis_dataset(args.data)
     try:
         if suffix == ".parquet":
             _atomic_via(out, lambda tmp: data.to_parquet(tmp, index=False))
@@ -155,20 +168,65 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- map (issue 14) ---
+def _cmd_map(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .mapping import draft_mapping, write_mapped_study
+
+    if args.draft:
+        if args.mapping:
+            raise BackpainError("--draft writes a new mapping file; --mapping is for --out")
+        target = Path(args.draft)
+        if target.exists() and not args.force:
+            raise BackpainError(f"{target} exists; not overwritten (use --force to replace it)")
+        text = draft_mapping(args.data)
+        target.write_text(text, encoding="utf-8")
+        lines = text.splitlines()
+        n_confirm = sum("# CONFIRM" in line for line in lines)
+        n_unknown = sum(': "?"' in line and not line.lstrip().startswith("#") for line in lines)
+        n_absent = sum(line.lstrip().startswith("# ") and ": ?   #" in line for line in lines)
+        print(f"wrote {target}: a draft mapping of {args.data}; {n_confirm} line(s) marked CONFIRM, "
+              f"{n_unknown} value(s) \"?\" to fill in, {n_absent} dictionary column(s) not found (commented out). "
+              f"Then: backpain validate {args.data} --mapping {target}")
+        return EXIT_OK
+    if not args.mapping:
+        raise BackpainError("--out needs --mapping FILE (the mapping to apply)")
+    out = write_mapped_study(args.data, args.mapping, args.out)
+    print(f"wrote the mapped study to {out} (tables as CSV; mapping/mapping_log.csv lists every recoded cell)")
+    return EXIT_OK
+
+
 # --- report (issue 5) ---
 def _cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
-
-    from .loading import StudyValidationError
-    from .report import run_report
 
     _require_writable(args.out, folder=True)
     if not Path(args.data).is_dir():
         raise BackpainError(f"study folder {args.data!r} does not exist here ({Path.cwd()}): pass --data DIR "
                             "(`backpain synth --out DIR` writes a synthetic study)")
+    if args.mapping:
+        # the chapter notebooks read a study folder: the export goes through the mapping into a
+        # temporary one first (validated there; the run's fingerprints hash its content, not its path)
+        import tempfile
+
+        from .mapping import write_mapped_study
+
+        with tempfile.TemporaryDirectory(prefix="backpain-mapped-") as tmp:
+            mapped = write_mapped_study(args.data, args.mapping, tmp)
+            print(f"backpain report: {args.data} mapped by {args.mapping} into a temporary study folder",
+                  file=sys.stderr)
+            return _run_report(args, mapped)
+    return _run_report(args, args.data)
+
+
+def _run_report(args: argparse.Namespace, data) -> int:
+    from .loading import StudyValidationError
+    from .report import run_report
+
     try:
         run = run_report(
-            args.data,
+            data,
             args.out,
             chapters=args.chapters,
             practices=args.practices,
@@ -307,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="validate a study export folder against the data dictionary")
     p.add_argument("data", metavar="DIR", help="study export folder (one file per table)")
     p.add_argument("--dictionary", help="data dictionary YAML (default: the bundled one)")
+    p.add_argument("--mapping", metavar="FILE", help="mapping file for an export in its own layout (see backpain map)")
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("synth", help="write a synthetic IMPaCT Back-like study")
@@ -320,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dataset", help="load, clean and write the analysis dataset (one row per analysed patient)")
     p.add_argument("--data", required=True, metavar="DIR", help="study export folder")
     p.add_argument("--out", required=True, metavar="FILE", help="output file; .parquet or .csv")
+    p.add_argument("--mapping", metavar="FILE", help="mapping file for an export in its own layout (see backpain map)")
     p.set_defaults(func=_cmd_dataset)
 
     p = sub.add_parser("report", help="regenerate the notebook report")
@@ -333,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="report definition (default: the bundled report.yaml; e.g. one copied by `backpain notebooks`)")
     p.add_argument("--kernel", default=None, metavar="NAME",
                    help="Jupyter kernel (default: the 'backpain' kernel of this environment, else this Python)")
+    p.add_argument("--mapping", metavar="FILE", help="mapping file for an export in its own layout (see backpain map)")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("disclosure-check", help="scan a finished report for small or recoverable counts (exit 2 if any)")
@@ -353,6 +414,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, metavar="DIR", help="as for `backpain notebooks`, when copying")
     p.add_argument("--dry-run", action="store_true", help="print the JupyterLab command instead of running it")
     p.set_defaults(func=_cmd_lab)
+
+    p = sub.add_parser("map", help="draft a mapping file for an export in its own layout, or apply one")
+    p.add_argument("data", metavar="DIR", help="export folder (CSV, parquet or xlsx files, e.g. a REDCap export)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--draft", metavar="FILE", help="write a draft mapping file (YAML) to confirm and edit")
+    what.add_argument("--out", metavar="DIR", help="with --mapping: write the mapped study folder (one CSV per table)")
+    p.add_argument("--mapping", metavar="FILE", help="the mapping file to apply (with --out)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing draft")
+    p.set_defaults(func=_cmd_map)
 
     p = sub.add_parser("dictionary", help="print the data dictionary as Markdown")
     p.add_argument("--markdown", action="store_true", help="Markdown output (the only format for now)")

@@ -139,6 +139,10 @@ class Study:
     notes: list[str] = field(default_factory=list)
     #: What the key checks learnt, for :func:`backpain_analysis.clean_study` (see :class:`_KeyFacts`).
     _keys: _KeyFacts | None = field(default=None, repr=False, compare=False)
+    #: Read through a mapping file (``load_study(..., mapping=...)``): the mapping, and one row per
+    #: recoded cell (:data:`backpain_analysis.mapping.MAPPING_LOG_COLUMNS`), merged into the cleaning log.
+    mapping: Any = field(default=None, repr=False, compare=False)
+    mapping_log: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     def __getattr__(self, name: str) -> pd.DataFrame:
         tables = self.__dict__.get("tables") or {}
@@ -989,7 +993,8 @@ def _read_truth(folder: Path, problems: _Problems) -> dict[str, Any] | None:
     return truth
 
 
-def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | None = None) -> Study:
+def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | None = None,
+               mapping: Any = None) -> Study:
     """Read a study export folder and validate it against the data dictionary.
 
     Parameters
@@ -999,6 +1004,11 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
         ``<table>.xlsx`` (first sheet), plus an optional ``truth.json``.
     dictionary : DataDictionary, str or Path, optional
         The data dictionary (or the path of its YAML). Defaults to the bundled one.
+    mapping : str, Path or dict, optional
+        A mapping file (:mod:`backpain_analysis.mapping`) saying which export file, columns,
+        rows and codes make each table; tables it does not name are read from
+        ``<table>.csv`` as usual. Recoded cells are in ``Study.mapping_log`` (and then in the
+        cleaning log, rule ``mapping``); problems name the export's own files, columns and rows.
 
     Returns
     -------
@@ -1063,7 +1073,21 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
         dictionary = load_dictionary(dictionary)
     problems = _Problems()
     notes: list[str] = []
-    files = _find_files(folder, dictionary, problems, notes)
+    mapped = None
+    if mapping is not None:  # an export in its own layout: read through the mapping file (mapping.py)
+        from .mapping import read_mapped
+
+        mapped = read_mapped(folder, mapping, dictionary, problems, notes)
+        n_mapping_problems = len(problems.rows)  # these already name the export's files and columns
+        files = {name: p for name, p in _find_files(folder, dictionary, _Problems(), []).items()
+                 if name not in mapped.mapping.tables}
+        files.update(mapped.files)
+        for name in dictionary.table_names:
+            if name not in files and name not in mapped.mapping.tables:
+                problems.add(f"{name}.csv", name, "", f"file missing: table {name} is not in the mapping file "
+                             f"{mapped.mapping.source} and there is no {name}.csv (or .parquet / .xlsx)")
+    else:
+        files = _find_files(folder, dictionary, problems, notes)
     tables: dict[str, pd.DataFrame] = {}
     offsets: dict[str, int] = {}
     # distinct key values (and whether they are the table's rows), shared by key and foreign-key checks
@@ -1083,7 +1107,10 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
                 continue
             file = files[name]
             table_problems, table_notes = _Problems(), []
-            df = _read_table(file, table, table_problems, table_notes)
+            if mapped is not None and name in mapped.mapping.tables:
+                df = mapped.tables.get(name)
+            else:
+                df = _read_table(file, table, table_problems, table_notes)
             checked.append(name)
             if df is None:
                 parts.append((table_problems, table_notes, None))
@@ -1128,11 +1155,19 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
         notes.extend(table_notes)
     problems.rows.extend(fk_problems.rows)
     truth = _read_truth(folder, problems)
+    if mapped is not None:
+        mapped.translate(problems.rows[n_mapping_problems:], offsets, dictionary)
     summary = [(*row[:4], row[4] or _status(problems.count(row[0]))) for row in summary]
     summary_df = pd.DataFrame(summary, columns=_SUMMARY_COLUMNS).astype({"rows": "Int64", "columns": "Int64"})
     if problems.rows:
         raise StudyValidationError(problems.frame(), summary_df, notes, folder)
-    return Study(tables=tables, path=folder, files=files, dictionary=dictionary, truth=truth, notes=notes, _keys=facts)
+    mapping_log = mapped.log if mapped else None
+    if mapped is None and (folder / "mapping" / "mapping_log.csv").is_file():  # written by `backpain map --out`
+        from .mapping import read_mapping_log
+
+        mapping_log = read_mapping_log(folder)
+    return Study(tables=tables, path=folder, files=files, dictionary=dictionary, truth=truth, notes=notes, _keys=facts,
+                 mapping=mapped.mapping if mapped else None, mapping_log=mapping_log)
 
 
 def _status(n_problems: int) -> str:
