@@ -241,6 +241,10 @@ def forest_plot(
 ):
     """Forest plot of estimates with CIs, one row per table row (top to bottom in table order).
 
+    The chapters' entry point, kept for its signature: it draws with
+    :func:`backpain_analysis.presentation.figures.forest_plot` (readable ratio ticks 0.25, 0.5,
+    1, 2, 4), without a "favours" annotation, since which side is better depends on the measure.
+
     Parameters
     ----------
     table : DataFrame
@@ -260,39 +264,8 @@ def forest_plot(
     -------
     matplotlib Figure
     """
-    import matplotlib.pyplot as plt
+    from .presentation.figures import forest_plot as draw
 
-    if series is None:
-        series = {"": (estimate, ci_low, ci_high)}
-    n = len(table)
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(8, 0.45 * n + 1.4))
-    else:
-        fig = ax.figure
-    y = np.arange(n)[::-1].astype(float)
-    offsets = np.linspace(-0.15, 0.15, len(series)) if len(series) > 1 else [0.0]
-    markers = ["o", "s", "D", "^"]
-    for (name, (e, lo, hi)), off, mk in zip(series.items(), offsets, markers, strict=False):
-        est = table[e].to_numpy(float)
-        err = np.vstack([est - table[lo].to_numpy(float), table[hi].to_numpy(float) - est])
-        ax.errorbar(est, y + off, xerr=err, fmt=mk, capsize=3, label=name or None, ms=5)
-    if truth is not None and truth in table.columns:
-        tv = pd.to_numeric(table[truth], errors="coerce").to_numpy(float)
-        ax.plot(tv, y, "x", color="crimson", ms=8, mew=2, label="true value", linestyle="none")
-    ref = reference if reference is not None else (1.0 if log_scale else 0.0)
-    ax.axvline(ref, color="grey", lw=1, ls="--")
-    if log_scale:
-        ax.set_xscale("log")
-        from matplotlib.ticker import FuncFormatter
-
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.set_yticks(y)
-    ax.set_yticklabels(table[label].astype(str).tolist())
-    ax.set_xlabel(xlabel)
-    if title:
-        ax.set_title(title)
-    if len(series) > 1 or truth is not None:
-        ax.legend(loc="best", fontsize="small")
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return draw(table, label=label, estimate=estimate, ci_low=ci_low, ci_high=ci_high, series=series,
+                log_scale=log_scale, reference=reference, favours=None, xlabel=xlabel, title=title,
+                truth=truth, ax=ax)
