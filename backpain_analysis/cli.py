@@ -145,15 +145,7 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
     if suffix not in (".parquet", ".csv"):
         raise BackpainError(f"--out {str(out)!r}: the file name must end in .parquet or .csv")
     _require_writable(out, folder=False)
-    if args.mapping:
-        from .cleaning import clean_study
-        from .dataset import build_analysis_dataset
-        from .loading import load_study
-
-        clean = clean_study(load_study(args.data, mapping=args.mapping))
-        data = build_analysis_dataset(clean)
-    else:
-        clean, data = load_analysis_dataset(args.data)
+    clean, data = load_analysis_dataset(args.data, mapping=args.mapping)
     try:
         if suffix == ".parquet":
             _atomic_via(out, lambda tmp: data.to_parquet(tmp, index=False))

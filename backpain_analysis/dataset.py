@@ -600,13 +600,17 @@ def reconcile(study: Any, clean: CleanStudy, dataset: pd.DataFrame) -> pd.DataFr
                                       "n_unaccounted", "n_double_counted"])
 
 
-def load_analysis_dataset(data_dir: str | Path, **clean_options: Any) -> tuple[CleanStudy, pd.DataFrame]:
+def load_analysis_dataset(data_dir: str | Path, *, mapping: Any = None,
+                          **clean_options: Any) -> tuple[CleanStudy, pd.DataFrame]:
     """Load, clean and build: the one call every chapter notebook starts with.
 
     Parameters
     ----------
     data_dir : str or Path
         Study export folder.
+    mapping : str, Path or dict, optional
+        Mapping of an export in its own layout (:mod:`backpain_analysis.mapping`), passed to
+        :func:`backpain_analysis.load_study`.
     **clean_options
         Passed to :func:`backpain_analysis.clean_study` (for example
         ``followup_window_days``).
@@ -627,6 +631,6 @@ def load_analysis_dataset(data_dir: str | Path, **clean_options: Any) -> tuple[C
     """
     from .loading import load_study
 
-    study = load_study(data_dir)
+    study = load_study(data_dir, mapping=mapping)
     clean = clean_study(study, **clean_options)
     return clean, build_analysis_dataset(clean)
