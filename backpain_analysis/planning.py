@@ -45,7 +45,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
@@ -62,12 +62,15 @@ __all__ = [
     "ANALYSES",
     "Design",
     "PlanningError",
+    "analytic_check",
     "analytic_power",
     "design_effects",
     "effect_grid",
     "impact_design",
     "minimum_detectable_effect",
+    "normal_dataset",
     "power_grid",
+    "replicate_seeds",
     "simulate_power",
     "simulate_replicates",
     "summarize_replicates",
@@ -424,51 +427,81 @@ def normal_dataset(design: Design, rmdq_effect: Sequence[float], seed: int) -> p
 
 # ---------------------------------------------------------------------------------------------- analyses
 def _analyse(data: pd.DataFrame, analyses: Sequence[str], alpha: float) -> list[dict[str, Any]]:
-    """Every requested analysis of one replicate: one row per estimand."""
-    from .models import effect_from_fit, fit_logistic, fit_mixed_kr, fit_ols
-    from .outcomes import PRIMARY_COVARIATES
+    """Every requested analysis of one replicate: one row per estimand (``failed`` set if it could not be fitted)."""
+    from .small_sample import SmallSampleError
 
     rows: list[dict[str, Any]] = []
-    cov = list(PRIMARY_COVARIATES)
-    keys = ("estimate", "se", "ci_low", "ci_high", "p_value", "df", "n")
-    if "primary" in analyses:
-        r = fit_mixed_kr(data, "rmdq_change_6m", cov, alpha=alpha)
-        rows.append({"estimand": "primary", **{k: r[k] for k in keys}, "n_phase1": r["n_phase1"],
-                     "n_phase3": r["n_phase3"], "icc_estimate": r["icc"]})
-    if "ancova" in analyses:
-        f = fit_ols(data, "rmdq_change_6m", cov)
-        e = effect_from_fit(f, alpha=alpha)
-        n3 = int(f.model.exog[:, f.model.exog_names.index("phase3")].sum())
-        rows.append({"estimand": "ancova", **{k: e[k] for k in keys}, "n_phase1": e["n"] - n3, "n_phase3": n3})
-    if "risk_group" in analyses:
-        r = fit_mixed_kr(data, "rmdq_change_6m", cov, interaction="risk_group", alpha=alpha)
-        fit = r["fit"]
-        for level in RISK_GROUPS:
-            L = np.zeros(len(fit.names))
-            L[fit.names.index("phase3")] = 1.0
-            term = f"phase3:C(risk_group)[T.{level}]"
-            if term in fit.names:
-                L[fit.names.index(term)] = 1.0
-            kr = fit.kenward_roger(L)
-            crit = stats.t.ppf(1 - alpha / 2, kr["df"])
-            est, se = kr["estimate"], kr["se"]
-            grp = data.loc[data["risk_group"] == level]
-            rows.append({"estimand": f"risk_group:{level}", "estimate": est, "se": se, "ci_low": est - crit * se,
-                         "ci_high": est + crit * se, "p_value": float(2 * stats.t.sf(abs(est / se), kr["df"])),
-                         "df": kr["df"], "n": r["n"],
-                         "n_phase1": int(((grp["phase"] == 1) & grp["rmdq_change_6m"].notna()).sum()),
-                         "n_phase3": int(((grp["phase"] == 3) & grp["rmdq_change_6m"].notna()).sum())})
-    if "matched_referral" in analyses:
-        if "matched_referral" not in data.columns:
-            raise PlanningError("analysis 'matched_referral' needs the generator (the normal simulator has no records)")
-        d = data.loc[data["consented_records"] == 1] if "consented_records" in data.columns else data
-        f = fit_logistic(d, "matched_referral")
-        e = effect_from_fit(f, exponentiate=True, alpha=alpha)
-        n3 = int(f.model.exog[:, f.model.exog_names.index("phase3")].sum())
-        rows.append({"estimand": "matched_referral", "estimate": e["estimate"], "se": e["se"],
-                     "ci_low": e["ci_low"], "ci_high": e["ci_high"], "p_value": e["p_value"], "df": e["df"],
-                     "n": e["n"], "n_phase1": e["n"] - n3, "n_phase3": n3})
+    for a in analyses:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                rows += [{**r, "failed": ""} for r in _ANALYSE[a](data, alpha)]
+        except PlanningError:
+            raise
+        except (BackpainError, SmallSampleError, np.linalg.LinAlgError, ValueError) as exc:
+            names = [f"risk_group:{g}" for g in RISK_GROUPS] if a == "risk_group" else [a]
+            rows += [{"estimand": e, "failed": f"{type(exc).__name__}: {exc}"} for e in names]
     return rows
+
+
+def _primary(data: pd.DataFrame, alpha: float) -> list[dict[str, Any]]:
+    from .models import fit_mixed_kr
+    from .outcomes import PRIMARY_COVARIATES
+
+    r = fit_mixed_kr(data, "rmdq_change_6m", list(PRIMARY_COVARIATES), alpha=alpha)
+    return [{"estimand": "primary", **{k: r[k] for k in _KEYS}, "n_phase1": r["n_phase1"], "n_phase3": r["n_phase3"],
+             "icc_estimate": r["icc"]}]
+
+
+def _ancova(data: pd.DataFrame, alpha: float) -> list[dict[str, Any]]:
+    from .models import effect_from_fit, fit_ols
+    from .outcomes import PRIMARY_COVARIATES
+
+    f = fit_ols(data, "rmdq_change_6m", list(PRIMARY_COVARIATES))
+    e = effect_from_fit(f, alpha=alpha)
+    n3 = int(f.model.exog[:, f.model.exog_names.index("phase3")].sum())
+    return [{"estimand": "ancova", **{k: e[k] for k in _KEYS}, "n_phase1": e["n"] - n3, "n_phase3": n3}]
+
+
+def _risk_group(data: pd.DataFrame, alpha: float) -> list[dict[str, Any]]:
+    from .models import fit_mixed_kr
+    from .outcomes import PRIMARY_COVARIATES
+
+    r = fit_mixed_kr(data, "rmdq_change_6m", list(PRIMARY_COVARIATES), interaction="risk_group", alpha=alpha)
+    fit = r["fit"]
+    rows = []
+    for level in RISK_GROUPS:
+        L = np.zeros(len(fit.names))
+        L[fit.names.index("phase3")] = 1.0
+        term = f"phase3:C(risk_group)[T.{level}]"
+        if term in fit.names:
+            L[fit.names.index(term)] = 1.0
+        kr = fit.kenward_roger(L)
+        crit = stats.t.ppf(1 - alpha / 2, kr["df"])
+        est, se = kr["estimate"], kr["se"]
+        grp = data.loc[(data["risk_group"] == level) & data["rmdq_change_6m"].notna()]
+        rows.append({"estimand": f"risk_group:{level}", "estimate": est, "se": se, "ci_low": est - crit * se,
+                     "ci_high": est + crit * se, "p_value": float(2 * stats.t.sf(abs(est / se), kr["df"])),
+                     "df": kr["df"], "n": r["n"], "n_phase1": int((grp["phase"] == 1).sum()),
+                     "n_phase3": int((grp["phase"] == 3).sum())})
+    return rows
+
+
+def _matched_referral(data: pd.DataFrame, alpha: float) -> list[dict[str, Any]]:
+    from .models import effect_from_fit, fit_logistic
+
+    if "matched_referral" not in data.columns:
+        raise PlanningError("analysis 'matched_referral' needs the generator (the normal simulator has no records)")
+    d = data.loc[data["consented_records"] == 1] if "consented_records" in data.columns else data
+    f = fit_logistic(d, "matched_referral")
+    e = effect_from_fit(f, exponentiate=True, alpha=alpha)
+    n3 = int(f.model.exog[:, f.model.exog_names.index("phase3")].sum())
+    return [{"estimand": "matched_referral", **{k: e[k] for k in _KEYS}, "n_phase1": e["n"] - n3, "n_phase3": n3}]
+
+
+_KEYS = ("estimate", "se", "ci_low", "ci_high", "p_value", "df", "n")
+_ANALYSE: dict[str, Callable[[pd.DataFrame, float], list[dict[str, Any]]]] = {
+    "primary": _primary, "ancova": _ancova, "risk_group": _risk_group, "matched_referral": _matched_referral}
 
 
 def _truth_of(estimand: str, truth: Mapping[str, Any]) -> float:
@@ -481,26 +514,14 @@ def _truth_of(estimand: str, truth: Mapping[str, Any]) -> float:
 
 def _one_replicate(task: tuple) -> list[dict[str, Any]]:
     design, effects, seed, replicate, analyses, simulator, alpha = task
-    from .small_sample import SmallSampleError
-
-    try:
-        if simulator == "generator":
-            data, truth = _generator_data(design, effects["rmdq_effect"], seed)
-        else:
-            data = normal_dataset(design, effects["rmdq_effect"], seed)
-            truth = {"rmdq_adjusted_difference": effects["effect"],
-                     **{f"rmdq_difference_{g}_risk": v for g, v in zip(RISK_GROUPS, effects["group_effects"],
-                                                                         strict=True)}}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            rows = _analyse(data, analyses, alpha)
-    except (BackpainError, np.linalg.LinAlgError, SmallSampleError, ValueError) as exc:
-        if isinstance(exc, PlanningError):
-            raise
-        return [{"replicate": replicate, "seed": seed, "estimand": a, "failed": f"{type(exc).__name__}: {exc}"}
-                for a in analyses]
-    return [{"replicate": replicate, "seed": seed, **r, "truth": _truth_of(r["estimand"], truth), "failed": ""}
-            for r in rows]
+    if simulator == "generator":
+        data, truth = _generator_data(design, effects["rmdq_effect"], seed)
+    else:
+        data = normal_dataset(design, effects["rmdq_effect"], seed)
+        truth = {"rmdq_adjusted_difference": effects["effect"],
+                 **{f"rmdq_difference_{g}_risk": v for g, v in zip(RISK_GROUPS, effects["group_effects"], strict=True)}}
+    return [{"replicate": replicate, "seed": seed, **r, "truth": _truth_of(r["estimand"], truth)}
+            for r in _analyse(data, analyses, alpha)]
 
 
 def replicate_seeds(seed: int, n_replicates: int) -> list[int]:
@@ -698,7 +719,8 @@ def design_effects(design: Design, reps: pd.DataFrame) -> dict[str, float]:
     ok = reps.loc[reps["failed"] == ""] if "failed" in reps else reps
     prim = ok.loc[ok["estimand"] == "primary"]
     anc = ok.loc[ok["estimand"] == "ancova"]
-    n_mean = float(prim["n"].mean()) if len(prim) else float(anc["n"].mean())
+    base = prim if len(prim) else (anc if len(anc) else ok)
+    n_mean = float(base["n"].mean()) if len(base) else float("nan")
     k = int(design.n_practices)
     m_practice = n_mean / k
     m_period = m_practice / 2
@@ -731,6 +753,7 @@ def simulate_power(
     n_jobs: int = 1,
     cache_dir: str | Path | None = None,
     progress: bool = False,
+    design_effect: bool = True,
 ) -> pd.DataFrame:
     """Power, bias, coverage and CI width of the planned analysis by simulating replicate studies.
 
@@ -744,8 +767,8 @@ def simulate_power(
     seed : int, default 1
         Seed of the replicate seeds (:func:`replicate_seeds`); same arguments, same numbers.
     analysis : str or sequence of str, default "primary"
-        Any of :data:`ANALYSES`. ``"ancova"`` is always run too (needed for the simulated
-        design effect) but only reported when asked for.
+        Any of :data:`ANALYSES`. ``"primary"`` and ``"ancova"`` are run too (for the simulated
+        design effect, unless ``design_effect=False``) but only reported when asked for.
     profile : {"uniform", "published"} or 3 numbers
         Relative effects per risk group.
     simulator : {"generator", "normal"}
@@ -756,6 +779,9 @@ def simulate_power(
         Folder of cached results: a point already simulated (same arguments) is read, not rerun.
     progress : bool
         Show a tqdm progress bar.
+    design_effect : bool, default True
+        Also run the primary and ANCOVA analyses (if not asked for) to give the simulated
+        design effect; False skips them.
 
     Returns
     -------
@@ -783,7 +809,7 @@ def simulate_power(
     """
     wanted = _check_options((analysis,) if isinstance(analysis, str) else tuple(analysis), simulator,
                             n_replicates, alpha)
-    run = tuple(dict.fromkeys([*wanted, "primary", "ancova"]))
+    run = tuple(dict.fromkeys([*wanted, "primary", "ancova"])) if design_effect else wanted
     payload = {"v": _CACHE_VERSION, "design": design.key(), "effect": float(effect),
                "profile": _profile(profile).tolist(), "n_replicates": int(n_replicates), "seed": int(seed),
                "analyses": sorted(run), "simulator": simulator, "alpha": float(alpha)}
@@ -830,6 +856,7 @@ def _grid(points: list[tuple[dict[str, Any], Design, float]], n_replicates: int,
         res = simulate_power(design, effect, n_replicates, seed, progress=False, **kwargs)
         for k, v in labels.items():
             res[k] = v
+        res.attrs = {}  # the replicate frames stay in the cache; concat cannot compare them
         rows.append(res)
         bar.update(1)
     bar.close()
@@ -1020,9 +1047,65 @@ def summary_sentence(row: Mapping[str, Any] | pd.Series, *, patients_per_practic
            else f"{n1} + {n3} invited patients")
     p, se = float(row["power"]), float(row["power_mcse"])
     lo, hi = max(0.0, p - 1.96 * se), min(1.0, p + 1.96 * se)
-    what = "RMDQ points" if str(row["estimand"]) in ("primary", "ancova") else f"({row['estimand']})"
-    if str(row["estimand"]).startswith("risk_group:"):
-        what = f"RMDQ points in the {str(row['estimand']).split(':')[1]} risk group"
+    est = str(row["estimand"])
+    size, what = f"{float(row['effect']):g}", "RMDQ points"
+    if est.startswith("risk_group:"):  # the true effect in the group (the floor makes it differ from the average)
+        size, what = f"{float(row['truth']):.2f}", f"RMDQ points in the {est.split(':')[1]} risk group"
+    elif est == "matched_referral":
+        size, what = f"an odds ratio of {float(row['truth']):.2f}", "for risk-matched referral"
     return (f"With {k} practices and {who} (about {float(row['mean_n']):.0f} analysed), power to detect "
-            f"{float(row['effect']):g} {what} is {p:.2f} ({lo:.2f} to {hi:.2f}; {int(row['replicates'])} "
+            f"{size} {what} is {p:.2f} ({lo:.2f} to {hi:.2f}; {int(row['replicates'])} "
             f"simulated studies).")
+
+
+def analytic_check(
+    effect: float = 0.6,
+    residual_sd: float = 4.6,
+    invited: tuple[int, int] = (300, 300),
+    n_practices: int = 10,
+    n_replicates: int = 400,
+    seed: int = 1,
+    *,
+    alpha: float = 0.05,
+    n_jobs: int = 1,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Simulated against closed-form power where the answer is known.
+
+    No clustering (ICC 0, no practice-by-phase variation), complete follow-up, a normal residual
+    with known SD (the ``"normal"`` simulator) and the complete-case ANCOVA: the t test of the
+    phase effect has the noncentral-t power of :func:`analytic_power`.
+
+    Returns
+    -------
+    dict
+        ``simulated`` (power), ``mcse``, ``analytic``, ``difference`` (simulated - analytic),
+        ``z`` (difference / MCSE), ``agrees`` (|z| <= 3), ``replicates``, ``n1``, ``n3``,
+        ``n_covariates``.
+
+    Notes
+    -----
+    The MCSE is that of a binomial proportion at the analytic power, sqrt(p (1 - p) / R). The
+    ANCOVA has 9 covariate columns besides the phase (baseline RMDQ, age, sex, 4 episode
+    duration and 2 risk group dummies).
+
+    Examples
+    --------
+    >>> r = analytic_check(n_replicates=40, invited=(60, 60), effect=2.0)
+    >>> r["agrees"], r["n1"]
+    (True, 60)
+    """
+    design = Design(n_practices=n_practices, invited=invited, icc=0.0, practice_phase_sd=0.0,
+                    residual_sd=residual_sd)
+    res = simulate_power(design, effect, n_replicates, seed, analysis="ancova", simulator="normal", alpha=alpha,
+                         n_jobs=n_jobs, progress=progress, design_effect=False)
+    row = res.iloc[0]
+    n1, n3 = design.invited
+    k = 9
+    analytic = analytic_power(effect, residual_sd, n1, n3, n_covariates=k, alpha=alpha)
+    r = int(row["replicates"])
+    mcse = math.sqrt(analytic * (1 - analytic) / r)
+    diff = float(row["power"]) - analytic
+    z = diff / mcse if mcse > 0 else 0.0
+    return {"simulated": float(row["power"]), "mcse": mcse, "analytic": analytic, "difference": diff, "z": z,
+            "agrees": bool(abs(z) <= 3), "replicates": r, "n1": n1, "n3": n3, "n_covariates": k}
