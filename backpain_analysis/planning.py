@@ -69,7 +69,9 @@ __all__ = [
     "impact_design",
     "minimum_detectable_effect",
     "normal_dataset",
+    "power_curve_plot",
     "power_grid",
+    "power_grid_plot",
     "replicate_seeds",
     "simulate_power",
     "simulate_replicates",
@@ -348,14 +350,22 @@ def _population_for(design: Design) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------------------------- simulators
-def _generator_data(design: Design, rmdq_effect: Sequence[float], seed: int) -> tuple[pd.DataFrame, dict]:
+def _generator_data(design: Design, rmdq_effect: Sequence[float], seed: int, *,
+                    full_truth: bool = True) -> tuple[pd.DataFrame, dict]:
+    """One replicate's analysis dataset and the generator's truth.
+
+    ``full_truth=False`` lets the generator compute its truth on a small population (the data do
+    not depend on it; the RMDQ truth then comes from :func:`true_effects`): it saves about 2 s
+    per design and effect in every process.
+    """
     from .cleaning import clean_study
     from .dataset import build_analysis_dataset
     from .synthetic import generate_study
 
     n1, n3 = design.invited
+    extra = {} if full_truth else {"truth_mc_n": 2000}
     study = generate_study(n_invited=n1 + n3, seed=int(seed), rmdq_effect=list(rmdq_effect),
-                           **design.generator_overrides())
+                           **design.generator_overrides(), **extra)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         data = build_analysis_dataset(clean_study(study))
@@ -517,12 +527,15 @@ def _truth_of(estimand: str, truth: Mapping[str, Any]) -> float:
 
 def _one_replicate(task: tuple) -> list[dict[str, Any]]:
     design, effects, seed, replicate, analyses, simulator, alpha = task
+    truth = {"rmdq_adjusted_difference": effects["effect"],
+             **{f"rmdq_difference_{g}_risk": v for g, v in zip(RISK_GROUPS, effects["group_effects"], strict=True)}}
     if simulator == "generator":
-        data, truth = _generator_data(design, effects["rmdq_effect"], seed)
+        full = "matched_referral" in analyses  # its true odds ratio comes from the generator's truth
+        data, gen_truth = _generator_data(design, effects["rmdq_effect"], seed, full_truth=full)
+        if full:
+            truth = gen_truth
     else:
         data = normal_dataset(design, effects["rmdq_effect"], seed)
-        truth = {"rmdq_adjusted_difference": effects["effect"],
-                 **{f"rmdq_difference_{g}_risk": v for g, v in zip(RISK_GROUPS, effects["group_effects"], strict=True)}}
     return [{"replicate": replicate, "seed": seed, **r, "truth": _truth_of(r["estimand"], truth)}
             for r in _analyse(data, analyses, alpha)]
 
@@ -586,8 +599,8 @@ def simulate_replicates(
     rows: list[dict[str, Any]] = []
     bar = _bar(len(tasks), progress, "replicates")
     if n_jobs > 1 and len(tasks) > 1:
-        if simulator == "generator":  # compute the truth once; forked workers inherit the cache
-            from .synthetic import generate_study
+        if simulator == "generator" and "matched_referral" in analyses:
+            from .synthetic import generate_study  # compute the truth once; forked workers inherit the cache
 
             generate_study(n_invited=10, seed=0, rmdq_effect=effects["rmdq_effect"], **design.generator_overrides())
         import multiprocessing as mp
@@ -1114,3 +1127,52 @@ def analytic_check(
     z = diff / mcse if mcse > 0 else 0.0
     return {"simulated": float(row["power"]), "mcse": mcse, "analytic": analytic, "difference": diff, "z": z,
             "agrees": bool(abs(z) <= 3), "replicates": r, "n1": n1, "n3": n3, "n_covariates": k}
+
+
+# ---------------------------------------------------------------------------------------------- figures
+def power_curve_plot(curve: pd.DataFrame, *, estimand: str = "primary", targets: Sequence[float] = (0.8, 0.9),
+                     ax: Any = None) -> Any:
+    """Simulated power against the true effect, with +-1.96 MCSE bars and the target power lines.
+
+    Returns the matplotlib Axes.
+    """
+    import matplotlib.pyplot as plt
+
+    c = curve.loc[curve["estimand"] == estimand].sort_values("effect")
+    if c.empty:
+        raise PlanningError(f"power curve has no rows for estimand {estimand!r}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    ax.errorbar(c["effect"], c["power"], yerr=1.96 * c["power_mcse"], marker="o", capsize=3, label="simulated")
+    for t in targets:
+        ax.axhline(t, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("true effect (RMDQ points)")
+    ax.set_ylabel("power")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"Power of the {estimand} analysis (bars: 95% Monte Carlo interval)")
+    return ax
+
+
+def power_grid_plot(grid: pd.DataFrame, *, estimand: str = "primary", ax: Any = None) -> Any:
+    """Power against invited patients per practice per phase, one line per number of practices.
+
+    Returns the matplotlib Axes.
+    """
+    import matplotlib.pyplot as plt
+
+    g = grid.loc[grid["estimand"] == estimand]
+    if g.empty or "patients_per_practice" not in g.columns:
+        raise PlanningError("power_grid_plot needs the result of power_grid")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    for k, rows in g.groupby("n_practices"):
+        rows = rows.sort_values("patients_per_practice")
+        ax.errorbar(rows["patients_per_practice"], rows["power"], yerr=1.96 * rows["power_mcse"], marker="o",
+                    capsize=3, label=f"{k} practices")
+    ax.axhline(0.8, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("invited patients per practice per phase")
+    ax.set_ylabel("power")
+    ax.set_ylim(0, 1.02)
+    ax.legend(title="", fontsize="small")
+    ax.set_title(f"Power for {g['effect'].iloc[0]:g} RMDQ points ({estimand} analysis)")
+    return ax
