@@ -11,7 +11,6 @@ use logistic, proportional-odds and negative binomial models (:data:`SECONDARY_O
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,17 +19,17 @@ import numpy as np
 import pandas as pd
 import statsmodels.formula.api as smf
 from scipy import stats
-from statsmodels.tools.sm_exceptions import ConvergenceWarning, SingularMatrixWarning
 
 from .imputation import impute_chained, pool_rubin, pool_wald
 from .models import (
     EXPOSURE,
     ModelError,
-    _formula,
-    _prepare,
     add_phase3,
+    calendar_terms,
     effect_from_fit,
+    fit_cluster_fixed_cr2,
     fit_logistic,
+    fit_mixed_kr,
     fit_negative_binomial,
     fit_ols,
     fit_ordinal,
@@ -228,7 +227,7 @@ def _derive(imp: pd.DataFrame, mcid_min_reduction: float) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------- fitting
 
 
-def _fit_effect(data: pd.DataFrame, spec: OutcomeSpec) -> dict[str, float]:
+def _fit_effect(data: pd.DataFrame, spec: OutcomeSpec, practice: str | None = None) -> dict[str, float]:
     """Coefficient of phase3 (on the scale it is pooled: log for ratios, sign so > 0 favours phase 3
     for ordinal outcomes), its SE, residual df and n for one dataset."""
     if spec.population is not None:
@@ -250,6 +249,23 @@ def _fit_effect(data: pd.DataFrame, spec: OutcomeSpec) -> dict[str, float]:
     eff = effect_from_fit(fit)
     sign = -1.0 if spec.kind == "ordinal" else 1.0
     used = fit.model.data.frame  # the complete cases the model was fitted to
+    if practice is not None:
+        if practice not in data.columns:
+            raise ModelError(f"analysis dataset: clustered analysis needs the practice column {practice!r}")
+        from .small_sample import cluster_sandwich_scores, glm_mancl_derouen
+
+        labels = data.loc[used.index, practice].to_numpy()
+        j = list(fit.params.index).index(EXPOSURE)
+        if spec.kind == "linear":
+            mk = fit_mixed_kr(data, spec.outcome, covs, practice=practice)
+            return {"coef": mk["coef"], "se": mk["se"], "df": mk["df"], "n_phase1": mk["n_phase1"],
+                    "n_phase3": mk["n_phase3"]}
+        if spec.kind == "ordinal":
+            b = np.asarray(fit.params, dtype=float)
+            cov = cluster_sandwich_scores(fit.model.score_obs(b), fit.model.hessian(b), labels)
+        else:
+            cov = glm_mancl_derouen(fit, labels)
+        eff = {"coef": eff["coef"], "se": float(np.sqrt(cov[j, j])), "df": float(len(set(labels)) - 1)}
     return {
         "coef": sign * eff["coef"],
         "se": eff["se"],
@@ -277,27 +293,54 @@ def _pooled(results: list[dict[str, float]], kind: str, alpha: float) -> dict[st
         alpha=alpha,
     )
     out = _result(pooled["estimate"], pooled["se"], pooled["df"], kind, alpha)
-    out.update({"df": pooled["df"], "fmi": pooled["fmi"]})
+    out.update({"df": pooled["df"], "fmi": pooled["fmi"], "se": pooled["se"]})
     return out
 
 
 def _analyse(
-    df: pd.DataFrame, imputations: Sequence[pd.DataFrame] | None, spec: OutcomeSpec, alpha: float
+    df: pd.DataFrame, imputations: Sequence[pd.DataFrame] | None, spec: OutcomeSpec, alpha: float,
+    practice: str | None = None,
 ) -> list[dict[str, Any]]:
     """Rows (multiple imputation if given, then complete cases) for one outcome."""
     rows = []
     if imputations:
-        fits = [_fit_effect(imp, spec) for imp in imputations]
+        fits = [_fit_effect(imp, spec, practice) for imp in imputations]
         res = _pooled(fits, spec.kind, alpha)
         rows.append({"analysis": MI, "n_phase1": fits[0]["n_phase1"], "n_phase3": fits[0]["n_phase3"], **res})
-    cc = _fit_effect(add_phase3(df), spec)
+    cc = _fit_effect(add_phase3(df), spec, practice)
     res = _result(cc["coef"], cc["se"], cc["df"], spec.kind, alpha)
     rows.append({"analysis": CC, "n_phase1": cc["n_phase1"], "n_phase3": cc["n_phase3"], **res,
-                 "df": cc["df"], "fmi": np.nan})
+                 "df": cc["df"], "fmi": np.nan, "se": cc["se"]})
     return rows
 
 
 # ---------------------------------------------------------------------------------------- primary
+
+
+PRIMARY_MODELS: tuple[str, ...] = ("mixed", "ols")
+
+
+def _mixed_row(data_list: Sequence[pd.DataFrame], outcome: str, covariates: Sequence[str], practice: str,
+               alpha: float, *, contrast: dict[str, float] | None = None, interaction: str | None = None,
+               ddf: str = "Kenward-Roger") -> dict[str, Any]:
+    """Mixed model (practice + practice-by-phase, KR) on one dataset, or pooled over imputations."""
+    fits = [fit_mixed_kr(d, outcome, covariates, practice=practice, contrast=contrast, interaction=interaction,
+                         ddf=ddf, alpha=alpha) for d in data_list]
+    icc = float(np.mean([f["icc"] for f in fits]))
+    dropped = sum(bool(f["dropped"]) for f in fits)
+    note = "" if not dropped else (" (zero practice-by-phase variance dropped" +
+                                   (f" in {dropped} of {len(fits)} imputations)" if len(fits) > 1 else ")"))
+    if len(fits) == 1:
+        f = fits[0]
+        return {**{k: f[k] for k in ("estimate", "ci_low", "ci_high", "p_value", "df", "n_phase1", "n_phase3")},
+                "se": f["se"], "m": 1, "fmi": np.nan, "icc": icc, "note": note}
+    # Barnard-Rubin df with the complete-data df = the KR df (median over the imputed datasets: robust
+    # when the zero-variance rule applies in some imputations only)
+    df_com = float(np.median([f["df"] for f in fits]))
+    pooled = pool_rubin([f["coef"] for f in fits], [f["se"] ** 2 for f in fits], df_complete=df_com, alpha=alpha)
+    return {**{k: pooled[k] for k in ("estimate", "ci_low", "ci_high", "p_value", "df", "fmi", "se")},
+            "n_phase1": fits[0]["n_phase1"], "n_phase3": fits[0]["n_phase3"], "m": len(fits), "icc": icc,
+            "note": note}
 
 
 def primary_analysis(
@@ -307,7 +350,9 @@ def primary_analysis(
     outcome: str = "rmdq_change_6m",
     covariates: Sequence[str] = PRIMARY_COVARIATES,
     practice: str = "practice_id",
-    mixed_model: bool = True,
+    primary_model: str = "mixed",
+    sensitivity: bool = True,
+    date: str = "consultation_date",
     alpha: float = 0.05,
 ) -> pd.DataFrame:
     """The primary outcome: adjusted mean difference, phase 3 vs phase 1, with sensitivity analyses.
@@ -322,69 +367,99 @@ def primary_analysis(
     covariates : sequence of str, default PRIMARY_COVARIATES
         Baseline RMDQ, age, sex, episode duration, risk group.
     practice : str, default "practice_id"
-        Grouping column of the mixed model.
-    mixed_model : bool, default True
-        Add the mixed-model rows (random intercept for practice).
+        Cluster column (practices).
+    primary_model : {"mixed", "ols"}, default "mixed"
+        The model of the "multiple imputation" and "complete cases" rows. ``"mixed"``: linear
+        mixed model with random intercepts for practice and practice-by-phase, REML,
+        Kenward-Roger SE and df. ``"ols"``: the published ANCOVA (patients independent).
+    sensitivity : bool, default True
+        Add the sensitivity rows: the published-style OLS ANCOVA (when the primary model is
+        mixed; the mixed model otherwise), practice fixed effects with CR2 cluster-robust SEs on
+        G - 1 df, and the mixed model adjusted for calendar time (complete cases).
+    date : str, default "consultation_date"
+        Consultation date, for the calendar-time adjustment (row skipped if absent).
     alpha : float, default 0.05
 
     Returns
     -------
     DataFrame
-        One row per analysis: ``analysis`` ("multiple imputation", "complete cases", "mixed
-        model, complete cases", "mixed model, multiple imputation"), ``primary`` (True for the
-        pre-specified primary analysis: multiple imputation when given), ``outcome``,
-        ``n_phase1``, ``n_phase3``, ``estimate`` (adjusted mean difference, positive = more
-        improvement with stratified care), ``ci_low``, ``ci_high``, ``p_value``, ``df``
-        (residual or Barnard-Rubin df; inf for normal-based), ``fmi`` (fraction of missing
-        information), ``icc`` (practice intraclass correlation of the residuals, mixed models).
+        One row per analysis: ``analysis`` ("multiple imputation" (primary when imputations are
+        given), "complete cases", then sensitivity rows named by method), ``primary``,
+        ``outcome``, ``method`` (model and inference), ``n_phase1``, ``n_phase3``,
+        ``estimate`` (adjusted mean difference, positive = more improvement with stratified
+        care), ``ci_low``, ``ci_high``, ``p_value``, ``se``, ``df`` (KR, Barnard-Rubin, G - 1
+        or residual df), ``m`` (number of imputations; 1 for complete cases), ``fmi``
+        (fraction of missing information), ``icc`` (practice variance / total variance of the
+        mixed model; NaN for other models).
 
     Notes
     -----
-    ANCOVA by OLS of the change on a phase 3 indicator and the covariates (t-based CI). Mixed
-    model: statsmodels ``MixedLM`` (REML, random intercept per practice, normal-based CI).
-    Multiple imputation: Rubin's rules with Barnard-Rubin df (complete-data df = residual df).
+    With 7 practices the precision of the phase effect is set by the practice-periods, not the
+    patients (Hooper et al., Stat Med 2016; Leyrat et al., Int J Epidemiol 2018): the primary
+    model has random intercepts for practice and practice-by-phase and Kenward-Roger (1997)
+    inference (:func:`backpain_analysis.models.fit_mixed_kr`; agrees with R lme4 + pbkrtest to
+    1e-6, tests/test_small_sample.py). Pre-specified rule: a practice-by-phase variance estimated
+    at 0 is dropped and the model refitted with a practice intercept only, because Kenward-Roger
+    with a variance on the boundary over-covers (simulated coverage 0.994; 0.956-0.970 with the rule;
+    docs/design_inference.md); ``method`` says when it applied. Multiple imputation: the model is fitted to every imputed
+    dataset and pooled by Rubin's rules with Barnard-Rubin df, the complete-data df being the
+    (median) KR df. Calendar-time adjustment: years since the first consultation (secular trend)
+    and an annual harmonic (season) as fixed effects. The OLS row reproduces the published
+    analysis (t on the residual df) for comparison with the paper; it ignores clustering and
+    under-covers when the effect varies between practice-periods (docs/design_inference.md).
     """
+    if primary_model not in PRIMARY_MODELS:
+        raise ModelError(f"primary_model must be one of {PRIMARY_MODELS}, got {primary_model!r}")
+    if practice not in df.columns:
+        raise ModelError(f"analysis dataset: the clustered analysis needs the practice column {practice!r}")
+    covs = list(covariates)
+    cc_data = add_phase3(df)
+    mixed_method = "mixed model (practice + practice-by-phase), REML, Kenward-Roger"
+    ols_method = "OLS ANCOVA as published (patients independent)"
     spec = OutcomeSpec(outcome, outcome, "linear", tuple(covariates))
-    rows = _analyse(df, imputations, spec, alpha)
-    if mixed_model:
-        if practice not in df.columns:
-            raise ModelError(f"analysis dataset: mixed model needs the practice column {practice!r}")
-        cc = _mixed(add_phase3(df), outcome, covariates, practice)
-        rows.append({"analysis": "mixed model, " + CC, **_result(cc["coef"], cc["se"], np.inf, "linear", alpha),
-                     "n_phase1": cc["n_phase1"], "n_phase3": cc["n_phase3"], "df": np.inf, "fmi": np.nan,
-                     "icc": cc["icc"]})
+
+    def ols_rows(label_mi: str, label_cc: str) -> list[dict[str, Any]]:
+        out = []
+        for r in _analyse(df, imputations, spec, alpha):
+            name = label_mi if r["analysis"] == MI else label_cc
+            out.append({**r, "analysis": name, "method": ols_method, "m": len(imputations) if r["analysis"] == MI
+                        else 1, "icc": np.nan})
+        return out
+
+    def mixed_rows(label_mi: str, label_cc: str) -> list[dict[str, Any]]:
+        out = []
         if imputations:
-            fits = [_mixed(imp, outcome, covariates, practice) for imp in imputations]
-            res = _pooled([{**f, "df": np.inf} for f in fits], "linear", alpha)
-            rows.append({"analysis": "mixed model, " + MI, **res, "n_phase1": fits[0]["n_phase1"],
-                         "n_phase3": fits[0]["n_phase3"], "icc": float(np.mean([f["icc"] for f in fits]))})
+            r = _mixed_row(list(imputations), outcome, covs, practice, alpha)
+            out.append({"analysis": label_mi, "method": mixed_method + r.pop("note") + ", Rubin, Barnard-Rubin df",
+                        **r})
+        r = _mixed_row([cc_data], outcome, covs, practice, alpha)
+        out.append({"analysis": label_cc, "method": mixed_method + r.pop("note"), **r})
+        return out
+
+    if primary_model == "mixed":
+        rows = mixed_rows(MI, CC)
+        if sensitivity:
+            rows += ols_rows("OLS as published, " + MI, "OLS as published, " + CC)
+    else:
+        rows = ols_rows(MI, CC)
+        if sensitivity:
+            rows += mixed_rows("mixed model, " + MI, "mixed model, " + CC)
+    if sensitivity:
+        cr = fit_cluster_fixed_cr2(cc_data, outcome, covs, practice=practice, alpha=alpha)
+        rows.append({"analysis": "practice fixed effects, CR2, " + CC, "method": cr["method"], "m": 1,
+                     "fmi": np.nan, "icc": np.nan,
+                     **{k: cr[k] for k in ("estimate", "ci_low", "ci_high", "p_value", "se", "df", "n_phase1",
+                                           "n_phase3")}})
+        if date in cc_data.columns and cc_data[date].notna().any():
+            timed = calendar_terms(cc_data.loc[cc_data[date].notna()], date)
+            r = _mixed_row([timed], outcome, [*covs, "calendar_years", "season_sin", "season_cos"], practice, alpha)
+            rows.append({"analysis": "calendar time adjusted, " + CC,
+                         "method": mixed_method + r.pop("note") + " + secular trend and season", **r})
     table = pd.DataFrame(rows)
     table.insert(1, "primary", table["analysis"] == (MI if imputations else CC))
     table.insert(2, "outcome", outcome)
-    if "icc" not in table.columns:
-        table["icc"] = np.nan
-    return table[["analysis", "primary", "outcome", "n_phase1", "n_phase3", "estimate", "ci_low", "ci_high",
-                  "p_value", "df", "fmi", "icc"]]
-
-
-def _mixed(data: pd.DataFrame, outcome: str, covariates: Sequence[str], practice: str) -> dict[str, float]:
-    d = _prepare(data, outcome, list(covariates), extra=[practice])
-    model = smf.mixedlm(_formula(outcome, d, list(covariates)), data=d, groups=d[practice])
-    with warnings.catch_warnings():
-        # with few practices and a small ICC the variance estimate may sit on the boundary (0);
-        # statsmodels then warns, and the fixed effects are those of OLS: expected, not an error
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        warnings.simplefilter("ignore", SingularMatrixWarning)
-        fit = model.fit(reml=True)
-    group_var = float(fit.cov_re.iloc[0, 0])
-    eff = effect_from_fit(fit)
-    return {
-        "coef": eff["coef"],
-        "se": eff["se"],
-        "n_phase1": int((d[EXPOSURE] == 0).sum()),
-        "n_phase3": int((d[EXPOSURE] == 1).sum()),
-        "icc": group_var / (group_var + float(fit.scale)),
-    }
+    return table[["analysis", "primary", "outcome", "method", "n_phase1", "n_phase3", "estimate", "ci_low",
+                  "ci_high", "p_value", "se", "df", "m", "fmi", "icc"]]
 
 
 # ---------------------------------------------------------------------------------------- risk groups
@@ -398,6 +473,8 @@ def risk_group_analysis(
     covariates: Sequence[str] = PRIMARY_COVARIATES,
     group: str = "risk_group",
     robust: bool = True,
+    model: str = "mixed",
+    practice: str = "practice_id",
     alpha: float = 0.05,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Phase 3 vs phase 1 difference within each risk group and the interaction test.
@@ -408,9 +485,14 @@ def risk_group_analysis(
         As for :func:`primary_analysis`.
     group : str, default "risk_group"
         Ordered categorical of subgroups (baseline SBST risk group).
+    model : {"mixed", "ols"}, default "mixed"
+        Model of the group effects: ``"mixed"`` is the primary model (random practice and
+        practice-by-phase intercepts, REML, Kenward-Roger SE and df for each group's contrast);
+        ``"ols"`` the published ANCOVA with ``robust`` standard errors.
+    practice : str, default "practice_id"
     robust : bool, default True
-        Heteroscedasticity-robust (HC3) standard errors for the group effects and the Wald F
-        test. The residual variance of the RMDQ change differs between risk groups (smaller at
+        OLS only: heteroscedasticity-robust (HC3) standard errors for the group effects and the
+        Wald F test (the interaction tests are always from the OLS model). The residual variance of the RMDQ change differs between risk groups (smaller at
         low risk, near the floor of the scale), so a common-variance model overstates the
         uncertainty at low risk and understates it at high risk (95% CI coverage 0.996 and
         0.91 over 500 simulated studies; tests/test_simulation.py).
@@ -418,8 +500,9 @@ def risk_group_analysis(
     Returns
     -------
     effects : DataFrame
-        One row per analysis and group: ``analysis``, ``risk_group``, ``n_phase1``, ``n_phase3``,
-        ``estimate`` (adjusted mean difference in the group), ``ci_low``, ``ci_high``, ``p_value``.
+        One row per analysis and group: ``analysis``, ``risk_group``, ``method``, ``n_phase1``,
+        ``n_phase3``, ``estimate`` (adjusted mean difference in the group), ``ci_low``,
+        ``ci_high``, ``p_value``, ``df`` (KR or Barnard-Rubin df), ``m`` (imputations).
     interaction : DataFrame
         ``analysis``, ``test`` ("Wald F" (robust if ``robust``), "likelihood ratio" (assumes a
         common variance) or "pooled Wald D1"), ``statistic``, ``df_num``, ``df_den``,
@@ -429,10 +512,15 @@ def risk_group_analysis(
     -----
     One ANCOVA with ``phase3 * C(risk_group)`` and the other covariates; the group effects are
     linear combinations of its coefficients (so covariate effects are common to the groups),
-    with HC3 sandwich standard errors (MacKinnon & White 1985) by default.
+    with HC3 sandwich standard errors (MacKinnon & White 1985) by default. With ``model="mixed"``
+    the same contrasts come from the mixed model with Kenward-Roger inference. The interaction
+    tests compare risk groups within practice-periods (every practice-period has patients of every
+    group), so they stay patient-level OLS tests.
     After multiple imputation the group effects are pooled by Rubin's rules and the interaction
     by the D1 statistic (Li, Raghunathan & Rubin 1991).
     """
+    if model not in PRIMARY_MODELS:
+        raise ModelError(f"model must be one of {PRIMARY_MODELS}, got {model!r}")
     rows: list[dict[str, Any]] = []
     tests: list[dict[str, Any]] = []
     datasets: list[tuple[str, list[pd.DataFrame]]] = []
@@ -445,6 +533,8 @@ def risk_group_analysis(
         levels = list(data_list[0][group].cat.categories) if isinstance(
             data_list[0][group].dtype, pd.CategoricalDtype) else sorted(data_list[0][group].dropna().unique())
         inter = [t for t in fits[0].params.index if t.startswith(f"{EXPOSURE}:")]
+        mixed_fits = [fit_mixed_kr(d, outcome, list(covariates), practice=practice, interaction=group,
+                                   alpha=alpha)["fit"] for d in data_list] if model == "mixed" else []
         for level in levels:
             weights = {EXPOSURE: 1.0}
             term = next((t for t in inter if t.endswith(f"[T.{level}]")), None)
@@ -452,16 +542,28 @@ def risk_group_analysis(
                 weights[term] = 1.0
             elif level != levels[0]:
                 continue  # level absent from the data
-            combos = [linear_combination(f, weights, alpha=alpha) for f in fits]
             counts = [_group_counts(f, d, group, level) for f, d in zip(fits, data_list, strict=True)]
+            if model == "mixed":
+                combos = []
+                for mf in mixed_fits:
+                    kr = mf.kenward_roger(np.array([weights.get(k, 0.0) for k in mf.names]))
+                    combos.append({"estimate": kr["estimate"], "se": kr["se"], "df": kr["df"]})
+                    if len(mixed_fits) == 1:
+                        combos[-1].update(_result(kr["estimate"], kr["se"], kr["df"], "linear", alpha))
+                method = "mixed model (practice + practice-by-phase), REML, Kenward-Roger"
+            else:
+                combos = [linear_combination(f, weights, alpha=alpha) for f in fits]
+                method = f"OLS ANCOVA ({'HC3' if robust else 'model-based'} SE)"
             if len(fits) > 1:
-                res = _pooled([{**c, "coef": c["estimate"]} for c in combos], "linear", alpha)
+                dfc = float(np.median([c["df"] for c in combos]))
+                res = _pooled([{**c, "coef": c["estimate"], "df": dfc} for c in combos], "linear", alpha)
             else:
                 c = combos[0]
-                res = {k: c[k] for k in ("estimate", "ci_low", "ci_high", "p_value")}
-            rows.append({"analysis": analysis, "risk_group": level, "n_phase1": counts[0][0],
+                res = {k: c[k] for k in ("estimate", "ci_low", "ci_high", "p_value", "df")}
+            rows.append({"analysis": analysis, "risk_group": level, "method": method, "n_phase1": counts[0][0],
                          "n_phase3": counts[0][1], **{k: res[k] for k in ("estimate", "ci_low", "ci_high",
-                                                                            "p_value")}})
+                                                                            "p_value", "df")},
+                         "m": len(fits) if len(fits) > 1 else 1})
         if len(fits) > 1:
             q = np.array([[f.params[t] for t in inter] for f in fits])
             u = np.array([f.cov_params().loc[inter, inter].to_numpy() for f in fits])
@@ -496,6 +598,7 @@ def secondary_outcomes_table(
     imputations: Sequence[pd.DataFrame] | None = None,
     *,
     specs: Sequence[OutcomeSpec] = SECONDARY_OUTCOMES,
+    practice: str | None = "practice_id",
     alpha: float = 0.05,
 ) -> pd.DataFrame:
     """Table 3: every outcome by phase with its effect estimate (imputed and complete cases).
@@ -507,6 +610,8 @@ def secondary_outcomes_table(
     imputations : list of DataFrame, optional
         From :func:`impute_outcomes`.
     specs : sequence of OutcomeSpec, default SECONDARY_OUTCOMES
+    practice : str or None, default "practice_id"
+        Cluster column; None gives the published (patients independent) analyses.
     alpha : float, default 0.05
 
     Returns
@@ -525,6 +630,14 @@ def secondary_outcomes_table(
     risk group by proportional-odds models (``OrderedModel``), reported as the odds ratio of
     a better (lower) category with stratified care, ``exp(-coef)``; days off work by negative
     binomial regression (NB2, ratio of means). Ratios are pooled on the log scale.
+
+    Clustering by practice (``practice`` given; one choice per outcome family): continuous
+    outcomes use the primary mixed model (practice and practice-by-phase random intercepts, REML,
+    Kenward-Roger); binary and count outcomes keep the GLM point estimate with the Mancl-DeRouen
+    bias-corrected cluster-robust covariance (:func:`~backpain_analysis.small_sample.glm_mancl_derouen`)
+    and t on G - 1 df; ordinal outcomes the proportional-odds estimate with a CR1 cluster
+    sandwich from the per-patient scores and t on G - 1 df. After imputation the complete-data
+    df is the KR or G - 1 df (Barnard-Rubin).
     """
     data = add_phase3(df)
     rows = []
@@ -542,7 +655,7 @@ def secondary_outcomes_table(
             elif spec.kind == "logistic":
                 summary[f"events_phase{phase}"] = int(y.sum())
                 summary[f"pct_phase{phase}"] = float(100 * y.mean()) if len(y) else np.nan
-        for r in _analyse(df, imputations, spec, alpha):
+        for r in _analyse(df, imputations, spec, alpha, practice):
             rows.append({"outcome": spec.outcome, "label": spec.label, "effect": spec.effect_name(),
                          "analysis": r["analysis"], "n_phase1": r["n_phase1"], "n_phase3": r["n_phase3"],
                          **summary, **{k: r[k] for k in ("estimate", "ci_low", "ci_high", "p_value")},

@@ -104,6 +104,7 @@ def process_of_care_table(
     *,
     measures: Sequence[ProcessMeasure] = PROCESS_MEASURES,
     adjust_for: Sequence[str] = DEFAULT_ADJUSTMENT,
+    practice: str | None = "practice_id",
     alpha: float = 0.05,
 ) -> pd.DataFrame:
     """Table 2: each process measure by phase with unadjusted and adjusted odds ratios.
@@ -127,13 +128,18 @@ def process_of_care_table(
         with a known value), ``estimate``, ``ci_low``, ``ci_high``, ``p_value`` (unadjusted odds
         ratio phase 3 vs 1, as published), ``adjusted_estimate``, ``adjusted_ci_low``,
         ``adjusted_ci_high``, ``adjusted_p_value``, ``n_adjusted`` (patients in the adjusted
-        model) and ``note`` (why an odds ratio is missing, else empty).
+        model), ``clustered_ci_low``, ``clustered_ci_high``, ``clustered_p_value``,
+        ``clustered_df`` (the adjusted odds ratio with patients clustered in practices) and
+        ``note`` (why an odds ratio is missing, else empty).
 
     Notes
     -----
     Logistic regression (statsmodels GLM, Binomial family, logit link) of the measure on a
     phase 3 indicator, with Wald CIs; the unadjusted OR equals the cross-product ratio of the
-    2x2 table and its CI Woolf's. Odds ratios that are not estimable (no events or no
+    2x2 table and its CI Woolf's. The clustered columns keep the adjusted odds ratio and replace
+    its model-based SE by the Mancl-DeRouen bias-corrected cluster-robust SE (practices as
+    clusters; :func:`backpain_analysis.small_sample.glm_mancl_derouen`) with t on G - 1 df, since
+    patients of one practice share its GPs. Odds ratios that are not estimable (no events or no
     non-events in a phase) are NaN with a note. Foster et al., Ann Fam Med 2014, Table 2.
 
     Examples
@@ -164,9 +170,31 @@ def process_of_care_table(
                 row[prefix + k] = eff[k]
             if prefix:
                 row["n_adjusted"] = int(eff["n"])
+                row.update(_clustered(data, fit if eff["n"] else None, practice, alpha))
         row["note"] = notes[0] if notes else ""
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _clustered(data: pd.DataFrame, fit, practice: str | None, alpha: float) -> dict[str, float]:
+    out = {"clustered_ci_low": np.nan, "clustered_ci_high": np.nan, "clustered_p_value": np.nan,
+           "clustered_df": np.nan}
+    if fit is None or practice is None or practice not in data.columns:
+        return out
+    from scipy import stats
+
+    from .small_sample import glm_mancl_derouen
+
+    labels = data.loc[fit.model.data.frame.index, practice]
+    g = labels.nunique()
+    if g < 2:
+        return out
+    j = list(fit.params.index).index(EXPOSURE)
+    coef = float(fit.params.iloc[j])
+    se = float(np.sqrt(glm_mancl_derouen(fit, labels.to_numpy())[j, j]))
+    crit = stats.t.ppf(1 - alpha / 2, g - 1)
+    return {"clustered_ci_low": float(np.exp(coef - crit * se)), "clustered_ci_high": float(np.exp(coef + crit * se)),
+            "clustered_p_value": float(2 * stats.t.sf(abs(coef / se), g - 1)), "clustered_df": float(g - 1)}
 
 
 def shareable_process_table(table: pd.DataFrame) -> pd.DataFrame:

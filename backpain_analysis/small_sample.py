@@ -210,21 +210,23 @@ class MixedFit:
         return L
 
 
-def _reml_profile(theta: np.ndarray, x, y, zs, ztz, zty, ztx):
-    """-2 REML log-likelihood profiled over beta and s_e at relative SDs ``theta`` (lme4 scale)."""
-    n, p = x.shape
-    lam = np.concatenate([np.full(zk.shape[1], t) for zk, t in zip(zs, theta, strict=True)])
-    a = np.eye(len(lam)) + lam[:, None] * ztz * lam[None, :]
+def _reml_profile(theta: np.ndarray, cross: dict, n: int, p: int, sizes: Sequence[int]):
+    """-2 REML log-likelihood profiled over beta and s_e at relative SDs ``theta`` (lme4 scale).
+
+    Uses only the cross-products in ``cross`` (Z'Z, Z'X, Z'y, X'X, X'y, y'y): q x q work per call.
+    """
+    lam = np.concatenate([np.full(k, t) for k, t in zip(sizes, theta, strict=True)])
+    a = np.eye(len(lam)) + lam[:, None] * cross["ztz"] * lam[None, :]
     ca = np.linalg.cholesky(a)
     logdet_v = 2 * np.sum(np.log(np.diag(ca)))
     # V_theta^-1 = I - Z Lam A^-1 Lam Z'
-    lzx = lam[:, None] * ztx
-    lzy = lam * zty
+    lzx = lam[:, None] * cross["ztx"]
+    lzy = lam * cross["zty"]
     ainv_lzx = np.linalg.solve(a, lzx)
     ainv_lzy = np.linalg.solve(a, lzy)
-    xvx = x.T @ x - lzx.T @ ainv_lzx
-    xvy = x.T @ y - lzx.T @ ainv_lzy
-    yvy = y @ y - lzy @ ainv_lzy
+    xvx = cross["xtx"] - lzx.T @ ainv_lzx
+    xvy = cross["xty"] - lzx.T @ ainv_lzy
+    yvy = cross["yty"] - lzy @ ainv_lzy
     cx = np.linalg.cholesky(xvx)
     beta = np.linalg.solve(xvx, xvy)
     rss = yvy - xvy @ beta
@@ -280,22 +282,27 @@ def fit_reml(
         raise SmallSampleError("the fixed-effects design is not of full column rank")
     zs = [indicator_matrix(g) for g in groups]
     z = np.hstack(zs)
-    ztz, zty, ztx = z.T @ z, z.T @ y, z.T @ x
+    cross = {"ztz": z.T @ z, "zty": z.T @ y, "ztx": z.T @ x, "xtx": x.T @ x, "xty": x.T @ y, "yty": float(y @ y)}
+    sizes = [zk.shape[1] for zk in zs]
+    n, p = x.shape
 
     def f(th):
-        return _reml_profile(np.maximum(th, 0.0), x, y, zs, ztz, zty, ztx)[0]
+        # relative SDs above 100 residual SDs are not plausible; there X'V^-1X loses the
+        # between-cluster information and may be numerically singular
+        try:
+            return _reml_profile(np.minimum(np.abs(th), 100.0), cross, n, p, sizes)[0]
+        except np.linalg.LinAlgError:
+            return np.inf
 
-    best = None
-    for start in (0.1, 0.5, 1.0):
-        r = optimize.minimize(f, np.full(len(zs), start), method="L-BFGS-B", bounds=[(0, None)] * len(zs),
-                              options={"ftol": 1e-14, "gtol": 1e-10, "maxiter": 500})
-        if best is None or r.fun < best.fun:
-            best = r
-    # polish: Nelder-Mead on the boundary-folded parameters
-    r = optimize.minimize(lambda t: f(np.abs(t)), best.x, method="Nelder-Mead",
-                          options={"xatol": 1e-9, "fatol": 1e-13, "maxiter": 4000})
-    th = np.abs(r.x) if r.fun < best.fun else best.x
-    crit, beta, s_e, xvx = _reml_profile(th, x, y, zs, ztz, zty, ztx)
+    # coarse grid of starts (cheap: q x q work per evaluation), then L-BFGS-B and a Nelder-Mead polish
+    grid = [np.full(len(zs), s0) for s0 in (0.0, 0.05, 0.2, 0.5)]
+    start = min(grid, key=f)
+    best = optimize.minimize(f, start + 1e-3, method="L-BFGS-B", bounds=[(0, 100.0)] * len(zs),
+                             options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 500})
+    r = optimize.minimize(f, best.x, method="Nelder-Mead",
+                          options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 4000})
+    th = np.minimum(np.abs(r.x) if r.fun < best.fun else np.abs(best.x), 100.0)
+    crit, beta, s_e, xvx = _reml_profile(th, cross, n, p, sizes)
     variances = np.append(s_e * th ** 2, s_e)
     return MixedFit(
         beta=beta, names=list(names) if names is not None else [f"x{i}" for i in range(x.shape[1])],
@@ -373,3 +380,55 @@ def cr2_test(
     crit = stats.t.ppf(1 - alpha / 2, dof)
     return {"estimate": est, "se": se, "df": dof, "ci_low": est - crit * se, "ci_high": est + crit * se,
             "p_value": float(2 * stats.t.sf(abs(est / se), dof)), "n_clusters": int(len(levels))}
+
+
+def glm_mancl_derouen(fit, cluster: Sequence | np.ndarray) -> np.ndarray:
+    """Mancl-DeRouen (2001) bias-corrected cluster-robust covariance of a statsmodels GLM fit.
+
+    Parameters
+    ----------
+    fit : statsmodels GLMResults
+        Independence working model (logistic, negative binomial, ...), fitted to the rows in
+        ``cluster`` order.
+    cluster : labels, one per row used by the fit
+
+    Returns
+    -------
+    ndarray
+        Covariance of the coefficients: B^-1 [sum_g D_g' V_g^-1 (I - H_g)^-1 e_g e_g' (I - H_g)^-T
+        V_g^-1 D_g] B^-1, with D = dmu/dbeta, V = Var(y | mu), B = D'V^-1 D and
+        H_g = D_g B^-1 D_g' V_g^-1 (Mancl & DeRouen, Biometrics 2001). Use with t on G - 1 df.
+    """
+    model = fit.model
+    x = np.asarray(model.exog, dtype=float)
+    y = np.asarray(model.endog, dtype=float)
+    mu = np.asarray(fit.fittedvalues, dtype=float)
+    dmu = 1.0 / model.family.link.deriv(mu)
+    var = model.family.variance(mu) * float(fit.scale)
+    d = x * dmu[:, None]
+    b_inv = np.linalg.inv(d.T @ (d / var[:, None]))
+    e = y - mu
+    labels = pd.Series(np.asarray(cluster)).astype(str).to_numpy()
+    if len(labels) != len(y):
+        raise SmallSampleError(f"{len(labels)} cluster labels for {len(y)} model rows")
+    meat = np.zeros_like(b_inv)
+    for lev in np.unique(labels):
+        i = np.flatnonzero(labels == lev)
+        dg = d[i]
+        h = dg @ b_inv @ dg.T / var[i][None, :]
+        r = np.linalg.solve(np.eye(len(i)) - h, e[i])
+        s = dg.T @ (r / var[i])
+        meat += np.outer(s, s)
+    return b_inv @ meat @ b_inv
+
+
+def cluster_sandwich_scores(score_obs: np.ndarray, hessian: np.ndarray, cluster: Sequence | np.ndarray) -> np.ndarray:
+    """CR1 cluster-robust covariance from per-observation scores: G/(G-1) H^-1 [sum_g s_g s_g'] H^-1.
+
+    For likelihood models without a GLM form (proportional odds); use with t on G - 1 df.
+    """
+    labels = pd.Series(np.asarray(cluster)).astype(str).to_numpy()
+    sums = pd.DataFrame(score_obs).groupby(labels).sum().to_numpy()
+    g = sums.shape[0]
+    h_inv = np.linalg.inv(-hessian)
+    return g / (g - 1) * h_inv @ (sums.T @ sums) @ h_inv

@@ -15,7 +15,7 @@ import pytest
 from scipy import stats
 
 from backpain_analysis.imputation import pool_rubin
-from backpain_analysis.models import ModelError
+from backpain_analysis.models import ModelError, fit_mixed_kr
 from backpain_analysis.outcomes import (
     PRIMARY_COVARIATES,
     SECONDARY_OUTCOMES,
@@ -128,7 +128,7 @@ def _pingouin(x: pd.DataFrame, y: pd.Series) -> pd.DataFrame:
 
 
 def test_primary_complete_case_matches_pingouin(frame):
-    table = primary_analysis(frame, mixed_model=False)
+    table = primary_analysis(frame, primary_model="ols", sensitivity=False)
     row = table.set_index("analysis").loc["complete cases"]
     sub = frame.dropna(subset=["rmdq_change_6m"])
     res = _pingouin(_dummies(sub), sub["rmdq_change_6m"])
@@ -144,7 +144,7 @@ def test_primary_complete_case_matches_pingouin(frame):
 
 
 def test_primary_multiple_imputation_is_rubin_over_per_imputation_ols(frame, imputations):
-    table = primary_analysis(frame, imputations, mixed_model=False).set_index("analysis")
+    table = primary_analysis(frame, imputations, primary_model="ols", sensitivity=False).set_index("analysis")
     est, var = [], []
     for imp in imputations:
         x = _dummies(imp).assign(const=1.0)
@@ -164,20 +164,41 @@ def test_primary_multiple_imputation_is_rubin_over_per_imputation_ols(frame, imp
     assert 0 < row["fmi"] < 1
 
 
-def test_mixed_model_rows(frame, imputations):
+def test_primary_mixed_model_pools_every_imputation_by_hand(frame, imputations):
     table = primary_analysis(frame, imputations).set_index("analysis")
-    assert list(table.index) == ["multiple imputation", "complete cases", "mixed model, complete cases",
-                                 "mixed model, multiple imputation"]
-    cc, mixed = table.loc["complete cases"], table.loc["mixed model, complete cases"]
-    # a small practice effect barely moves the fixed effect; ICC is a proportion
-    assert mixed["estimate"] == pytest.approx(cc["estimate"], abs=0.3)
-    assert 0 <= mixed["icc"] < 0.2
+    assert list(table.index) == ["multiple imputation", "complete cases", "OLS as published, multiple imputation",
+                                 "OLS as published, complete cases", "practice fixed effects, CR2, complete cases"]
+    fits = [fit_mixed_kr(imp, "rmdq_change_6m", list(PRIMARY_COVARIATES)) for imp in imputations]
+    est = np.array([f["coef"] for f in fits])
+    var = np.array([f["se"] ** 2 for f in fits])
+    m = len(fits)
+    # Rubin's rules and Barnard-Rubin df written out (complete-data df = median KR df)
+    ubar, b = var.mean(), est.var(ddof=1)
+    t = ubar + (1 + 1 / m) * b
+    lam = (1 + 1 / m) * b / t
+    nu_com = np.median([f["df"] for f in fits])
+    nu_old = (m - 1) / lam ** 2
+    nu_obs = (nu_com + 1) / (nu_com + 3) * nu_com * (1 - lam)
+    nu = nu_old * nu_obs / (nu_old + nu_obs)
+    row = table.loc["multiple imputation"]
+    assert bool(row["primary"]) and row["m"] == m
+    assert row["estimate"] == pytest.approx(est.mean(), rel=1e-10)
+    assert row["se"] == pytest.approx(np.sqrt(t), rel=1e-10)
+    assert row["df"] == pytest.approx(nu, rel=1e-8)
+    assert row["ci_high"] == pytest.approx(est.mean() + stats.t.ppf(0.975, nu) * np.sqrt(t), rel=1e-8)
+    # ICC: practice variance over the sum of the three variance components, averaged over imputations
+    icc = np.mean([f["var_practice"] / (f["var_practice"] + f["var_practice_phase"] + f["var_residual"])
+                   for f in fits])
+    assert row["icc"] == pytest.approx(icc, rel=1e-10)
+    assert table.loc["practice fixed effects, CR2, complete cases", "df"] == frame["practice_id"].nunique() - 1
     with pytest.raises(ModelError, match="practice"):
         primary_analysis(frame.drop(columns="practice_id"))
+    with pytest.raises(ModelError, match="primary_model"):
+        primary_analysis(frame, primary_model="gee")
 
 
 def test_risk_group_effects_match_a_reparameterized_model(frame):
-    effects, tests = risk_group_analysis(frame, robust=False)
+    effects, tests = risk_group_analysis(frame, robust=False, model="ols")
     sub = frame.dropna(subset=["rmdq_change_6m"])
     x = _dummies(sub, interaction=True)
     res = _pingouin(x, sub["rmdq_change_6m"])
@@ -202,7 +223,7 @@ def test_risk_group_effects_match_a_reparameterized_model(frame):
 
 
 def test_risk_group_robust_standard_errors_are_hc3_by_hand(frame):
-    effects, tests = risk_group_analysis(frame)  # robust (HC3) by default
+    effects, tests = risk_group_analysis(frame, model="ols")  # robust (HC3) by default
     sub = frame.dropna(subset=["rmdq_change_6m"])
     x = _dummies(sub, interaction=True).assign(const=1.0).to_numpy()
     y = sub["rmdq_change_6m"].to_numpy()
@@ -239,6 +260,19 @@ def test_risk_group_effects_after_imputation_are_pooled(frame, imputations):
     assert d1["df_num"] == 2 and 0 <= d1["p_value"] <= 1
     # the high-risk effect (2.3) is larger than the low-risk one (0.1) in this frame
     assert mi.loc["high", "estimate"] > mi.loc["low", "estimate"]
+    # mixed-model group effects pooled over every imputation, by hand (Rubin; BR df from the median KR df)
+    for level in RISK:
+        krs = []
+        for imp in imputations:
+            f = fit_mixed_kr(imp, "rmdq_change_6m", list(PRIMARY_COVARIATES), interaction="risk_group")["fit"]
+            w = np.array([1.0 if (n == "phase3" or n.endswith(f"[T.{level}]") and n.startswith("phase3:")) else 0.0
+                          for n in f.names])
+            krs.append(f.kenward_roger(w))
+        pooled = pool_rubin([k["estimate"] for k in krs], [k["se"] ** 2 for k in krs],
+                            df_complete=float(np.median([k["df"] for k in krs])))
+        assert mi.loc[level, "estimate"] == pytest.approx(pooled["estimate"], rel=1e-10)
+        assert mi.loc[level, "ci_low"] == pytest.approx(pooled["ci_low"], rel=1e-8)
+        assert mi.loc[level, "df"] == pytest.approx(pooled["df"], rel=1e-8)
 
 
 def test_impute_outcomes_fills_followup_and_recomputes_derived(frame, imputations):
@@ -288,7 +322,7 @@ def test_ordinal_odds_ratio_reduces_to_logistic_for_two_categories(frame):
     )
     specs = [OutcomeSpec("better", "ordinal", "ordinal", ("age",)), OutcomeSpec("improved", "logistic", "logistic",
                                                                                 ("age",))]
-    t = secondary_outcomes_table(two, specs=specs).set_index("outcome")
+    t = secondary_outcomes_table(two, specs=specs, practice=None).set_index("outcome")
     assert t.loc["better", "estimate"] == pytest.approx(t.loc["improved", "estimate"], rel=1e-4)
     assert t.loc["better", "ci_low"] == pytest.approx(t.loc["improved", "ci_low"], rel=1e-3)
 
@@ -331,3 +365,62 @@ def test_category_distribution_and_truth_column(frame):
 
 def test_covariates_constant():
     assert PRIMARY_COVARIATES == ("rmdq_0m", "age", "sex", "episode_duration", "risk_group")
+
+
+def test_ordinal_fit_is_at_the_optimum(frame):
+    """The proportional-odds fit must sit at the maximum likelihood to 1e-6 (BFGS alone stops ~1e-4 away):
+    re-optimise with scipy from a perturbed start and compare."""
+    from scipy import optimize
+
+    from backpain_analysis.models import fit_ordinal
+
+    fit = fit_ordinal(frame, "global_change_6m", list(PRIMARY_COVARIATES))
+    b = fit.params.to_numpy()
+    ref = optimize.minimize(lambda x: -fit.model.loglike(x), b + 0.05, method="BFGS",
+                            jac=lambda x: -fit.model.score(x), options={"gtol": 1e-9, "maxiter": 5000})
+    assert np.abs(ref.x - b).max() < 1e-6
+    assert np.abs(fit.model.score(b)).max() < 1e-5
+
+
+def test_table3_sds_are_sample_sds_and_clustered_effects_use_g_minus_1_df(frame):
+    table = secondary_outcomes_table(frame, specs=[s for s in SECONDARY_OUTCOMES
+                                                   if s.outcome in ("pain_change_6m", "rmdq_mcid_6m")])
+    row = table[(table["outcome"] == "pain_change_6m") & (table["analysis"] == "complete cases")].iloc[0]
+    for phase, col in ((1, "sd_phase1"), (3, "sd_phase3")):
+        y = frame.loc[frame["phase"] == phase, "pain_change_6m"].dropna().to_numpy()
+        assert row[col] == pytest.approx(np.std(y, ddof=1), rel=1e-12)
+    # linear outcome: the mixed model with KR
+    kr = fit_mixed_kr(frame, "pain_change_6m", ["pain_nrs_0m", "age", "sex", "episode_duration", "risk_group"])
+    assert row["estimate"] == pytest.approx(kr["estimate"], rel=1e-10)
+    assert row["ci_low"] == pytest.approx(kr["ci_low"], rel=1e-8)
+    # binary outcome: Mancl-DeRouen SE with t on G - 1 df -> CI width from the t quantile
+    from backpain_analysis.models import fit_logistic
+    from backpain_analysis.small_sample import glm_mancl_derouen
+
+    b = table[(table["outcome"] == "rmdq_mcid_6m") & (table["analysis"] == "complete cases")].iloc[0]
+    fit = fit_logistic(frame, "rmdq_mcid_6m", list(PRIMARY_COVARIATES))
+    used = fit.model.data.frame
+    cov = glm_mancl_derouen(fit, frame.loc[used.index, "practice_id"])
+    j = list(fit.params.index).index("phase3")
+    se = np.sqrt(cov[j, j])
+    g = frame["practice_id"].nunique()
+    assert np.log(b["ci_high"]) - np.log(b["estimate"]) == pytest.approx(stats.t.ppf(0.975, g - 1) * se, rel=1e-8)
+
+
+def test_table3_binary_mi_row_pools_every_imputation_with_g_minus_1_df(frame, imputations):
+    from backpain_analysis.models import fit_logistic
+    from backpain_analysis.small_sample import glm_mancl_derouen
+
+    spec = [s for s in SECONDARY_OUTCOMES if s.outcome == "rmdq_mcid_6m"]
+    row = secondary_outcomes_table(frame, imputations, specs=spec).set_index("analysis").loc["multiple imputation"]
+    est, var = [], []
+    for imp in imputations:
+        fit = fit_logistic(imp, "rmdq_mcid_6m", list(PRIMARY_COVARIATES))
+        j = list(fit.params.index).index("phase3")
+        cov = glm_mancl_derouen(fit, imp.loc[fit.model.data.frame.index, "practice_id"])
+        est.append(fit.params.iloc[j])
+        var.append(cov[j, j])
+    pooled = pool_rubin(est, var, df_complete=frame["practice_id"].nunique() - 1)
+    assert row["estimate"] == pytest.approx(math.exp(pooled["estimate"]), rel=1e-8)
+    assert row["ci_low"] == pytest.approx(math.exp(pooled["ci_low"]), rel=1e-6)
+    assert row["p_value"] == pytest.approx(pooled["p_value"], rel=1e-6)

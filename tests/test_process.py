@@ -200,3 +200,36 @@ def test_forest_plot_rows_and_reference_line():
     assert ax.get_xscale() == "log"
     assert sorted(text.get_text() for text in ax.get_legend().get_texts()) == ["adjusted", "true value", "unadjusted"]
     plt.close(fig)
+
+
+def test_clustered_adjusted_or_uses_the_cluster_jackknife_family_se_and_g_minus_1_df():
+    """Mancl-DeRouen SE by a dense re-derivation (one-step leave-cluster-out form) and t on G - 1 df."""
+    import statsmodels.api as sm
+    from scipy import stats
+
+    df = _records_frame()
+    rng = np.random.default_rng(4)
+    df = df.assign(practice_id=[f"P{i}" for i in rng.integers(0, 7, len(df))])
+    m = MEASURE["medium_high_referred"]
+    row = process_of_care_table(df, measures=[m]).iloc[0]
+    sub = df[(df["consented_records"] == 1) & df["risk_group"].isin(["medium", "high"])].dropna(
+        subset=["physio_referral"])
+    x = np.column_stack([np.ones(len(sub)), (sub["phase"] == 3).astype(float), sub["age"],
+                         (sub["sex"] == "male").astype(float), (sub["risk_group"] == "high").astype(float)])
+    y = sub["physio_referral"].to_numpy(float)
+    fit = sm.GLM(y, x, family=sm.families.Binomial()).fit()
+    mu = fit.fittedvalues
+    w = mu * (1 - mu)
+    bread = np.linalg.inv(x.T @ (x * w[:, None]))
+    meat = np.zeros_like(bread)
+    cl = sub["practice_id"].to_numpy()
+    for c in np.unique(cl):
+        i = cl == c
+        h = (w[i][:, None] * x[i]) @ bread @ x[i].T  # H_g = W_g X_g B^-1 X_g' (canonical link)
+        s = x[i].T @ np.linalg.solve(np.eye(i.sum()) - h, y[i] - mu[i])
+        meat += np.outer(s, s)
+    se = math.sqrt((bread @ meat @ bread)[1, 1])
+    g = len(np.unique(cl))
+    assert row["clustered_df"] == g - 1
+    assert row["clustered_ci_low"] == pytest.approx(math.exp(fit.params[1] - stats.t.ppf(0.975, g - 1) * se), rel=1e-6)
+    assert row["clustered_p_value"] == pytest.approx(2 * stats.t.sf(abs(fit.params[1]) / se, g - 1), rel=1e-6)
