@@ -464,7 +464,7 @@ def _primary(data: pd.DataFrame, alpha: float) -> list[dict[str, Any]]:
 
     r = fit_mixed_kr(data, "rmdq_change_6m", list(PRIMARY_COVARIATES), alpha=alpha)
     return [{"estimand": "primary", **{k: r[k] for k in _KEYS}, "n_phase1": r["n_phase1"], "n_phase3": r["n_phase3"],
-             "icc_estimate": r["icc"]}]
+             "icc_estimate": r["icc"], "dropped": bool(r.get("dropped", False))}]
 
 
 def _primary_design(data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
@@ -492,89 +492,110 @@ def _primary_design(data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndar
     return d["rmdq_change_6m"].to_numpy(float), x, practice, pd.factorize(period, sort=True)[0], len(d)
 
 
-def _reml_two_intercepts(y: np.ndarray, x: np.ndarray, g1: np.ndarray, g2: np.ndarray):
-    """REML fit of y = X b + u_practice + u_period + e (lme4's profiled criterion, 2 parameters).
+def _reml_intercepts(y: np.ndarray, x: np.ndarray, groups: Sequence[np.ndarray]):
+    """REML fit of y = X b + u_practice [+ u_period] + e (lme4's profiled criterion, 1 or 2 parameters).
 
-    The same model and criterion as :func:`backpain_analysis.small_sample.fit_reml`, optimised
-    over theta = (sd_1, sd_2) / sd_e by a 7 x 7 grid, a Nelder-Mead search on |theta| from its
-    best point and a bounded search along each edge (one variance 0); infeasible points (the
-    Cholesky factor fails) count as +inf instead of stopping the fit. Checked equal to
-    ``fit_mixed_kr`` in tests/test_planning.py.
-    Returns a :class:`~backpain_analysis.small_sample.MixedFit`.
+    The same model and criterion as :func:`backpain_analysis.small_sample.fit_reml`, searched
+    over theta = sd_k / sd_e in [0, 100] (the bound of ``fit_reml``) by a coarse grid, a
+    Nelder-Mead search on |theta| from its best point and a bounded search along each edge (one
+    variance 0); infeasible points (no Cholesky factor) count as +inf. Checked equal to
+    ``fit_mixed_kr`` in tests/test_planning.py. Returns a
+    :class:`~backpain_analysis.small_sample.MixedFit`.
     """
     from .small_sample import MixedFit, indicator_matrix
 
-    z1, z2 = indicator_matrix(g1), indicator_matrix(g2)
-    z = np.hstack([z1, z2])
-    q1 = z1.shape[1]
+    zs = [indicator_matrix(g) for g in groups]
+    z = np.hstack(zs)
+    sizes = [zk.shape[1] for zk in zs]
     ztz, zty, ztx = z.T @ z, z.T @ y, z.T @ x
     xtx, xty, yty = x.T @ x, x.T @ y, float(y @ y)
     n, p = x.shape
     eye = np.eye(z.shape[1])
 
     def pieces(th):
-        lam = np.concatenate([np.full(q1, th[0]), np.full(z.shape[1] - q1, th[1])])
+        lam = np.concatenate([np.full(k, t) for k, t in zip(sizes, th, strict=True)])
         a = eye + lam[:, None] * ztz * lam[None, :]
         ca = np.linalg.cholesky(a)
-        lzx, lzy = lam[:, None] * ztx, lam * zty
-        sx = np.linalg.solve(ca, lzx)
-        sy = np.linalg.solve(ca, lzy)
+        sx = np.linalg.solve(ca, lam[:, None] * ztx)
+        sy = np.linalg.solve(ca, lam * zty)
         xvx = xtx - sx.T @ sx
         xvy = xty - sx.T @ sy
-        yvy = yty - sy @ sy
         cx = np.linalg.cholesky(xvx)
         beta = np.linalg.solve(xvx, xvy)
-        s_e = (yvy - xvy @ beta) / (n - p)
+        s_e = (yty - sy @ sy - xvy @ beta) / (n - p)
         crit = (2 * np.sum(np.log(np.diag(ca))) + 2 * np.sum(np.log(np.diag(cx)))
                 + (n - p) * (1 + math.log(2 * math.pi * s_e)))
         return crit, beta, s_e, xvx
 
     def f(th):
         try:
-            return pieces(np.maximum(th, 0.0))[0]
+            return pieces(np.minimum(np.abs(np.asarray(th, dtype=float)), 100.0))[0]
         except (np.linalg.LinAlgError, ValueError):
-            return 1e300
+            return np.inf
 
-    # the criterion depends on theta^2, so its gradient vanishes on the boundary: derivative-free
-    # search (as lme4's bobyqa) from the best point of a coarse grid, on |theta| (boundary folded),
-    # and the two edges (one component 0) searched on their own
-    grid = np.array([0.0, 0.03, 0.08, 0.15, 0.3, 0.6, 1.2])
-    vals = np.array([[f((a, b)) for b in grid] for a in grid])
-    i, j = np.unravel_index(np.argmin(vals), vals.shape)
-    cands = []
-    r = optimize.minimize(lambda t: f(np.abs(t)), np.array([grid[i], grid[j]]) + 1e-3, method="Nelder-Mead",
-                          options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 2000})
-    cands.append((r.fun, np.abs(r.x)))
-    for k in (0, 1):
-        r1 = optimize.minimize_scalar(lambda t, k=k: f((0.0, t) if k == 0 else (t, 0.0)), bounds=(0.0, 100.0),
-                                      method="bounded", options={"xatol": 1e-10})
-        cands.append((r1.fun, np.array([0.0, r1.x] if k == 0 else [r1.x, 0.0])))
-    cands.append((f((0.0, 0.0)), np.zeros(2)))
-    th = np.maximum(min(cands, key=lambda c: c[0])[1], 0.0)
+    def edge(fix: int | None):
+        """Bounded 1-D search of the free parameter (the other fixed at 0), around the best grid point."""
+        free = 0 if fix in (None, 1) else 1
+
+        def g(t):
+            th = np.zeros(len(zs))
+            th[free] = t
+            return f(th)
+
+        vals = [g(t) for t in _GRID]
+        i = int(np.argmin(vals))
+        lo, hi = _GRID[max(i - 1, 0)], (_GRID[i + 1] if i + 1 < len(_GRID) else 100.0)
+        r = optimize.minimize_scalar(g, bounds=(lo, hi), method="bounded", options={"xatol": 1e-10})
+        th = np.zeros(len(zs))
+        th[free] = r.x
+        return (r.fun, th) if r.fun <= vals[i] else (vals[i], np.where(np.arange(len(zs)) == free, _GRID[i], 0.0))
+
+    cands = [(f(np.zeros(len(zs))), np.zeros(len(zs)))]
+    if len(zs) == 1:
+        cands.append(edge(None))
+    else:
+        vals = np.array([[f((a, b)) for b in _GRID] for a in _GRID])
+        i, j = np.unravel_index(np.argmin(vals), vals.shape)
+        r = optimize.minimize(f, np.array([_GRID[i], _GRID[j]]) + 1e-3, method="Nelder-Mead",
+                              options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 2000})
+        cands += [(r.fun, np.minimum(np.abs(r.x), 100.0)), edge(0), edge(1)]
+    th = min(cands, key=lambda c: c[0])[1]
     crit, beta, s_e, xvx = pieces(th)
-    variances = np.array([s_e * th[0] ** 2, s_e * th[1] ** 2, s_e])
+    variances = np.append(s_e * th ** 2, s_e)
     return MixedFit(beta=beta, names=[f"x{i}" for i in range(p)], variances=variances,
-                    component_names=["practice", "practice:phase"], cov_beta=s_e * np.linalg.inv(xvx), nobs=n,
-                    reml_criterion=float(crit), _x=x, _zs=[z1, z2])
+                    component_names=["practice", "practice:phase"][: len(zs)], cov_beta=s_e * np.linalg.inv(xvx),
+                    nobs=n, reml_criterion=float(crit), _x=x, _zs=zs)
+
+
+_GRID = np.array([0.0, 0.03, 0.08, 0.15, 0.3, 0.6, 1.2, 3.0])
 
 
 def _primary_fast(data: pd.DataFrame, alpha: float) -> list[dict[str, Any]]:
-    """The primary analysis (as :func:`backpain_analysis.models.fit_mixed_kr`) without patsy and
-    with a 2-parameter REML search: the replicate-loop fast path."""
+    """The primary analysis (as :func:`backpain_analysis.models.fit_mixed_kr` with its defaults)
+    without patsy and with a 2-parameter REML search: the replicate-loop fast path.
+
+    As ``fit_mixed_kr``: a practice-by-phase variance estimated at 0 (<= 1e-8 x residual) is
+    dropped and the model refitted with the practice intercept only; where the Kenward-Roger df
+    is undefined the Satterthwaite df is used with the KR-adjusted SE.
+    """
     y, x, g1, g2, n = _primary_design(data)
     if len(np.unique(x[:, 0])) < 2:
         raise PlanningError("primary analysis: the replicate has complete cases from one phase only")
-    fit = _reml_two_intercepts(y, x, g1, g2)
+    fit = _reml_intercepts(y, x, [g1, g2])
+    if fit.variances[1] <= 1e-8 * fit.variances[-1]:
+        fit = _reml_intercepts(y, x, [g1])
     L = np.zeros(x.shape[1])
     L[0] = 1.0
     kr = fit.kenward_roger(L)
     est, se, dof = kr["estimate"], kr["se"], kr["df"]
+    if not (np.isfinite(dof) and dof > 0):
+        dof = kr["df_satterthwaite"]
     crit = stats.t.ppf(1 - alpha / 2, dof)
     v = fit.variances
     n3 = int(x[:, 0].sum())
     return [{"estimand": "primary", "estimate": est, "se": se, "ci_low": est - crit * se, "ci_high": est + crit * se,
              "p_value": float(2 * stats.t.sf(abs(est / se), dof)), "df": dof, "n": n, "n_phase1": n - n3,
-             "n_phase3": n3, "icc_estimate": float(v[0] / v.sum())}]
+             "n_phase3": n3, "icc_estimate": float(v[0] / v.sum()), "dropped": len(v) == 2}]
 
 
 def _ancova(data: pd.DataFrame, alpha: float) -> list[dict[str, Any]]:

@@ -262,9 +262,10 @@ def test_backpain_plan_power_point_and_bad_input(tmp_path):
 
 
 def test_fast_primary_equals_fit_mixed_kr():
-    """The replicate-loop REML (2 parameters, no patsy) gives fit_mixed_kr's numbers to 1e-6,
-    also with clustering and cluster-period effects in the data."""
-    checked = 0
+    """The replicate-loop REML (no patsy) gives fit_mixed_kr's numbers to 1e-6, also with
+    clustering and cluster-period effects in the data, including its rule of dropping a zero
+    practice-by-phase variance."""
+    checked = dropped = 0
     for design in (P.impact_design(), P.impact_design(icc=0.08, practice_phase_sd=0.8, n_practices=9)):
         t = P.true_effects(design, 0.71)
         for seed in range(6):
@@ -277,5 +278,7 @@ def test_fast_primary_equals_fit_mixed_kr():
             for k in ("estimate", "se", "df", "ci_low", "ci_high", "icc_estimate"):
                 assert fast[k] == pytest.approx(ref[k], abs=1e-6, rel=1e-6), (seed, k)
             assert (fast["n"], fast["n_phase1"], fast["n_phase3"]) == (ref["n"], ref["n_phase1"], ref["n_phase3"])
+            dropped += fast["dropped"]
             checked += 1
     assert checked >= 10
+    assert 0 < dropped < checked  # both branches of the zero-component rule were compared
