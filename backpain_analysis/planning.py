@@ -776,7 +776,8 @@ def summarize_replicates(reps: pd.DataFrame, *, null_value: float | None = None)
     -------
     DataFrame
         ``estimand``, ``replicates`` (analysed), ``failed``, ``truth``, ``power``, ``power_mcse``,
-        ``mean_estimate``, ``bias``, ``bias_mcse``, ``empirical_se``, ``mean_se``, ``coverage``,
+        ``mean_estimate``, ``bias``, ``bias_mcse``, ``empirical_se``, ``mean_se``, ``sd_se`` (SD of
+        the SEs over replicates), ``coverage``,
         ``coverage_mcse``, ``mean_ci_width``, ``ci_width_mcse``, ``mean_df``, ``mean_n``,
         ``mean_n_phase1``, ``mean_n_phase3``.
 
@@ -820,7 +821,8 @@ def summarize_replicates(reps: pd.DataFrame, *, null_value: float | None = None)
             "power": float(p), "power_mcse": math.sqrt(p * (1 - p) / r),
             "mean_estimate": float(np.exp(est.mean()) if is_or else est.mean()),
             "bias": float(np.mean(est - truth)), "bias_mcse": float(sd / math.sqrt(r)), "empirical_se": float(sd),
-            "mean_se": float(ok["se"].mean()), "coverage": float(c), "coverage_mcse": math.sqrt(c * (1 - c) / r),
+            "mean_se": float(ok["se"].mean()), "sd_se": float(ok["se"].std(ddof=1)) if r > 1 else np.nan,
+            "coverage": float(c), "coverage_mcse": math.sqrt(c * (1 - c) / r),
             "mean_ci_width": float(width.mean()),
             "ci_width_mcse": float(width.std(ddof=1) / math.sqrt(r)) if r > 1 else np.nan,
             "mean_df": float(ok["df"].mean()), "mean_n": float(ok["n"].mean()),
@@ -1088,7 +1090,7 @@ def minimum_detectable_effect(curve: pd.DataFrame, power: float = 0.8, *, estima
         ``power``, ``mde_curve`` (probit fit of power on effect through the simulated points,
         weighted by replicates; NaN if the curve does not reach ``power``), ``mde_se_formula``
         ((t_{1-alpha/2} + t_{power}) x mean SE on the mean df, averaged over the curve's points),
-        ``mde_se_formula_mcse``.
+        ``mde_se_formula_mcse`` (from the SD of the SEs over replicates; NaN without ``sd_se``).
 
     Notes
     -----
@@ -1124,9 +1126,8 @@ def minimum_detectable_effect(curve: pd.DataFrame, power: float = 0.8, *, estima
     factor = stats.t.ppf(1 - alpha / 2, dfm) + stats.t.ppf(power, dfm)
     vals = factor * c["mean_se"].to_numpy(float)
     mcse = float("nan")
-    if "empirical_se" in c and "replicates" in c:
-        # SE of a mean SE, approximated by the SD of the estimates' sampling spread / sqrt(2R)
-        mcse = float(np.mean(factor * c["mean_se"].to_numpy(float) / np.sqrt(2 * n)) / math.sqrt(len(c)))
+    if "sd_se" in c:  # MCSE of a mean of per-point mean SEs: SD(se) / sqrt(R) per point
+        mcse = float(np.sqrt(np.sum((factor * c["sd_se"].to_numpy(float)) ** 2 / n)) / len(c))
     return {"power": float(power), "mde_curve": mde_curve, "mde_se_formula": float(vals.mean()),
             "mde_se_formula_mcse": mcse}
 

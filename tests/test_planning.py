@@ -169,7 +169,11 @@ def test_minimum_detectable_effect_on_an_exact_probit_curve():
                           "mean_se": 0.3, "mean_df": 30.0})
     m = P.minimum_detectable_effect(curve, 0.8)
     assert m["mde_curve"] == pytest.approx((stats.norm.ppf(0.8) + 2.0) / 2.5, abs=1e-3)
-    assert m["mde_se_formula"] == pytest.approx((stats.t.ppf(0.975, 30) + stats.t.ppf(0.8, 30)) * 0.3)
+    factor = stats.t.ppf(0.975, 30) + stats.t.ppf(0.8, 30)
+    assert m["mde_se_formula"] == pytest.approx(factor * 0.3)
+    m = P.minimum_detectable_effect(curve.assign(sd_se=0.05), 0.8)
+    # mean of 6 points, each with MCSE factor * 0.05 / sqrt(10000)
+    assert m["mde_se_formula_mcse"] == pytest.approx(factor * 0.05 / 100 / math.sqrt(6))
     with pytest.raises(P.PlanningError, match="2 effect sizes"):
         P.minimum_detectable_effect(curve.iloc[:1])
 
