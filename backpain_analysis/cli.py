@@ -13,6 +13,7 @@ Subcommands:
 - ``backpain map DIR --draft mapping.yaml``: draft a mapping file for an export in its own layout;
   ``backpain map DIR --mapping mapping.yaml --out STUDY``: write the mapped study folder.
   ``validate``, ``dataset`` and ``report`` take ``--mapping mapping.yaml`` too.
+- ``backpain plan``: power and precision of a planned evaluation by simulation.
 
 Bad input (a :class:`~backpain_analysis.errors.BackpainError`) prints a clear message
 and exits with status 2, without a traceback.
@@ -248,6 +249,62 @@ def _run_report(args: argparse.Namespace, data) -> int:
         return EXIT_FAILED
     return EXIT_OK
 
+# --- plan (issue 17) ---
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from . import planning
+    from .synthetic import parse_override
+
+    if args.check_analytic:
+        r = planning.analytic_check(n_replicates=args.replicates, seed=args.seed, n_jobs=args.jobs,
+                                    progress=not args.quiet)
+        print(f"Closed-form check (no clustering, complete follow-up, ANCOVA, residual SD 4.6, "
+              f"{r['n1']} + {r['n3']} patients, effect 0.6): simulated power {r['simulated']:.3f} "
+              f"(MCSE {r['mcse']:.3f}, {r['replicates']} replicates), analytic noncentral-t power "
+              f"{r['analytic']:.3f}; difference {r['difference']:+.3f} = {r['z']:+.2f} MCSE: "
+              f"{'AGREES' if r['agrees'] else 'DISAGREES'} (|z| <= 3)")
+        return EXIT_OK if r["agrees"] else EXIT_FAILED
+    design = planning.Design(
+        n_practices=args.practices, invited=tuple(args.invited), n_gps=args.gps, response=args.response,
+        followup=args.followup, risk_mix=args.risk_mix, icc=args.icc, practice_phase_sd=args.practice_phase_sd,
+        residual_sd=args.residual_sd, phase1_months=args.phase1_months, phase3_months=args.phase3_months,
+        overrides=dict(parse_override(item) for item in args.set))
+    common = {"analysis": args.analysis, "profile": args.profile, "simulator": args.simulator, "alpha": args.alpha,
+              "n_jobs": args.jobs, "cache_dir": args.cache}
+    if args.grid_practices or args.grid_patients:
+        if not (args.grid_practices and args.grid_patients):
+            raise BackpainError("--grid-practices and --grid-patients go together")
+        table = planning.power_grid(design, args.effect[0], args.grid_practices, args.grid_patients, args.replicates,
+                                    args.seed, progress=not args.quiet, **common)
+    elif len(args.effect) > 1:
+        table = planning.effect_grid(design, args.effect, args.replicates, args.seed, progress=not args.quiet, **common)
+    else:
+        table = planning.simulate_power(design, args.effect[0], args.replicates, args.seed, progress=not args.quiet,
+                                        **common)
+    cols = [c for c in ("estimand", "n_practices", "patients_per_practice", "effect", "mean_n", "power", "power_mcse",
+                        "bias", "bias_mcse", "coverage", "coverage_mcse", "mean_ci_width", "de_formula",
+                        "de_before_after", "de_simulated") if c in table.columns]
+    print(table[cols].round(3).to_string(index=False))
+    print()
+    for _, row in table.iterrows():
+        print(planning.summary_sentence(row))
+    if len(args.effect) > 1 and not args.grid_practices:
+        for target in (0.8, 0.9):
+            for est in table["estimand"].unique():
+                m = planning.minimum_detectable_effect(table, target, estimand=est, alpha=args.alpha)
+                print(f"minimum detectable effect ({est}) at {target:.0%} power: {m['mde_curve']:.2f} "
+                      f"(power curve), {m['mde_se_formula']:.2f} (from the simulated SE)")
+    if args.out:
+        table.to_csv(args.out, index=False)
+        print(f"wrote {args.out}")
+    return EXIT_OK
+
+
+def planning_profiles() -> list[str]:
+    """Names of the effect profiles of ``backpain plan --profile``."""
+    from .planning import PROFILES
+
+    return list(PROFILES)
+
 
 # --- disclosure-check (issue 12) ---
 def _cmd_disclosure_check(args: argparse.Namespace) -> int:
@@ -421,6 +478,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dictionary", help="data dictionary YAML (default: the bundled one)")
     p.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
     p.set_defaults(func=_cmd_dictionary)
+
+    p = sub.add_parser("plan", help="power and precision of a planned evaluation by simulation (docs/planning.md)")
+    p.add_argument("--practices", type=int, default=7, metavar="K", help="GP practices (default 7)")
+    p.add_argument("--invited", type=int, nargs=2, default=[630, 1017], metavar=("N1", "N3"),
+                   help="invited patients in phase 1 and phase 3 (default 630 1017)")
+    p.add_argument("--gps", type=int, default=None, metavar="N", help="GPs (default 64/7 per practice)")
+    p.add_argument("--effect", type=float, nargs="+", default=[0.71], metavar="E",
+                   help="true average effect(s), RMDQ points (several: a power curve and the MDE)")
+    p.add_argument("--profile", default="uniform", choices=sorted(planning_profiles()),
+                   help="relative effects per risk group (default uniform)")
+    p.add_argument("--analysis", nargs="+", default=["primary"], metavar="A",
+                   help="primary (mixed model, KR df), ancova, risk_group, matched_referral")
+    p.add_argument("--simulator", default="generator", choices=["generator", "normal"])
+    p.add_argument("--replicates", type=int, default=200, metavar="R")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--jobs", type=int, default=1, metavar="J", help="worker processes (default 1)")
+    p.add_argument("--response", type=float, nargs=2, default=None, metavar=("R1", "R3"))
+    p.add_argument("--followup", type=float, nargs=2, default=None, metavar=("F1", "F3"), help="6-month follow-up")
+    p.add_argument("--risk-mix", type=float, nargs=3, default=None, metavar=("LOW", "MED", "HIGH"))
+    p.add_argument("--icc", type=float, default=None, help="practice ICC of the RMDQ change (default 0.03)")
+    p.add_argument("--practice-phase-sd", type=float, default=0.0, metavar="SD", help="practice-by-phase SD")
+    p.add_argument("--residual-sd", type=float, default=None, metavar="SD",
+                   help="generator rmdq_change_sd (default 4.5) or the normal simulator's residual SD (4.6)")
+    p.add_argument("--phase1-months", type=int, default=None, metavar="M")
+    p.add_argument("--phase3-months", type=int, default=None, metavar="M")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="other generator parameter")
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--grid-practices", type=int, nargs="+", default=None, metavar="K")
+    p.add_argument("--grid-patients", type=int, nargs="+", default=None, metavar="M",
+                   help="invited patients per practice per phase (with --grid-practices)")
+    p.add_argument("--cache", default=None, metavar="DIR", help="cache folder: finished points are not rerun")
+    p.add_argument("--out", default=None, metavar="FILE", help="write the result table as CSV")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--check-analytic", action="store_true",
+                   help="only the closed-form check: simulated vs noncentral-t power (exit 1 if they disagree)")
+    p.set_defaults(func=_cmd_plan)
     return parser
 
 
