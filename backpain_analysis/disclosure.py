@@ -63,13 +63,22 @@ def _protect_group(values: np.ndarray, hidden: np.ndarray, total_pos: int | None
     With the total shown, ``total - visible parts`` gives the sum of the hidden parts: one
     hidden part is then recovered exactly, and a sum from 1 to ``threshold - 1`` reveals a small
     group however many cells share it. In either case the smallest other non-zero part is hidden
-    too (or the total when none is left). Returns True when a cell was hidden.
+    too (or the total when none is left). A total hidden (e.g. by the other direction of a
+    two-way table) while every part is shown is their sum: the smallest non-zero part is hidden
+    then. Returns True when a cell was hidden.
     """
     body = [i for i in range(len(values)) if i != total_pos]
     hidden_body = [i for i in body if hidden[i]]
-    if not hidden_body:
-        return False
     if total_pos is not None and hidden[total_pos]:
+        if hidden_body:
+            return False
+        # a hidden total whose parts are all shown is their sum: hide the smallest non-zero part too
+        candidates = [i for i in body if np.isfinite(values[i]) and values[i] > 0]
+        if not candidates:
+            return False
+        hidden[min(candidates, key=lambda i: (values[i], i))] = True
+        return True
+    if not hidden_body:
         return False
     hidden_sum = float(np.nansum([values[i] for i in hidden_body]))
     if total_pos is None:

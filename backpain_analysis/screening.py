@@ -252,7 +252,7 @@ def shareable_crosstab(mix: pd.DataFrame, row: str, column: str = "risk_group", 
         wide[f"pct_{lv}"] = 100 * wide[lv] / wide["n_total"].where(wide["n_total"] > 0)
     wide.index.name = row
     return disclosure.suppress_table(wide, [*levels, "n_total"], total_row="all", row_totals={"n_total": levels},
-                                     derived={f"pct_{lv}": [lv] for lv in levels}, threshold=threshold,
+                                     derived={f"pct_{lv}": [lv, "n_total"] for lv in levels}, threshold=threshold,
                                      marker=marker)
 
 
