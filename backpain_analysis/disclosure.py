@@ -447,12 +447,13 @@ class DisclosureError(BackpainError):
 #: Column names that hold counts of people (or events) in the package's outputs.
 COUNT_COLUMN_NAMES = frozenset({
     "n", "count", "counts", "events", "respondents", "rows", "rows_read", "excluded_rows",
+    "low", "medium", "high",  # patients per STarT Back risk group (the risk-mix crosstabs)
 })
 #: ``n_*``, ``events_*``, ``count_*``, ``followed_up_*``: counts, except these (numbers of things, not people).
 NOT_COUNT_COLUMNS = frozenset({
     "n_items", "n_tables", "n_columns", "n_imputations", "n_boot", "n_iter", "n_replicates", "n_practices_shown",
 })
-_COUNT_PREFIXES = ("n_", "events_", "count_", "followed_up_")
+_COUNT_PREFIXES = ("n_", "events_", "count_", "followed_up_", "received_")
 #: Row labels of a total (the other rows of its group are its parts).
 TOTAL_LABELS = frozenset({"all", "total", "all reasons", "overall", "all practices", "all patients", "all clinicians"})
 #: Markers of a hidden cell in a shared table.
@@ -466,7 +467,9 @@ def is_count_column(name: Any) -> bool:
     """Whether a column of a shared table holds counts, by the package's naming conventions.
 
     Counts are ``n``, ``count``, ``events``, ``respondents``, ``rows``, ``rows_read``,
-    ``excluded_rows`` and names starting ``n_``, ``events_``, ``count_`` or ``followed_up_``
+    ``excluded_rows``, the risk groups ``low``, ``medium`` and ``high`` (patients per group) and
+    names starting ``n_``, ``events_``, ``count_``, ``followed_up_`` or ``received_`` (patients per
+    pathway received)
     (except :data:`NOT_COUNT_COLUMNS`). Everything else (ages, scores, years, means, percentages,
     estimates) is not a count.
 
@@ -474,6 +477,8 @@ def is_count_column(name: Any) -> bool:
     --------
     >>> [is_count_column(c) for c in ["n", "n_phase1", "events_unit", "age_mean", "n_items", "pct", "year"]]
     [True, True, True, False, False, False, False]
+    >>> [is_count_column(c) for c in ["high", "received_advice", "ci_high", "pct_high"]]
+    [True, True, False, False]
     """
     text = str(name).strip().lower()
     if text in NOT_COUNT_COLUMNS:

@@ -25,6 +25,22 @@ def test_count_columns_by_name_not_ages_scores_or_years():
     assert not any(is_count_column(c) for c in others)
 
 
+def test_risk_group_and_received_pathway_columns_are_counts(tmp_path):
+    """Chapter 03's risk-mix crosstab (low/medium/high per practice) and pathway table (received_*)."""
+    t = chapter(tmp_path, "03_x")
+    pd.DataFrame({"practice_id": ["P1", "P2", "all"], "low": [21, 30, 51], "medium": [24, 40, 64],
+                  "high": [3, 20, 23], "n_total": [48, 90, 138], "pct_high": [6.25, 22.2, 16.7]}).to_csv(
+        t / "risk_mix.csv", index=False)
+    pd.DataFrame({"matched_pathway": ["advice", "physiotherapy"], "n": [120, 124],
+                  "received_advice": [85, 2], "received_physiotherapy": [35, 122]}).to_csv(
+        t / "pathways.csv", index=False)
+    found = check_report(tmp_path)
+    small = found[found["rule"] == "small count"]
+    assert sorted(zip(small["source"].str.rsplit("/", n=1).str[-1], small["column"], small["value"])) == [
+        ("pathways.csv", "received_advice", 2.0), ("risk_mix.csv", "high", 3.0)]
+    assert not is_count_column("ci_high") and not is_count_column("pct_high")
+
+
 def test_clean_report_passes_and_non_counts_are_ignored(tmp_path):
     t = chapter(tmp_path)
     pd.DataFrame({"group": ["a", "b"], "n": [0, 25], "age": [3, 4], "score": [1, 2], "year": [2, 3]}).to_csv(
