@@ -12,12 +12,14 @@ shown as "<5").
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from . import safe_text
 from .dataset import EXCLUSION_REASON_LABELS
 from .errors import BackpainError
 
@@ -58,6 +60,8 @@ FLOW_STEPS: dict[str, str] = {
     "excluded": "Excluded",
     "non_respondents": "Did not respond",
     "respondents": "Returned the baseline questionnaire (analysed)",
+    "not_analysed": "Returned it but not analysed",
+    "analysed": "Analysed",
     "consented_records": "Consented to medical record review",
     "followed_up_2m": "Followed up at 2 months",
     "followed_up_6m": "Followed up at 6 months",
@@ -65,6 +69,7 @@ FLOW_STEPS: dict[str, str] = {
 #: Items of :func:`backpain_analysis.dataset.flow_counts` -> flow steps.
 _ITEM_STEPS: dict[str, str] = {
     "non-respondents": "non_respondents",
+    "analysed": "analysed",
     "consented to record review": "consented_records",
     "followed up at 2 months": "followed_up_2m",
     "followed up at 6 months": "followed_up_6m",
@@ -377,8 +382,7 @@ def flow_frame(counts: Any, exclusion_reasons: pd.DataFrame | None = None) -> pd
         parts = []
         for _, r in counts.iterrows():
             item = str(r["item"])
-            step, reason = (("excluded", item.split(":", 1)[1].strip()) if item.startswith("excluded:")
-                            else (_ITEM_STEPS.get(item, item), ""))
+            step, reason = _item_step(item)
             for ph in (1, 3):
                 if f"n_phase{ph}" in counts.columns:
                     parts.append({"phase": ph, "step": step, "reason": reason, "n": r[f"n_phase{ph}"]})
@@ -409,53 +413,85 @@ def flow_frame(counts: Any, exclusion_reasons: pd.DataFrame | None = None) -> pd
     return long.reset_index(drop=True)
 
 
+_NOT_ANALYSED_PREFIX = "respondents not analysed:"
+
+
+def _item_step(item: str) -> tuple[str, str]:
+    """(step, reason) of a :func:`backpain_analysis.dataset.flow_counts` item."""
+    if item.startswith("excluded:"):
+        return "excluded", item.split(":", 1)[1].strip()
+    if item.startswith(_NOT_ANALYSED_PREFIX):
+        return "not_analysed", item[len(_NOT_ANALYSED_PREFIX):].strip()
+    return _ITEM_STEPS.get(item, item), ""
+
+
 def _small(n: int, threshold: int = 5) -> str:
     return f"<{threshold}" if 0 < n < threshold else f"{n:,}"
 
 
-def _flow_hidden(main: Mapping[str, int], reasons: Sequence[int], threshold: int = 5) -> tuple[dict[str, bool], list[bool]]:
+def _flow_hidden(main: Mapping[str, int], reasons: Sequence[int], threshold: int = 5,
+                 not_analysed: Sequence[int] = ()) -> tuple[dict[str, bool], list[bool], list[bool]]:
     """Which flow counts of one phase to hide, the same way in the flow table, the reasons table and the diagram.
 
     ``main``: counts by step (:data:`FLOW_STEPS` keys); ``reasons``: the exclusion-reason counts
-    (they add up to ``main["excluded"]``). Invited = excluded + non-respondents + respondents and
-    excluded = the reasons are two groups with a shown total: in each, no lone hidden part and no
-    hidden parts adding up to 1 to ``threshold - 1``; when ``excluded`` is hidden, every non-zero
-    reason is hidden too (their sum would give it back). Record consent and follow-up are hidden
-    when small or when they leave 1 to ``threshold - 1`` of the respondents out.
+    (they add up to ``main["excluded"]``); ``not_analysed``: the counts of respondents not
+    analysed, by reason (they and ``main["analysed"]`` add up to ``main["respondents"]``).
+    Invited = excluded + non-respondents + respondents, excluded = the reasons, and respondents
+    = not analysed (by reason) + analysed are three groups with a shown total: in each, no lone
+    hidden part and no hidden parts adding up to 1 to ``threshold - 1``; when a group's total is
+    hidden, every non-zero part is hidden too (their sum would give it back), and when the
+    parts force their total to be hidden, the first group is protected again. Record consent and
+    follow-up are hidden when small or when they leave 1 to ``threshold - 1`` of their base (the
+    analysed, or the respondents when all are analysed) out.
     """
     from . import disclosure
 
     split = ["excluded", "non_respondents", "respondents"]
     forced: set[str] = set()
     reason_values = [int(n) for n in reasons]
+    na_values = [int(n) for n in not_analysed]
+    respondents = int(main.get("respondents", 0))
+    analysed = int(main.get("analysed", respondents - sum(na_values)))
+
+    def parts_of(total_step: str, parts: list[int], shown_total: int,
+                 hidden_main: dict[str, bool]) -> list[bool] | None:
+        """Hidden flags of the parts (and the total last); None when the total must be forced hidden."""
+        if hidden_main[total_step]:
+            return [n > 0 for n in parts] + [True]
+        table = pd.DataFrame({"n": [*parts, shown_total]}, index=[*range(len(parts)), "total"])
+        mask = disclosure.suppression_mask(table, ["n"], total_row="total", threshold=threshold)["n"].tolist()
+        if mask[-1] and total_step not in forced:
+            forced.add(total_step)
+            return None
+        return mask
+
     while True:
         table = pd.DataFrame({"n": [int(main.get(k, 0)) for k in split] + [int(main.get("invited", 0))]},
                              index=[*split, "invited"])
         if forced:
-            # a count hidden for the reasons' sake: hide it as if it were small, then protect the group
+            # a count hidden for its parts' sake: hide it as if it were small, then protect the group
             table.loc[list(forced), "n"] = table.loc[list(forced), "n"].clip(upper=1)
         hidden_main = disclosure.suppression_mask(table, ["n"], total_row="invited", threshold=threshold)["n"].to_dict()
-        if not reason_values:
-            hidden_reasons: list[bool] = []
-            break
-        if hidden_main["excluded"]:
-            hidden_reasons = [n > 0 for n in reason_values]
-            break
-        rtable = pd.DataFrame({"n": [*reason_values, int(main.get("excluded", sum(reason_values)))]},
-                              index=[*range(len(reason_values)), "total"])
-        rmask = disclosure.suppression_mask(rtable, ["n"], total_row="total", threshold=threshold)["n"].to_numpy()
-        if rmask[-1] and "excluded" not in forced:
-            forced.add("excluded")
-            continue
-        hidden_reasons = [bool(h) for h in rmask[:-1]]
+        hidden_reasons: list[bool] = []
+        if reason_values:
+            mask = parts_of("excluded", reason_values, int(main.get("excluded", sum(reason_values))), hidden_main)
+            if mask is None:
+                continue
+            hidden_reasons = mask[:-1]
+        hidden_na: list[bool] = []
+        if na_values:
+            mask = parts_of("respondents", [*na_values, analysed], respondents, hidden_main)
+            if mask is None:
+                continue
+            hidden_na, hidden_main["analysed"] = mask[:-2], mask[-2]
         break
-    respondents = int(main.get("respondents", 0))
+    base = "analysed" if na_values else "respondents"
+    base_n = analysed if na_values else respondents
     for step in ("consented_records", "followed_up_2m", "followed_up_6m"):
         if step in main:
             n = int(main[step])
-            hidden_main[step] = (0 < n < threshold) or (0 < respondents - n < threshold) or bool(
-                hidden_main.get("respondents"))
-    return hidden_main, hidden_reasons
+            hidden_main[step] = (0 < n < threshold) or (0 < base_n - n < threshold) or bool(hidden_main.get(base))
+    return hidden_main, hidden_reasons, hidden_na
 
 
 def shared_flow(flow: pd.DataFrame, *, threshold: int = 5, marker: str = "*") -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -501,15 +537,19 @@ def shared_flow(flow: pd.DataFrame, *, threshold: int = 5, marker: str = "*") ->
     reasons = flow.loc[is_reason].reset_index(drop=True)
     reasons_out = pd.DataFrame({"reason": reasons["item"].str.split(":", n=1).str[1].str.strip()})
     main_out = main.astype(object).copy()
-    steps = main["item"].map(lambda i: _ITEM_STEPS.get(i, i))
+    steps = main["item"].map(lambda i: _item_step(str(i))[0])
+    is_na = (steps == "not_analysed").to_numpy()
     phase_cols = [c for c in ("n_phase1", "n_phase3") if c in flow.columns]
     keep = np.zeros(len(reasons), dtype=bool)
     for col in phase_cols:
-        counts = dict(zip(steps, pd.to_numeric(main[col]).fillna(0).astype(int), strict=True))
+        values = pd.to_numeric(main[col]).fillna(0).astype(int)
+        counts = dict(zip(steps[~is_na], values[~is_na], strict=True))
         rvals = pd.to_numeric(reasons[col]).fillna(0).astype(int).to_numpy()
         keep |= rvals > 0
-        hidden_main, hidden_reasons = _flow_hidden(counts, rvals.tolist(), threshold)
-        hide = steps.map(lambda st, h=hidden_main: bool(h.get(st, False))).to_numpy(dtype=bool)
+        hidden_main, hidden_reasons, hidden_na = _flow_hidden(counts, rvals.tolist(), threshold,
+                                                              values[is_na].tolist())
+        hide = steps.map(lambda st, h=hidden_main: bool(h.get(st, False))).to_numpy(dtype=bool, copy=True)
+        hide[is_na] = hidden_na
         main_out.loc[hide, col] = marker
         pct = col.replace("n_", "pct_")
         if pct in main_out.columns:
@@ -553,9 +593,11 @@ def plot_flow(flow: pd.DataFrame, *, threshold: int = 5, title: str | None = Non
     from matplotlib.patches import FancyBboxPatch
 
     phases = sorted(flow["phase"].unique())
-    fig, ax = plt.subplots(figsize=(6.2 * len(phases), 7.4))
+    # respondents not analysed (plausibility rules) get a box of their own: one step more of height
+    drop = 1.0 if ((flow["step"] == "not_analysed") & (flow["n"] > 0)).any() else 0.0
+    fig, ax = plt.subplots(figsize=(6.2 * len(phases), 7.4 + 0.8 * drop))
     ax.set_xlim(0, 6.2 * len(phases))
-    ax.set_ylim(1.0, 10)
+    ax.set_ylim(1.0 - drop, 10)
     ax.axis("off")
 
     def box(x, y, w, h, text, fc="#eef3fb", fontsize=8.5):
@@ -575,9 +617,13 @@ def plot_flow(flow: pd.DataFrame, *, threshold: int = 5, title: str | None = Non
         invited = get("invited")
         excluded = get("excluded") or int(reasons["n"].sum())
         counts = {st: get(st) for st in FLOW_STEPS if st in main.index} | {"excluded": excluded}
-        hidden, hidden_reasons = _flow_hidden(counts, reasons["n"].astype(int).tolist(), threshold)
+        not_analysed = f[(f["step"] == "not_analysed") & (f["n"] > 0)]
+        hidden, hidden_reasons, hidden_na = _flow_hidden(counts, reasons["n"].astype(int).tolist(), threshold,
+                                                         not_analysed["n"].astype(int).tolist())
         shown = [_small(int(n), threshold) if 0 < n < threshold else ("*" if h else f"{int(n):,}")
                  for n, h in zip(reasons["n"], hidden_reasons, strict=True)]
+        shown_na = [_small(int(n), threshold) if 0 < n < threshold else ("*" if h else f"{int(n):,}")
+                    for n, h in zip(not_analysed["n"], hidden_na, strict=True)]
 
         def _shown(step: str, n: int, hidden: dict = hidden) -> str:
             return _small(n, threshold) if 0 < n < threshold or not hidden.get(step) else "*"
@@ -598,22 +644,37 @@ def plot_flow(flow: pd.DataFrame, *, threshold: int = 5, title: str | None = Non
         arrow(cx, 8.7, cx, 5.05)
         arrow(cx, 7.45, side - 1.25, 7.45)
         arrow(cx, 5.75, side - 1.25, 5.75)
-        box(cx, 4.7, 3.2, 0.65, f"Returned the baseline questionnaire\n(analysed) n = {_shown('respondents', resp)}"
-            f"{pct_text(resp, invited, 'respondents')}", fc="#e8f6ea")
+        if len(not_analysed):
+            # respondents a plausibility rule left out: a side box with the reasons, analysed in the main box
+            base_n = get("analysed")
+            na_lines = [f"{FLOW_STEPS['not_analysed']}: n = {_shown('not_analysed_total', resp - base_n)}"
+                        if not any(hidden_na) and not hidden.get("analysed") else FLOW_STEPS["not_analysed"]]
+            na_lines += [f"  {textwrap.shorten(str(r), 36, placeholder='...')}: {cell}"
+                         for r, cell in zip(not_analysed["reason"], shown_na, strict=True)]
+            box(side, 3.75, 2.5, 0.2 * len(na_lines) + 0.25, safe_text.mathtext_text("\n".join(na_lines)),
+                fc="#fbeeee", fontsize=7.5)
+            arrow(cx, 3.75, side - 1.25, 3.75)
+            ax.plot([cx, cx], [4.35, 4.35 - drop], color="#34495e", lw=1)
+            box(cx, 4.7, 3.2, 0.65, f"Returned the baseline questionnaire\nn = {_shown('respondents', resp)}"
+                f"{pct_text(resp, invited, 'respondents')}, analysed n = {_shown('analysed', base_n)}", fc="#e8f6ea")
+        else:
+            base_n = resp
+            box(cx, 4.7, 3.2, 0.65, f"Returned the baseline questionnaire\n(analysed) n = {_shown('respondents', resp)}"
+                f"{pct_text(resp, invited, 'respondents')}", fc="#e8f6ea")
         if "consented_records" in main.index:
             n = get("consented_records")
-            arrow(cx, 3.75, side - 1.25, 3.75)
-            box(side, 3.75, 2.5, 0.6, f"{FLOW_STEPS['consented_records']}\nn = {_shown('consented_records', n)}"
-                f"{pct_text(n, resp, 'consented_records')}",
+            arrow(cx, 3.75 - drop, side - 1.25, 3.75 - drop)
+            box(side, 3.75 - drop, 2.5, 0.6, f"{FLOW_STEPS['consented_records']}\nn = {_shown('consented_records', n)}"
+                f"{pct_text(n, base_n, 'consented_records')}",
                 fc="#fdf6e3", fontsize=7.5)
-        y = 4.35
+        y = 4.35 - drop
         for step in ("followed_up_2m", "followed_up_6m"):
             if step not in main.index:
                 continue
             arrow(cx, y, cx, y - 0.93)
             y -= 1.25
             n = get(step)
-            box(cx, y, 3.2, 0.6, f"{FLOW_STEPS[step]}\nn = {_shown(step, n)}{pct_text(n, resp, step)}")
+            box(cx, y, 3.2, 0.6, f"{FLOW_STEPS[step]}\nn = {_shown(step, n)}{pct_text(n, base_n, step)}")
             y -= 0.3
     fig.suptitle(title or "Participant flow", fontsize=12, y=0.99)
     fig.tight_layout()

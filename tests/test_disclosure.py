@@ -198,7 +198,7 @@ def test_flow_never_leaves_a_small_hidden_sum_in_the_diagram_or_the_tables():
 
     reasons = [9, 1, 14, 8, 1, 1]
     main = {"invited": 630, "excluded": 34, "non_respondents": 226, "respondents": 370}
-    hidden_main, hidden_reasons = _flow_hidden(main, reasons)
+    hidden_main, hidden_reasons, _ = _flow_hidden(main, reasons)
     assert hidden_reasons == [False, True, False, True, True, True]  # 1 + 8 + 1 + 1 = 11, not 3
     assert not any(hidden_main.values())
     flow = pd.DataFrame({"item": ["invited", "excluded", *[f"excluded: r{i}" for i in range(6)], "non-respondents",
@@ -214,14 +214,47 @@ def test_flow_hidden_excluded_hides_its_reasons_in_every_output():
     from backpain_analysis.quality import _flow_hidden
 
     # 3 excluded: hidden, so non-respondents (the next smallest) too, and every reason
-    hidden_main, hidden_reasons = _flow_hidden({"invited": 100, "excluded": 3, "non_respondents": 30,
+    hidden_main, hidden_reasons, _ = _flow_hidden({"invited": 100, "excluded": 3, "non_respondents": 30,
                                                 "respondents": 67}, [2, 1])
     assert hidden_main["excluded"] and hidden_main["non_respondents"] and not hidden_main["respondents"]
     assert hidden_reasons == [True, True]
     # 6 excluded as 3 + 3: both reasons hidden, their sum (6) is not small, so the total may show
-    hidden_main, hidden_reasons = _flow_hidden({"invited": 100, "excluded": 6, "non_respondents": 30,
+    hidden_main, hidden_reasons, _ = _flow_hidden({"invited": 100, "excluded": 6, "non_respondents": 30,
                                                 "respondents": 64}, [3, 3])
     assert not hidden_main["excluded"] and hidden_reasons == [True, True]
+
+
+def test_respondents_not_analysed_are_a_protected_group_in_the_tables_and_the_diagram():
+    """Respondents = not analysed (by plausibility reason) + analysed: a lone small reason takes a
+    neighbour with it, and follow-up is then hidden relative to the analysed, not the respondents."""
+    import matplotlib.pyplot as plt
+
+    from backpain_analysis.quality import _flow_hidden, flow_frame, plot_flow, shared_flow
+
+    main = {"invited": 630, "excluded": 35, "non_respondents": 225, "respondents": 370, "analysed": 367,
+            "followed_up_6m": 250}
+    hidden_main, _, hidden_na = _flow_hidden(main, [], not_analysed=[3])
+    # 3 not analysed (hidden) + 367 analysed = 370 shown: the analysed must go too
+    assert hidden_na == [True] and hidden_main["analysed"]
+    # ... and follow-up, whose base (the analysed) is hidden
+    assert hidden_main["followed_up_6m"]
+    flow = pd.DataFrame({
+        "item": ["invited", "excluded", "non-respondents", "respondents",
+                 "respondents not analysed: baseline_date after the export date", "analysed",
+                 "followed up at 6 months"],
+        "n_phase1": [630, 35, 225, 370, 3, 367, 250], "n_phase3": [1017, 50, 407, 560, 6, 554, 330]})
+    shown, _ = shared_flow(flow)
+    s = shown.set_index("item")
+    assert s.loc["respondents not analysed: baseline_date after the export date", "n_phase1"] == "*"
+    assert s.loc["analysed", "n_phase1"] == "*" and s.loc["respondents", "n_phase1"] == 370
+    # phase 3: 6 not analysed is not small and leaves 554 analysed: all shown
+    assert s.loc[["respondents not analysed: baseline_date after the export date", "analysed"], "n_phase3"].tolist() \
+        == [6, 554]
+    fig = plot_flow(flow_frame(flow))
+    text = "\n".join(t.get_text() for t in fig.axes[0].texts)
+    plt.close(fig)
+    assert "367" not in text and "analysed n = *" in text and "Returned it but not analysed" in text
+    assert "analysed n = 554" in text and "baseline_date after the export date: 6" in text
 
 
 @settings(max_examples=150, deadline=None)

@@ -36,7 +36,7 @@ def test_risk_group_and_received_pathway_columns_are_counts(tmp_path):
         t / "pathways.csv", index=False)
     found = check_report(tmp_path)
     small = found[found["rule"] == "small count"]
-    assert sorted(zip(small["source"].str.rsplit("/", n=1).str[-1], small["column"], small["value"])) == [
+    assert sorted(zip(small["source"].str.rsplit("/", n=1).str[-1], small["column"], small["value"], strict=True)) == [
         ("pathways.csv", "received_advice", 2.0), ("risk_mix.csv", "high", 3.0)]
     assert not is_count_column("ci_high") and not is_count_column("pct_high")
 
