@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from .errors import BackpainError
 
@@ -453,9 +454,11 @@ def training_days_association(
             with _pingouin_full_precision():
                 c = pingouin.corr(w["training_days"].to_numpy(), w["change"].to_numpy())
                 lr = pingouin.linear_regression(w[["training_days"]], w["change"])
-            ci = c["CI95"].iloc[0]
+            r = float(c["r"].iloc[0])
+            # Fisher z interval at full precision (pingouin rounds it to 6 decimals)
+            half = stats.norm.ppf(0.975) / np.sqrt(len(w) - 3)
             slope = lr.loc[lr["names"] == "training_days"].iloc[0]
-            row.update(r=float(c["r"].iloc[0]), r_ci_low=float(ci[0]), r_ci_high=float(ci[1]),
+            row.update(r=r, r_ci_low=float(np.tanh(np.arctanh(r) - half)), r_ci_high=float(np.tanh(np.arctanh(r) + half)),
                        r_p_value=float(c["p_val"].iloc[0]), estimate=float(slope["coef"]),
                        ci_low=float(slope["CI2.5"]), ci_high=float(slope["CI97.5"]), p_value=float(slope["pval"]))
         rows.append(row)

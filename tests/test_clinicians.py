@@ -203,3 +203,41 @@ def test_docstring_examples_run():
     matplotlib.use("Agg")
     result = doctest.testmod(cl, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0 and result.attempted >= 15
+
+
+def test_training_days_ci_and_correlation_ci_by_hand():
+    # slope CI: slope -/+ t(0.975, n - 2) x SE (scipy linregress); r CI: Fisher z with a normal quantile
+    clin, surv = _study(seed=11, n_physio=30)
+    scores = cl.clinician_scores(clin, surv)
+    res = cl.training_days_association(scores, ["pabs_biomedical", "confidence_high"])
+    for _, row in res.iterrows():
+        w = cl.paired_wide(scores, row["measure"])
+        w = w.loc[w.profession == "physio"]
+        n = len(w)
+        lr = stats.linregress(w["training_days"], w["change"])
+        half = stats.t.ppf(0.975, n - 2) * lr.stderr
+        assert row["estimate"] == pytest.approx(lr.slope)
+        assert row["ci_low"] == pytest.approx(lr.slope - half, rel=1e-9)
+        assert row["ci_high"] == pytest.approx(lr.slope + half, rel=1e-9)
+        assert row["ci_low"] < row["estimate"] < row["ci_high"]
+        assert row["p_value"] == pytest.approx(2 * stats.t.sf(abs(lr.slope / lr.stderr), n - 2), rel=1e-9)
+        z, se = np.arctanh(lr.rvalue), 1 / np.sqrt(n - 3)
+        assert row["r"] == pytest.approx(lr.rvalue)
+        assert row["r_ci_low"] == pytest.approx(np.tanh(z - stats.norm.ppf(0.975) * se), rel=1e-6)
+        assert row["r_ci_high"] == pytest.approx(np.tanh(z + stats.norm.ppf(0.975) * se), rel=1e-6)
+
+
+def test_paired_change_sd_and_means_by_hand():
+    clin, surv = _study(seed=12, n_gp=12, n_physio=9, drop_after=("GP001",))
+    scores = cl.clinician_scores(clin, surv)
+    row = cl.paired_changes(scores, ["pabs_behavioural"]).set_index("profession").loc["gp"]
+    s = surv.set_index(["clinician_id", "time_point"])[[f"pabs_{i}" for i in range(11, 20)]].sum(axis=1)
+    ids = [f"GP{i:03d}" for i in range(12) if i != 1]
+    before = np.array([s[(c, "before")] for c in ids], float)
+    after = np.array([s[(c, "after")] for c in ids], float)
+    assert row["n_pairs"] == 11
+    assert row["mean_before"] == pytest.approx(before.mean())
+    assert row["mean_after"] == pytest.approx(after.mean())
+    assert row["sd_change"] == pytest.approx(np.std(after - before, ddof=1))
+    assert row["dof"] == 10
+    assert row["t"] == pytest.approx((after - before).mean() / (np.std(after - before, ddof=1) / np.sqrt(11)))

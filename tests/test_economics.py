@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
+from scipy import stats
 
 from backpain_analysis import economics as ec
 from backpain_analysis.errors import BackpainError
@@ -479,3 +480,111 @@ def test_cluster_bootstrap_weights_keep_strata_and_clusters():
         next(ec.iter_cluster_bootstrap_weights(strata, np.where(clusters == "a", None, clusters), 5, 0))
     with pytest.raises(ec.EconomicsError, match="cluster column"):
         ec.cost_utility(_clustered_costs(), n_boot=10, cluster="gp_id")
+
+
+# --------------------------------------------------------------------------------------------
+# every reported number against an independent computation (issue 18, "tests that would catch a
+# wrong number"): an inverted ICER, a one-sided p, a halved MI standard error must all fail here
+# --------------------------------------------------------------------------------------------
+def test_icer_is_incremental_cost_over_incremental_qaly_by_hand():
+    # phase 1 costs 100, 200 and QALYs 0.30, 0.32; phase 3 costs 250, 350 and QALYs 0.33, 0.35:
+    # dCost = 300 - 150 = 150 GBP, dQALY = 0.34 - 0.31 = 0.03, ICER = 150 / 0.03 = 5,000 GBP per QALY
+    d = pd.DataFrame({"phase": [1.0, 1.0, 3.0, 3.0], "nhs_cost": [100.0, 200.0, 250.0, 350.0],
+                      "qaly": [0.30, 0.32, 0.33, 0.35]})
+    res = ec.cost_utility(d, baseline=None, cluster=None, n_boot=50, seed=1)
+    assert res.delta_cost["estimate"] == pytest.approx(150.0)
+    assert res.delta_qaly["estimate"] == pytest.approx(0.03)
+    assert res.icer == pytest.approx(5000.0)
+    # the NMB at the ICER is zero (the definition of the ICER as a threshold)
+    assert res.nmb(5000.0)["estimate"] == pytest.approx(0.0, abs=1e-9)
+
+
+def _two_phase(seed=0, n1=120, n3=150):
+    rng = np.random.default_rng(seed)
+    n = n1 + n3
+    phase = np.repeat([1.0, 3.0], [n1, n3])
+    base = rng.uniform(0.2, 0.95, n)
+    d = pd.DataFrame({"phase": phase, "eq5d_index_0m": base,
+                      "nhs_cost": rng.normal(200, 60, n) - 15 * (phase == 3)})
+    d["qaly"] = 0.1 + 0.6 * base + 0.01 * (phase == 3) + rng.normal(0, 0.04, n)
+    return d
+
+
+def test_single_dataset_p_value_is_two_sided_and_agrees_with_welch():
+    d = _two_phase()
+    res = ec.cost_utility(d, cluster=None, n_boot=4000, seed=3)
+    est, boots = res.delta_cost["estimate"], res.boot_cost
+    se = np.std(boots, ddof=1)
+    # by hand: two-sided normal p from the bootstrap SE; percentile CI
+    assert res.delta_cost["se"] == pytest.approx(se)
+    assert res.delta_cost["p_value"] == pytest.approx(2 * stats.norm.sf(abs(est) / se))
+    assert res.delta_cost["ci_low"] == pytest.approx(np.percentile(boots, 2.5))
+    assert res.delta_cost["ci_high"] == pytest.approx(np.percentile(boots, 97.5))
+    # independently: Welch's t-test of the costs (scipy); the bootstrap SE of a difference in
+    # means is sqrt(s1^2/n1 + s3^2/n3) up to (n-1)/n and Monte Carlo error
+    c1, c3 = d.loc[d.phase == 1, "nhs_cost"], d.loc[d.phase == 3, "nhs_cost"]
+    welch = stats.ttest_ind(c3, c1, equal_var=False)
+    assert se == pytest.approx(np.sqrt(c1.var() / len(c1) + c3.var() / len(c3)), rel=0.06)
+    assert res.delta_cost["p_value"] == pytest.approx(welch.pvalue, rel=0.25)
+    # QALYs: the bootstrap SE of the adjusted phase coefficient against the HC0 sandwich SE (statsmodels)
+    fit = sm.OLS.from_formula("qaly ~ I(phase == 3) + eq5d_index_0m", data=d).fit(cov_type="HC0")
+    assert res.delta_qaly["se"] == pytest.approx(fit.bse.iloc[1], rel=0.08)
+    z = res.delta_qaly["estimate"] / fit.bse.iloc[1]
+    assert res.delta_qaly["p_value"] == pytest.approx(2 * stats.norm.sf(abs(z)), rel=0.3, abs=2e-3)
+
+
+def test_nmb_ci_and_p_from_replicates_by_hand():
+    d = _two_phase(seed=5)
+    res = ec.cost_utility(d, cluster=None, n_boot=3000, seed=2)
+    w = 20_000
+    boots = w * res.boot_qaly - res.boot_cost
+    est = w * res.delta_qaly["estimate"] - res.delta_cost["estimate"]
+    nmb = res.nmb(w)
+    assert nmb["estimate"] == pytest.approx(est)
+    assert nmb["ci_low"] == pytest.approx(np.percentile(boots, 2.5))
+    assert nmb["ci_high"] == pytest.approx(np.percentile(boots, 97.5))
+    assert nmb["p_value"] == pytest.approx(2 * stats.norm.sf(abs(est) / np.std(boots, ddof=1)))
+    assert nmb["prob_cost_effective"] == pytest.approx(np.mean(boots > 0))
+
+
+def test_rubin_pooling_of_bootstrap_results_by_hand():
+    # three "imputed" data sets: the same patients with different noise in the imputed values
+    sets = []
+    for k in range(3):
+        d = _two_phase(seed=0)
+        rng = np.random.default_rng(100 + k)
+        fill = rng.uniform(size=len(d)) < 0.3
+        d.loc[fill, "nhs_cost"] = rng.normal(200, 60, fill.sum())
+        d.loc[fill, "qaly"] = d.loc[fill, "qaly"] + rng.normal(0, 0.03, fill.sum())
+        sets.append(d)
+    res = ec.cost_utility(sets, cluster=None, n_boot=3000, seed=7)
+    m = 3
+    for key, boots, points in (("delta_cost", res.boot_cost, res.point_cost),
+                               ("delta_qaly", res.boot_qaly, res.point_qaly)):
+        # point estimates per data set, independently of the package
+        if key == "delta_cost":
+            expected = [s.loc[s.phase == 3, "nhs_cost"].mean() - s.loc[s.phase == 1, "nhs_cost"].mean() for s in sets]
+        else:
+            expected = [sm.OLS.from_formula("qaly ~ I(phase == 3) + eq5d_index_0m", data=s).fit().params.iloc[1]
+                        for s in sets]
+        np.testing.assert_allclose(points, expected, rtol=1e-9)
+        u = np.mean([np.var(boots[res.boot_groups == j], ddof=1) for j in range(m)])
+        b = np.var(expected, ddof=1)
+        total = u + (1 + 1 / m) * b
+        df = (m - 1) * (1 + u / ((1 + 1 / m) * b)) ** 2  # Rubin (1987), large-sample complete-data df
+        est = np.mean(expected)
+        half = stats.t.ppf(0.975, df) * np.sqrt(total)
+        r = getattr(res, key)
+        assert r["estimate"] == pytest.approx(est)
+        assert r["se"] == pytest.approx(np.sqrt(total), rel=1e-9)
+        assert r["ci_low"] == pytest.approx(est - half, rel=1e-9)
+        assert r["ci_high"] == pytest.approx(est + half, rel=1e-9)
+        assert r["p_value"] == pytest.approx(2 * stats.t.sf(abs(est) / np.sqrt(total), df), rel=1e-9)
+    # the within-imputation variance of the cost difference is the variance of a difference in
+    # means (closed form, up to Monte Carlo error): a halved SE cannot pass
+    s = sets[0]
+    closed = s.loc[s.phase == 1, "nhs_cost"].var() / (s.phase == 1).sum() + \
+        s.loc[s.phase == 3, "nhs_cost"].var() / (s.phase == 3).sum()
+    within = np.var(res.boot_cost[res.boot_groups == 0], ddof=1)
+    assert within == pytest.approx(closed, rel=0.12)
+    assert res.delta_cost["se"] ** 2 >= within * 0.85
