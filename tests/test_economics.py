@@ -268,7 +268,13 @@ def test_results_table_and_groups():
     assert list(res) == ["all patients", "low risk", "medium risk", "high risk"]
     assert sum(r.n_phase1 for k, r in res.items() if k != "all patients") == res["all patients"].n_phase1
     tab = ec.results_table(res)
-    assert len(tab) == 4 * 4
+    assert len(tab) == 4 * 5
+    # the ICER row is the cost row over the QALY row (by hand from the table itself)
+    for pop in res:
+        t = tab.loc[tab.population == pop].set_index("measure")["estimate"]
+        cost = t[t.index.str.startswith("incremental cost")].item()
+        qaly = t[t.index.str.startswith("incremental QALYs")].item()
+        assert t[ec.ICER_MEASURE] == pytest.approx(cost / qaly)
     for col in ["population", "measure", "n_phase1", "n_phase3", "estimate", "ci_low", "ci_high", "p_value"]:
         assert col in tab.columns
     assert tab["measure"].str.contains("phase 3 minus phase 1").sum() >= 8
@@ -588,3 +594,141 @@ def test_rubin_pooling_of_bootstrap_results_by_hand():
     within = np.var(res.boot_cost[res.boot_groups == 0], ddof=1)
     assert within == pytest.approx(closed, rel=0.12)
     assert res.delta_cost["se"] ** 2 >= within * 0.85
+
+
+# --------------------------------------------------------------------------------------------
+# implementation costs, societal per employed patient, NHS cost components, non-back-pain care
+# --------------------------------------------------------------------------------------------
+def test_bundled_implementation_costs_are_sourced_and_counted_by_a_known_basis():
+    t = ec.load_implementation_costs()
+    assert list(t.columns) == ec.IMPLEMENTATION_COST_COLUMNS
+    assert t["quantity_basis"].isin(list(ec.QUANTITY_BASES)).all()
+    assert (t["cost_gbp"] > 0).all() and (t["quantity"] > 0).all()
+    assert t["source"].str.len().min() > 20
+    assert {"physio_training_day", "gp_training_day", "mentoring_session", "questionnaire_staff_time"} <= set(t["item"])
+
+
+def test_bad_implementation_cost_table_raises(tmp_path):
+    t = ec.load_implementation_costs()
+    path = tmp_path / "impl.csv"
+    t.assign(quantity_basis=t["quantity_basis"].where(t["item"] != "trainer_day", "per_week")).to_csv(path, index=False)
+    with pytest.raises(ec.EconomicsError, match="quantity_basis"):
+        ec.load_implementation_costs(path)
+    t.assign(quantity=t["quantity"].where(t["item"] != "trainer_day", -1)).to_csv(path, index=False)
+    with pytest.raises(ec.EconomicsError, match="quantity"):
+        ec.load_implementation_costs(path)
+
+
+def _impl_table():
+    return pd.DataFrame({
+        "item": ["physio_day", "gp_day", "trainer", "mentoring", "template", "screening"],
+        "unit": "u", "cost_gbp": [200.0, 800.0, 500.0, 60.0, 100.0, 1.5],
+        "quantity": [1.0, 1.0, 10.0, 1.0, 1.0, 1.0],
+        "quantity_basis": ["per_physio_training_day", "per_gp_training_day", "total", "per_mentoring_session",
+                           "per_practice", "per_patient"],
+        "price_year": "2009/10", "source": "test", "notes": ""})
+
+
+def test_implementation_cost_per_patient_by_hand():
+    clin = pd.DataFrame({"clinician_id": ["G1", "G2", "G3", "P1", "P2"],
+                         "profession": ["gp", "gp", "gp", "physio", "physio"],
+                         "practice_id": ["A", "A", "B", None, None], "training_days": [1.0, 0.5, 2.0, 3.0, 9.0],
+                         "mentoring_sessions": [np.nan, np.nan, np.nan, 12.0, 4.0]})
+    t = ec.implementation_cost_table(200, clin, _impl_table()).set_index("item")
+    # physio 12 days x 200 = 2400; GP 3.5 days x 800 = 2800; trainer 10 x 500 = 5000;
+    # mentoring 16 x 60 = 960; templates 2 practices x 100 = 200; screening 200 x 1.5 = 300
+    expected = {"physio_day": 2400, "gp_day": 2800, "trainer": 5000, "mentoring": 960, "template": 200,
+                "screening": 300}
+    for item, total in expected.items():
+        assert t.loc[item, "total_gbp"] == pytest.approx(total)
+        assert t.loc[item, "per_patient_gbp"] == pytest.approx(total / 200)
+    assert t.loc["total", "per_patient_gbp"] == pytest.approx(11660 / 200)
+    assert t.loc["screening", "per_patient_gbp"] == pytest.approx(1.5)
+    with pytest.raises(ec.EconomicsError, match="clinicians"):
+        ec.implementation_cost_table(200, None, _impl_table())
+    with pytest.raises(ec.EconomicsError, match="n_patients"):
+        ec.implementation_cost_table(0, clin, _impl_table())
+
+
+@pytest.mark.parametrize("cluster", [None, "practice_id"])
+def test_implementation_scenario_adds_exactly_the_cost_per_patient(cluster):
+    d = _clustered_costs(seed=2)
+    d["societal_cost"] = d["nhs_cost"] + 50.0
+    per_patient = 58.3
+    base = ec.cost_utility(d, n_boot=400, seed=3, cluster=cluster)
+    (with_impl,) = ec.add_implementation_cost(d, per_patient)
+    res = ec.cost_utility(with_impl, n_boot=400, seed=3, cluster=cluster)
+    assert res.delta_cost["estimate"] == pytest.approx(base.delta_cost["estimate"] + per_patient, rel=1e-12)
+    np.testing.assert_allclose(res.boot_cost, base.boot_cost + per_patient, rtol=1e-10)
+    assert res.delta_cost["ci_low"] == pytest.approx(base.delta_cost["ci_low"] + per_patient)
+    assert res.delta_cost["ci_high"] == pytest.approx(base.delta_cost["ci_high"] + per_patient)
+    assert res.delta_qaly == base.delta_qaly
+    assert res.mean_cost["phase1"] == pytest.approx(base.mean_cost["phase1"])
+    assert res.mean_cost["phase3"] == pytest.approx(base.mean_cost["phase3"] + per_patient)
+    soc = ec.cost_utility(with_impl, cost="societal_cost", n_boot=50, seed=3, cluster=cluster)
+    soc0 = ec.cost_utility(d, cost="societal_cost", n_boot=50, seed=3, cluster=cluster)
+    assert soc.delta_cost["estimate"] == pytest.approx(soc0.delta_cost["estimate"] + per_patient)
+    assert d["nhs_cost"].equals(_clustered_costs(seed=2)["nhs_cost"])  # input unchanged
+
+
+def test_societal_cost_per_employed_patient_by_hand():
+    rng = np.random.default_rng(4)
+    n = 240
+    d = pd.DataFrame({"phase": np.tile([1.0, 3.0], n // 2),
+                      "risk_group": pd.Categorical(np.repeat(["low", "high"], n // 2), ["low", "medium", "high"]),
+                      "employed": (rng.uniform(size=n) < 0.6).astype(float),
+                      "societal_cost": rng.gamma(2, 200, n), "eq5d_index_0m": rng.uniform(0.2, 0.9, n)})
+    d["qaly"] = 0.4 * d["eq5d_index_0m"] + rng.normal(0, 0.02, n)
+    res = ec.cost_utility_employed(d, n_boot=200, seed=1, cluster=None)
+    for name, sel in (("all patients", d.employed == 1), ("high risk", (d.employed == 1) & (d.risk_group == "high"))):
+        e = d.loc[sel]
+        diff = e.loc[e.phase == 3, "societal_cost"].mean() - e.loc[e.phase == 1, "societal_cost"].mean()
+        assert res[name].delta_cost["estimate"] == pytest.approx(diff)
+        assert (res[name].n_phase1, res[name].n_phase3) == ((e.phase == 1).sum(), (e.phase == 3).sum())
+    assert "medium risk" not in res
+
+
+def test_nhs_cost_keeps_observed_components_of_non_consenters():
+    d = _analysis_like(seed=3)
+    no_records = np.zeros(len(d), bool)
+    no_records[::5] = True  # non-consenters: record items missing, physiotherapy observed
+    for c in ["n_gp_consultations", "imaging", "n_prescriptions", "secondary_care_referral"]:
+        d.loc[no_records, c] = np.nan
+    (cc,) = ec.prepare_economic_data(d, _unit_costs(), imputation="complete_case")
+    assert len(cc) <= (~no_records).sum()
+    sets = ec.prepare_economic_data(d, _unit_costs(), imputation="mice", n_imputations=2, seed=3, max_iter=3)
+    observed_physio = d["physio_sessions"].to_numpy() * 40.0
+    for s in sets:
+        np.testing.assert_allclose(s["cost_physio_sessions"].to_numpy(), observed_physio)  # never imputed
+        components = s[[f"cost_{c}" for c in ec.RESOURCE_ITEMS]]
+        np.testing.assert_allclose(s["nhs_cost"], components.sum(axis=1))
+        # the imputed GP cost is a multiple of the unit cost (predictive mean matching donors)
+        gp = s.loc[no_records, "cost_n_gp_consultations"].to_numpy()
+        np.testing.assert_allclose(gp / 30.0, np.round(gp / 30.0))
+    # a patient with every component observed keeps their exact total
+    full = d[list(ec.RESOURCE_ITEMS)].notna().all(axis=1).to_numpy()
+    by_hand = (d["n_gp_consultations"] * 30 + d["physio_sessions"] * 40 + d["imaging"] * 100
+               + d["n_prescriptions"] * 10 + d["secondary_care_referral"] * 150).to_numpy()
+    np.testing.assert_allclose(sets[0]["nhs_cost"].to_numpy()[full], by_hand[full])
+
+
+def test_non_back_pain_scenario_adds_the_extra_care_and_needs_the_columns():
+    d = _analysis_like(seed=4)
+    with pytest.raises(ec.EconomicsError, match="non_back_pain"):
+        ec.prepare_economic_data(d, _unit_costs(), imputation="complete_case", non_back_pain=True)
+    d["n_gp_consultations_other"] = 2.0
+    d["n_prescriptions_other"] = 1.0
+    assert ec.non_back_pain_columns(d) == ec.NON_BACK_PAIN_ITEMS
+    (base,) = ec.prepare_economic_data(d, _unit_costs(), imputation="complete_case")
+    (extra,) = ec.prepare_economic_data(d, _unit_costs(), imputation="complete_case", non_back_pain=True)
+    np.testing.assert_allclose(extra["nhs_cost"], base["nhs_cost"] + 2 * 30.0 + 1 * 10.0)
+
+
+def test_implementation_cost_table_ships_in_the_wheel_like_unit_costs():
+    import tomllib
+    from pathlib import Path
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    shipped = pyproject["tool"]["setuptools"]["package-data"]["backpain_analysis._data"]
+    assert {"unit_costs.csv", "implementation_costs.csv"} <= set(shipped)
+    assert ec.DEFAULT_IMPLEMENTATION_COSTS.name == "implementation_costs.csv"
