@@ -51,6 +51,7 @@ __all__ = [
     "shared_tables",
     "training_days_association",
     "dose_response",
+    "for_display",
     "mixed_model_changes",
     "EXPOSURES",
 ]
@@ -694,6 +695,50 @@ def training_days_association(
     (5, -0.67)
     """
     return dose_response(scores, measures, exposure="training_days", profession=profession, cluster=cluster)
+
+
+#: Result columns renamed for display (readable headers through ``presentation.human_label``).
+_DISPLAY_NAMES = {"r": "pearson_r", "r_ci_low": "pearson_r_ci_low", "r_ci_high": "pearson_r_ci_high",
+                  "r_p_value": "pearson_r_p_value", "ss": "sum_of_squares", "df1": "df_num", "df2": "df_den",
+                  "effect": "term", "dof": "df"}
+
+
+def for_display(table: pd.DataFrame, drop: Sequence[str] = ("measure", "exposure")) -> pd.DataFrame:
+    """A chapter table ready for :func:`backpain_analysis.presentation.display_table`.
+
+    Profession codes become their labels (``gp`` -> ``GPs``), measures and exposures their
+    plain-words labels (kept in ``label``), code columns in ``drop`` are removed, and terse
+    statistics columns get readable names (``r`` -> ``pearson_r``, ``ss`` -> ``sum_of_squares``,
+    ``df1``/``df2`` -> ``df_num``/``df_den``, ``effect`` -> ``term``). Values,
+    including suppressed ``"*"`` cells, are otherwise unchanged.
+
+    Returns
+    -------
+    DataFrame
+        ``label`` first (measure label, with the exposure for dose-response tables), then the
+        other columns.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"measure": ["confidence_high"], "profession": ["physio"], "exposure": ["mentoring_sessions"],
+    ...                   "estimate": [0.1]})
+    >>> for_display(t).iloc[0, :2].tolist()
+    ['Confidence managing high-risk patients (0-10), per extra mentoring session', 'Physiotherapists']
+    """
+    out = table.copy()
+    if "measure" in out.columns:
+        label = out["label"] if "label" in out.columns else out["measure"].map(lambda m: MEASURE_LABELS.get(m, m))
+        if "exposure" in out.columns:
+            per = out["exposure"].map(lambda e: EXPOSURES.get(e, e)).str.replace("sessions", "session").str.replace(
+                "days", "day")
+            label = label + ", per extra " + per
+        out["label"] = label
+    if "profession" in out.columns:
+        out["profession"] = out["profession"].map(lambda p: PROFESSION_LABELS.get(p, "All clinicians" if p == "all"
+                                                                                  else p))
+    out = out.drop(columns=[c for c in drop if c in out.columns])
+    out = out.rename(columns={k: v for k, v in _DISPLAY_NAMES.items() if k in out.columns})
+    return out[["label", *[c for c in out.columns if c != "label"]]] if "label" in out.columns else out
 
 
 def plot_before_after(scores: pd.DataFrame, measure: str, *, max_lines: int = 200, seed: int = 0,
