@@ -37,6 +37,7 @@ from .errors import BackpainError
 __all__ = [
     "DEFAULT_IMPLEMENTATION_COSTS",
     "DEFAULT_UNIT_COSTS",
+    "ITEM_LABELS",
     "NON_BACK_PAIN_ITEMS",
     "QUANTITY_BASES",
     "EQ5D_COLUMNS",
@@ -52,6 +53,7 @@ __all__ = [
     "ICER_MEASURE",
     "cost_utility_by_group",
     "cost_utility_employed",
+    "for_display",
     "implementation_cost_table",
     "load_implementation_costs",
     "non_back_pain_columns",
@@ -1334,6 +1336,50 @@ def cost_summary(df: pd.DataFrame, unit_costs: pd.DataFrame | None = None) -> pd
             row[f"mean_cost_phase{p}"] = float(costs.loc[sel, total].mean())
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+#: Plain-words labels of the cost items and totals (display only).
+ITEM_LABELS: dict[str, str] = {
+    "gp_consultation": "GP consultation", "physio_session": "Physiotherapy session",
+    "imaging": "Imaging (MRI or radiograph)", "prescription": "Prescription item",
+    "secondary_care_referral": "Secondary care referral", "day_off_work": "Day off work",
+    "total: nhs cost": "Total NHS cost", "total: productivity cost": "Total productivity cost",
+    "total: societal cost": "Total societal cost", "physio_training_day": "Physiotherapist training day",
+    "gp_training_day": "GP training day", "trainer_day": "Trainer day", "mentoring_session": "Mentoring session",
+    "it_template": "IT template set-up", "questionnaire_staff_time": "Staff time for the screening questionnaire",
+    "total": "Total",
+}
+_ANALYSIS_LABELS = {"mice": "multiple imputation", "complete_case": "complete cases"}
+
+
+def for_display(table: pd.DataFrame) -> pd.DataFrame:
+    """A chapter 07 table ready for :func:`backpain_analysis.presentation.display_table`.
+
+    Cost-item codes become plain words in a ``resource`` column (``gp_consultation`` -> ``GP
+    consultation``), quantity bases their description (:data:`QUANTITY_BASES`), and the
+    missing-data codes of an ``analysis`` column their names. Values are otherwise unchanged.
+
+    Returns
+    -------
+    DataFrame
+        The table with ``item`` replaced by ``resource`` (first column) when it has ``item``.
+
+    Examples
+    --------
+    >>> for_display(pd.DataFrame({"item": ["gp_consultation", "new_item"], "cost_gbp": [36.0, 1.0]}))["resource"].tolist()
+    ['GP consultation', 'New item']
+    """
+    out = table.copy()
+    if "item" in out.columns:
+        names = out["item"].astype(str)
+        label = names.map(lambda i: ITEM_LABELS.get(i, i.replace("_", " ").capitalize()))
+        out = out.drop(columns=["item"])
+        out.insert(0, "resource", label.to_numpy())
+    if "quantity_basis" in out.columns:
+        out["quantity_basis"] = out["quantity_basis"].map(lambda b: QUANTITY_BASES.get(b, b) if b else b)
+    if "analysis" in out.columns:
+        out["analysis"] = out["analysis"].map(lambda a: _ANALYSIS_LABELS.get(a, a))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
