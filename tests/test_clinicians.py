@@ -358,3 +358,18 @@ def test_mixed_model_table_hides_small_counts():
                            mixed=cl.mixed_model_changes(cl.clinician_scores(*_study(n_gp=10, n_physio=12, seed=2)),
                                                         ["pabs_biomedical"]))["mixed_model_change"]
     assert big.loc[big.profession == "physio", "n_pairs"].item() == 12
+
+
+def test_shared_response_display_table_passes_the_disclosure_check(tmp_path):
+    # the display table's footnote row (empty cells) next to the "All clinicians" total row once
+    # crashed the checker (pandas 3 keeps NaN through astype(str))
+    from backpain_analysis import disclosure
+    from backpain_analysis.presentation import display_table
+
+    clin, surv = _study(n_gp=12, n_physio=9, drop_after=("GP000", "GP001"))
+    shared = cl.shared_tables(cl.response_rates(clin, surv))["survey_response"]
+    page = tmp_path / "page.html"
+    page.write_text(display_table(cl.for_display(shared), caption="Response").to_html())
+    tables = disclosure._html_tables(page)
+    assert tables and any(tables[0].astype(str).apply(lambda c: c.str.contains("All clinicians")).any())
+    assert disclosure._table_findings(tables[0], "page.html", "06_clinicians", 5) == []
