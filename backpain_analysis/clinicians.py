@@ -12,7 +12,11 @@ patients).
 - :func:`paired_changes`: change after minus before per profession: paired t-test (pingouin),
   95% CI and Hedges' g.
 - :func:`mixed_anovas`: time (within) by profession (between) mixed ANOVA, complete pairs.
-- :func:`training_days_association`: training days against change (physiotherapists).
+- :func:`mixed_model_changes`: change from every survey (not only complete pairs), a mixed model
+  with random intercepts per clinician and per practice/service, Kenward-Roger inference (the
+  primary analysis; :func:`paired_changes` is its sensitivity analysis).
+- :func:`dose_response` (and :func:`training_days_association`): training days or mentoring
+  sessions against change (physiotherapists; no comparison group).
 - :func:`plot_before_after`: paired lines and mean with 95% CI, by profession.
 
 Sign convention: every change here is **after minus before** (a positive change in a score is
@@ -28,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from .errors import BackpainError
 
@@ -45,6 +50,10 @@ __all__ = [
     "response_rates",
     "shared_tables",
     "training_days_association",
+    "dose_response",
+    "for_display",
+    "mixed_model_changes",
+    "EXPOSURES",
 ]
 
 #: Measures analysed, in report order.
@@ -192,8 +201,10 @@ def clinician_scores(
     Returns
     -------
     DataFrame
-        ``clinician_id``, ``profession`` (``gp``/``physio``), ``training_days``,
-        ``mentoring_sessions`` (NaN if absent), ``time_point`` (ordered categorical
+        ``clinician_id``, ``profession`` (``gp``/``physio``), ``cluster_id`` (the GP's
+        ``practice_id`` or the physiotherapist's ``physio_service``; None if the table has
+        neither), ``training_days``, ``mentoring_sessions`` (NaN if absent), ``time_point``
+        (ordered categorical
         before < after), ``pabs_biomedical``, ``pabs_behavioural``, ``confidence_low``,
         ``confidence_medium``, ``confidence_high`` (float, NaN when missing).
 
@@ -217,6 +228,7 @@ def clinician_scores(
     out = out.merge(info, on="clinician_id", how="left", validate="many_to_one")
     for c in ("training_days", "mentoring_sessions"):
         out[c] = pd.to_numeric(out[c], errors="coerce").astype(float) if c in out.columns else np.nan
+    out["cluster_id"] = _cluster_labels(clin).reindex(out["clinician_id"]).to_numpy()
     for c in scores.columns:
         out[c] = scores[c].to_numpy(dtype=float)
     for c in _CONFIDENCE:
@@ -225,9 +237,19 @@ def clinician_scores(
             raise ClinicianDataError(f"table 'clinician_surveys', column {c!r}: ratings must be 0-10, found {values[(values < 0) | (values > 10)][:3].tolist()}")
         out[c] = values
     out["time_point"] = pd.Categorical(out["time_point"], categories=list(TIME_POINTS), ordered=True)
-    cols = ["clinician_id", "profession", "training_days", "mentoring_sessions", "time_point",
+    cols = ["clinician_id", "profession", "cluster_id", "training_days", "mentoring_sessions", "time_point",
             *scores.columns, *_CONFIDENCE]
     return out[cols].sort_values(["profession", "clinician_id", "time_point"]).reset_index(drop=True)
+
+
+def _cluster_labels(clin: pd.DataFrame) -> pd.Series:
+    """Practice (GPs) or physiotherapy service (physiotherapists) of each clinician, by id."""
+    labels = pd.Series([None] * len(clin), index=clin["clinician_id"].to_numpy(), dtype=object)
+    for prof, column in (("gp", "practice_id"), ("physio", "physio_service")):
+        if column in clin.columns:
+            rows = (clin["profession"] == prof).to_numpy() & clin[column].notna().to_numpy()
+            labels.iloc[np.flatnonzero(rows)] = [f"{prof}:{v}" for v in clin.loc[rows, column].astype(str)]
+    return labels
 
 
 def paired_wide(scores: pd.DataFrame, measure: str) -> pd.DataFrame:
@@ -236,7 +258,8 @@ def paired_wide(scores: pd.DataFrame, measure: str) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        ``clinician_id``, ``profession``, ``training_days``, ``before``, ``after``, ``change``
+        ``clinician_id``, ``profession``, ``training_days``, ``mentoring_sessions``,
+        ``cluster_id`` (NaN/None when the scores lack them), ``before``, ``after``, ``change``
         (after minus before); clinicians missing either value are left out.
 
     Examples
@@ -255,10 +278,12 @@ def paired_wide(scores: pd.DataFrame, measure: str) -> pd.DataFrame:
                               aggfunc="first", dropna=False)
     wide = wide.reindex(columns=list(TIME_POINTS)).dropna()
     wide.columns = list(TIME_POINTS)
-    info = scores.drop_duplicates("clinician_id").set_index("clinician_id")[["profession", "training_days"]]
+    extra = ["training_days", "mentoring_sessions", "cluster_id"]
+    info = scores.drop_duplicates("clinician_id").set_index("clinician_id")
+    info = info.reindex(columns=["profession", *extra])
     wide = wide.join(info).reset_index()
     wide["change"] = wide["after"] - wide["before"]
-    return wide[["clinician_id", "profession", "training_days", "before", "after", "change"]]
+    return wide[["clinician_id", "profession", *extra, "before", "after", "change"]]
 
 
 def paired_changes(
@@ -414,18 +439,245 @@ def mixed_anovas(scores: pd.DataFrame, measures: Sequence[str] = MEASURES) -> pd
                                        "n_clinicians"])
 
 
-def training_days_association(
-    scores: pd.DataFrame, measures: Sequence[str] = MEASURES, *, profession: str = "physio"
+#: Exposures of the dose-response analysis (columns of the ``clinicians`` table) and their labels.
+EXPOSURES: dict[str, str] = {"training_days": "training days", "mentoring_sessions": "mentoring sessions"}
+
+
+def _kr_effect(
+    y: np.ndarray,
+    x: np.ndarray,
+    names: list[str],
+    groups: list[np.ndarray],
+    components: list[str],
+    term: str,
+    *,
+    alpha: float = 0.05,
+    drop_zero_component: bool = True,
+) -> dict[str, Any]:
+    """One fixed effect of a REML random-intercept model with Kenward-Roger inference.
+
+    Components whose REML variance is 0 (on the boundary) are dropped and the model refitted
+    (pre-specified, as :func:`backpain_analysis.models.fit_mixed_kr`); with none left the model is
+    ordinary least squares with t on n - p df. Returns ``estimate``, ``se``, ``df``, ``ci_low``,
+    ``ci_high``, ``p_value``, ``variances`` (dict component -> variance, ``residual`` last) and
+    ``method``.
+    """
+    from .small_sample import fit_reml
+
+    dropped: list[str] = []
+    keep = list(range(len(groups)))
+    while keep:
+        fit = fit_reml(y, x, [groups[i] for i in keep], names=names, component_names=[components[i] for i in keep])
+        zero = [i for i, v in zip(keep, fit.variances[:-1], strict=True) if v <= 1e-8 * fit.variances[-1]]
+        if not (drop_zero_component and zero):
+            break
+        dropped += [components[i] for i in zero]
+        keep = [i for i in keep if i not in zero]
+    k = names.index(term)
+    if keep:
+        kr = fit.kenward_roger(term)
+        est, se, dof = kr["estimate"], kr["se"], kr["df"]
+        method = "mixed model (REML), Kenward-Roger df"
+        if not (np.isfinite(dof) and dof > 0):  # KR df undefined: Satterthwaite, as fit_mixed_kr
+            dof, method = kr["df_satterthwaite"], "mixed model (REML), Kenward-Roger SE, Satterthwaite df"
+        variances = {components[i]: float(v) for i, v in zip(keep, fit.variances[:-1], strict=True)}
+        variances["residual"] = float(fit.variances[-1])
+    else:
+        beta, *_ = np.linalg.lstsq(x, y, rcond=None)
+        dof = len(y) - x.shape[1]
+        resid = y - x @ beta
+        s2 = float(resid @ resid) / dof
+        est, se = float(beta[k]), float(np.sqrt(s2 * np.linalg.inv(x.T @ x)[k, k]))
+        method = "least squares, t on n - p df"
+        variances = {"residual": s2}
+    if dropped:
+        method += f" (zero {' and '.join(dropped)} variance dropped)"
+    crit = stats.t.ppf(1 - alpha / 2, dof)
+    return {"estimate": float(est), "se": float(se), "df": float(dof), "ci_low": float(est - crit * se),
+            "ci_high": float(est + crit * se), "p_value": float(2 * stats.t.sf(abs(est / se), dof)),
+            "variances": variances, "method": method}
+
+
+def mixed_model_changes(
+    scores: pd.DataFrame,
+    measures: Sequence[str] = MEASURES,
+    *,
+    cluster: bool = True,
+    drop_zero_component: bool = True,
+    alpha: float = 0.05,
 ) -> pd.DataFrame:
-    """Training days against change (after minus before) within one profession.
+    """Change after minus before training from every survey: a mixed model per measure and profession.
+
+    Parameters
+    ----------
+    scores : DataFrame
+        From :func:`clinician_scores` (one row per survey; a clinician may have one or two).
+    measures : sequence of str
+        Score columns to analyse.
+    cluster : bool, default True
+        Add a random intercept for the clinician's practice (GPs) or physiotherapy service
+        (physiotherapists), ``cluster_id``, when the data have it for every survey.
+    drop_zero_component : bool, default True
+        Pre-specified: a random intercept whose REML variance is 0 is dropped and the model
+        refitted (Kenward-Roger is conservative with a variance on the boundary).
+    alpha : float, default 0.05
 
     Returns
     -------
     DataFrame
-        ``measure``, ``profession``, ``n``, ``r`` (Pearson), ``r_ci_low``, ``r_ci_high``,
-        ``r_p_value`` (pingouin.corr), ``estimate`` (regression slope: change in points per
-        extra training day), ``ci_low``, ``ci_high``, ``p_value`` (pingouin.linear_regression).
-        Statistics are NaN with fewer than 4 clinicians.
+        ``measure``, ``label``, ``profession``, ``n_before``, ``n_after`` (surveys with the
+        measure), ``n_pairs`` (clinicians with both), ``estimate`` (mean change after minus
+        before, the ``after`` coefficient), ``se`` (Kenward-Roger adjusted), ``df``
+        (Kenward-Roger), ``ci_low``, ``ci_high``, ``p_value`` (two-sided t on ``df``),
+        ``var_clinician``, ``var_cluster``, ``var_residual`` (REML variances; NaN when dropped),
+        ``method``. Statistics are NaN with fewer than 2 complete pairs.
+
+    Notes
+    -----
+    Model: ``score_ij = b0 + b1 after_ij + u_clinician(i) + v_cluster(i) + e_ij`` fitted by REML
+    (:func:`backpain_analysis.small_sample.fit_reml`), Kenward-Roger (1997) SE and df for
+    ``b1`` (:meth:`~backpain_analysis.small_sample.MixedFit.kenward_roger`). Every survey is used:
+    a clinician who answered once contributes to the time means and, through the clinician
+    intercept, the analysis is valid if missing surveys are missing at random given the observed
+    answers (Laird and Ware, Biometrics 1982); the complete-pair t-test
+    (:func:`paired_changes`) is the sensitivity analysis. With every clinician observed twice
+    and no cluster term, the REML estimate is the mean paired difference, its SE
+    ``sd(change) / sqrt(n)`` and the KR df ``n - 1``: the paired t-test exactly (when the
+    covariance of the two answers is positive, so the clinician variance is not on the boundary).
+
+    Examples
+    --------
+    >>> scores = pd.DataFrame({
+    ...     "clinician_id": ["P1", "P1", "P2", "P2", "P3", "P3", "P4"],
+    ...     "profession": ["physio"] * 7,
+    ...     "time_point": ["before", "after"] * 3 + ["before"],
+    ...     "pabs_biomedical": [40, 36, 38, 35, 35, 30, 41]})
+    >>> m = mixed_model_changes(scores, ["pabs_biomedical"])
+    >>> m.loc[m.profession == "physio", ["n_before", "n_after", "n_pairs"]].values.tolist()
+    [[4, 3, 3]]
+    """
+    _require(scores, ["clinician_id", "profession", "time_point", *measures], "clinician scores")
+    rows = []
+    for measure in measures:
+        for prof in PROFESSION_LABELS:
+            part = scores.loc[(scores["profession"] == prof) & scores[measure].notna()]
+            after = (part["time_point"].astype(str) == "after").to_numpy(dtype=float)
+            ids = part["clinician_id"].astype(str).to_numpy()
+            n_pairs = len(set(ids[after == 1]) & set(ids[after == 0]))
+            row: dict[str, Any] = {"measure": measure, "label": MEASURE_LABELS.get(measure, measure),
+                                   "profession": prof, "n_before": int((after == 0).sum()),
+                                   "n_after": int((after == 1).sum()), "n_pairs": n_pairs}
+            if n_pairs >= 2 and part[measure].std() > 0:
+                groups, comps = [ids], ["clinician"]
+                labels = part["cluster_id"] if "cluster_id" in part.columns else pd.Series(dtype=object)
+                if cluster and len(labels) and labels.notna().all() and labels.nunique() >= 2:
+                    groups.append(labels.astype(str).to_numpy())
+                    comps.append("practice or service")
+                x = np.column_stack([np.ones_like(after), after])
+                res = _kr_effect(part[measure].to_numpy(dtype=float), x, ["intercept", "after"], groups, comps,
+                                 "after", alpha=alpha, drop_zero_component=drop_zero_component)
+                v = res.pop("variances")
+                row.update(res, var_clinician=v.get("clinician", np.nan),
+                           var_cluster=v.get("practice or service", np.nan), var_residual=v["residual"])
+            rows.append(row)
+    cols = ["measure", "label", "profession", "n_before", "n_after", "n_pairs", "estimate", "se", "df", "ci_low",
+            "ci_high", "p_value", "var_clinician", "var_cluster", "var_residual", "method"]
+    return pd.DataFrame(rows).reindex(columns=cols)
+
+
+def dose_response(
+    scores: pd.DataFrame,
+    measures: Sequence[str] = MEASURES,
+    *,
+    exposure: str = "training_days",
+    profession: str = "physio",
+    cluster: bool = True,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Amount of training (days or mentoring sessions) against change after minus before.
+
+    Parameters
+    ----------
+    scores : DataFrame
+        From :func:`clinician_scores`.
+    measures : sequence of str
+        Score columns.
+    exposure : {"training_days", "mentoring_sessions"}
+        The dose (one value per clinician).
+    profession : str, default "physio"
+        Physiotherapists had 3-9 training days and up to 12 months of mentoring.
+    cluster : bool, default True
+        Random intercept for the physiotherapy service (``cluster_id``) when every clinician has
+        one; dropped when its REML variance is 0 (then least squares).
+    alpha : float, default 0.05
+
+    Returns
+    -------
+    DataFrame
+        ``measure``, ``profession``, ``exposure``, ``n`` (complete pairs with the dose),
+        ``r`` (Pearson correlation, descriptive), ``r_ci_low``, ``r_ci_high`` (Fisher z),
+        ``r_p_value``, ``estimate`` (slope: change in points per extra day or session),
+        ``se``, ``df``, ``ci_low``, ``ci_high``, ``p_value``, ``method``. NaN with fewer than 4
+        clinicians or no variation.
+
+    Notes
+    -----
+    ``change_i = a + b dose_i (+ v_service(i)) + e_i`` on complete pairs, Kenward-Roger
+    inference when the service intercept is kept (:func:`mixed_model_changes`). Without a
+    service term this is ordinary least squares (t on n - 2 df), the same slope, CI and p as
+    ``scipy.stats.linregress``. **Caveat**: a dose-response association without a comparison
+    group; physiotherapists who chose, or were offered, more days or sessions may differ in
+    other ways, and every physiotherapist was trained, so the slope is not the effect of the
+    training itself.
+
+    Examples
+    --------
+    >>> scores = pd.DataFrame({
+    ...     "clinician_id": [f"P{i}" for i in range(5) for _ in range(2)], "profession": "physio",
+    ...     "mentoring_sessions": [2.0, 2.0, 4.0, 4.0, 6.0, 6.0, 8.0, 8.0, 10.0, 10.0],
+    ...     "time_point": ["before", "after"] * 5,
+    ...     "pabs_biomedical": [40, 39, 38, 36, 40, 37, 41, 36, 39, 33]})
+    >>> r = dose_response(scores, ["pabs_biomedical"], exposure="mentoring_sessions")
+    >>> int(r["n"].iloc[0]), round(float(r["estimate"].iloc[0]), 3)
+    (5, -0.65)
+    """
+    if exposure not in EXPOSURES:
+        raise ClinicianDataError(f"dose_response: exposure must be one of {list(EXPOSURES)}, got {exposure!r}")
+    rows = []
+    for measure in measures:
+        wide = paired_wide(scores, measure)
+        w = wide.loc[(wide["profession"] == profession) & wide[exposure].notna()]
+        row: dict[str, Any] = {"measure": measure, "profession": profession, "exposure": exposure, "n": len(w)}
+        if len(w) >= 4 and w[exposure].std() > 0 and w["change"].std() > 0:
+            dose, change = w[exposure].to_numpy(dtype=float), w["change"].to_numpy(dtype=float)
+            r = float(np.corrcoef(dose, change)[0, 1])
+            half = stats.norm.ppf(1 - alpha / 2) / np.sqrt(len(w) - 3)
+            t_r = r * np.sqrt((len(w) - 2) / (1 - r ** 2)) if abs(r) < 1 else np.inf
+            groups, comps = [], []
+            labels = w["cluster_id"]
+            if cluster and labels.notna().all() and labels.nunique() >= 2:
+                groups, comps = [labels.astype(str).to_numpy()], ["service"]
+            x = np.column_stack([np.ones_like(dose), dose])
+            res = _kr_effect(change, x, ["intercept", exposure], groups, comps, exposure, alpha=alpha)
+            res.pop("variances")
+            row.update(r=r, r_ci_low=float(np.tanh(np.arctanh(r) - half)),
+                       r_ci_high=float(np.tanh(np.arctanh(r) + half)),
+                       r_p_value=float(2 * stats.t.sf(abs(t_r), len(w) - 2)), **res)
+        rows.append(row)
+    cols = ["measure", "profession", "exposure", "n", "r", "r_ci_low", "r_ci_high", "r_p_value", "estimate", "se",
+            "df", "ci_low", "ci_high", "p_value", "method"]
+    return pd.DataFrame(rows).reindex(columns=cols)
+
+
+def training_days_association(
+    scores: pd.DataFrame, measures: Sequence[str] = MEASURES, *, profession: str = "physio", cluster: bool = True
+) -> pd.DataFrame:
+    """Training days against change (after minus before): :func:`dose_response` with ``exposure="training_days"``.
+
+    Returns
+    -------
+    DataFrame
+        As :func:`dose_response`.
 
     Examples
     --------
@@ -442,26 +694,51 @@ def training_days_association(
     >>> int(r["n"].iloc[0]), round(float(r["estimate"].iloc[0]), 3)
     (5, -0.67)
     """
-    import pingouin
+    return dose_response(scores, measures, exposure="training_days", profession=profession, cluster=cluster)
 
-    rows = []
-    for measure in measures:
-        wide = paired_wide(scores, measure)
-        w = wide.loc[(wide["profession"] == profession) & wide["training_days"].notna()]
-        row = {"measure": measure, "profession": profession, "n": len(w)}
-        if len(w) >= 4 and w["training_days"].std() > 0 and w["change"].std() > 0:
-            with _pingouin_full_precision():
-                c = pingouin.corr(w["training_days"].to_numpy(), w["change"].to_numpy())
-                lr = pingouin.linear_regression(w[["training_days"]], w["change"])
-            ci = c["CI95"].iloc[0]
-            slope = lr.loc[lr["names"] == "training_days"].iloc[0]
-            row.update(r=float(c["r"].iloc[0]), r_ci_low=float(ci[0]), r_ci_high=float(ci[1]),
-                       r_p_value=float(c["p_val"].iloc[0]), estimate=float(slope["coef"]),
-                       ci_low=float(slope["CI2.5"]), ci_high=float(slope["CI97.5"]), p_value=float(slope["pval"]))
-        rows.append(row)
-    cols = ["measure", "profession", "n", "r", "r_ci_low", "r_ci_high", "r_p_value", "estimate", "ci_low", "ci_high",
-            "p_value"]
-    return pd.DataFrame(rows).reindex(columns=cols)
+
+#: Result columns renamed for display (readable headers through ``presentation.human_label``).
+_DISPLAY_NAMES = {"r": "pearson_r", "r_ci_low": "pearson_r_ci_low", "r_ci_high": "pearson_r_ci_high",
+                  "r_p_value": "pearson_r_p_value", "ss": "sum_of_squares", "df1": "df_num", "df2": "df_den",
+                  "effect": "term", "dof": "df"}
+
+
+def for_display(table: pd.DataFrame, drop: Sequence[str] = ("measure", "exposure")) -> pd.DataFrame:
+    """A chapter table ready for :func:`backpain_analysis.presentation.display_table`.
+
+    Profession codes become their labels (``gp`` -> ``GPs``), measures and exposures their
+    plain-words labels (kept in ``label``), code columns in ``drop`` are removed, and terse
+    statistics columns get readable names (``r`` -> ``pearson_r``, ``ss`` -> ``sum_of_squares``,
+    ``df1``/``df2`` -> ``df_num``/``df_den``, ``effect`` -> ``term``). Values,
+    including suppressed ``"*"`` cells, are otherwise unchanged.
+
+    Returns
+    -------
+    DataFrame
+        ``label`` first (measure label, with the exposure for dose-response tables), then the
+        other columns.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"measure": ["confidence_high"], "profession": ["physio"], "exposure": ["mentoring_sessions"],
+    ...                   "estimate": [0.1]})
+    >>> for_display(t).iloc[0, :2].tolist()
+    ['Confidence managing high-risk patients (0-10), per extra mentoring session', 'Physiotherapists']
+    """
+    out = table.copy()
+    if "measure" in out.columns:
+        label = out["label"] if "label" in out.columns else out["measure"].map(lambda m: MEASURE_LABELS.get(m, m))
+        if "exposure" in out.columns:
+            per = out["exposure"].map(lambda e: EXPOSURES.get(e, e)).str.replace("sessions", "session").str.replace(
+                "days", "day")
+            label = label + ", per extra " + per
+        out["label"] = label
+    if "profession" in out.columns:
+        out["profession"] = out["profession"].map(lambda p: PROFESSION_LABELS.get(p, "All clinicians" if p == "all"
+                                                                                  else p))
+    out = out.drop(columns=[c for c in drop if c in out.columns])
+    out = out.rename(columns={k: v for k, v in _DISPLAY_NAMES.items() if k in out.columns})
+    return out[["label", *[c for c in out.columns if c != "label"]]] if "label" in out.columns else out
 
 
 def plot_before_after(scores: pd.DataFrame, measure: str, *, max_lines: int = 200, seed: int = 0,
@@ -524,6 +801,7 @@ def shared_tables(
     change: pd.DataFrame | None = None,
     anova: pd.DataFrame | None = None,
     dose: pd.DataFrame | None = None,
+    mixed: pd.DataFrame | None = None,
     *,
     threshold: int = 5,
 ) -> dict[str, pd.DataFrame]:
@@ -538,7 +816,9 @@ def shared_tables(
     change : DataFrame, optional
         :func:`paired_changes` output (``n_pairs`` and statistics; a ``truth`` column is kept).
     anova, dose : DataFrame, optional
-        :func:`mixed_anovas` (``n_clinicians``) and :func:`training_days_association` (``n``).
+        :func:`mixed_anovas` (``n_clinicians``) and :func:`dose_response` (``n``).
+    mixed : DataFrame, optional
+        :func:`mixed_model_changes` (``n_before``, ``n_after``, ``n_pairs``).
     threshold : int
         Counts from 1 to ``threshold - 1`` are hidden (default 5).
 
@@ -546,7 +826,8 @@ def shared_tables(
     -------
     dict of str to DataFrame
         ``"survey_response"`` and, for the tables given, ``"scores_by_time"``,
-        ``"paired_change"``, ``"mixed_anova"`` and ``"training_days"``: the tables as shared,
+        ``"paired_change"``, ``"mixed_anova"``, ``"training_days"`` (the dose-response table) and
+        ``"mixed_model_change"``: the tables as shared,
         hidden cells ``"*"``. Each table's suppression depends only on ``rates`` and itself, so
         a notebook can share each table where it is made. ``"hidden_pairs"`` lists the
         professions whose number of complete pairs is hidden (for :func:`plot_before_after`).
@@ -624,10 +905,23 @@ def shared_tables(
         d = dose.reset_index(drop=True)
         d_small = small(d["n"])
         d_group = np.array([(p, "both") in hidden_groups for p in d["profession"]], dtype=bool)
-        cols = [c for c in d.columns if c not in ("measure", "profession", "n")]
+        cols = [c for c in d.columns if c not in ("measure", "profession", "exposure", "n", "method")]
         shared["training_days"] = apply(d, pd.DataFrame({"n": d_small | d_group, **{c: d_small for c in cols}},
                                                         index=d.index))
+    if mixed is not None:
+        shared["mixed_model_change"] = _share_mixed(mixed, hidden_groups, apply, small)
     return shared
+
+
+def _share_mixed(mixed, hidden_groups, apply, small):
+    mx = mixed.reset_index(drop=True)
+    counts = {"n_before": "before", "n_after": "after", "n_pairs": "both"}
+    mask = {c: small(mx[c]) | np.array([(p, t) in hidden_groups for p in mx["profession"]], dtype=bool)
+            for c, t in counts.items()}
+    # a mean of 1-4 answers at either time point is not shown
+    few = small(mx["n_before"]) | small(mx["n_after"]) | small(mx["n_pairs"])
+    stats_cols = [c for c in mx.columns if c not in ("measure", "label", "profession", "method", *counts)]
+    return apply(mx, pd.DataFrame({**mask, **{c: few for c in stats_cols}}, index=mx.index))
 
 
 def _share_summary(summary, hidden_groups, apply, small):

@@ -569,7 +569,7 @@ def _table_findings(table: pd.DataFrame, source: str, chapter: str, threshold: i
         if not is_total.any():
             continue
         others = [o for o in keys if o != k]
-        group_ids = table[others].astype(str).agg("|".join, axis=1) if others else pd.Series("", index=table.index)
+        group_ids = table[others].fillna("").astype(str).agg("|".join, axis=1) if others else pd.Series("", index=table.index)
         for gid in pd.unique(group_ids):
             rows = np.flatnonzero((group_ids == gid).to_numpy())
             tot = [i for i in rows if is_total[i]]

@@ -35,7 +35,11 @@ from ._resources import DATA_PACKAGE, resource_path
 from .errors import BackpainError
 
 __all__ = [
+    "DEFAULT_IMPLEMENTATION_COSTS",
     "DEFAULT_UNIT_COSTS",
+    "ITEM_LABELS",
+    "NON_BACK_PAIN_ITEMS",
+    "QUANTITY_BASES",
     "EQ5D_COLUMNS",
     "EQ5D_MONTHS",
     "PRODUCTIVITY_RESOURCE",
@@ -45,7 +49,14 @@ __all__ = [
     "bootstrap_ols",
     "cost_summary",
     "cost_utility",
+    "add_implementation_cost",
+    "ICER_MEASURE",
     "cost_utility_by_group",
+    "cost_utility_employed",
+    "for_display",
+    "implementation_cost_table",
+    "load_implementation_costs",
+    "non_back_pain_columns",
     "iter_bootstrap_indices",
     "iter_cluster_bootstrap_weights",
     "load_unit_costs",
@@ -72,6 +83,28 @@ RESOURCE_ITEMS: dict[str, str] = {
 
 #: Analysis-dataset column -> unit-cost item valued only in the societal perspective.
 PRODUCTIVITY_RESOURCE: dict[str, str] = {"days_off_work_6m": "day_off_work"}
+
+#: Non-back-pain NHS care (sensitivity scenario, issue 18 item 7): analysis-dataset column ->
+#: unit-cost item. Used only when the export has these columns (the bundled export has none).
+NON_BACK_PAIN_ITEMS: dict[str, str] = {
+    "n_gp_consultations_other": "gp_consultation",
+    "n_prescriptions_other": "prescription",
+}
+
+#: The bundled implementation-cost table (2009/10 prices).
+DEFAULT_IMPLEMENTATION_COSTS = resource_path(DATA_PACKAGE, "implementation_costs.csv")
+
+#: How each implementation-cost row's quantity is counted (``quantity_basis`` column).
+QUANTITY_BASES: dict[str, str] = {
+    "total": "the quantity as given",
+    "per_gp": "quantity x number of GPs",
+    "per_physio": "quantity x number of physiotherapists",
+    "per_gp_training_day": "quantity x training days attended by GPs",
+    "per_physio_training_day": "quantity x training days attended by physiotherapists",
+    "per_mentoring_session": "quantity x mentoring sessions of physiotherapists",
+    "per_practice": "quantity x number of practices",
+    "per_patient": "quantity per stratified-care patient",
+}
 
 #: EQ-5D-3L index columns of the analysis dataset and their times in months.
 EQ5D_COLUMNS: tuple[str, ...] = ("eq5d_index_0m", "eq5d_index_2m", "eq5d_index_6m")
@@ -116,28 +149,230 @@ def load_unit_costs(path: str | Path | None = None) -> pd.DataFrame:
     36.0
     """
     path = Path(path) if path is not None else DEFAULT_UNIT_COSTS
+    return _read_cost_table(path, "unit-cost table", UNIT_COST_COLUMNS)
+
+
+def _read_cost_table(path: Path, what: str, columns: list[str]) -> pd.DataFrame:
+    """Read a sourced cost table and check item (unique, not blank) and cost_gbp (number >= 0)."""
     if not path.exists():
-        raise EconomicsError(f"unit-cost table {path}: file not found")
+        raise EconomicsError(f"{what} {path}: file not found")
     table = pd.read_csv(path, dtype={"price_year": str})
-    missing = [c for c in UNIT_COST_COLUMNS if c not in table.columns]
+    missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise EconomicsError(
-            f"unit-cost table {path}: missing column(s) {missing}; expected columns {UNIT_COST_COLUMNS}"
-        )
+        raise EconomicsError(f"{what} {path}: missing column(s) {missing}; expected columns {columns}")
     items = table["item"].astype(str).str.strip()
     if table["item"].isna().any() or (items == "").any():
-        raise EconomicsError(f"unit-cost table {path}: column 'item' has a blank value (rows {list(table.index[table['item'].isna()])})")
+        raise EconomicsError(f"{what} {path}: column 'item' has a blank value (rows {list(table.index[table['item'].isna()])})")
     dup = items[items.duplicated()].tolist()
     if dup:
-        raise EconomicsError(f"unit-cost table {path}: column 'item' must be unique; repeated: {dup}")
-    cost = pd.to_numeric(table["cost_gbp"], errors="coerce")
-    bad = table.loc[cost.isna() | (cost < 0), ["item", "cost_gbp"]]
+        raise EconomicsError(f"{what} {path}: column 'item' must be unique; repeated: {dup}")
+    for column in [c for c in ("cost_gbp", "quantity") if c in columns]:
+        value = pd.to_numeric(table[column], errors="coerce")
+        bad = table.loc[value.isna() | (value < 0), ["item", column]]
+        if len(bad):
+            raise EconomicsError(
+                f"{what} {path}: column {column!r} must be a number >= 0; bad rows: {bad.to_dict(orient='records')}"
+            )
+        table = table.assign(**{column: value.astype(float)})
+    return table.assign(item=items)[columns]
+
+
+IMPLEMENTATION_COST_COLUMNS = ["item", "unit", "cost_gbp", "quantity", "quantity_basis", "price_year", "source",
+                               "notes"]
+
+
+def load_implementation_costs(path: str | Path | None = None) -> pd.DataFrame:
+    """Read and check the implementation-cost table (training, mentoring, set-up, screening time).
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        A CSV file with columns item, unit, cost_gbp, quantity, quantity_basis, price_year,
+        source, notes. Default: the bundled ``data/implementation_costs.csv`` (2009/10 prices;
+        values marked OPEN in its ``source`` column are assumed defaults, not published figures).
+
+    Returns
+    -------
+    DataFrame
+        One row per item: ``item`` (unique), ``unit``, ``cost_gbp`` (unit cost, float >= 0),
+        ``quantity`` (float >= 0), ``quantity_basis`` (one of :data:`QUANTITY_BASES`),
+        ``price_year``, ``source``, ``notes``.
+
+    Raises
+    ------
+    EconomicsError
+        A missing column, a repeated or blank item, a cost or quantity that is not a number
+        >= 0, or an unknown ``quantity_basis`` (the message names the file and the rows).
+
+    Examples
+    --------
+    >>> t = load_implementation_costs()
+    >>> row = t.set_index("item").loc["physio_training_day"]
+    >>> float(row["cost_gbp"]), row["quantity_basis"]
+    (255.0, 'per_physio_training_day')
+    """
+    path = Path(path) if path is not None else DEFAULT_IMPLEMENTATION_COSTS
+    table = _read_cost_table(path, "implementation-cost table", IMPLEMENTATION_COST_COLUMNS)
+    basis = table["quantity_basis"].astype(str).str.strip()
+    bad = table.loc[~basis.isin(list(QUANTITY_BASES)), ["item", "quantity_basis"]]
     if len(bad):
-        raise EconomicsError(
-            f"unit-cost table {path}: column 'cost_gbp' must be a number >= 0; bad rows: "
-            f"{bad.to_dict(orient='records')}"
-        )
-    return table.assign(item=items, cost_gbp=cost.astype(float))[UNIT_COST_COLUMNS]
+        raise EconomicsError(f"implementation-cost table {path}: column 'quantity_basis' must be one of "
+                             f"{list(QUANTITY_BASES)}; bad rows: {bad.to_dict(orient='records')}")
+    return table.assign(quantity_basis=basis)
+
+
+def implementation_cost_table(
+    n_patients: int,
+    clinicians: pd.DataFrame | None = None,
+    table: pd.DataFrame | None = None,
+    *,
+    n_practices: int | None = None,
+) -> pd.DataFrame:
+    """Implementation costs in all and per stratified-care patient (the documented scenario).
+
+    Parameters
+    ----------
+    n_patients : int
+        Stratified-care (phase 3) patients the one-off costs are spread over; per-patient items
+        (screening staff time) are charged to each of them.
+    clinicians : DataFrame, optional
+        The cleaned ``clinicians`` table (``profession``, ``training_days``,
+        ``mentoring_sessions``, ``practice_id``): counts GPs, physiotherapists, training days and
+        mentoring sessions. Needed for rows whose basis uses them.
+    table : DataFrame, optional
+        From :func:`load_implementation_costs`; default the bundled table.
+    n_practices : int, optional
+        Practices for ``per_practice`` rows; default the distinct ``practice_id`` of the GPs.
+
+    Returns
+    -------
+    DataFrame
+        One row per item, then a ``total`` row: ``item``, ``unit``, ``cost_gbp`` (unit cost),
+        ``quantity_basis``, ``units`` (the counted quantity), ``total_gbp`` (units x unit cost),
+        ``per_patient_gbp`` (total / n_patients, or the unit cost x quantity for per-patient
+        rows), ``source``.
+
+    Raises
+    ------
+    EconomicsError
+        ``n_patients`` < 1, or a row needs the clinicians table (or a column of it) that is not
+        given.
+
+    Notes
+    -----
+    Micro-costing of the implementation phase (phase 2 of IMPaCT Back: training, mentoring,
+    IT templates, practice staff time to give out the questionnaire). Scenario, as in
+    Whitehurst et al. (Spine 2015) who analysed the care costs only: the one-off costs are
+    charged in full to the patients of phase 3 (a conservative choice: the training keeps
+    serving patients after the study), the same amount to every patient. Clinicians' time
+    is valued at its opportunity cost (PSSRU unit costs of the price year of the unit-cost table).
+
+    Examples
+    --------
+    >>> clin = pd.DataFrame({"clinician_id": ["G1", "G2", "P1"], "profession": ["gp", "gp", "physio"],
+    ...                      "practice_id": ["A", "B", None], "training_days": [1.0, 0.5, 4.0],
+    ...                      "mentoring_sessions": [None, None, 6.0]})
+    >>> t = implementation_cost_table(100, clin)
+    >>> float(t.set_index("item").loc["physio_training_day", "total_gbp"]), round(float(t["per_patient_gbp"].iloc[-1]), 2)
+    (1020.0, 151.6)
+    """
+    if n_patients < 1:
+        raise EconomicsError(f"implementation costs: n_patients must be >= 1, got {n_patients}")
+    table = load_implementation_costs() if table is None else table
+    counts: dict[str, float] = {"total": 1.0, "per_patient": float(n_patients)}
+    if clinicians is not None:
+        prof = clinicians["profession"].astype(str).str.strip().str.lower()
+        counts["per_gp"] = float((prof == "gp").sum())
+        counts["per_physio"] = float((prof == "physio").sum())
+        for column, basis in (("training_days", "training_day"), ("mentoring_sessions", None)):
+            if column not in clinicians.columns:
+                continue
+            value = pd.to_numeric(clinicians[column], errors="coerce")
+            if basis:
+                counts["per_gp_training_day"] = float(value[prof == "gp"].sum())
+                counts["per_physio_training_day"] = float(value[prof == "physio"].sum())
+            else:
+                counts["per_mentoring_session"] = float(value[prof == "physio"].sum())
+        if "practice_id" in clinicians.columns:
+            counts["per_practice"] = float(clinicians.loc[prof == "gp", "practice_id"].dropna().nunique())
+    if n_practices is not None:
+        counts["per_practice"] = float(n_practices)
+    rows = []
+    for _, r in table.iterrows():
+        if r["quantity_basis"] not in counts:
+            raise EconomicsError(f"implementation costs: item {r['item']!r} is counted {r['quantity_basis']!r} "
+                                 "but the clinicians table (or the column it needs, or n_practices) was not given")
+        units = float(r["quantity"]) * counts[r["quantity_basis"]]
+        total = units * float(r["cost_gbp"])
+        rows.append({"item": r["item"], "unit": r["unit"], "cost_gbp": float(r["cost_gbp"]),
+                     "quantity_basis": r["quantity_basis"], "units": units, "total_gbp": total,
+                     "per_patient_gbp": total / n_patients, "source": r["source"]})
+    out = pd.DataFrame(rows)
+    total_row = {"item": "total", "unit": "", "cost_gbp": np.nan, "quantity_basis": "", "units": np.nan,
+                 "total_gbp": out["total_gbp"].sum(), "per_patient_gbp": out["per_patient_gbp"].sum(), "source": ""}
+    return pd.concat([out, pd.DataFrame([total_row])], ignore_index=True)
+
+
+def add_implementation_cost(
+    datasets: pd.DataFrame | Sequence[pd.DataFrame],
+    per_patient: float,
+    *,
+    columns: Sequence[str] = ("nhs_cost", "societal_cost"),
+    phase: float = 3,
+) -> list[pd.DataFrame]:
+    """Add an implementation cost per patient to the stratified-care arm (copies; inputs unchanged).
+
+    Parameters
+    ----------
+    datasets : DataFrame or list of DataFrame
+        From :func:`prepare_economic_data`.
+    per_patient : float
+        GBP per patient (:func:`implementation_cost_table`, the ``total`` row's
+        ``per_patient_gbp``).
+    columns : sequence of str
+        Cost columns to increase (NHS and societal by default).
+    phase : float, default 3
+        The arm that bears the cost.
+
+    Returns
+    -------
+    list of DataFrame
+        The data sets with ``per_patient`` added to ``columns`` of every ``phase`` row: the
+        incremental cost rises by exactly ``per_patient``.
+
+    Examples
+    --------
+    >>> d = pd.DataFrame({"phase": [1.0, 3.0], "nhs_cost": [10.0, 20.0], "societal_cost": [30.0, 40.0]})
+    >>> add_implementation_cost(d, 5.0)[0]["nhs_cost"].tolist()
+    [10.0, 25.0]
+    """
+    if isinstance(datasets, pd.DataFrame):
+        datasets = [datasets]
+    if not np.isfinite(per_patient) or per_patient < 0:
+        raise EconomicsError(f"implementation cost per patient must be a number >= 0, got {per_patient}")
+    out = []
+    for d in datasets:
+        missing = [c for c in columns if c not in d.columns]
+        if missing:
+            raise EconomicsError(f"add_implementation_cost: data lack column(s) {missing}")
+        d = d.copy()
+        arm = d["phase"] == phase
+        for c in columns:
+            d.loc[arm, c] = d.loc[arm, c] + per_patient
+        out.append(d)
+    return out
+
+
+def non_back_pain_columns(df: pd.DataFrame, items: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The non-back-pain care columns (:data:`NON_BACK_PAIN_ITEMS`) the export has, column -> unit-cost item.
+
+    Examples
+    --------
+    >>> non_back_pain_columns(pd.DataFrame({"n_gp_consultations_other": [1.0]}))
+    {'n_gp_consultations_other': 'gp_consultation'}
+    """
+    items = NON_BACK_PAIN_ITEMS if items is None else items
+    return {c: i for c, i in items.items() if c in df.columns and df[c].notna().any()}
 
 
 def _cost_lookup(unit_costs: pd.DataFrame, items: Sequence[str]) -> dict[str, float]:
@@ -308,6 +543,7 @@ def prepare_economic_data(
     n_imputations: int = 10,
     seed: int = 20260101,
     max_iter: int = 10,
+    non_back_pain: bool = False,
 ) -> list[pd.DataFrame]:
     """Analysis-ready data sets for the cost-utility analysis.
 
@@ -320,30 +556,44 @@ def prepare_economic_data(
     imputation : {"mice", "complete_case"}
         ``"complete_case"``: one data set of the patients with every cost component and the
         three EQ-5D values. ``"mice"``: the whole analysed cohort (intention to treat), with
-        missing EQ-5D values (0, 2, 6 months), NHS and productivity costs imputed by chained
-        equations (:func:`backpain_analysis.imputation.impute_chained`), separately within each
-        phase so that phase differences (and their interactions) are kept.
+        missing EQ-5D values (0, 2, 6 months), NHS cost components and productivity costs
+        imputed by chained equations (:func:`backpain_analysis.imputation.impute_chained`),
+        separately within each phase so that phase differences (and their interactions) are kept.
     n_imputations : int
         Number of imputed data sets (mice only).
     seed : int
         Seed of the imputation.
     max_iter : int
         Chained-equation iterations (mice only).
+    non_back_pain : bool, default False
+        Sensitivity scenario (issue 18 item 7): add the non-back-pain NHS care the export has
+        (:data:`NON_BACK_PAIN_ITEMS`, :func:`non_back_pain_columns`) to the NHS cost.
 
     Returns
     -------
     list of DataFrame
         Each with columns ``phase`` (1/3), ``practice_id`` (when the data have it: the cluster
         of the two-stage bootstrap), ``risk_group`` (category), ``eq5d_index_0m``,
-        ``eq5d_index_2m``, ``eq5d_index_6m``, ``qaly`` (years), ``nhs_cost``,
-        ``productivity_cost``, ``societal_cost`` (GBP), ``employed``; no patient identifier.
+        ``eq5d_index_2m``, ``eq5d_index_6m``, ``qaly`` (years), ``cost_<column>`` (one NHS cost
+        component per resource-use column, GBP), ``nhs_cost`` (their sum), ``productivity_cost``,
+        ``societal_cost`` (GBP), ``employed``; no patient identifier.
+
+    Raises
+    ------
+    EconomicsError
+        Unknown ``imputation``, missing columns, a phase other than 1 or 3, or
+        ``non_back_pain=True`` with no non-back-pain column in the export.
 
     Notes
     -----
-    Costs are imputed as totals (NHS, productivity) rather than item by item; productivity
-    costs of patients not in paid work are 0 and never imputed. Predictors: age, female,
-    baseline RMDQ, risk group (dummies) and employment (missing predictor values are imputed
-    along with the rest). QALYs are computed after imputation from the imputed EQ-5D values.
+    The NHS cost is the sum of its components and is missing only when one of them is: a
+    non-consenter's physiotherapy sessions (from the physiotherapy records) are observed and
+    kept, only the record-review components are imputed. Under MICE each component is imputed
+    (predictive mean matching, so imputed values are observed costs) and the total is summed
+    after imputation; productivity costs of patients not in paid work are 0 and never imputed.
+    Predictors: age, female, baseline RMDQ, risk group (dummies), employment and the other
+    components (missing predictor values are imputed along with the rest). QALYs are computed
+    after imputation from the imputed EQ-5D values.
 
     Examples
     --------
@@ -363,13 +613,22 @@ def prepare_economic_data(
     missing = [c for c in needed if c not in df.columns]
     if missing:
         raise EconomicsError(f"prepare_economic_data: analysis data lack column(s) {missing}")
-    costs = patient_costs(df, unit_costs)
+    resources = dict(RESOURCE_ITEMS)
+    if non_back_pain:
+        extra = non_back_pain_columns(df)
+        if not extra:
+            raise EconomicsError("prepare_economic_data: non_back_pain=True but the export has none of the columns "
+                                 f"{list(NON_BACK_PAIN_ITEMS)}")
+        resources.update(extra)
+    costs = patient_costs(df, unit_costs, resources=resources)
+    components = [f"cost_{c}" for c in resources]
     base = pd.DataFrame(
         {
             "phase": pd.to_numeric(df["phase"], errors="coerce").astype(float),
             **({"practice_id": df["practice_id"]} if "practice_id" in df.columns else {}),
             "risk_group": df["risk_group"],
             **{c: pd.to_numeric(df[c], errors="coerce").astype(float) for c in EQ5D_COLUMNS},
+            **{c: costs[c] for c in components},
             "nhs_cost": costs["nhs_cost"],
             "productivity_cost": costs["productivity_cost"],
             "employed": pd.to_numeric(df["employed"], errors="coerce").astype(float)
@@ -383,7 +642,7 @@ def prepare_economic_data(
         raise EconomicsError(f"prepare_economic_data: column 'phase' must be 1 or 3, found {bad_phase or 'missing values'}")
     if imputation == "complete_case":
         keep = base[[*EQ5D_COLUMNS, "nhs_cost", "productivity_cost"]].notna().all(axis=1)
-        return [_finish(base.loc[keep])]
+        return [_finish(base.loc[keep], components)]
 
     from .imputation import impute_chained  # the chapter 05 implementation, shared
 
@@ -397,7 +656,7 @@ def prepare_economic_data(
             "risk_high": (risk == "high").astype(float).where(base["risk_group"].notna()),
             "employed": base["employed"],
             **{c: base[c] for c in EQ5D_COLUMNS},
-            "nhs_cost": base["nhs_cost"],
+            **{c: base[c] for c in components},
             "productivity_cost": base["productivity_cost"],
         },
         index=df.index,
@@ -419,19 +678,21 @@ def prepare_economic_data(
     for m in range(n_imputations):
         imputed = pd.concat([per_phase[0][m], per_phase[1][m]]).reindex(df.index)
         out = base.copy()
-        for c in [*EQ5D_COLUMNS, "nhs_cost", "productivity_cost", "employed"]:
+        for c in [*EQ5D_COLUMNS, *components, "productivity_cost", "employed"]:
             out[c] = imputed[c].to_numpy(dtype=float)
         # costs cannot be negative, and non-workers lose no earnings
-        out["nhs_cost"] = out["nhs_cost"].clip(lower=0.0)
+        for c in components:
+            out[c] = out[c].clip(lower=0.0)
         out["productivity_cost"] = out["productivity_cost"].clip(lower=0.0).mask(base["employed"] == 0, 0.0)
         for c in EQ5D_COLUMNS:
             out[c] = out[c].clip(-0.594, 1.0)
-        datasets.append(_finish(out))
+        datasets.append(_finish(out, components))
     return datasets
 
 
-def _finish(d: pd.DataFrame) -> pd.DataFrame:
+def _finish(d: pd.DataFrame, components: Sequence[str]) -> pd.DataFrame:
     d = d.copy()
+    d["nhs_cost"] = d[list(components)].sum(axis=1, skipna=False)
     d["qaly"] = qaly_auc(d)
     d["societal_cost"] = d["nhs_cost"] + d["productivity_cost"]
     return d.reset_index(drop=True)
@@ -915,6 +1176,66 @@ def cost_utility_by_group(
     return results
 
 
+#: Measure label of the ICER row of :func:`results_table` (spelled out so that the display preset
+#: formats it as money, not as QALYs).
+ICER_MEASURE = "ICER in GBP per quality-adjusted life year gained (point estimates)"
+
+
+def cost_utility_employed(
+    datasets: pd.DataFrame | Sequence[pd.DataFrame],
+    *,
+    cost: str = "societal_cost",
+    employed: str = "employed",
+    by: str = "risk_group",
+    **kwargs: Any,
+) -> dict[str, CostUtilityResult]:
+    """Societal cost-utility per employed patient, overall and by risk group.
+
+    Parameters
+    ----------
+    datasets : DataFrame or list of DataFrame
+        From :func:`prepare_economic_data` (``employed`` 0/1, imputed where missing under MICE).
+    cost : str, default "societal_cost"
+        Cost column (``"productivity_cost"`` for the days-off-work part alone).
+    employed : str
+        The employment column; patients with 1 are analysed.
+    by : str
+        Grouping column, as :func:`cost_utility_by_group`.
+    **kwargs
+        Passed to :func:`cost_utility_by_group` (n_boot, seed, min_per_phase, ...).
+
+    Returns
+    -------
+    dict label -> CostUtilityResult
+        As :func:`cost_utility_by_group`, restricted to patients in paid work.
+
+    Notes
+    -----
+    Whitehurst et al. (Spine 2015) give the societal saving per employed medium- and high-risk
+    patient. The phases differ in the share of patients in paid work (IMPaCT Back: 62% vs
+    59%), and only they can lose earnings, so a per-patient societal difference over everyone
+    mixes the effect of stratified care on days off work with the employment mix. Comparing
+    employed patients with employed patients removes that imbalance (the estimand is the
+    effect per employed patient); the QALY increment is re-estimated in the same patients.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> d = pd.DataFrame({"phase": np.tile([1.0, 3.0], 60), "risk_group": "high",
+    ...                   "employed": np.repeat([1.0, 0.0], 60), "societal_cost": rng.gamma(2, 100, 120),
+    ...                   "qaly": rng.normal(0.3, 0.02, 120)})
+    >>> res = cost_utility_employed(d, baseline=None, n_boot=100, seed=1)
+    >>> list(res), res["high risk"].n_phase1
+    (['all patients', 'high risk'], 30)
+    """
+    if isinstance(datasets, pd.DataFrame):
+        datasets = [datasets]
+    if employed not in datasets[0].columns:
+        raise EconomicsError(f"cost_utility_employed: data lack column {employed!r}")
+    subsets = [d.loc[pd.to_numeric(d[employed], errors="coerce") == 1] for d in datasets]
+    return cost_utility_by_group(subsets, by=by, cost=cost, **kwargs)
+
+
 def results_table(
     results: Mapping[str, CostUtilityResult], wtp: Sequence[float] = (20_000, 30_000)
 ) -> pd.DataFrame:
@@ -923,7 +1244,9 @@ def results_table(
     Returns
     -------
     DataFrame
-        Columns ``population``, ``measure`` (incremental cost in GBP, incremental QALYs, net
+        Columns ``population``, ``measure`` (incremental cost in GBP, incremental QALYs, the
+        ICER (incremental cost over incremental QALYs, point estimates; no CI: a ratio's
+        interval is not defined when the QALY interval includes 0, see the plane and CEAC), net
         monetary benefit at each willingness to pay; no commas in the labels), ``n_phase1``, ``n_phase3``,
         ``mean_phase1``, ``mean_phase3`` (costs and QALYs only), ``estimate``, ``ci_low``,
         ``ci_high``, ``p_value``, ``prob_cost_effective`` (NMB rows only).
@@ -946,6 +1269,7 @@ def results_table(
         rows.append({**common, "measure": "incremental QALYs (phase 3 minus phase 1; adjusted for baseline EQ-5D)",
                      "mean_phase1": r.mean_qaly["phase1"], "mean_phase3": r.mean_qaly["phase3"],
                      **{k: r.delta_qaly[k] for k in _RESULT_COLUMNS}})
+        rows.append({**common, "measure": ICER_MEASURE, "estimate": r.icer})
         for w in wtp:
             nmb = r.nmb(w)
             rows.append({**common, "measure": f"net monetary benefit in GBP at {w:.0f} GBP per QALY",
@@ -1012,6 +1336,50 @@ def cost_summary(df: pd.DataFrame, unit_costs: pd.DataFrame | None = None) -> pd
             row[f"mean_cost_phase{p}"] = float(costs.loc[sel, total].mean())
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+#: Plain-words labels of the cost items and totals (display only).
+ITEM_LABELS: dict[str, str] = {
+    "gp_consultation": "GP consultation", "physio_session": "Physiotherapy session",
+    "imaging": "Imaging (MRI or radiograph)", "prescription": "Prescription item",
+    "secondary_care_referral": "Secondary care referral", "day_off_work": "Day off work",
+    "total: nhs cost": "Total NHS cost", "total: productivity cost": "Total productivity cost",
+    "total: societal cost": "Total societal cost", "physio_training_day": "Physiotherapist training day",
+    "gp_training_day": "GP training day", "trainer_day": "Trainer day", "mentoring_session": "Mentoring session",
+    "it_template": "IT template set-up", "questionnaire_staff_time": "Staff time for the screening questionnaire",
+    "total": "Total",
+}
+_ANALYSIS_LABELS = {"mice": "multiple imputation", "complete_case": "complete cases"}
+
+
+def for_display(table: pd.DataFrame) -> pd.DataFrame:
+    """A chapter 07 table ready for :func:`backpain_analysis.presentation.display_table`.
+
+    Cost-item codes become plain words in a ``resource`` column (``gp_consultation`` -> ``GP
+    consultation``), quantity bases their description (:data:`QUANTITY_BASES`), and the
+    missing-data codes of an ``analysis`` column their names. Values are otherwise unchanged.
+
+    Returns
+    -------
+    DataFrame
+        The table with ``item`` replaced by ``resource`` (first column) when it has ``item``.
+
+    Examples
+    --------
+    >>> for_display(pd.DataFrame({"item": ["gp_consultation", "new_item"], "cost_gbp": [36.0, 1.0]}))["resource"].tolist()
+    ['GP consultation', 'New item']
+    """
+    out = table.copy()
+    if "item" in out.columns:
+        names = out["item"].astype(str)
+        label = names.map(lambda i: ITEM_LABELS.get(i, i.replace("_", " ").capitalize()))
+        out = out.drop(columns=["item"])
+        out.insert(0, "resource", label.to_numpy())
+    if "quantity_basis" in out.columns:
+        out["quantity_basis"] = out["quantity_basis"].map(lambda b: QUANTITY_BASES.get(b, b) if b else b)
+    if "analysis" in out.columns:
+        out["analysis"] = out["analysis"].map(lambda a: _ANALYSIS_LABELS.get(a, a))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

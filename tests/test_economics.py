@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
+from scipy import stats
 
 from backpain_analysis import economics as ec
 from backpain_analysis.errors import BackpainError
@@ -267,7 +268,13 @@ def test_results_table_and_groups():
     assert list(res) == ["all patients", "low risk", "medium risk", "high risk"]
     assert sum(r.n_phase1 for k, r in res.items() if k != "all patients") == res["all patients"].n_phase1
     tab = ec.results_table(res)
-    assert len(tab) == 4 * 4
+    assert len(tab) == 4 * 5
+    # the ICER row is the cost row over the QALY row (by hand from the table itself)
+    for pop in res:
+        t = tab.loc[tab.population == pop].set_index("measure")["estimate"]
+        cost = t[t.index.str.startswith("incremental cost")].item()
+        qaly = t[t.index.str.startswith("incremental QALYs")].item()
+        assert t[ec.ICER_MEASURE] == pytest.approx(cost / qaly)
     for col in ["population", "measure", "n_phase1", "n_phase3", "estimate", "ci_low", "ci_high", "p_value"]:
         assert col in tab.columns
     assert tab["measure"].str.contains("phase 3 minus phase 1").sum() >= 8
@@ -479,3 +486,249 @@ def test_cluster_bootstrap_weights_keep_strata_and_clusters():
         next(ec.iter_cluster_bootstrap_weights(strata, np.where(clusters == "a", None, clusters), 5, 0))
     with pytest.raises(ec.EconomicsError, match="cluster column"):
         ec.cost_utility(_clustered_costs(), n_boot=10, cluster="gp_id")
+
+
+# --------------------------------------------------------------------------------------------
+# every reported number against an independent computation (issue 18, "tests that would catch a
+# wrong number"): an inverted ICER, a one-sided p, a halved MI standard error must all fail here
+# --------------------------------------------------------------------------------------------
+def test_icer_is_incremental_cost_over_incremental_qaly_by_hand():
+    # phase 1 costs 100, 200 and QALYs 0.30, 0.32; phase 3 costs 250, 350 and QALYs 0.33, 0.35:
+    # dCost = 300 - 150 = 150 GBP, dQALY = 0.34 - 0.31 = 0.03, ICER = 150 / 0.03 = 5,000 GBP per QALY
+    d = pd.DataFrame({"phase": [1.0, 1.0, 3.0, 3.0], "nhs_cost": [100.0, 200.0, 250.0, 350.0],
+                      "qaly": [0.30, 0.32, 0.33, 0.35]})
+    res = ec.cost_utility(d, baseline=None, cluster=None, n_boot=50, seed=1)
+    assert res.delta_cost["estimate"] == pytest.approx(150.0)
+    assert res.delta_qaly["estimate"] == pytest.approx(0.03)
+    assert res.icer == pytest.approx(5000.0)
+    # the NMB at the ICER is zero (the definition of the ICER as a threshold)
+    assert res.nmb(5000.0)["estimate"] == pytest.approx(0.0, abs=1e-9)
+
+
+def _two_phase(seed=0, n1=120, n3=150):
+    rng = np.random.default_rng(seed)
+    n = n1 + n3
+    phase = np.repeat([1.0, 3.0], [n1, n3])
+    base = rng.uniform(0.2, 0.95, n)
+    d = pd.DataFrame({"phase": phase, "eq5d_index_0m": base,
+                      "nhs_cost": rng.normal(200, 60, n) - 15 * (phase == 3)})
+    d["qaly"] = 0.1 + 0.6 * base + 0.01 * (phase == 3) + rng.normal(0, 0.04, n)
+    return d
+
+
+def test_single_dataset_p_value_is_two_sided_and_agrees_with_welch():
+    d = _two_phase()
+    res = ec.cost_utility(d, cluster=None, n_boot=4000, seed=3)
+    est, boots = res.delta_cost["estimate"], res.boot_cost
+    se = np.std(boots, ddof=1)
+    # by hand: two-sided normal p from the bootstrap SE; percentile CI
+    assert res.delta_cost["se"] == pytest.approx(se)
+    assert res.delta_cost["p_value"] == pytest.approx(2 * stats.norm.sf(abs(est) / se))
+    assert res.delta_cost["ci_low"] == pytest.approx(np.percentile(boots, 2.5))
+    assert res.delta_cost["ci_high"] == pytest.approx(np.percentile(boots, 97.5))
+    # independently: Welch's t-test of the costs (scipy); the bootstrap SE of a difference in
+    # means is sqrt(s1^2/n1 + s3^2/n3) up to (n-1)/n and Monte Carlo error
+    c1, c3 = d.loc[d.phase == 1, "nhs_cost"], d.loc[d.phase == 3, "nhs_cost"]
+    welch = stats.ttest_ind(c3, c1, equal_var=False)
+    assert se == pytest.approx(np.sqrt(c1.var() / len(c1) + c3.var() / len(c3)), rel=0.06)
+    assert res.delta_cost["p_value"] == pytest.approx(welch.pvalue, rel=0.25)
+    # QALYs: the bootstrap SE of the adjusted phase coefficient against the HC0 sandwich SE (statsmodels)
+    fit = sm.OLS.from_formula("qaly ~ I(phase == 3) + eq5d_index_0m", data=d).fit(cov_type="HC0")
+    assert res.delta_qaly["se"] == pytest.approx(fit.bse.iloc[1], rel=0.08)
+    z = res.delta_qaly["estimate"] / fit.bse.iloc[1]
+    assert res.delta_qaly["p_value"] == pytest.approx(2 * stats.norm.sf(abs(z)), rel=0.3, abs=2e-3)
+
+
+def test_nmb_ci_and_p_from_replicates_by_hand():
+    d = _two_phase(seed=5)
+    res = ec.cost_utility(d, cluster=None, n_boot=3000, seed=2)
+    w = 20_000
+    boots = w * res.boot_qaly - res.boot_cost
+    est = w * res.delta_qaly["estimate"] - res.delta_cost["estimate"]
+    nmb = res.nmb(w)
+    assert nmb["estimate"] == pytest.approx(est)
+    assert nmb["ci_low"] == pytest.approx(np.percentile(boots, 2.5))
+    assert nmb["ci_high"] == pytest.approx(np.percentile(boots, 97.5))
+    assert nmb["p_value"] == pytest.approx(2 * stats.norm.sf(abs(est) / np.std(boots, ddof=1)))
+    assert nmb["prob_cost_effective"] == pytest.approx(np.mean(boots > 0))
+
+
+def test_rubin_pooling_of_bootstrap_results_by_hand():
+    # three "imputed" data sets: the same patients with different noise in the imputed values
+    sets = []
+    for k in range(3):
+        d = _two_phase(seed=0)
+        rng = np.random.default_rng(100 + k)
+        fill = rng.uniform(size=len(d)) < 0.3
+        d.loc[fill, "nhs_cost"] = rng.normal(200, 60, fill.sum())
+        d.loc[fill, "qaly"] = d.loc[fill, "qaly"] + rng.normal(0, 0.03, fill.sum())
+        sets.append(d)
+    res = ec.cost_utility(sets, cluster=None, n_boot=3000, seed=7)
+    m = 3
+    for key, boots, points in (("delta_cost", res.boot_cost, res.point_cost),
+                               ("delta_qaly", res.boot_qaly, res.point_qaly)):
+        # point estimates per data set, independently of the package
+        if key == "delta_cost":
+            expected = [s.loc[s.phase == 3, "nhs_cost"].mean() - s.loc[s.phase == 1, "nhs_cost"].mean() for s in sets]
+        else:
+            expected = [sm.OLS.from_formula("qaly ~ I(phase == 3) + eq5d_index_0m", data=s).fit().params.iloc[1]
+                        for s in sets]
+        np.testing.assert_allclose(points, expected, rtol=1e-9)
+        u = np.mean([np.var(boots[res.boot_groups == j], ddof=1) for j in range(m)])
+        b = np.var(expected, ddof=1)
+        total = u + (1 + 1 / m) * b
+        df = (m - 1) * (1 + u / ((1 + 1 / m) * b)) ** 2  # Rubin (1987), large-sample complete-data df
+        est = np.mean(expected)
+        half = stats.t.ppf(0.975, df) * np.sqrt(total)
+        r = getattr(res, key)
+        assert r["estimate"] == pytest.approx(est)
+        assert r["se"] == pytest.approx(np.sqrt(total), rel=1e-9)
+        assert r["ci_low"] == pytest.approx(est - half, rel=1e-9)
+        assert r["ci_high"] == pytest.approx(est + half, rel=1e-9)
+        assert r["p_value"] == pytest.approx(2 * stats.t.sf(abs(est) / np.sqrt(total), df), rel=1e-9)
+    # the within-imputation variance of the cost difference is the variance of a difference in
+    # means (closed form, up to Monte Carlo error): a halved SE cannot pass
+    s = sets[0]
+    closed = s.loc[s.phase == 1, "nhs_cost"].var() / (s.phase == 1).sum() + \
+        s.loc[s.phase == 3, "nhs_cost"].var() / (s.phase == 3).sum()
+    within = np.var(res.boot_cost[res.boot_groups == 0], ddof=1)
+    assert within == pytest.approx(closed, rel=0.12)
+    assert res.delta_cost["se"] ** 2 >= within * 0.85
+
+
+# --------------------------------------------------------------------------------------------
+# implementation costs, societal per employed patient, NHS cost components, non-back-pain care
+# --------------------------------------------------------------------------------------------
+def test_bundled_implementation_costs_are_sourced_and_counted_by_a_known_basis():
+    t = ec.load_implementation_costs()
+    assert list(t.columns) == ec.IMPLEMENTATION_COST_COLUMNS
+    assert t["quantity_basis"].isin(list(ec.QUANTITY_BASES)).all()
+    assert (t["cost_gbp"] > 0).all() and (t["quantity"] > 0).all()
+    assert t["source"].str.len().min() > 20
+    assert {"physio_training_day", "gp_training_day", "mentoring_session", "questionnaire_staff_time"} <= set(t["item"])
+
+
+def test_bad_implementation_cost_table_raises(tmp_path):
+    t = ec.load_implementation_costs()
+    path = tmp_path / "impl.csv"
+    t.assign(quantity_basis=t["quantity_basis"].where(t["item"] != "trainer_day", "per_week")).to_csv(path, index=False)
+    with pytest.raises(ec.EconomicsError, match="quantity_basis"):
+        ec.load_implementation_costs(path)
+    t.assign(quantity=t["quantity"].where(t["item"] != "trainer_day", -1)).to_csv(path, index=False)
+    with pytest.raises(ec.EconomicsError, match="quantity"):
+        ec.load_implementation_costs(path)
+
+
+def _impl_table():
+    return pd.DataFrame({
+        "item": ["physio_day", "gp_day", "trainer", "mentoring", "template", "screening"],
+        "unit": "u", "cost_gbp": [200.0, 800.0, 500.0, 60.0, 100.0, 1.5],
+        "quantity": [1.0, 1.0, 10.0, 1.0, 1.0, 1.0],
+        "quantity_basis": ["per_physio_training_day", "per_gp_training_day", "total", "per_mentoring_session",
+                           "per_practice", "per_patient"],
+        "price_year": "2009/10", "source": "test", "notes": ""})
+
+
+def test_implementation_cost_per_patient_by_hand():
+    clin = pd.DataFrame({"clinician_id": ["G1", "G2", "G3", "P1", "P2"],
+                         "profession": ["gp", "gp", "gp", "physio", "physio"],
+                         "practice_id": ["A", "A", "B", None, None], "training_days": [1.0, 0.5, 2.0, 3.0, 9.0],
+                         "mentoring_sessions": [np.nan, np.nan, np.nan, 12.0, 4.0]})
+    t = ec.implementation_cost_table(200, clin, _impl_table()).set_index("item")
+    # physio 12 days x 200 = 2400; GP 3.5 days x 800 = 2800; trainer 10 x 500 = 5000;
+    # mentoring 16 x 60 = 960; templates 2 practices x 100 = 200; screening 200 x 1.5 = 300
+    expected = {"physio_day": 2400, "gp_day": 2800, "trainer": 5000, "mentoring": 960, "template": 200,
+                "screening": 300}
+    for item, total in expected.items():
+        assert t.loc[item, "total_gbp"] == pytest.approx(total)
+        assert t.loc[item, "per_patient_gbp"] == pytest.approx(total / 200)
+    assert t.loc["total", "per_patient_gbp"] == pytest.approx(11660 / 200)
+    assert t.loc["screening", "per_patient_gbp"] == pytest.approx(1.5)
+    with pytest.raises(ec.EconomicsError, match="clinicians"):
+        ec.implementation_cost_table(200, None, _impl_table())
+    with pytest.raises(ec.EconomicsError, match="n_patients"):
+        ec.implementation_cost_table(0, clin, _impl_table())
+
+
+@pytest.mark.parametrize("cluster", [None, "practice_id"])
+def test_implementation_scenario_adds_exactly_the_cost_per_patient(cluster):
+    d = _clustered_costs(seed=2)
+    d["societal_cost"] = d["nhs_cost"] + 50.0
+    per_patient = 58.3
+    base = ec.cost_utility(d, n_boot=400, seed=3, cluster=cluster)
+    (with_impl,) = ec.add_implementation_cost(d, per_patient)
+    res = ec.cost_utility(with_impl, n_boot=400, seed=3, cluster=cluster)
+    assert res.delta_cost["estimate"] == pytest.approx(base.delta_cost["estimate"] + per_patient, rel=1e-12)
+    np.testing.assert_allclose(res.boot_cost, base.boot_cost + per_patient, rtol=1e-10)
+    assert res.delta_cost["ci_low"] == pytest.approx(base.delta_cost["ci_low"] + per_patient)
+    assert res.delta_cost["ci_high"] == pytest.approx(base.delta_cost["ci_high"] + per_patient)
+    assert res.delta_qaly == base.delta_qaly
+    assert res.mean_cost["phase1"] == pytest.approx(base.mean_cost["phase1"])
+    assert res.mean_cost["phase3"] == pytest.approx(base.mean_cost["phase3"] + per_patient)
+    soc = ec.cost_utility(with_impl, cost="societal_cost", n_boot=50, seed=3, cluster=cluster)
+    soc0 = ec.cost_utility(d, cost="societal_cost", n_boot=50, seed=3, cluster=cluster)
+    assert soc.delta_cost["estimate"] == pytest.approx(soc0.delta_cost["estimate"] + per_patient)
+    assert d["nhs_cost"].equals(_clustered_costs(seed=2)["nhs_cost"])  # input unchanged
+
+
+def test_societal_cost_per_employed_patient_by_hand():
+    rng = np.random.default_rng(4)
+    n = 240
+    d = pd.DataFrame({"phase": np.tile([1.0, 3.0], n // 2),
+                      "risk_group": pd.Categorical(np.repeat(["low", "high"], n // 2), ["low", "medium", "high"]),
+                      "employed": (rng.uniform(size=n) < 0.6).astype(float),
+                      "societal_cost": rng.gamma(2, 200, n), "eq5d_index_0m": rng.uniform(0.2, 0.9, n)})
+    d["qaly"] = 0.4 * d["eq5d_index_0m"] + rng.normal(0, 0.02, n)
+    res = ec.cost_utility_employed(d, n_boot=200, seed=1, cluster=None)
+    for name, sel in (("all patients", d.employed == 1), ("high risk", (d.employed == 1) & (d.risk_group == "high"))):
+        e = d.loc[sel]
+        diff = e.loc[e.phase == 3, "societal_cost"].mean() - e.loc[e.phase == 1, "societal_cost"].mean()
+        assert res[name].delta_cost["estimate"] == pytest.approx(diff)
+        assert (res[name].n_phase1, res[name].n_phase3) == ((e.phase == 1).sum(), (e.phase == 3).sum())
+    assert "medium risk" not in res
+
+
+def test_nhs_cost_keeps_observed_components_of_non_consenters():
+    d = _analysis_like(seed=3)
+    no_records = np.zeros(len(d), bool)
+    no_records[::5] = True  # non-consenters: record items missing, physiotherapy observed
+    for c in ["n_gp_consultations", "imaging", "n_prescriptions", "secondary_care_referral"]:
+        d.loc[no_records, c] = np.nan
+    (cc,) = ec.prepare_economic_data(d, _unit_costs(), imputation="complete_case")
+    assert len(cc) <= (~no_records).sum()
+    sets = ec.prepare_economic_data(d, _unit_costs(), imputation="mice", n_imputations=2, seed=3, max_iter=3)
+    observed_physio = d["physio_sessions"].to_numpy() * 40.0
+    for s in sets:
+        np.testing.assert_allclose(s["cost_physio_sessions"].to_numpy(), observed_physio)  # never imputed
+        components = s[[f"cost_{c}" for c in ec.RESOURCE_ITEMS]]
+        np.testing.assert_allclose(s["nhs_cost"], components.sum(axis=1))
+        # the imputed GP cost is a multiple of the unit cost (predictive mean matching donors)
+        gp = s.loc[no_records, "cost_n_gp_consultations"].to_numpy()
+        np.testing.assert_allclose(gp / 30.0, np.round(gp / 30.0))
+    # a patient with every component observed keeps their exact total
+    full = d[list(ec.RESOURCE_ITEMS)].notna().all(axis=1).to_numpy()
+    by_hand = (d["n_gp_consultations"] * 30 + d["physio_sessions"] * 40 + d["imaging"] * 100
+               + d["n_prescriptions"] * 10 + d["secondary_care_referral"] * 150).to_numpy()
+    np.testing.assert_allclose(sets[0]["nhs_cost"].to_numpy()[full], by_hand[full])
+
+
+def test_non_back_pain_scenario_adds_the_extra_care_and_needs_the_columns():
+    d = _analysis_like(seed=4)
+    with pytest.raises(ec.EconomicsError, match="non_back_pain"):
+        ec.prepare_economic_data(d, _unit_costs(), imputation="complete_case", non_back_pain=True)
+    d["n_gp_consultations_other"] = 2.0
+    d["n_prescriptions_other"] = 1.0
+    assert ec.non_back_pain_columns(d) == ec.NON_BACK_PAIN_ITEMS
+    (base,) = ec.prepare_economic_data(d, _unit_costs(), imputation="complete_case")
+    (extra,) = ec.prepare_economic_data(d, _unit_costs(), imputation="complete_case", non_back_pain=True)
+    np.testing.assert_allclose(extra["nhs_cost"], base["nhs_cost"] + 2 * 30.0 + 1 * 10.0)
+
+
+def test_implementation_cost_table_ships_in_the_wheel_like_unit_costs():
+    import tomllib
+    from pathlib import Path
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    shipped = pyproject["tool"]["setuptools"]["package-data"]["backpain_analysis._data"]
+    assert {"unit_costs.csv", "implementation_costs.csv"} <= set(shipped)
+    assert ec.DEFAULT_IMPLEMENTATION_COSTS.name == "implementation_costs.csv"
