@@ -9,7 +9,7 @@ columns without breaking their display.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -182,20 +182,35 @@ def _process(df: pd.DataFrame, decimals: int | None) -> tuple[list[Col], list[st
         Col("OR (95% CI)", ("estimate",),
             lambda r: format_estimate_ci(r["estimate"], r.get("ci_low"), r.get("ci_high"), d), EFFECT),
         Col("p", ("p_value",), lambda r: format_p(r["p_value"]), EFFECT),
-        Col("Adjusted OR (95% CI)", ("adjusted_estimate",),
-            lambda r: format_estimate_ci(r["adjusted_estimate"], r.get("adjusted_ci_low"), r.get("adjusted_ci_high"),
-                                         d), EFFECT),
-        Col("p, adjusted", ("adjusted_p_value",), lambda r: format_p(r["adjusted_p_value"]), EFFECT),
-        *_reference_cols(lambda r: d),
     ]
+    clustered = {"clustered_ci_low", "clustered_ci_high", "clustered_p_value"} <= set(df.columns)
+    if clustered:  # the design's analysis: adjusted OR with practices as clusters (primary)
+        cols += [
+            Col("Adjusted OR, clustered (95% CI)", ("adjusted_estimate",),
+                lambda r: format_estimate_ci(r["adjusted_estimate"], r.get("clustered_ci_low"),
+                                             r.get("clustered_ci_high"), d), EFFECT),
+            Col("p, clustered", ("clustered_p_value",), lambda r: format_p(r["clustered_p_value"]), EFFECT),
+        ]
+    else:
+        cols += [
+            Col("Adjusted OR (95% CI)", ("adjusted_estimate",),
+                lambda r: format_estimate_ci(r["adjusted_estimate"], r.get("adjusted_ci_low"),
+                                             r.get("adjusted_ci_high"), d), EFFECT),
+            Col("p, adjusted", ("adjusted_p_value",), lambda r: format_p(r["adjusted_p_value"]), EFFECT),
+        ]
+    cols += [*_reference_cols(lambda r: d)]
     notes = []
     if "note" in df.columns:
         label = "label" if "label" in df.columns else "measure"
         notes = [f"{_label(r[label])}: {str(r['note']).strip()}." for _, r in df.iterrows()
                  if _text(r["note"]) != MISSING]
     if "estimate" in df.columns:
-        notes.append("OR: odds ratio of the measure in phase 3 versus phase 1 (logistic regression); adjusted for "
-                     "the covariates of the analysis.")
+        notes.append("OR: odds ratio of the measure in phase 3 versus phase 1 (logistic regression), unadjusted and "
+                     "with patients treated as independent, as published.")
+    if clustered and "adjusted_estimate" in df.columns:
+        notes.append("Adjusted OR, clustered (primary analysis): adjusted for the covariates of the analysis; 95% CI "
+                     "and p from the Mancl-DeRouen bias-corrected cluster-robust SE with practices as clusters and t on "
+                     "G - 1 df. The model-based (independent) adjusted CI is a sensitivity analysis, in the CSV file.")
     return cols, notes
 
 
@@ -298,6 +313,40 @@ def _table1(df: pd.DataFrame, decimals: int | None) -> tuple[list[Col], list[str
     return cols, notes
 
 
+def _flatten_columns(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, tuple[str, str]]]:
+    """A two-level column index (a pivot table) as flat columns plus (spanner, header) per column.
+
+    The first level becomes the spanner and the second the column label; a named row index
+    (the pivot's rows) becomes the leading label column(s).
+    """
+    if not isinstance(frame.columns, pd.MultiIndex):
+        return frame, {}
+    if frame.columns.nlevels != 2:
+        raise PresentationError(f"display table: columns with {frame.columns.nlevels} levels; at most 2 "
+                                "(spanner, label) can be shown")
+    frame = frame.copy()
+    spans: dict[str, tuple[str, str]] = {}
+    flat = []
+    for top, low in frame.columns:
+        name = f"{top}\x1f{low}"
+        spans[name] = (_spanner_label(frame.columns.names[0], top), human_label(str(low)))
+        flat.append(name)
+    frame.columns = flat
+    if any(n is not None for n in frame.index.names):
+        frame = frame.reset_index()
+    return frame, spans
+
+
+def _spanner_label(level_name: Any, value: Any) -> str:
+    """``("phase", 1)`` -> ``"Phase 1 (usual care)"``; other levels -> their value as text."""
+    if level_name == "phase":
+        try:
+            return PHASES.get(int(value), f"Phase {value}")
+        except (TypeError, ValueError):
+            return f"Phase {value}"
+    return _label(value)
+
+
 PRESETS: dict[str, Callable[[pd.DataFrame, int | None], tuple[list[Col], list[str]]]] = {
     "effects": _effects, "process": _process, "table1": _table1, "flow": _flow, "economics": _economics,
     "auto": _auto,
@@ -322,7 +371,9 @@ def display_table(
     df : DataFrame or tableone.TableOne
         A results table as the package returns it (suppressed ``"*"`` cells allowed). Its index
         is never shown (use ``reset_index()`` first if it holds labels; ``kind="table1"`` uses
-        the index as the characteristic).
+        the index as the characteristic). A two-level column index (a pivot table) gives
+        spanners from its first level (``phase`` 1 reads "Phase 1 (usual care)") and labels from
+        its second; the pivot's named row index becomes the label column.
     kind : {"auto", "effects", "process", "table1", "flow", "economics"}, default "auto"
         ``"effects"``: :func:`outcomes.primary_analysis`, :func:`outcomes.risk_group_analysis`,
         :func:`outcomes.secondary_outcomes_table`. ``"process"``:
@@ -384,8 +435,11 @@ def display_table(
     if rows is not None:
         mask = rows(frame) if callable(rows) else rows
         frame = frame.loc[mask]
+    frame, spans = _flatten_columns(frame)
     frame = frame.reset_index(drop=True)
     cols, notes = PRESETS[kind](frame, decimals)
+    cols = [replace(c, spanner=spans[c.needs[0]][0], header=spans[c.needs[0]][1])
+            if len(c.needs) == 1 and c.needs[0] in spans else c for c in cols]
     cols = [c for c in cols if all(n in frame.columns for n in c.needs)]
     cols += _extras(frame, extra, 2 if decimals is None else decimals)
     if kind in ("effects", "economics") and not any(c.needs for c in cols if c.header.endswith("(95% CI)")):
