@@ -20,6 +20,7 @@ from ._format import (
     PresentationError,
     format_count,
     format_estimate_ci,
+    format_finding,
     format_mean_sd,
     format_n_pct,
     format_number,
@@ -313,6 +314,16 @@ def _table1(df: pd.DataFrame, decimals: int | None) -> tuple[list[Col], list[str
     return cols, notes
 
 
+def _as_percent(frame: pd.DataFrame) -> pd.DataFrame:
+    """``estimate``, ``ci_low``, ``ci_high`` times 100 (suppressed ``"*"`` and missing cells kept as they are)."""
+    frame = frame.copy()
+    for c in ("estimate", "ci_low", "ci_high"):
+        if c in frame.columns:
+            values = pd.to_numeric(frame[c], errors="coerce")
+            frame[c] = [100 * v if pd.notna(v) else orig for v, orig in zip(values, frame[c], strict=True)]
+    return frame
+
+
 def _flatten_columns(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, tuple[str, str]]]:
     """A two-level column index (a pivot table) as flat columns plus (spanner, header) per column.
 
@@ -347,9 +358,30 @@ def _spanner_label(level_name: Any, value: Any) -> str:
     return _label(value)
 
 
+def _findings(df: pd.DataFrame, decimals: int | None) -> tuple[list[Col], list[str]]:
+    """Key findings (``ChapterOutputs.findings`` as records): the index's formatting rules."""
+    def finding(r: Row) -> dict[str, Any]:
+        return {"name": r.get("name"), "value": r.get("value"), "ci_low": r.get("ci_low"),
+                "ci_high": r.get("ci_high"), "unit": r.get("unit")}
+
+    def cell(r: Row) -> str:
+        if decimals is not None:
+            return format_estimate_ci(r.get("value"), r.get("ci_low"), r.get("ci_high"), decimals)
+        return format_finding(finding(r))
+
+    def truth(r: Row) -> str:
+        if format_number(r.get("truth")) == MISSING:
+            return MISSING
+        return format_finding({**finding(r), "value": r["truth"], "ci_low": None, "ci_high": None})
+
+    label = "label" if "label" in df.columns else "name"
+    return [_stub(label, "Finding"), Col("Value (95% CI)", ("value",), cell), Col("Unit", ("unit",),
+            lambda r: _text(r["unit"]), align="l"), Col("True value", ("truth",), truth)], []
+
+
 PRESETS: dict[str, Callable[[pd.DataFrame, int | None], tuple[list[Col], list[str]]]] = {
     "effects": _effects, "process": _process, "table1": _table1, "flow": _flow, "economics": _economics,
-    "auto": _auto,
+    "findings": _findings, "auto": _auto,
 }
 
 
@@ -363,6 +395,7 @@ def display_table(
     decimals: int | None = None,
     extra: Sequence[str] = (),
     rows: Any = None,
+    percent: bool = False,
 ) -> DisplayTable:
     """Turn a results table into a :class:`DisplayTable`: human labels, formatted cells, spanners.
 
@@ -374,12 +407,14 @@ def display_table(
         the index as the characteristic). A two-level column index (a pivot table) gives
         spanners from its first level (``phase`` 1 reads "Phase 1 (usual care)") and labels from
         its second; the pivot's named row index becomes the label column.
-    kind : {"auto", "effects", "process", "table1", "flow", "economics"}, default "auto"
+    kind : {"auto", "effects", "process", "table1", "flow", "economics", "findings"}, default "auto"
         ``"effects"``: :func:`outcomes.primary_analysis`, :func:`outcomes.risk_group_analysis`,
         :func:`outcomes.secondary_outcomes_table`. ``"process"``:
         :func:`process.process_of_care_table` (or its shareable version). ``"table1"``:
         :func:`cohort.table1` / :func:`cohort.shareable_table1`. ``"flow"``:
         :func:`dataset.flow_counts`. ``"economics"``: :func:`economics.results_table`.
+        ``"findings"``: a chapter's key findings (``name``, ``label``, ``value``, ``ci_low``,
+        ``ci_high``, ``unit``, optional ``truth``), decimals by unit as in the report index.
         ``"auto"``: every column, labelled and formatted from its name.
     caption : str, default ""
     footnotes : sequence of str, optional
@@ -393,6 +428,10 @@ def display_table(
         Further result columns to show at the end (e.g. ``["df", "method"]``).
     rows : boolean mask or callable, optional
         Keep only these rows (``rows=lambda t: t["analysis"] == "multiple imputation"``).
+    percent : bool, default False
+        The estimate and its CI are proportions (0-1): show them as percentages (x 100, 1
+        decimal unless ``decimals`` says otherwise) under the header ``% (95% CI)``; hidden
+        ``"*"`` cells stay hidden.
 
     Returns
     -------
@@ -423,6 +462,11 @@ def display_table(
     ('Multiple imputation', '370', '560', '0.27 (-0.41 to 0.96)', '0.415')
     >>> display_table(res, "effects", extra=["df"]).rows[0][-1]
     '21.9'
+    >>> share = pd.DataFrame({"practice_id": ["P01", "P02"], "n": [217, 301], "estimate": [0.4839, "*"],
+    ...                       "ci_low": [0.4182, "*"], "ci_high": [0.5501, "*"]})
+    >>> t = display_table(share, percent=True)
+    >>> t.headers, t.rows[0], t.rows[1][-1]
+    (('Practice ID', 'N', '% (95% CI)'), ('P01', '217', '48.4 (41.8 to 55.0)'), '*')
     """
     if kind not in PRESETS:
         raise PresentationError(f"display table: unknown kind {kind!r}; use one of {', '.join(PRESETS)}")
@@ -437,7 +481,12 @@ def display_table(
         frame = frame.loc[mask]
     frame, spans = _flatten_columns(frame)
     frame = frame.reset_index(drop=True)
+    if percent:
+        frame = _as_percent(frame)
+        decimals = 1 if decimals is None else decimals
     cols, notes = PRESETS[kind](frame, decimals)
+    if percent:
+        cols = [replace(c, header="% (95% CI)") if c.header == "Estimate (95% CI)" else c for c in cols]
     cols = [replace(c, spanner=spans[c.needs[0]][0], header=spans[c.needs[0]][1])
             if len(c.needs) == 1 and c.needs[0] in spans else c for c in cols]
     cols = [c for c in cols if all(n in frame.columns for n in c.needs)]
