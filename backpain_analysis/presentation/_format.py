@@ -273,7 +273,7 @@ def format_finding(finding: Mapping[str, Any]) -> str:
     '0.800 (0.750 to 0.850)'
     """
     unit = finding.get("unit")
-    if not str(unit or "").strip():  # no unit: a scale statistic named in the finding (AUC, Cronbach's alpha)
+    if not isinstance(unit, str) or not unit.strip():  # None, NaN or "": no unit  # no unit: a scale statistic named in the finding (AUC, Cronbach's alpha)
         name = str(finding.get("name", "")).lower().split("_")
         unit = next((w for w in name if w in ("auc", "alpha")), None)
     d = decimals_for_unit(unit)

@@ -108,7 +108,9 @@ def _generic_cell(column: str, series: pd.Series, decimals: int) -> Callable[[Ro
     if not numeric or pd.api.types.is_bool_dtype(series):
         return lambda r: _text(r[column])
     finite = values[np.isfinite(values.to_numpy(float, na_value=np.nan))]
-    whole = len(finite) > 0 and bool((finite == finite.round()).all())
+    # whole numbers are counts unless the column is float: 30.0 (% missing) stays "30.0", not "30"
+    whole = (len(finite) > 0 and bool((finite == finite.round()).all())
+             and not pd.api.types.is_float_dtype(series))
     if name == "n" or name.startswith(("n_", "events_", "observed_")) or name in {"m", "count"} or whole:
         return lambda r: format_count(r[column])
     d = 1 if name.startswith("pct") or name in {"df", "df_den", "df_num"} else decimals
