@@ -110,7 +110,7 @@ def _generic_cell(column: str, series: pd.Series, decimals: int) -> Callable[[Ro
     finite = values[np.isfinite(values.to_numpy(float, na_value=np.nan))]
     # whole numbers are counts unless the column is float: 30.0 (% missing) stays "30.0", not "30"
     whole = (len(finite) > 0 and bool((finite == finite.round()).all())
-             and not pd.api.types.is_float_dtype(series))
+             and not pd.api.types.is_float_dtype(series) and not name.endswith(("_low", "_high", "estimate")))
     if name == "n" or name.startswith(("n_", "events_", "observed_")) or name in {"m", "count"} or whole:
         return lambda r: format_count(r[column])
     d = 1 if name.startswith("pct") or name in {"df", "df_den", "df_num"} else decimals
@@ -317,9 +317,11 @@ def _table1(df: pd.DataFrame, decimals: int | None) -> tuple[list[Col], list[str
 
 
 def _as_percent(frame: pd.DataFrame) -> pd.DataFrame:
-    """``estimate``, ``ci_low``, ``ci_high`` times 100 (suppressed ``"*"`` and missing cells kept as they are)."""
+    """``estimate``, ``ci_low``, ``ci_high`` (and other ``<name>_low``/``<name>_high`` interval pairs)
+    times 100; suppressed ``"*"`` and missing cells are kept as they are."""
     frame = frame.copy()
-    for c in ("estimate", "ci_low", "ci_high"):
+    bounds = [c for c in frame.columns if str(c).endswith("_low") and f"{str(c)[:-4]}_high" in frame.columns]
+    for c in dict.fromkeys(("estimate", "ci_low", "ci_high", *bounds, *(f"{str(b)[:-4]}_high" for b in bounds))):
         if c in frame.columns:
             values = pd.to_numeric(frame[c], errors="coerce")
             frame[c] = [100 * v if pd.notna(v) else orig for v, orig in zip(values, frame[c], strict=True)]
@@ -432,8 +434,9 @@ def display_table(
         Keep only these rows (``rows=lambda t: t["analysis"] == "multiple imputation"``).
     percent : bool, default False
         The estimate and its CI are proportions (0-1): show them as percentages (x 100, 1
-        decimal unless ``decimals`` says otherwise) under the header ``% (95% CI)``; hidden
-        ``"*"`` cells stay hidden.
+        decimal unless ``decimals`` says otherwise) under the header ``% (95% CI)``, and so
+        are other interval pairs (``wilson_low``/``wilson_high``); hidden ``"*"`` cells stay
+        hidden.
 
     Returns
     -------
@@ -465,10 +468,11 @@ def display_table(
     >>> display_table(res, "effects", extra=["df"]).rows[0][-1]
     '21.9'
     >>> share = pd.DataFrame({"practice_id": ["P01", "P02"], "n": [217, 301], "estimate": [0.4839, "*"],
-    ...                       "ci_low": [0.4182, "*"], "ci_high": [0.5501, "*"]})
+    ...                       "ci_low": [0.4182, "*"], "ci_high": [0.5501, "*"], "wilson_low": [0.42, "*"],
+    ...                       "wilson_high": [0.551, "*"]})
     >>> t = display_table(share, percent=True)
-    >>> t.headers, t.rows[0], t.rows[1][-1]
-    (('Practice ID', 'N', '% (95% CI)'), ('P01', '217', '48.4 (41.8 to 55.0)'), '*')
+    >>> t.headers, t.rows[0], t.rows[1][2]
+    (('Practice ID', 'N', '% (95% CI)', 'Wilson low', 'Wilson high'), ('P01', '217', '48.4 (41.8 to 55.0)', '42.0', '55.1'), '*')
     """
     if kind not in PRESETS:
         raise PresentationError(f"display table: unknown kind {kind!r}; use one of {', '.join(PRESETS)}")
