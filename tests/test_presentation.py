@@ -565,3 +565,21 @@ def test_report_tables_docx_numbers_tables_as_their_pages(tmp_path):
     caps = [p.text for p in docx.Document(path).paragraphs if p.text.startswith("Table ")]
     assert caps == ["Table 1.1. Flow", "Table 4.2. Process & care", "Table 4.3. Not on the page"]
     assert report_tables_docx(tmp_path, [("02_cohort", None)], tmp_path / "none.docx") is None
+
+
+def test_table1_with_three_groups_keeps_one_smd_per_pair():
+    """tableone gives one SMD column per pair of groups; each must keep its own values (they once all showed
+    the first pair's)."""
+    from backpain_analysis import cohort
+    from backpain_analysis.dataset import load_analysis_dataset
+
+    _, data = load_analysis_dataset(ROOT / "data" / "synthetic")
+    t1 = cohort.shareable_table1(cohort.table1(data, by="risk_group"))
+    t = display_table(t1, "table1")
+    pairs = [c for c in t1.columns if str(c).startswith("SMD")]
+    assert len(pairs) == 3
+    shown = [i for i, s in enumerate(t.spanners) if s == "SMD"]
+    assert [t.headers[i] for i in shown] == [", ".join(c[5:-1].split(",")).replace(", ", " vs ") for c in pairs]
+    for i, column in zip(shown, pairs, strict=True):
+        expected = ["\u2014" if pd.isna(v) or not str(v).strip() else str(v).strip() for v in t1[column]]
+        assert [r[i] for r in t.rows] == expected

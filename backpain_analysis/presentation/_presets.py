@@ -302,15 +302,45 @@ def _table1_frame(t1: Any) -> pd.DataFrame:
         frame.columns = [next((str(p) for p in reversed(c) if str(p).strip()), "") for c in frame.columns]
     if isinstance(frame.index, pd.MultiIndex):
         frame.index = [": ".join(str(p) for p in i if str(p).strip()) for i in frame.index]
-    frame.columns = ["SMD" if str(c).startswith("SMD") else str(c) for c in frame.columns]
+    smd = [str(c) for c in frame.columns if str(c).startswith("SMD")]
+    if len(smd) == 1:
+        frame.columns = ["SMD" if str(c) in smd else str(c) for c in frame.columns]
+    else:  # more than two groups: one SMD per pair, "SMD (Low risk,High risk)" -> "SMD: Low risk vs High risk"
+        frame.columns = [f"SMD: {' vs '.join(_smd_pair(str(c)))}" if str(c) in smd else str(c)
+                         for c in frame.columns]
     return frame.rename_axis("Characteristic").reset_index()
+
+
+def _smd_pair(column: str) -> list[str]:
+    """The two groups of a tableone SMD column name, split at the comma outside parentheses.
+
+    Examples
+    --------
+    >>> _smd_pair("SMD (Phase 1 (usual care),Phase 3 (stratified care))")
+    ['Phase 1 (usual care)', 'Phase 3 (stratified care)']
+    """
+    inner = column[column.index("(") + 1: column.rindex(")")] if "(" in column else column
+    depth, parts, current = 0, [], ""
+    for ch in inner:
+        if ch == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+            continue
+        depth += ch == "("
+        depth -= ch == ")"
+        current += ch
+    parts.append(current.strip())
+    return parts
 
 
 def _table1(df: pd.DataFrame, decimals: int | None) -> tuple[list[Col], list[str]]:
     first = df.columns[0]
     cols = [Col("Characteristic", (first,), lambda r: _text(r[first]).replace(", n (%): yes", ", n (%)"), align="l")]
     for c in df.columns[1:]:
-        cols.append(Col(str(c), (c,), lambda r, c=c: _text(r[c])))
+        if str(c).startswith("SMD: "):  # one SMD per pair of groups, under one "SMD" spanner
+            cols.append(Col(str(c)[5:], (c,), lambda r, c=c: _text(r[c]), "SMD"))
+        else:
+            cols.append(Col(str(c), (c,), lambda r, c=c: _text(r[c])))
     notes = ["Mean (SD) or n (%) of patients with the item answered; Missing: patients without it. "
              "SMD: standardized mean difference between the groups."]
     return cols, notes
