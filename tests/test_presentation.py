@@ -583,3 +583,9 @@ def test_table1_with_three_groups_keeps_one_smd_per_pair():
     for i, column in zip(shown, pairs, strict=True):
         expected = ["\u2014" if pd.isna(v) or not str(v).strip() else str(v).strip() for v in t1[column]]
         assert [r[i] for r in t.rows] == expected
+
+
+def test_snake_case_codes_in_label_columns_read_as_words():
+    t = display_table(pd.DataFrame({"matched_pathway": ["psych_informed_physiotherapy", "advice", "P_01 (x)"],
+                                    "n": [71, 174, 9]}))
+    assert [r[0] for r in t.rows] == ["Psych informed physiotherapy", "Advice", "P_01 (x)"]

@@ -8,6 +8,7 @@ columns without breaking their display.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -53,9 +54,15 @@ def _text(value: Any) -> str:
     return text if text else MISSING
 
 
+_CODE = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)+")
+
+
 def _label(value: Any) -> str:
-    """Stub text: first letter upper case (``multiple imputation`` -> ``Multiple imputation``)."""
+    """Stub text: first letter upper case (``multiple imputation`` -> ``Multiple imputation``); a
+    snake_case code reads as words (``psych_informed_physiotherapy`` -> ``Psych informed physiotherapy``)."""
     text = _text(value)
+    if _CODE.fullmatch(text):
+        text = text.replace("_", " ")
     return text[:1].upper() + text[1:] if text != MISSING else text
 
 
