@@ -338,8 +338,14 @@ def shareable_table1(t1: Any, *, threshold: int | None = None, marker: str | Non
     return table.mask(hide, marker)
 
 
-def export_table1(table: pd.DataFrame, out: Any, name: str, *, caption: str | None = None) -> list[Path]:
-    """Write a (shareable) Table 1 as ``tables/<name>.csv``, ``.html`` and ``.tex`` (atomically).
+def export_table1(table: pd.DataFrame, out: Any, name: str, *, caption: str | None = None,
+                  footnotes: Sequence[str] = ()) -> list[Path]:
+    """Write a (shareable) Table 1 as ``tables/<name>.csv`` plus its display table (html, tex, docx, json).
+
+    The HTML, LaTeX and Word files come from the presentation layer
+    (:func:`backpain_analysis.presentation.display_table` with ``kind="table1"``), so they look
+    like every other table of the report and are escaped the same way; ``<name>.table.json``
+    lets the report runner put the table into ``tables.docx``.
 
     Parameters
     ----------
@@ -350,30 +356,31 @@ def export_table1(table: pd.DataFrame, out: Any, name: str, *, caption: str | No
     name : str
         File stem.
     caption : str, optional
-        HTML and LaTeX caption.
+        Caption of the display table.
+    footnotes : sequence of str, optional
+        Added after the preset's footnote.
 
     Returns
     -------
     list of Path
-        The three files written.
+        The files written: ``.csv``, ``.html``, ``.tex``, ``.docx``, ``.table.json``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from backpain_analysis.outputs import ChapterOutputs
+    >>> t = pd.DataFrame({"Phase 1": ["50 (50.0)"], "Phase 3": ["60 (60.0)"]}, index=["Female, n (%)"])
+    >>> paths = export_table1(t, ChapterOutputs(tempfile.mkdtemp(), "02_cohort"), "t1", caption="Table 1")
+    >>> [p.name for p in paths]
+    ['t1.csv', 't1.html', 't1.tex', 't1.docx', 't1.table.json']
     """
-    from .outputs import atomic_write
+    from .presentation import display_table
 
     shown = table.copy()
     shown.index.name = "characteristic"
     paths = [out.table(shown.reset_index(), name)]
-    html = shown.to_html(na_rep="", border=0, classes="table1")
-    if caption:
-        html = f"<p><strong>{caption}</strong></p>\n{html}"
-    target = Path(out.tables_dir) / f"{name}.html"
-    with atomic_write(target) as fh:
-        fh.write(html)
-    paths.append(target)
-    tex = shown.to_latex(na_rep="", caption=caption, escape=True)
-    target = Path(out.tables_dir) / f"{name}.tex"
-    with atomic_write(target) as fh:
-        fh.write(tex)
-    paths.append(target)
+    display = display_table(table, "table1", caption=caption or "", footnotes=footnotes)
+    paths += display.write(out.tables_dir, name)
     return paths
 
 

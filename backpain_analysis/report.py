@@ -525,9 +525,12 @@ def _load_findings(folder: Path) -> list[dict[str, Any]]:
 REPORT_HIDDEN_OUTPUT_TAG = "remove-output-in-report"
 
 
-def _render_html(nb_path: Path, html_path: Path, title: str) -> None:
+def _render_html(nb_path: Path, html_path: Path, title: str, *, pages: Sequence[tuple[str, str]] = (),
+                 current: str | None = None, chapter: str | None = None) -> None:
     """Render an executed notebook as HTML without code cells, prompts, stderr or the outputs of cells
-    tagged ``remove-output-in-report``; PNG figures inline."""
+    tagged ``remove-output-in-report``; PNG figures inline. With ``current`` (the page's path relative
+    to the report folder) and ``pages`` (every page of the report, in order), the page is made offline
+    and gets the navigation bar and numbered captions (:func:`presentation.site.postprocess_page`)."""
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -542,8 +545,28 @@ def _render_html(nb_path: Path, html_path: Path, title: str) -> None:
     quiet.setLevel(logging.ERROR)  # e.g. "Alternative text is missing on 2 image(s)" for every notebook
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True, log=quiet)
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
+    if current is not None:
+        from .presentation.site import postprocess_page
+
+        body = postprocess_page(body, pages=list(pages) or [(title, current)], current=current, chapter=chapter)
     with atomic_write(html_path) as fh:
         fh.write(body)
+
+
+def _page_href(job: NotebookJob) -> str:
+    """A job's HTML page relative to the report folder."""
+    return f"{job.name}/{job.stem}.html"
+
+
+def _chapter_number(name: str) -> str | None:
+    from .presentation.site import chapter_number
+
+    return chapter_number(name)
+
+
+def _site_pages(jobs: Iterable[NotebookJob]) -> list[tuple[str, str]]:
+    """(title, href) of every page of the report in reading order, for the navigation bar."""
+    return [(j.title if j.kind == "chapter" else f"Feedback: practice {j.practice_id}", _page_href(j)) for j in jobs]
 
 
 def _first_line(text: str, limit: int = 300) -> str:
@@ -591,6 +614,7 @@ def _execute_job(
     fingerprint: str,
     start_timeout: int,
     execution_timeout: int | None,
+    pages: Sequence[tuple[str, str]] = (),
 ) -> ChapterResult:
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -638,7 +662,8 @@ def _execute_job(
     if executed.is_file():
         result.notebook = f"{job.name}/{executed.name}"
         try:
-            _render_html(executed, stage / f"{job.stem}.html", job.title)
+            _render_html(executed, stage / f"{job.stem}.html", job.title, pages=pages, current=_page_href(job),
+                         chapter=_chapter_number(job.name) if job.kind == "chapter" else None)
             result.html = f"{job.name}/{job.stem}.html"
         except Exception as exc:  # a rendering failure fails the chapter, never the run
             result.status = "failed"
@@ -952,6 +977,11 @@ def run_report(
         kernel_name, kernel_folder, kernel_note = resolve_kernel(kernel_name)
         if kernel_note and progress:
             print(f"backpain report: {kernel_note}", file=sys.stderr)
+    try:  # every page of the full report, for each page's navigation bar
+        site_pages = _site_pages(plan_jobs(definition, data_dir, chapters=None, practices=practices
+                                           if practices is not None and definition.feedback else None))
+    except BackpainError:
+        site_pages = _site_pages(planned)
     staging_root = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=out_dir))
     os.environ[CACHE_ENV] = str(out_dir / ".cache")  # inherited by the kernels: see cached_analysis_dataset
     if kernel_folder is not None:  # the private kernelspec, found by the workers' papermill
@@ -967,7 +997,7 @@ def run_report(
                     pool.submit(
                         _execute_job, job, data_dir=data_dir, out_dir=out_dir, staging_root=staging_root,
                         kernel_name=kernel_name, fingerprint=fp, start_timeout=start_timeout,
-                        execution_timeout=execution_timeout,
+                        execution_timeout=execution_timeout, pages=site_pages,
                     ): job
                     for job, fp in to_run
                 }
@@ -1049,6 +1079,9 @@ def run_report(
     index = out_dir / "index.html"
     with atomic_write(index) as fh:
         fh.write(render_index(definition.title, listed, provenance))
+    from .presentation.site import report_tables_docx
+
+    report_tables_docx(out_dir, [(r.name, r.html) for r in listed if r.kind == "chapter" and r.ok])
     _disclosure_gate(out_dir)
     return ReportRun(out_dir, listed, provenance, index, run_json)
 
@@ -1114,10 +1147,9 @@ code { font-size: 0.9em; word-break: break-all; }
 {% for r in chapters %}{% if r.key_findings %}
 <h3>{% if r.html %}<a href="{{ r.html }}">{{ r.title }}</a>{% else %}{{ r.title }}{% endif %}</h3>
 <table>
-<tr><th>finding</th><th>value</th><th>95% CI</th><th>unit</th></tr>
+<tr><th>finding</th><th>value (95% CI)</th><th>unit</th></tr>
 {% for f in r.key_findings %}
-<tr><td>{{ f.label or f.name }}</td><td class="num">{{ fmt(f.value) }}</td>
-<td class="num">{% if f.ci_low is not none and f.ci_high is not none %}{{ fmt(f.ci_low, f.value) }} to {{ fmt(f.ci_high, f.value) }}{% endif %}</td>
+<tr><td>{{ f.label or f.name }}</td><td class="num">{{ finding(f) }}</td>
 <td>{{ f.unit or "" }}</td></tr>
 {% endfor %}
 </table>
@@ -1177,13 +1209,21 @@ def _fmt(value: Any, reference: Any = None) -> str:
 
 
 def render_index(title: str, results: Iterable[ChapterResult], provenance: dict[str, Any]) -> str:
-    """The HTML of ``OUT/index.html`` (links, key findings, provenance)."""
+    """The HTML of ``OUT/index.html`` (links, key findings, provenance).
+
+    The page is offline and carries the report's navigation bar
+    (:func:`presentation.site.postprocess_page`); key findings are formatted as the tables are
+    (:func:`presentation.format_finding`: decimals by unit, ``estimate (lower to upper)``).
+    """
     import jinja2
+
+    from .presentation import format_finding
+    from .presentation.site import postprocess_page
 
     results = list(results)
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     template = env.from_string(_INDEX_TEMPLATE)
-    return template.render(
+    html = template.render(
         title=title,
         chapters=[r for r in results if r.kind == "chapter"],
         feedback=[r for r in results if r.kind == "feedback"],
@@ -1191,7 +1231,11 @@ def render_index(title: str, results: Iterable[ChapterResult], provenance: dict[
         prov=provenance,
         params_json=json.dumps(provenance["parameters"], sort_keys=True),
         fmt=_fmt,
+        finding=format_finding,
     )
+    pages = [(r.title if r.kind == "chapter" else f"Feedback: practice {r.practice_id}",
+              f"{r.name}/{r.name.rsplit('/', 1)[-1]}.html") for r in results]
+    return postprocess_page(html, pages=pages, current="index.html")
 
 
 # --------------------------------------------------------------------------------------------

@@ -117,11 +117,24 @@ def test_shareable_table1_hides_small_counts_and_their_complements():
 def test_export_table1_writes_csv_html_latex(tmp_path):
     out = ChapterOutputs(tmp_path, "02_cohort")
     paths = export_table1(shareable_table1(table1(_dataset())), out, "table1_by_phase", caption="Table 1")
-    assert [p.suffix for p in paths] == [".csv", ".html", ".tex"]
+    assert [p.name for p in paths] == [f"table1_by_phase.{x}" for x in ("csv", "html", "tex", "docx", "table.json")]
     csv = pd.read_csv(paths[0])
     assert csv.columns[0] == "characteristic" and "Overall" in csv.columns
-    assert "<table" in paths[1].read_text() and "\\begin{tabular}" in paths[2].read_text()
-    assert "P0001" not in paths[1].read_text()
+    html, tex = paths[1].read_text(), paths[2].read_text()
+    assert "<table" in html and "\\begin{tabular}" in tex
+    assert "P0001" not in html
+    # one renderer: the files are the presentation layer's display table, cell for cell
+    from backpain_analysis.presentation import DisplayTable, display_table
+    shown = DisplayTable.read(paths[4])
+    assert shown == display_table(shareable_table1(table1(_dataset())), "table1", caption="Table 1")
+    assert shown.headers[0] == "Characteristic" and "SMD" in shown.headers
+    assert "nan" not in html.lower() and 'class="bp-table"' in html
+    # the CSV and the display table show the same cells (the display only relabels rows and columns)
+    source = shareable_table1(table1(_dataset()))
+    expected = [tuple("\u2014" if pd.isna(v) or not str(v).strip() else str(v).strip() for v in row)
+                for row in source.astype(object).values]
+    assert [r[1:] for r in shown.rows] == expected
+    assert len(shown.rows) == len(csv) == len(source)
 
 
 def test_baseline_means_ci_matches_scipy():

@@ -466,3 +466,126 @@ def test_auto_tables_label_and_format_every_column():
     assert t.headers == ("Phase", "Risk group", "N", "N total", "%", "Estimate (95% CI)", "p", "SD")
     assert t.rows[0] == ("1", "Low", "142", "370", "38.4", "0.48 (0.42 to 0.55)", "<0.001", "1.23")
     assert t.rows[1][5] == "0.00 (0.00 to 0.00)" and t.stub == 2
+
+
+# ----------------------------------------------------------------------------------------------
+# options the chapters 01-04 need: percentages, pivot spanners, key findings, the clustered Table 2
+# ----------------------------------------------------------------------------------------------
+
+def test_percent_scales_estimate_and_ci_but_keeps_hidden_cells():
+    share = pd.DataFrame({"practice_id": ["P01", "P02", "P03"], "n_consultations": [217, 301, 7],
+                          "estimate": [105 / 217, 187 / 301, "*"], "ci_low": [0.41824, 0.56526, "*"],
+                          "ci_high": [0.55006, 0.67421, "*"]})
+    t = display_table(share, percent=True)
+    assert t.headers == ("Practice ID", "N consultations", "% (95% CI)")
+    # 105 / 217 = 48.387...% by hand
+    assert t.rows[0][2] == "48.4 (41.8 to 55.0)" and t.rows[1][2] == "62.1 (56.5 to 67.4)"
+    assert t.rows[2][2] == "*" and SUPPRESSION_FOOTNOTE in t.footnotes
+    assert share["estimate"].iloc[0] == 105 / 217  # the results table is not changed
+
+
+def test_pivot_table_columns_become_spanners():
+    long = pd.DataFrame({"label": ["RMDQ", "RMDQ", "RMDQ", "RMDQ"], "phase": [1, 1, 3, 3],
+                         "time_point": ["baseline", "6 months", "baseline", "6 months"],
+                         "pct_missing": [1.24, 30.0, 2.5, 41.76]})
+    wide = long.pivot_table(index="label", columns=["phase", "time_point"], values="pct_missing", sort=False,
+                            aggfunc="first")
+    t = display_table(wide, decimals=1)
+    assert t.headers == ("Measure", "Baseline", "6 months", "Baseline", "6 months")
+    assert t.spanners[1:] == ("Phase 1 (usual care)",) * 2 + ("Phase 3 (stratified care)",) * 2
+    assert t.rows == (("RMDQ", "1.2", "30.0", "2.5", "41.8"),)
+    assert 'colspan="2" scope="colgroup">Phase 1 (usual care)' in t.to_html()
+    with pytest.raises(PresentationError, match="levels"):
+        display_table(pd.DataFrame([[1]], columns=pd.MultiIndex.from_tuples([("a", "b", "c")])))
+
+
+def test_findings_preset_uses_the_index_rules():
+    findings = pd.DataFrame([
+        {"name": "respondents_phase1", "label": "Respondents, phase 1", "value": 1370, "ci_low": None,
+         "ci_high": None, "unit": "patients", "truth": None},
+        {"name": "opioids_or", "label": "OR of opioids", "value": 1.7891, "ci_low": 1.3212, "ci_high": 2.4249,
+         "unit": "odds ratio", "truth": 2.2137},
+        {"name": "sbst_auc_disability", "label": "AUC", "value": 0.86401, "ci_low": 0.84134, "ci_high": 0.88668,
+         "unit": None, "truth": None},
+    ])
+    t = display_table(findings, "findings")
+    assert t.headers == ("Finding", "Value (95% CI)", "Unit", "True value")
+    assert [r[1] for r in t.rows] == ["1,370", "1.79 (1.32 to 2.42)", "0.864 (0.841 to 0.887)"]
+    assert t.rows[1][3] == "2.21" and t.rows[0][3] == MISSING
+
+
+def test_process_table_shows_the_clustered_adjusted_or_as_primary():
+    res = pd.DataFrame({"label": ["Opioids"], "n_phase1": [310], "events_phase1": [101], "n_phase3": [425],
+                        "events_phase3": [197], "estimate": [1.789], "ci_low": [1.321], "ci_high": [2.424],
+                        "p_value": [0.00018], "adjusted_estimate": [1.83], "adjusted_ci_low": [1.34],
+                        "adjusted_ci_high": [2.49], "adjusted_p_value": [0.0001], "clustered_ci_low": [1.2],
+                        "clustered_ci_high": [2.8], "clustered_p_value": [0.0131], "clustered_df": [6]})
+    t = display_table(res, "process")
+    col = dict(zip(t.headers, t.rows[0], strict=True))
+    assert col["Adjusted OR, clustered (95% CI)"] == "1.83 (1.20 to 2.80)" and col["p, clustered"] == "0.013"
+    assert "Adjusted OR (95% CI)" not in t.headers  # the independent model is a sensitivity analysis (CSV)
+    assert any("Mancl-DeRouen" in n for n in t.footnotes)
+    without = display_table(res.drop(columns=["clustered_ci_low", "clustered_ci_high", "clustered_p_value"]), "process")
+    assert dict(zip(without.headers, without.rows[0], strict=True))["Adjusted OR (95% CI)"] == "1.83 (1.34 to 2.49)"
+
+
+def test_tables_docx_takes_chapter_numbers(tmp_path):
+    import docx
+
+    t = DisplayTable(["Measure", "N"], [["Opioids", "310"]], caption="Process of care")
+    path = tables_docx([t, t], tmp_path / "t.docx", numbers=["4.1", "5.2"])
+    assert [p.text for p in docx.Document(path).paragraphs if p.text.startswith("Table")] == [
+        "Table 4.1. Process of care", "Table 5.2. Process of care"]
+    with pytest.raises(PresentationError, match="numbers"):
+        tables_docx([t], tmp_path / "u.docx", numbers=["1", "2"])
+
+
+def test_post_processing_twice_changes_nothing(nbconvert_page):
+    once = postprocess_page(nbconvert_page, pages=PAGES, current="02_cohort/02_cohort.html", chapter=2)
+    twice = postprocess_page(once, pages=PAGES, current="02_cohort/02_cohort.html", chapter=2)
+    assert twice == once
+    assert once.count('<nav class="bp-nav') == 2 and once.count("Table 2.1.") == 1
+
+
+def test_report_tables_docx_numbers_tables_as_their_pages(tmp_path):
+    import docx
+
+    from backpain_analysis.presentation.site import report_tables_docx
+
+    a = DisplayTable(["Step", "n"], [["Invited", "630"]], caption="Flow")
+    b = DisplayTable(["Measure", "OR"], [["Opioids", "1.79"]], caption="Process & care")
+    c = DisplayTable(["Measure", "OR"], [["NSAIDs", "0.67"]], caption="Not on the page")
+    a.write(tmp_path / "01_data_quality" / "tables", "flow")
+    b.write(tmp_path / "04_process_of_care" / "tables", "z_table2")
+    c.write(tmp_path / "04_process_of_care" / "tables", "a_extra")
+    other = display_table(pd.DataFrame({"x": [1]}), caption="Shown first").to_html(css=False)
+    page = number_captions(other + b.to_html(css=False), chapter=4)
+    (tmp_path / "04_process_of_care" / "04.html").write_text(f"<html><body>{page}</body></html>")
+    path = report_tables_docx(tmp_path, [("01_data_quality", None), ("04_process_of_care", "04_process_of_care/04.html")])
+    caps = [p.text for p in docx.Document(path).paragraphs if p.text.startswith("Table ")]
+    assert caps == ["Table 1.1. Flow", "Table 4.2. Process & care", "Table 4.3. Not on the page"]
+    assert report_tables_docx(tmp_path, [("02_cohort", None)], tmp_path / "none.docx") is None
+
+
+def test_table1_with_three_groups_keeps_one_smd_per_pair():
+    """tableone gives one SMD column per pair of groups; each must keep its own values (they once all showed
+    the first pair's)."""
+    from backpain_analysis import cohort
+    from backpain_analysis.dataset import load_analysis_dataset
+
+    _, data = load_analysis_dataset(ROOT / "data" / "synthetic")
+    t1 = cohort.shareable_table1(cohort.table1(data, by="risk_group"))
+    t = display_table(t1, "table1")
+    pairs = [c for c in t1.columns if str(c).startswith("SMD")]
+    assert len(pairs) == 3
+    shown = [i for i, s in enumerate(t.spanners) if s == "SMD"]
+    assert [t.headers[i] for i in shown] == [", ".join(c[5:-1].split(",")).replace(", ", " vs ") for c in pairs]
+    for i, column in zip(shown, pairs, strict=True):
+        expected = ["\u2014" if pd.isna(v) or not str(v).strip() else str(v).strip() for v in t1[column]]
+        assert [r[i] for r in t.rows] == expected
+
+
+def test_snake_case_codes_in_label_columns_read_as_words():
+    t = display_table(pd.DataFrame({"matched_pathway": ["psych_informed_physiotherapy", "advice", "P_01 (x)"],
+                                    "n": [71, 174, 9]}))
+    assert [r[0] for r in t.rows] == ["Psych informed physiotherapy", "Advice", "P_01 (x)"]

@@ -170,7 +170,8 @@ def test_run_writes_chapters_feedback_index_and_provenance(tiny):
     for link in ("01_a/01_a.html", "02_b/02_b.html", "feedback/practice_P01/practice_P01.html",
                  "feedback/practice_P02/practice_P02.html", "run.json"):
         assert f'href="{link}"' in index
-    assert "Answer of 01_a" in index and "0.712" in index and "0.060 to 1.360" in index
+    # key findings use the tables' rules (presentation.format_finding): "points" to 2 decimals
+    assert "Answer of 01_a" in index and "0.71 (0.06 to 1.36)" in index
 
     prov = json.loads((out / "run.json").read_text())
     combined, files = rpt.fingerprint_inputs(tiny["data"])

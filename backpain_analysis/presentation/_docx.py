@@ -89,7 +89,7 @@ def add_to_document(doc: Any, table: DisplayTable) -> Any:
 
 
 def tables_docx(tables: Sequence[DisplayTable | str | Path], path: str | Path, *, title: str | None = None,
-                first_number: int = 1, landscape: bool = True) -> Path:
+                first_number: int = 1, landscape: bool = True, numbers: Sequence[str | int] | None = None) -> Path:
     """Write every display table, in order, numbered and captioned, into one Word file.
 
     Parameters
@@ -103,6 +103,9 @@ def tables_docx(tables: Sequence[DisplayTable | str | Path], path: str | Path, *
         A heading above the first table.
     first_number : int, default 1
     landscape : bool, default True
+    numbers : sequence of str or int, optional
+        One number per table ("4.1", "4.2", "5.1", ...), e.g. the numbers the tables carry on
+        their chapter pages; overrides ``first_number``.
 
     Returns
     -------
@@ -118,13 +121,18 @@ def tables_docx(tables: Sequence[DisplayTable | str | Path], path: str | Path, *
     ['Table 1. Process of care', 'Table 2. Process of care']
     """
     from ..outputs import _atomic_via
+    from ._format import PresentationError
     from ._table import DisplayTable
 
     tables = [t if isinstance(t, DisplayTable) else DisplayTable.read(t) for t in tables]
+    if numbers is None:
+        numbers = [first_number + k for k in range(len(tables))]
+    elif len(numbers) != len(tables):
+        raise PresentationError(f"tables_docx: {len(numbers)} numbers for {len(tables)} tables")
     doc = new_document(landscape=landscape)
     if title:
         doc.add_heading(title, level=1)
-    for k, table in enumerate(tables):
-        add_to_document(doc, table.numbered(first_number + k))
+    for number, table in zip(numbers, tables, strict=True):
+        add_to_document(doc, table.numbered(number))
     path = Path(path)
     return _atomic_via(path, lambda tmp: doc.save(str(tmp)))

@@ -269,6 +269,12 @@ def format_finding(finding: Mapping[str, Any]) -> str:
     '-9 (-34 to 16)'
     >>> format_finding({"value": 48.4, "ci_low": None, "ci_high": None, "unit": "%"})
     '48.4'
+    >>> format_finding({"name": "sbst_auc_disability", "value": 0.8, "ci_low": 0.75, "ci_high": 0.85, "unit": None})
+    '0.800 (0.750 to 0.850)'
     """
-    d = decimals_for_unit(finding.get("unit"))
+    unit = finding.get("unit")
+    if not isinstance(unit, str) or not unit.strip():  # None, NaN or "": no unit  # no unit: a scale statistic named in the finding (AUC, Cronbach's alpha)
+        name = str(finding.get("name", "")).lower().split("_")
+        unit = next((w for w in name if w in ("auc", "alpha")), None)
+    d = decimals_for_unit(unit)
     return format_estimate_ci(finding.get("value"), finding.get("ci_low"), finding.get("ci_high"), decimals=d)

@@ -8,8 +8,9 @@ columns without breaking their display.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from ._format import (
     PresentationError,
     format_count,
     format_estimate_ci,
+    format_finding,
     format_mean_sd,
     format_n_pct,
     format_number,
@@ -52,9 +54,15 @@ def _text(value: Any) -> str:
     return text if text else MISSING
 
 
+_CODE = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)+")
+
+
 def _label(value: Any) -> str:
-    """Stub text: first letter upper case (``multiple imputation`` -> ``Multiple imputation``)."""
+    """Stub text: first letter upper case (``multiple imputation`` -> ``Multiple imputation``); a
+    snake_case code reads as words (``psych_informed_physiotherapy`` -> ``Psych informed physiotherapy``)."""
     text = _text(value)
+    if _CODE.fullmatch(text):
+        text = text.replace("_", " ")
     return text[:1].upper() + text[1:] if text != MISSING else text
 
 
@@ -107,7 +115,9 @@ def _generic_cell(column: str, series: pd.Series, decimals: int) -> Callable[[Ro
     if not numeric or pd.api.types.is_bool_dtype(series):
         return lambda r: _text(r[column])
     finite = values[np.isfinite(values.to_numpy(float, na_value=np.nan))]
-    whole = len(finite) > 0 and bool((finite == finite.round()).all())
+    # whole numbers are counts unless the column is float: 30.0 (% missing) stays "30.0", not "30"
+    whole = (len(finite) > 0 and bool((finite == finite.round()).all())
+             and not pd.api.types.is_float_dtype(series) and not name.endswith(("_low", "_high", "estimate")))
     if name == "n" or name.startswith(("n_", "events_", "observed_")) or name in {"m", "count"} or whole:
         return lambda r: format_count(r[column])
     d = 1 if name.startswith("pct") or name in {"df", "df_den", "df_num"} else decimals
@@ -182,20 +192,35 @@ def _process(df: pd.DataFrame, decimals: int | None) -> tuple[list[Col], list[st
         Col("OR (95% CI)", ("estimate",),
             lambda r: format_estimate_ci(r["estimate"], r.get("ci_low"), r.get("ci_high"), d), EFFECT),
         Col("p", ("p_value",), lambda r: format_p(r["p_value"]), EFFECT),
-        Col("Adjusted OR (95% CI)", ("adjusted_estimate",),
-            lambda r: format_estimate_ci(r["adjusted_estimate"], r.get("adjusted_ci_low"), r.get("adjusted_ci_high"),
-                                         d), EFFECT),
-        Col("p, adjusted", ("adjusted_p_value",), lambda r: format_p(r["adjusted_p_value"]), EFFECT),
-        *_reference_cols(lambda r: d),
     ]
+    clustered = {"clustered_ci_low", "clustered_ci_high", "clustered_p_value"} <= set(df.columns)
+    if clustered:  # the design's analysis: adjusted OR with practices as clusters (primary)
+        cols += [
+            Col("Adjusted OR, clustered (95% CI)", ("adjusted_estimate",),
+                lambda r: format_estimate_ci(r["adjusted_estimate"], r.get("clustered_ci_low"),
+                                             r.get("clustered_ci_high"), d), EFFECT),
+            Col("p, clustered", ("clustered_p_value",), lambda r: format_p(r["clustered_p_value"]), EFFECT),
+        ]
+    else:
+        cols += [
+            Col("Adjusted OR (95% CI)", ("adjusted_estimate",),
+                lambda r: format_estimate_ci(r["adjusted_estimate"], r.get("adjusted_ci_low"),
+                                             r.get("adjusted_ci_high"), d), EFFECT),
+            Col("p, adjusted", ("adjusted_p_value",), lambda r: format_p(r["adjusted_p_value"]), EFFECT),
+        ]
+    cols += [*_reference_cols(lambda r: d)]
     notes = []
     if "note" in df.columns:
         label = "label" if "label" in df.columns else "measure"
         notes = [f"{_label(r[label])}: {str(r['note']).strip()}." for _, r in df.iterrows()
                  if _text(r["note"]) != MISSING]
     if "estimate" in df.columns:
-        notes.append("OR: odds ratio of the measure in phase 3 versus phase 1 (logistic regression); adjusted for "
-                     "the covariates of the analysis.")
+        notes.append("OR: odds ratio of the measure in phase 3 versus phase 1 (logistic regression), unadjusted and "
+                     "with patients treated as independent, as published.")
+    if clustered and "adjusted_estimate" in df.columns:
+        notes.append("Adjusted OR, clustered (primary analysis): adjusted for the covariates of the analysis; 95% CI "
+                     "and p from the Mancl-DeRouen bias-corrected cluster-robust SE with practices as clusters and t on "
+                     "G - 1 df. The model-based (independent) adjusted CI is a sensitivity analysis, in the CSV file.")
     return cols, notes
 
 
@@ -284,23 +309,120 @@ def _table1_frame(t1: Any) -> pd.DataFrame:
         frame.columns = [next((str(p) for p in reversed(c) if str(p).strip()), "") for c in frame.columns]
     if isinstance(frame.index, pd.MultiIndex):
         frame.index = [": ".join(str(p) for p in i if str(p).strip()) for i in frame.index]
-    frame.columns = ["SMD" if str(c).startswith("SMD") else str(c) for c in frame.columns]
+    smd = [str(c) for c in frame.columns if str(c).startswith("SMD")]
+    if len(smd) == 1:
+        frame.columns = ["SMD" if str(c) in smd else str(c) for c in frame.columns]
+    else:  # more than two groups: one SMD per pair, "SMD (Low risk,High risk)" -> "SMD: Low risk vs High risk"
+        frame.columns = [f"SMD: {' vs '.join(_smd_pair(str(c)))}" if str(c) in smd else str(c)
+                         for c in frame.columns]
     return frame.rename_axis("Characteristic").reset_index()
+
+
+def _smd_pair(column: str) -> list[str]:
+    """The two groups of a tableone SMD column name, split at the comma outside parentheses.
+
+    Examples
+    --------
+    >>> _smd_pair("SMD (Phase 1 (usual care),Phase 3 (stratified care))")
+    ['Phase 1 (usual care)', 'Phase 3 (stratified care)']
+    """
+    inner = column[column.index("(") + 1: column.rindex(")")] if "(" in column else column
+    depth, parts, current = 0, [], ""
+    for ch in inner:
+        if ch == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+            continue
+        depth += ch == "("
+        depth -= ch == ")"
+        current += ch
+    parts.append(current.strip())
+    return parts
 
 
 def _table1(df: pd.DataFrame, decimals: int | None) -> tuple[list[Col], list[str]]:
     first = df.columns[0]
     cols = [Col("Characteristic", (first,), lambda r: _text(r[first]).replace(", n (%): yes", ", n (%)"), align="l")]
     for c in df.columns[1:]:
-        cols.append(Col(str(c), (c,), lambda r, c=c: _text(r[c])))
+        if str(c).startswith("SMD: "):  # one SMD per pair of groups, under one "SMD" spanner
+            cols.append(Col(str(c)[5:], (c,), lambda r, c=c: _text(r[c]), "SMD"))
+        else:
+            cols.append(Col(str(c), (c,), lambda r, c=c: _text(r[c])))
     notes = ["Mean (SD) or n (%) of patients with the item answered; Missing: patients without it. "
              "SMD: standardized mean difference between the groups."]
     return cols, notes
 
 
+def _as_percent(frame: pd.DataFrame) -> pd.DataFrame:
+    """``estimate``, ``ci_low``, ``ci_high`` (and other ``<name>_low``/``<name>_high`` interval pairs)
+    times 100; suppressed ``"*"`` and missing cells are kept as they are."""
+    frame = frame.copy()
+    bounds = [c for c in frame.columns if str(c).endswith("_low") and f"{str(c)[:-4]}_high" in frame.columns]
+    for c in dict.fromkeys(("estimate", "ci_low", "ci_high", *bounds, *(f"{str(b)[:-4]}_high" for b in bounds))):
+        if c in frame.columns:
+            values = pd.to_numeric(frame[c], errors="coerce")
+            frame[c] = [100 * v if pd.notna(v) else orig for v, orig in zip(values, frame[c], strict=True)]
+    return frame
+
+
+def _flatten_columns(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, tuple[str, str]]]:
+    """A two-level column index (a pivot table) as flat columns plus (spanner, header) per column.
+
+    The first level becomes the spanner and the second the column label; a named row index
+    (the pivot's rows) becomes the leading label column(s).
+    """
+    if not isinstance(frame.columns, pd.MultiIndex):
+        return frame, {}
+    if frame.columns.nlevels != 2:
+        raise PresentationError(f"display table: columns with {frame.columns.nlevels} levels; at most 2 "
+                                "(spanner, label) can be shown")
+    frame = frame.copy()
+    spans: dict[str, tuple[str, str]] = {}
+    flat = []
+    for top, low in frame.columns:
+        name = f"{top}\x1f{low}"
+        spans[name] = (_spanner_label(frame.columns.names[0], top), human_label(str(low)))
+        flat.append(name)
+    frame.columns = flat
+    if any(n is not None for n in frame.index.names):
+        frame = frame.reset_index()
+    return frame, spans
+
+
+def _spanner_label(level_name: Any, value: Any) -> str:
+    """``("phase", 1)`` -> ``"Phase 1 (usual care)"``; other levels -> their value as text."""
+    if level_name == "phase":
+        try:
+            return PHASES.get(int(value), f"Phase {value}")
+        except (TypeError, ValueError):
+            return f"Phase {value}"
+    return _label(value)
+
+
+def _findings(df: pd.DataFrame, decimals: int | None) -> tuple[list[Col], list[str]]:
+    """Key findings (``ChapterOutputs.findings`` as records): the index's formatting rules."""
+    def finding(r: Row) -> dict[str, Any]:
+        return {"name": r.get("name"), "value": r.get("value"), "ci_low": r.get("ci_low"),
+                "ci_high": r.get("ci_high"), "unit": r.get("unit")}
+
+    def cell(r: Row) -> str:
+        if decimals is not None:
+            return format_estimate_ci(r.get("value"), r.get("ci_low"), r.get("ci_high"), decimals)
+        return format_finding(finding(r))
+
+    def truth(r: Row) -> str:
+        if format_number(r.get("truth")) == MISSING:
+            return MISSING
+        return format_finding({**finding(r), "value": r["truth"], "ci_low": None, "ci_high": None})
+
+    label = "label" if "label" in df.columns else "name"
+    return [_stub(label, "Finding"), Col("Value (95% CI)", ("value",), cell), Col("Unit", ("unit",),
+            lambda r: _text(r["unit"]), align="l"), Col("True value", ("truth",), truth)], []
+
+
 PRESETS: dict[str, Callable[[pd.DataFrame, int | None], tuple[list[Col], list[str]]]] = {
     "effects": _effects, "process": _process, "table1": _table1, "flow": _flow, "economics": _economics,
-    "auto": _auto,
+    "findings": _findings, "auto": _auto,
 }
 
 
@@ -314,6 +436,7 @@ def display_table(
     decimals: int | None = None,
     extra: Sequence[str] = (),
     rows: Any = None,
+    percent: bool = False,
 ) -> DisplayTable:
     """Turn a results table into a :class:`DisplayTable`: human labels, formatted cells, spanners.
 
@@ -322,13 +445,17 @@ def display_table(
     df : DataFrame or tableone.TableOne
         A results table as the package returns it (suppressed ``"*"`` cells allowed). Its index
         is never shown (use ``reset_index()`` first if it holds labels; ``kind="table1"`` uses
-        the index as the characteristic).
-    kind : {"auto", "effects", "process", "table1", "flow", "economics"}, default "auto"
+        the index as the characteristic). A two-level column index (a pivot table) gives
+        spanners from its first level (``phase`` 1 reads "Phase 1 (usual care)") and labels from
+        its second; the pivot's named row index becomes the label column.
+    kind : {"auto", "effects", "process", "table1", "flow", "economics", "findings"}, default "auto"
         ``"effects"``: :func:`outcomes.primary_analysis`, :func:`outcomes.risk_group_analysis`,
         :func:`outcomes.secondary_outcomes_table`. ``"process"``:
         :func:`process.process_of_care_table` (or its shareable version). ``"table1"``:
         :func:`cohort.table1` / :func:`cohort.shareable_table1`. ``"flow"``:
         :func:`dataset.flow_counts`. ``"economics"``: :func:`economics.results_table`.
+        ``"findings"``: a chapter's key findings (``name``, ``label``, ``value``, ``ci_low``,
+        ``ci_high``, ``unit``, optional ``truth``), decimals by unit as in the report index.
         ``"auto"``: every column, labelled and formatted from its name.
     caption : str, default ""
     footnotes : sequence of str, optional
@@ -342,6 +469,11 @@ def display_table(
         Further result columns to show at the end (e.g. ``["df", "method"]``).
     rows : boolean mask or callable, optional
         Keep only these rows (``rows=lambda t: t["analysis"] == "multiple imputation"``).
+    percent : bool, default False
+        The estimate and its CI are proportions (0-1): show them as percentages (x 100, 1
+        decimal unless ``decimals`` says otherwise) under the header ``% (95% CI)``, and so
+        are other interval pairs (``wilson_low``/``wilson_high``); hidden ``"*"`` cells stay
+        hidden.
 
     Returns
     -------
@@ -372,6 +504,12 @@ def display_table(
     ('Multiple imputation', '370', '560', '0.27 (-0.41 to 0.96)', '0.415')
     >>> display_table(res, "effects", extra=["df"]).rows[0][-1]
     '21.9'
+    >>> share = pd.DataFrame({"practice_id": ["P01", "P02"], "n": [217, 301], "estimate": [0.4839, "*"],
+    ...                       "ci_low": [0.4182, "*"], "ci_high": [0.5501, "*"], "wilson_low": [0.42, "*"],
+    ...                       "wilson_high": [0.551, "*"]})
+    >>> t = display_table(share, percent=True)
+    >>> t.headers, t.rows[0], t.rows[1][2]
+    (('Practice ID', 'N', '% (95% CI)', 'Wilson low', 'Wilson high'), ('P01', '217', '48.4 (41.8 to 55.0)', '42.0', '55.1'), '*')
     """
     if kind not in PRESETS:
         raise PresentationError(f"display table: unknown kind {kind!r}; use one of {', '.join(PRESETS)}")
@@ -384,8 +522,16 @@ def display_table(
     if rows is not None:
         mask = rows(frame) if callable(rows) else rows
         frame = frame.loc[mask]
+    frame, spans = _flatten_columns(frame)
     frame = frame.reset_index(drop=True)
+    if percent:
+        frame = _as_percent(frame)
+        decimals = 1 if decimals is None else decimals
     cols, notes = PRESETS[kind](frame, decimals)
+    if percent:
+        cols = [replace(c, header="% (95% CI)") if c.header == "Estimate (95% CI)" else c for c in cols]
+    cols = [replace(c, spanner=spans[c.needs[0]][0], header=spans[c.needs[0]][1])
+            if len(c.needs) == 1 and c.needs[0] in spans else c for c in cols]
     cols = [c for c in cols if all(n in frame.columns for n in c.needs)]
     cols += _extras(frame, extra, 2 if decimals is None else decimals)
     if kind in ("effects", "economics") and not any(c.needs for c in cols if c.header.endswith("(95% CI)")):

@@ -19,7 +19,7 @@ __all__ = ["SUPPRESSION_FOOTNOTE", "DisplayTable"]
 SUPPRESSION_FOOTNOTE = "* Fewer than 5 patients, or a number that would reveal such a count: not shown."
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class DisplayTable:
     """A results table ready to show: text cells, human column labels and spanners.
 
@@ -216,3 +216,7 @@ class DisplayTable:
 
     def _repr_html_(self) -> str:
         return self.to_html()
+
+    def __repr__(self) -> str:
+        """A short text form (a notebook's ``text/plain`` output), not the cells."""
+        return f"<DisplayTable {self.title!r}: {len(self.rows)} rows x {len(self.headers)} columns>"

@@ -216,6 +216,10 @@ class CaptionedFigure:
                 f'style="{width}max-width:100%;height:auto">'
                 f'<figcaption class="bp-caption bp-figure-caption">{escape_html(self.caption)}</figcaption></figure>')
 
+    def __repr__(self) -> str:
+        """A short text form (a notebook's ``text/plain`` output; no memory address)."""
+        return f"<Figure: {self.caption}>"
+
     def _repr_html_(self) -> str:
         return self.to_html()
 

@@ -27,11 +27,15 @@ __all__ = [
     "Page",
     "external_resources",
     "figure_caption",
+    "chapter_number",
     "make_offline",
     "nav_bar",
     "number_captions",
     "postprocess_file",
     "postprocess_page",
+    "report_tables_docx",
+    "strip_navigation",
+    "table_numbers",
 ]
 
 
@@ -230,8 +234,11 @@ def number_captions(html: str, chapter: str | int | None = None) -> str:
     Examples
     --------
     >>> page = figure_caption("Flow") + '<caption class="bp-caption bp-table-caption">Table one</caption>'
-    >>> number_captions(page, chapter=4)
-    '<p class="bp-caption bp-figure-caption">Figure 4.1. Flow</p><caption class="bp-caption bp-table-caption">Table 4.1. Table one</caption>'
+    >>> numbered = number_captions(page, chapter=4)
+    >>> re.sub(r"<[^>]+>", "|", numbered)
+    '|Figure 4.1. Flow||Table 4.1. Table one|'
+    >>> number_captions(numbered, chapter=4) == numbered  # numbered captions keep their number
+    True
     """
     counters = {"table": 0, "figure": 0}
     prefix = f"{chapter}." if chapter not in (None, "") else ""
@@ -241,7 +248,8 @@ def number_captions(html: str, chapter: str | int | None = None) -> str:
             return m.group(0)
         kind = m.group(3).lower()
         counters[kind] += 1
-        return f'{m.group(0)}{kind.capitalize()} {prefix}{counters[kind]}. '
+        tag = f'<{m.group(1)}{m.group(2)} data-numbered="{prefix}{counters[kind]}">'
+        return f'{tag}{kind.capitalize()} {prefix}{counters[kind]}. '
 
     return _CAPTION.sub(number, html)
 
@@ -287,7 +295,7 @@ def postprocess_page(html: str, *, pages: Sequence[Page | tuple[str, str]], curr
     >>> "mathjax" in out, 'href="index.html"' in out, 'href="03.html"' in out, "Table 4.1. Uptake" in out
     (False, True, True, True)
     """
-    html = number_captions(make_offline(html), chapter)
+    html = number_captions(strip_navigation(make_offline(html)), chapter)
     bar = nav_bar(pages, current, index=index, css=False)
     match = _BODY.search(html)
     if match is None:
@@ -302,6 +310,121 @@ def postprocess_page(html: str, *, pages: Sequence[Page | tuple[str, str]], curr
     if left:
         raise PresentationError(f"page {current!r}: external resources remain after post-processing: {left}")
     return html
+
+
+_NAV = re.compile(r'<nav class="bp-nav[^"]*"[^>]*>.*?</nav>', re.DOTALL)
+
+
+def strip_navigation(html: str) -> str:
+    """The page without the navigation bars and stylesheet :func:`postprocess_page` added.
+
+    So a page can be post-processed again (a report re-run with other chapters) without
+    doubling its bars.
+
+    Examples
+    --------
+    >>> page = "<html><head></head><body><p>x</p></body></html>"
+    >>> once = postprocess_page(page, pages=[("A", "a.html")], current="a.html")
+    >>> postprocess_page(once, pages=[("A", "a.html")], current="a.html") == once
+    True
+    """
+    return _NAV.sub("", html.replace(NAV_CSS, ""))
+
+
+_NUMBERED_TABLE = re.compile(r"""<caption\b[^>]*\bbp-table-caption\b[^>]*>\s*Table\s+([\w.]+)\.\s(.*?)</caption>""",
+                             re.IGNORECASE | re.DOTALL)
+
+
+def table_numbers(html: str) -> dict[str, str]:
+    """The numbers a page gives its table captions: ``{caption text: "4.1", ...}`` (first wins).
+
+    Used to give the tables of ``tables.docx`` the numbers they carry on their chapter page.
+
+    Examples
+    --------
+    >>> page = number_captions('<caption class="bp-caption bp-table-caption">A &amp; B</caption>', chapter=4)
+    >>> table_numbers(page)
+    {'A & B': '4.1'}
+    """
+    import html as htmllib
+
+    found: dict[str, str] = {}
+    for m in _NUMBERED_TABLE.finditer(html):
+        found.setdefault(htmllib.unescape(re.sub(r"<[^>]+>", "", m.group(2))).strip(), m.group(1))
+    return found
+
+
+def chapter_number(name: str) -> str | None:
+    """The chapter number in a chapter's folder name: ``"04_process_of_care"`` -> ``"4"``.
+
+    Examples
+    --------
+    >>> chapter_number("04_process_of_care"), chapter_number("feedback/practice_P01")
+    ('4', None)
+    """
+    m = re.match(r"0*(\d+)_", name)
+    return m.group(1) if m else None
+
+
+def report_tables_docx(out_dir: str | Path, chapters: Sequence[tuple[str, str | None]], path: str | Path | None = None,
+                       *, title: str | None = "Tables") -> Path | None:
+    """Write ``OUT/tables.docx``: every chapter's main tables, in chapter order, numbered as on their pages.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The report folder.
+    chapters : sequence of (name, html)
+        Chapter folder names in report order, with their page (relative to ``out_dir``; None
+        when the chapter has no page). The main tables are the ``tables/*.table.json`` files
+        written by :meth:`DisplayTable.write`.
+    path : str or Path, optional
+        Default ``OUT/tables.docx``.
+    title : str, optional
+        Heading of the document.
+
+    Returns
+    -------
+    Path or None
+        The file written, or None when no chapter wrote a table (an earlier file is removed).
+
+    Notes
+    -----
+    A table keeps the number its caption has on its chapter page ("Table 4.1"), found by
+    caption text with :func:`table_numbers`, and the tables of a chapter follow that order;
+    a table not shown on the page is numbered after the others of its chapter.
+    """
+    from ._docx import tables_docx
+    from ._table import DisplayTable
+
+    out_dir = Path(out_dir)
+    target = Path(path) if path is not None else out_dir / "tables.docx"
+    tables: list[DisplayTable] = []
+    numbers: list[str] = []
+    for name, html in chapters:
+        files = sorted((out_dir / name / "tables").glob("*.table.json"))
+        if not files:
+            continue
+        page = out_dir / html if html else None
+        shown = table_numbers(page.read_text(encoding="utf-8")) if page is not None and page.is_file() else {}
+        prefix = chapter_number(name)
+        loaded = [DisplayTable.read(f) for f in files]
+
+        def key(n: str) -> tuple[int, ...]:
+            return tuple(int(x) for x in n.split(".") if x.isdigit())
+
+        numbered = sorted(((shown[t.caption], t) for t in loaded if t.caption in shown), key=lambda p: key(p[0]))
+        rest = [t for t in loaded if t.caption not in shown]
+        last = max((key(n)[-1] for n, _ in numbered), default=0)
+        for k, t in enumerate(rest, start=1):
+            numbered.append((f"{prefix}.{last + k}" if prefix else str(last + k), t))
+        for number, t in numbered:
+            numbers.append(number)
+            tables.append(t)
+    if not tables:
+        target.unlink(missing_ok=True)
+        return None
+    return tables_docx(tables, target, title=title, numbers=numbers)
 
 
 def postprocess_file(path: str | Path, **kwargs) -> Path:
