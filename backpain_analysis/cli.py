@@ -227,6 +227,7 @@ def _run_report(args: argparse.Namespace, data) -> int:
             force=args.force,
             kernel_name=args.kernel,
             definition=args.definition,
+            until=args.until,
         )
     except StudyValidationError as exc:  # validated once before any notebook starts
         _print_invalid(args.data, exc)
@@ -443,6 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kernel", default=None, metavar="NAME",
                    help="Jupyter kernel (default: the 'backpain' kernel of this environment, else this Python)")
     p.add_argument("--mapping", metavar="FILE", help="mapping file for an export in its own layout (see backpain map)")
+    p.add_argument("--until", default=None, metavar="YYYY-MM-DD",
+                   help="data cut-off for an interim report: only what is dated on or before it is used")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("disclosure-check", help="scan a finished report for small or recoverable counts (exit 2 if any)")
