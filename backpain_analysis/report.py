@@ -117,6 +117,8 @@ class FeedbackSpec:
     title: str
     practices: str | tuple[str, ...] = "all"
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: feedback rounds (``backpain feedback``): schedule, uptake_target, min_followed_up, per_gp
+    rounds: dict[str, Any] = field(default_factory=dict)
 
     def output_name(self, practice_id: str) -> str:
         """Output folder (relative to ``OUT``) of one practice's report, derived from its parameter."""
@@ -247,7 +249,7 @@ def load_report_definition(path: str | Path | None = None) -> ReportDefinition:
     if fb:
         if not isinstance(fb, dict) or "notebook" not in fb:
             raise ReportDefinitionError(f"{path}: feedback: needs at least 'notebook', got {fb!r}")
-        extra = set(fb) - {"name", "notebook", "title", "practices", "parameters"}
+        extra = set(fb) - {"name", "notebook", "title", "practices", "parameters", "rounds"}
         if extra:
             raise ReportDefinitionError(f"{path}: feedback: unknown keys {sorted(extra)}")
         name = _check_name(fb.get("name", "feedback"), "feedback", path)
@@ -267,9 +269,21 @@ def load_report_definition(path: str | Path | None = None) -> ReportDefinition:
             title=str(fb.get("title") or "Practice feedback"),
             practices=practices,
             parameters=params,
+            rounds=_check_rounds(fb.get("rounds"), path),
         )
     return ReportDefinition(path=path.resolve(), title=str(raw.get("title") or "Report"), chapters=tuple(chapters),
                             feedback=feedback)
+
+
+def _check_rounds(rounds: Any, path: Path) -> dict[str, Any]:
+    """The ``feedback: rounds:`` section: schedule (quarterly, monthly or a list of dates),
+    uptake_target (0-1), min_followed_up (int), per_gp (bool)."""
+    if rounds is None:
+        return {}
+    allowed = {"schedule", "uptake_target", "min_followed_up", "per_gp"}
+    if not isinstance(rounds, dict) or set(rounds) - allowed:
+        raise ReportDefinitionError(f"{path}: feedback: rounds: a mapping with keys {sorted(allowed)}, got {rounds!r}")
+    return _check_parameters(rounds, "feedback: rounds", path)
 
 
 # --------------------------------------------------------------------------------------------
