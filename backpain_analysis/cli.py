@@ -332,6 +332,8 @@ def _cmd_feedback(args: argparse.Namespace) -> int:
                        definition=args.definition)
     print(f"feedback: {len(run.rounds)} round(s) {', '.join(run.rounds)}; {len(run.pages)} page(s); "
           f"index: {run.output_dir / 'index.html'}", file=sys.stderr)
+    if args.no_disclosure_check:
+        return EXIT_OK
     findings = check_report(args.out)
     if not findings.empty:
         print(f"backpain feedback: {args.out} is NOT SAFE TO SHARE\n{format_findings(findings)}", file=sys.stderr)
@@ -478,6 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--practices", nargs="+", default=None, metavar="ID", help="pages only for these practices")
     p.add_argument("--last-round-only", action="store_true", help="pages for the last round only (trends still shown)")
     p.add_argument("--definition", default=None, metavar="FILE", help="report definition holding the round schedule")
+    p.add_argument("--no-disclosure-check", action="store_true",
+                   help="skip the disclosure check of the output (run `backpain disclosure-check OUT` before sharing)")
     p.set_defaults(func=_cmd_feedback)
 
     p = sub.add_parser("disclosure-check", help="scan a finished report for small or recoverable counts (exit 2 if any)")
