@@ -227,6 +227,7 @@ def _run_report(args: argparse.Namespace, data) -> int:
             force=args.force,
             kernel_name=args.kernel,
             definition=args.definition,
+            until=args.until,
         )
     except StudyValidationError as exc:  # validated once before any notebook starts
         _print_invalid(args.data, exc)
@@ -316,6 +317,28 @@ def _cmd_disclosure_check(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"{args.out}: NOT SAFE TO SHARE\n{format_findings(findings)}")
     return EXIT_BAD_INPUT
+
+
+# --- feedback rounds (issue 16) ---
+def _cmd_feedback(args: argparse.Namespace) -> int:
+    from .disclosure import check_report, format_findings
+    from .feedback import run_feedback
+
+    rounds = args.rounds
+    if rounds is not None and len(rounds) == 1:
+        rounds = rounds[0]  # "quarterly", "monthly" or one date
+    run = run_feedback(args.data, args.out, rounds=rounds, per_gp=True if args.per_gp else None, until=args.until,
+                       practices=args.practices, last_round_only=args.last_round_only,
+                       definition=args.definition)
+    print(f"feedback: {len(run.rounds)} round(s) {', '.join(run.rounds)}; {len(run.pages)} page(s); "
+          f"index: {run.output_dir / 'index.html'}", file=sys.stderr)
+    if args.no_disclosure_check:
+        return EXIT_OK
+    findings = check_report(args.out)
+    if not findings.empty:
+        print(f"backpain feedback: {args.out} is NOT SAFE TO SHARE\n{format_findings(findings)}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 # --- notebooks, lab (issue 14) ---
@@ -443,7 +466,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kernel", default=None, metavar="NAME",
                    help="Jupyter kernel (default: the 'backpain' kernel of this environment, else this Python)")
     p.add_argument("--mapping", metavar="FILE", help="mapping file for an export in its own layout (see backpain map)")
+    p.add_argument("--until", default=None, metavar="YYYY-MM-DD",
+                   help="data cut-off for an interim report: only what is dated on or before it is used")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("feedback", help="feedback rounds: one page per practice (and GP) per round, with trends")
+    p.add_argument("--data", default="data/synthetic", metavar="DIR", help="study export folder (default data/synthetic)")
+    p.add_argument("--out", default="feedback", metavar="DIR", help="output folder (default feedback)")
+    p.add_argument("--rounds", nargs="+", default=None, metavar="WHEN",
+                   help="quarterly, monthly or dates YYYY-MM-DD (default: report.yaml feedback: rounds: schedule)")
+    p.add_argument("--per-gp", action="store_true", help="also one page per GP")
+    p.add_argument("--until", default=None, metavar="YYYY-MM-DD", help="data cut-off of the whole run")
+    p.add_argument("--practices", nargs="+", default=None, metavar="ID", help="pages only for these practices")
+    p.add_argument("--last-round-only", action="store_true", help="pages for the last round only (trends still shown)")
+    p.add_argument("--definition", default=None, metavar="FILE", help="report definition holding the round schedule")
+    p.add_argument("--no-disclosure-check", action="store_true",
+                   help="skip the disclosure check of the output (run `backpain disclosure-check OUT` before sharing)")
+    p.set_defaults(func=_cmd_feedback)
 
     p = sub.add_parser("disclosure-check", help="scan a finished report for small or recoverable counts (exit 2 if any)")
     p.add_argument("out", metavar="OUT", help="report folder (as given to backpain report --out)")

@@ -419,7 +419,10 @@ def flow_counts(clean: CleanStudy) -> pd.DataFrame:
         when any is missing); ``non-respondents``; ``respondents``; when a plausibility rule
         excludes respondents (:func:`backpain_analysis.clean_study`), one ``respondents not
         analysed: <reason>`` row per reason and ``analysed``; ``consented to record review``;
-        ``followed up at 2 months``; ``followed up at 6 months`` (of the analysed). Columns
+        ``followed up at 2 months``; ``followed up at 6 months`` (of the analysed). With a data
+        cut-off (``clean.options["until"]``, see :func:`load_analysis_dataset`) each follow-up row
+        is preceded by ``not yet due at N months (window open at the cut-off ...)`` and its
+        percentage is of the patients due (``percent_of`` ``due at N months``). Columns
         ``n_phase1``, ``pct_phase1``, ``n_phase3``, ``pct_phase3`` (percentages 0-100, not
         rounded) and ``percent_of`` (the denominator).
 
@@ -479,23 +482,45 @@ def flow_counts(clean: CleanStudy) -> pd.DataFrame:
         base = "analysed"
     consent = invited["record_review_consent"].astype("float64")
     rows.append(("consented to record review", base, count(analysed & (consent == 1))))
+    until = clean.options.get("until")
+    denominators: dict[str, dict[int, int]] = {}
     for months in (2, 6):
         followed = np.zeros(len(invited), dtype=bool)
         followed[fu_rows[fu_used & (fu_time == months)]] = True
-        rows.append((f"followed up at {months} months", base, count(analysed & followed)))
+        if until is None:
+            rows.append((f"followed up at {months} months", base, count(analysed & followed)))
+            continue
+        # data cut-off: a patient whose window is still open is not yet due, not lost to follow-up
+        not_due = analysed & ~followed & (_due_at_cutoff(clean, invited, months) == 0)
+        rows.append((f"not yet due at {months} months (window open at the cut-off {until})", "",
+                     count(not_due)))
+        denominators[f"due at {months} months"] = count(analysed & ~not_due)
+        rows.append((f"followed up at {months} months", f"due at {months} months", count(analysed & followed)))
     n_invited = rows[0][2]
     n_resp = next(r[2] for r in rows if r[0] == "respondents")
     n_analysed = next((r[2] for r in rows if r[0] == "analysed"), n_resp)
+    denominators.update({"invited": n_invited, "respondents": n_resp, "analysed": n_analysed})
     records = []
     for item, of, n in rows:
         rec: dict[str, Any] = {"item": item}
         for ph in (1, 3):
-            denom = {"invited": n_invited, "respondents": n_resp, "analysed": n_analysed}.get(of, {}).get(ph)
+            denom = denominators.get(of, {}).get(ph)
             rec[f"n_phase{ph}"] = n[ph]
             rec[f"pct_phase{ph}"] = 100.0 * n[ph] / denom if denom else np.nan
         rec["percent_of"] = of
         records.append(rec)
     return pd.DataFrame(records, columns=["item", "n_phase1", "pct_phase1", "n_phase3", "pct_phase3", "percent_of"])
+
+
+def _due_at_cutoff(clean: CleanStudy, patients: pd.DataFrame, months: int) -> np.ndarray:
+    """Follow-up at ``months`` due (1) or not yet due (0) at ``clean.options["until"]``, per patients row."""
+    from .cutoff import followup_due
+
+    if clean.options.get("followup_reference", "baseline_date") == "baseline_date":
+        ref = patients["baseline_date"].fillna(patients["consultation_date"])
+    else:
+        ref = patients["consultation_date"]
+    return followup_due(ref, clean.options["until"], months, windows=clean.options.get("followup_window_days"))
 
 
 def reconcile(study: Any, clean: CleanStudy, dataset: pd.DataFrame) -> pd.DataFrame:
@@ -600,7 +625,7 @@ def reconcile(study: Any, clean: CleanStudy, dataset: pd.DataFrame) -> pd.DataFr
                                       "n_unaccounted", "n_double_counted"])
 
 
-def load_analysis_dataset(data_dir: str | Path, *, mapping: Any = None,
+def load_analysis_dataset(data_dir: str | Path, *, mapping: Any = None, until: Any = None,
                           **clean_options: Any) -> tuple[CleanStudy, pd.DataFrame]:
     """Load, clean and build: the one call every chapter notebook starts with.
 
@@ -611,6 +636,11 @@ def load_analysis_dataset(data_dir: str | Path, *, mapping: Any = None,
     mapping : str, Path or dict, optional
         Mapping of an export in its own layout (:mod:`backpain_analysis.mapping`), passed to
         :func:`backpain_analysis.load_study`.
+    until : str or date, optional
+        Data cut-off (inclusive): only consultations, questionnaires, follow-ups, record
+        reviews, physiotherapy episodes and clinician surveys dated on or before it are used
+        (:func:`backpain_analysis.cutoff.truncate_tables`). Default: the environment variable
+        ``BACKPAIN_DATA_UNTIL`` (set by ``backpain report --until`` for its notebooks), else none.
     **clean_options
         Passed to :func:`backpain_analysis.clean_study` (for example
         ``followup_window_days``).
@@ -619,6 +649,11 @@ def load_analysis_dataset(data_dir: str | Path, *, mapping: Any = None,
     -------
     (CleanStudy, DataFrame)
         The clean study (tables, cleaning log, exclusions, truth) and the analysis dataset.
+        With a cut-off, ``clean.options["until"]`` holds it (``YYYY-MM-DD``), the flow
+        (:func:`flow_counts`) has "not yet due" rows, and the dataset has two more columns,
+        ``followup_2m_due`` and ``followup_6m_due`` (1 when the follow-up window had closed by
+        the cut-off or the questionnaire had come back, 0 "not yet due": such a patient is not
+        lost to follow-up; see :func:`backpain_analysis.cutoff.followup_due`).
 
     Examples
     --------
@@ -629,8 +664,26 @@ def load_analysis_dataset(data_dir: str | Path, *, mapping: Any = None,
     >>> data.shape[0]
     10
     """
+    from .cutoff import as_iso, parse_until, truncate_study, until_from_environment
     from .loading import load_study
 
+    day = parse_until(until) if until is not None else until_from_environment()
     study = load_study(data_dir, mapping=mapping)
-    clean = clean_study(study, **clean_options)
-    return clean, build_analysis_dataset(clean)
+    if day is None:
+        clean = clean_study(study, **clean_options)
+        return clean, build_analysis_dataset(clean)
+    clean = clean_study(truncate_study(study, day), **clean_options)
+    clean.options["until"] = as_iso(day)
+    dataset = build_analysis_dataset(clean)
+    due = _due_by_cutoff(clean, dataset["patient_id"])
+    for months in (2, 6):
+        followed = dataset[f"followed_up_{months}m"].to_numpy() == 1
+        dataset[f"followup_{months}m_due"] = np.where(followed, 1.0, due[months])
+    return clean, dataset
+
+
+def _due_by_cutoff(clean: CleanStudy, patient_id: pd.Series) -> dict[int, np.ndarray]:
+    """Follow-up due (1) or not yet due (0) at the cut-off, per time point, for these patients."""
+    p = clean.tables["patients"].drop_duplicates("patient_id").set_index("patient_id")
+    p = p.reindex(patient_id.to_numpy())
+    return {m: _due_at_cutoff(clean, p, m) for m in (2, 6)}

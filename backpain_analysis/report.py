@@ -117,6 +117,8 @@ class FeedbackSpec:
     title: str
     practices: str | tuple[str, ...] = "all"
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: feedback rounds (``backpain feedback``): schedule, uptake_target, min_followed_up, per_gp
+    rounds: dict[str, Any] = field(default_factory=dict)
 
     def output_name(self, practice_id: str) -> str:
         """Output folder (relative to ``OUT``) of one practice's report, derived from its parameter."""
@@ -247,7 +249,7 @@ def load_report_definition(path: str | Path | None = None) -> ReportDefinition:
     if fb:
         if not isinstance(fb, dict) or "notebook" not in fb:
             raise ReportDefinitionError(f"{path}: feedback: needs at least 'notebook', got {fb!r}")
-        extra = set(fb) - {"name", "notebook", "title", "practices", "parameters"}
+        extra = set(fb) - {"name", "notebook", "title", "practices", "parameters", "rounds"}
         if extra:
             raise ReportDefinitionError(f"{path}: feedback: unknown keys {sorted(extra)}")
         name = _check_name(fb.get("name", "feedback"), "feedback", path)
@@ -267,9 +269,21 @@ def load_report_definition(path: str | Path | None = None) -> ReportDefinition:
             title=str(fb.get("title") or "Practice feedback"),
             practices=practices,
             parameters=params,
+            rounds=_check_rounds(fb.get("rounds"), path),
         )
     return ReportDefinition(path=path.resolve(), title=str(raw.get("title") or "Report"), chapters=tuple(chapters),
                             feedback=feedback)
+
+
+def _check_rounds(rounds: Any, path: Path) -> dict[str, Any]:
+    """The ``feedback: rounds:`` section: schedule (quarterly, monthly or a list of dates),
+    uptake_target (0-1), min_followed_up (int), per_gp (bool)."""
+    if rounds is None:
+        return {}
+    allowed = {"schedule", "uptake_target", "min_followed_up", "per_gp"}
+    if not isinstance(rounds, dict) or set(rounds) - allowed:
+        raise ReportDefinitionError(f"{path}: feedback: rounds: a mapping with keys {sorted(allowed)}, got {rounds!r}")
+    return _check_parameters(rounds, "feedback: rounds", path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -569,6 +583,24 @@ def _site_pages(jobs: Iterable[NotebookJob]) -> list[tuple[str, str]]:
     return [(j.title if j.kind == "chapter" else f"Feedback: practice {j.practice_id}", _page_href(j)) for j in jobs]
 
 
+def _stamp_cutoff(nb_path: Path) -> None:
+    """With a data cut-off (``backpain report --until``), head the executed notebook with it, so that
+    the cut-off is in every page's heading."""
+    from .cutoff import UNTIL_ENV, as_iso
+
+    until = as_iso(os.environ.get(UNTIL_ENV))
+    if until is None:
+        return
+    import nbformat
+
+    nb = nbformat.read(nb_path, as_version=4)
+    text = (f"**Interim report: data up to {until}.** Only consultations, questionnaires, follow-ups and "
+            f"record reviews dated on or before {until} are used; patients whose follow-up window was still "
+            "open then are counted as not yet due, not as lost to follow-up.")
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell(text, metadata={"tags": ["data-cutoff"]}))
+    nbformat.write(nb, nb_path)
+
+
 def _first_line(text: str, limit: int = 300) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -662,6 +694,7 @@ def _execute_job(
     if executed.is_file():
         result.notebook = f"{job.name}/{executed.name}"
         try:
+            _stamp_cutoff(executed)
             _render_html(executed, stage / f"{job.stem}.html", job.title, pages=pages, current=_page_href(job),
                          chapter=_chapter_number(job.name) if job.kind == "chapter" else None)
             result.html = f"{job.name}/{job.stem}.html"
@@ -726,7 +759,8 @@ def cached_analysis_dataset(data_dir: str | Path) -> tuple[Any, Any]:
     if not cache_dir:
         return load_analysis_dataset(data_dir)
     inputs_sha, _ = fingerprint_inputs(data_dir)
-    key = hashlib.sha256(f"{Path(data_dir).resolve()}|{inputs_sha}|{__version__}".encode()).hexdigest()[:24]
+    until = os.environ.get("BACKPAIN_DATA_UNTIL", "")  # cutoff.UNTIL_ENV: an interim dataset is another dataset
+    key = hashlib.sha256(f"{Path(data_dir).resolve()}|{inputs_sha}|{__version__}|{until}".encode()).hexdigest()[:24]
     folder = Path(cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"dataset-{key}.pkl"
@@ -855,6 +889,7 @@ def run_report(
     progress: bool = True,
     start_timeout: int = 180,
     execution_timeout: int | None = None,
+    until: Any = None,
 ) -> ReportRun:
     """Regenerate the report: run the chapter and feedback notebooks, then write the index.
 
@@ -884,6 +919,12 @@ def run_report(
         Show a tqdm progress bar of notebooks done on stderr.
     start_timeout, execution_timeout : int
         Seconds to wait for a kernel to start, and for one cell (None: no limit).
+    until : str or date, optional
+        Data cut-off (``YYYY-MM-DD``, inclusive) for an interim report: every notebook's
+        :func:`~backpain_analysis.dataset.load_analysis_dataset` uses only what is dated on or
+        before it (passed to the kernels as ``BACKPAIN_DATA_UNTIL``). The cut-off is in
+        ``run.json`` (``until``), in the index title and at the head of every page, and in the
+        fingerprints (a report at another cut-off re-runs every notebook).
 
     Returns
     -------
@@ -934,8 +975,13 @@ def run_report(
 
     started = datetime.now(UTC)
     t0 = time.perf_counter()
-    planned = plan_jobs(definition, data_dir, chapters=chapters, practices=practices)
+    from .cutoff import UNTIL_ENV, as_iso
+
+    until = as_iso(until)
+    planned = _with_cutoff(plan_jobs(definition, data_dir, chapters=chapters, practices=practices), until)
     inputs_sha, input_files = fingerprint_inputs(data_dir)
+    if until is not None:  # an interim report is a report of other inputs
+        inputs_sha = hashlib.sha256(f"{inputs_sha}|until={until}".encode()).hexdigest()
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(out_dir)
 
@@ -972,7 +1018,7 @@ def run_report(
     to_run.sort(key=lambda item: -(last[item[0].name] if isinstance(last[item[0].name], int | float) else 1e9))
 
     kernel_folder: Path | None = None
-    previous_env = {name: os.environ.get(name) for name in (CACHE_ENV, "JUPYTER_PATH")}
+    previous_env = {name: os.environ.get(name) for name in (CACHE_ENV, "JUPYTER_PATH", UNTIL_ENV)}
     if to_run:
         kernel_name, kernel_folder, kernel_note = resolve_kernel(kernel_name)
         if kernel_note and progress:
@@ -984,6 +1030,10 @@ def run_report(
         site_pages = _site_pages(planned)
     staging_root = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=out_dir))
     os.environ[CACHE_ENV] = str(out_dir / ".cache")  # inherited by the kernels: see cached_analysis_dataset
+    if until is not None:
+        os.environ[UNTIL_ENV] = until  # read by load_analysis_dataset in every kernel
+    else:
+        os.environ.pop(UNTIL_ENV, None)
     if kernel_folder is not None:  # the private kernelspec, found by the workers' papermill
         os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(kernel_folder), previous_env["JUPYTER_PATH"]) if p)
     try:
@@ -1028,8 +1078,9 @@ def run_report(
 
     # Every job of the full definition appears in the index: run now, skipped, or from an earlier run.
     try:
-        all_jobs = plan_jobs(definition, data_dir, chapters=None,
-                             practices=practices if practices is not None and definition.feedback else None)
+        all_jobs = _with_cutoff(plan_jobs(definition, data_dir, chapters=None,
+                                          practices=practices if practices is not None and definition.feedback
+                                          else None), until)
     except BackpainError:  # e.g. no practices table: list what this run planned
         all_jobs = list(planned)
     listed: list[ChapterResult] = []
@@ -1059,6 +1110,7 @@ def run_report(
         "output_dir": str(out_dir),
         "input_fingerprint": inputs_sha,
         "input_files": input_files,
+        "until": until,
         "parameters": {
             "chapters": list(chapters) if chapters is not None else None,
             "practices": list(practices) if practices is not None else None,
@@ -1078,12 +1130,22 @@ def run_report(
         fh.write("\n")
     index = out_dir / "index.html"
     with atomic_write(index) as fh:
-        fh.write(render_index(definition.title, listed, provenance))
+        fh.write(render_index(definition.title if until is None else f"{definition.title} (data up to {until})",
+                              listed, provenance))
     from .presentation.site import report_tables_docx
 
     report_tables_docx(out_dir, [(r.name, r.html) for r in listed if r.kind == "chapter" and r.ok])
     _disclosure_gate(out_dir)
     return ReportRun(out_dir, listed, provenance, index, run_json)
+
+
+def _with_cutoff(jobs: list[NotebookJob], until: str | None) -> list[NotebookJob]:
+    """The jobs with the data cut-off in their titles (unchanged without one)."""
+    if until is None:
+        return jobs
+    from dataclasses import replace
+
+    return [replace(job, title=f"{job.title} (data up to {until})") for job in jobs]
 
 
 def _disclosure_gate(out_dir: Path) -> None:

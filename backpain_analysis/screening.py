@@ -55,6 +55,10 @@ __all__ = [
     "shareable_crosstab",
     "suppress_shares",
     "uptake",
+    "uptake_by_practice_month",
+    "uptake_interrupted_time_series",
+    "plot_uptake_over_time",
+    "training_milestones",
     "wilson_interval",
 ]
 
@@ -1098,4 +1102,251 @@ def plot_fidelity(by_risk: pd.DataFrame, by_practice: pd.DataFrame | None = None
         ax.set_title("Matched care by practice")
         ax.legend(frameon=False, fontsize=8, loc="upper left")
     fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# uptake over time: per practice and month, roll-out milestones, interrupted time series (issue 16)
+# --------------------------------------------------------------------------------------------
+
+def training_milestones(consultations: pd.DataFrame, *, training_dates: Any = None) -> pd.DataFrame:
+    """Roll-out milestone (end of training) of every practice.
+
+    Parameters
+    ----------
+    consultations : DataFrame
+        Cleaned ``consultations`` (``practice_id``, ``consultation_date``, ``phase``).
+    training_dates : mapping of practice_id to date, or date, optional
+        When each practice's staff had been trained to give out the questionnaire. The export
+        has no training dates (the data dictionary records training days per clinician, not
+        when), so by default every practice's milestone is the first day of the stratified
+        care phase: the first phase 3 consultation of the study (the implementation phase,
+        training included, ends there).
+
+    Returns
+    -------
+    DataFrame
+        ``practice_id``, ``training_date`` (datetime64), ``source`` (``given`` or
+        ``start of phase 3``).
+
+    Examples
+    --------
+    >>> c = pd.DataFrame({"practice_id": ["A", "B"], "phase": [1, 3],
+    ...                   "consultation_date": pd.to_datetime(["2008-03-01", "2009-01-05"])})
+    >>> training_milestones(c)["training_date"].dt.strftime("%Y-%m-%d").tolist()
+    ['2009-01-05', '2009-01-05']
+    """
+    _require(consultations, ["practice_id", "consultation_date", "phase"], "training_milestones: consultations")
+    practices = sorted(consultations["practice_id"].astype(str).unique())
+    phase = pd.to_numeric(consultations["phase"], errors="coerce")
+    start3 = pd.to_datetime(consultations.loc[phase == 3, "consultation_date"]).min()
+    given: dict[str, Any] = {}
+    if isinstance(training_dates, dict):
+        given = {str(k): v for k, v in training_dates.items()}
+    elif training_dates is not None:
+        given = dict.fromkeys(practices, training_dates)
+    rows = [{"practice_id": p, "training_date": pd.Timestamp(given[p]) if p in given else start3,
+             "source": "given" if p in given else "start of phase 3"} for p in practices]
+    if any(pd.isna(r["training_date"]) for r in rows):
+        raise BackpainError("training_milestones: no phase 3 consultation to place the training milestone; "
+                            "give training_dates")
+    return pd.DataFrame(rows, columns=["practice_id", "training_date", "source"])
+
+
+def uptake_by_practice_month(consultations: pd.DataFrame, milestones: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Questionnaire uptake per practice and calendar month, placed against the training milestone.
+
+    Parameters
+    ----------
+    consultations : DataFrame
+        Cleaned ``consultations`` (``practice_id``, ``consultation_date``, ``phase``,
+        ``sbst_completed``); every row is an eligible consultation.
+    milestones : DataFrame, optional
+        From :func:`training_milestones` (default: computed from ``consultations``).
+
+    Returns
+    -------
+    DataFrame
+        One row per practice and month with consultations: ``practice_id``, ``month``
+        (``YYYY-MM``), ``phase`` (of most of the month's consultations), ``n_consultations``,
+        ``n_completed``, ``estimate`` (share 0-1), ``months_from_training`` (whole months from
+        the month of the practice's training milestone; negative before) and ``after_training``
+        (1 from the milestone's month on). A missing ``sbst_completed`` counts as not completed
+        (as :func:`uptake`).
+
+    Examples
+    --------
+    >>> c = pd.DataFrame({"practice_id": "A", "phase": [1, 3, 3], "sbst_completed": [0, 1, 0],
+    ...                   "consultation_date": pd.to_datetime(["2008-12-03", "2009-01-05", "2009-01-20"])})
+    >>> uptake_by_practice_month(c)[["month", "estimate", "months_from_training"]].values.tolist()
+    [['2008-12', 0.0, -1], ['2009-01', 0.5, 0]]
+    """
+    _require(consultations, ["practice_id", "consultation_date", "phase", "sbst_completed"],
+             "uptake_by_practice_month: consultations")
+    if milestones is None:
+        milestones = training_milestones(consultations)
+    date = pd.to_datetime(consultations["consultation_date"])
+    frame = pd.DataFrame({
+        "practice_id": consultations["practice_id"].astype(str).to_numpy(),
+        "month": date.dt.to_period("M").to_numpy(),
+        "phase": pd.to_numeric(consultations["phase"], errors="coerce").to_numpy(),
+        "done": pd.to_numeric(consultations["sbst_completed"], errors="coerce").fillna(0).to_numpy(dtype=float),
+    })
+    res = frame.groupby(["practice_id", "month"], sort=True).agg(
+        n_consultations=("done", "size"), n_completed=("done", "sum"),
+        phase=("phase", lambda x: x.mode().iloc[0] if x.notna().any() else np.nan)).reset_index()
+    res["n_completed"] = res["n_completed"].astype("int64")
+    res["estimate"] = res["n_completed"] / res["n_consultations"]
+    trained = milestones.set_index("practice_id")["training_date"].reindex(res["practice_id"])
+    train_month = pd.PeriodIndex(pd.to_datetime(trained.to_numpy()), freq="M")
+    month = pd.PeriodIndex(res["month"], freq="M")
+    res["months_from_training"] = (month.year - train_month.year) * 12 + (month.month - train_month.month)
+    res["after_training"] = (res["months_from_training"] >= 0).astype("int64")
+    res["month"] = month.strftime("%Y-%m")
+    return res[["practice_id", "month", "phase", "n_consultations", "n_completed", "estimate",
+                "months_from_training", "after_training"]]
+
+
+_ITS_TERMS = {
+    "months_from_training": "trend before training (change in uptake per month)",
+    "after_training": "change in level at training",
+    "months_after_training": "change in trend after training (per month)",
+}
+
+
+def uptake_interrupted_time_series(by_month: pd.DataFrame, *, level: float = 0.95) -> pd.DataFrame:
+    """Segmented regression (interrupted time series) of monthly uptake before and after training.
+
+    Parameters
+    ----------
+    by_month : DataFrame
+        From :func:`uptake_by_practice_month` (several practices).
+    level : float
+        Confidence level.
+
+    Returns
+    -------
+    DataFrame
+        One row per ``term`` (``months_from_training``, ``after_training``,
+        ``months_after_training``) with ``label`` (plain wording), ``estimate`` (percentage
+        points: per month for the trends, at the milestone for the level), ``se``, ``ci_low``,
+        ``ci_high``, ``p_value``, ``df`` (practices - 1), ``method``, ``n_phase1``, ``n_phase3``
+        (consultations), ``n_practices`` and ``n_months`` (practice-months).
+
+    Notes
+    -----
+    Model, one row per practice-month weighted by its number of consultations (so that it is
+    the consultation-level linear probability model)::
+
+        uptake_gm = a_g + b1 t_gm + b2 after_gm + b3 (t_gm after_gm) + e_gm
+
+    with ``t`` the months from the practice's training milestone, ``after`` 1 from the
+    milestone's month, practice fixed effects ``a_g`` (each practice its own baseline), weighted
+    least squares, and a cluster-robust (sandwich) variance by practice with the CR1 small-sample
+    factor ``G/(G-1) (N-1)/(N-K)`` (``N`` practice-months, ``K`` parameters) and t intervals on
+    ``G - 1`` df: months of one practice are correlated, so the practice is the unit of
+    inference. Segmented regression: Wagner AK et al., J Clin Pharm Ther 2002;27:299-309;
+    Bernal JL, Cummins S, Gasparrini A, Int J Epidemiol 2017;46:348-355. Cluster-robust
+    inference with few clusters: Cameron AC, Miller DL, J Hum Resour 2015;50:317-372. A linear
+    (not logistic) model keeps the estimates in percentage points and copes with months of no
+    uptake before training. Checked against statsmodels WLS with ``cov_type="cluster"`` in
+    ``tests/test_screening_uptake_time.py``.
+
+    Examples
+    --------
+    >>> rows = [{"practice_id": p, "month": m, "phase": 3, "n_consultations": 10,
+    ...          "n_completed": int(10 * min(1, max(0, 0.05 * m + (0.4 if m >= 0 else 0) + 0.02 * j))),
+    ...          "months_from_training": m, "after_training": int(m >= 0)}
+    ...         for j, p in enumerate("ABCD") for m in range(-4, 6)]
+    >>> d = pd.DataFrame(rows).assign(estimate=lambda d: d["n_completed"] / d["n_consultations"])
+    >>> uptake_interrupted_time_series(d)["term"].tolist()
+    ['months_from_training', 'after_training', 'months_after_training']
+    """
+    _require(by_month, ["practice_id", "n_consultations", "n_completed", "months_from_training", "after_training"],
+             "uptake_interrupted_time_series")
+    d = by_month[by_month["n_consultations"] > 0].reset_index(drop=True)
+    groups = pd.Categorical(d["practice_id"].astype(str))
+    n_groups = len(groups.categories)
+    if n_groups < 2:
+        raise BackpainError("uptake_interrupted_time_series: needs at least 2 practices (the clusters)")
+    t = d["months_from_training"].to_numpy(dtype=float)
+    after = d["after_training"].to_numpy(dtype=float)
+    if after.min() == after.max():
+        raise BackpainError("uptake_interrupted_time_series: needs months both before and after training")
+    fixed = np.eye(n_groups)[groups.codes]
+    x = np.column_stack([t, after, t * after, fixed])
+    y = (d["n_completed"] / d["n_consultations"]).to_numpy(dtype=float)
+    w = d["n_consultations"].to_numpy(dtype=float)
+    xw = x * w[:, None]
+    bread = np.linalg.pinv(x.T @ xw)
+    beta = bread @ (xw.T @ y)
+    resid = y - x @ beta
+    scores = xw * resid[:, None]
+    cluster_scores = np.zeros((n_groups, x.shape[1]))
+    np.add.at(cluster_scores, groups.codes, scores)
+    n_obs, k = x.shape
+    factor = n_groups / (n_groups - 1) * (n_obs - 1) / (n_obs - k)
+    cov = factor * bread @ (cluster_scores.T @ cluster_scores) @ bread
+    df = n_groups - 1
+    q = stats.t.ppf(0.5 + level / 2, df)
+    phase = pd.to_numeric(d.get("phase", pd.Series(np.nan, index=d.index)), errors="coerce")
+    rows = []
+    for i, term in enumerate(_ITS_TERMS):
+        se = float(np.sqrt(cov[i, i]))
+        est = float(beta[i])
+        tval = est / se if se > 0 else np.nan
+        rows.append({
+            "term": term, "label": _ITS_TERMS[term], "estimate": 100 * est, "se": 100 * se,
+            "ci_low": 100 * (est - q * se), "ci_high": 100 * (est + q * se),
+            "p_value": float(2 * stats.t.sf(abs(tval), df)) if np.isfinite(tval) else np.nan, "df": float(df),
+            "method": "segmented WLS, practice fixed effects, cluster-robust (CR1) SE by practice, t on G-1 df",
+            "n_phase1": int(d.loc[phase == 1, "n_consultations"].sum()),
+            "n_phase3": int(d.loc[phase == 3, "n_consultations"].sum()),
+            "n_practices": n_groups, "n_months": n_obs,
+        })
+    return pd.DataFrame(rows)
+
+
+def plot_uptake_over_time(by_month: pd.DataFrame, milestones: pd.DataFrame, *, target: float = 0.8,
+                          min_count: int = 5, ax: Any = None) -> Any:
+    """Monthly uptake: every practice (thin lines), all practices (bold), training milestones, target.
+
+    Parameters
+    ----------
+    by_month : DataFrame
+        From :func:`uptake_by_practice_month`.
+    milestones : DataFrame
+        From :func:`training_milestones` (vertical lines; one per distinct date).
+    target : float
+        Target uptake (0-1), a dashed line.
+    min_count : int
+        A practice-month with fewer consultations than this is not drawn (small numbers).
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib Figure
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8, 4))
+    else:
+        fig = ax.figure
+    month = pd.PeriodIndex(by_month["month"], freq="M").to_timestamp()
+    shown = by_month.assign(_month=month)
+    for _, g in shown[shown["n_consultations"] >= min_count].groupby("practice_id"):
+        ax.plot(g["_month"], 100 * g["estimate"], color="#9ab", lw=0.8, alpha=0.8)
+    total = shown.groupby("_month")[["n_completed", "n_consultations"]].sum()
+    ax.plot(total.index, 100 * total["n_completed"] / total["n_consultations"], color="#1f5fa8", lw=2.5,
+            label="all practices")
+    for day in sorted(set(pd.to_datetime(milestones["training_date"]))):
+        ax.axvline(day, color="#555", ls=":", lw=1)
+    ax.axhline(100 * target, color="firebrick", ls="--", lw=1.2, label=f"target {100 * target:.0f}%")
+    ax.plot([], [], color="#555", ls=":", label="training (milestone)")
+    ax.plot([], [], color="#9ab", lw=0.8, label="each practice")
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("consultations with the questionnaire (%)")
+    ax.set_title("Questionnaire uptake by month")
+    ax.legend(frameon=False, fontsize=8, loc="upper left")
     return fig
