@@ -65,10 +65,6 @@ BAD_CELL = re.compile(r"\bnan\b|\bNone\b|<NA>|\d\.?\d*e[-+]\d", re.IGNORECASE)
 
 
 FEEDBACK = f"feedback/practice_{PRACTICE}/practice_{PRACTICE}.html"
-#: practice_feedback.ipynb belongs to the feedback helper (issue 15 item 5); its tables are checked
-#: separately so that this file reports the chapters' state on its own.
-FEEDBACK_PENDING = pytest.mark.xfail(reason="practice_feedback.ipynb still displays raw DataFrames (not wired to "
-                                     "display_table yet)", strict=False)
 
 
 def _check_cells(href: str, html: str) -> None:
@@ -94,11 +90,9 @@ def test_table_cells_hold_no_nan_none_or_scientific_notation(report):
 
 def test_no_dataframe_index_column(report):
     for href, html in _pages(report).items():
-        if href != FEEDBACK:
-            _check_no_index(href, html)
+        _check_no_index(href, html)
 
 
-@FEEDBACK_PENDING
 def test_feedback_page_tables_are_display_tables(report):
     html = _pages(report)[FEEDBACK]
     _check_cells(FEEDBACK, html)
