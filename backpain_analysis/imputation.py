@@ -332,7 +332,7 @@ def impute_chained(
     if donors < 1:
         raise ValueError(f"impute_chained: donors must be at least 1, got {donors!r}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    m, n = int(n_imputations), len(df)
+    m = int(n_imputations)
 
     sets = _predictor_sets(df, columns, predictors)
     aux_names = list(dict.fromkeys(c for cols in sets.values() for c in cols if c not in columns))
@@ -353,34 +353,18 @@ def impute_chained(
 
     to_impute = [c for c in columns if missing[c].any()]
     col_method = {c: (method.get(c, "pmm") if isinstance(method, Mapping) else method) for c in columns}
-    ones = np.ones((m, n, 1))
+    steps = {t: _Step(t, sets[t], observed, missing, target_enc, aux_blocks, m) for t in to_impute}
     for _ in range(max_iter if to_impute else 0):
         for target in to_impute:
-            blocks = [ones]
-            for p in sets[target]:
-                if p in current:
-                    blocks.append(target_enc[p].encode(current[p]))
-                elif aux_blocks[p].shape[1]:
-                    blocks.append(np.broadcast_to(aux_blocks[p], (m, *aux_blocks[p].shape)))
-            x = np.concatenate(blocks, axis=2)
-            miss = missing[target]
-            y_obs = observed[target][~miss]
-            x_obs, x_mis = x[:, ~miss, :], x[:, miss, :]
-            # a predictor constant among the observed rows carries no information about the
-            # target there (and is collinear with the intercept): leave it out (as mice does)
-            const = np.ptp(x_obs, axis=1) == 0
-            const[:, 0] = False
-            if const.any():
-                keep = (~const)[:, None, :]
-                x_obs, x_mis = x_obs * keep, x_mis * keep
-            beta_hat, beta_star, sigma = _bayes_draw(x_obs, y_obs, rng)
-            yhat_mis = np.einsum("mij,mj->mi", x_mis, beta_star)
+            step = steps[target]
+            x_var, x_mis = step.designs(current)
+            beta_hat, beta_star, sigma = step.draw(x_var, rng)
+            yhat_mis = np.stack([xi @ b for xi, b in zip(x_mis, beta_star, strict=True)]).reshape(m, -1)
             if col_method[target] == "norm" and not target_enc[target].categorical:
                 imputed = yhat_mis + sigma[:, None] * rng.standard_normal(yhat_mis.shape)
             else:
-                yhat_obs = np.einsum("mij,mj->mi", x_obs, beta_hat)
-                imputed = _pmm(yhat_obs, yhat_mis, y_obs, donors, rng)
-            current[target][:, miss] = imputed
+                imputed = _pmm(step.yhat_obs(x_var, beta_hat), yhat_mis, step.y_obs, donors, rng)
+            current[target][:, step.miss] = imputed
 
     results = []
     for i in range(m):
@@ -394,6 +378,109 @@ def impute_chained(
                 out[c] = pd.Series(current[c][i], index=df.index, dtype="float64")
         results.append(out)
     return results
+
+
+class _Step:
+    """The regression of one target on its predictors, for all chains at once.
+
+    Observed rows of the target whose predictors are all observed (``fixed`` rows) have the same
+    design row in every chain and iteration: their cross-products X'X, X'y are computed once.
+    Only the other observed rows (``var``: a predictor imputed) and the rows to impute are
+    rebuilt at each step. Same draws, in the same order, as building the full design each time.
+    """
+
+    def __init__(self, target, predictors, observed, missing, enc, aux_blocks, m):
+        self.m = m
+        self.target = target
+        self.miss = missing[target]
+        obs = ~self.miss
+        self.parts: list[tuple[str, str]] = [("1", "one")]
+        varying = np.zeros(len(self.miss), bool)
+        for p in predictors:
+            if p in observed:
+                self.parts.append((p, "target"))
+                varying |= missing[p]
+            elif aux_blocks[p].shape[1]:
+                self.parts.append((p, "aux"))
+        self.enc, self.aux = enc, aux_blocks
+        self.fixed_rows = np.flatnonzero(obs & ~varying)
+        self.var_rows = np.flatnonzero(obs & varying)
+        self.mis_rows = np.flatnonzero(self.miss)
+        y = observed[target]
+        self.y_fixed, self.y_var = y[self.fixed_rows], y[self.var_rows]
+        self.y_obs = np.concatenate([self.y_fixed, self.y_var])
+        x_fixed = self._build(self.fixed_rows, observed, single=True)
+        self.x_fixed = x_fixed
+        self.xtx_fixed = x_fixed.T @ x_fixed
+        self.xty_fixed = x_fixed.T @ self.y_fixed
+        self.yty = float(self.y_obs @ self.y_obs)
+        self.n_obs = self.y_obs.size
+        self.min_fixed = x_fixed.min(axis=0) if len(x_fixed) else np.full(x_fixed.shape[1], np.inf)
+        self.max_fixed = x_fixed.max(axis=0) if len(x_fixed) else np.full(x_fixed.shape[1], -np.inf)
+
+    def _build(self, rows, values, single=False):
+        """Design rows: (n_rows, p) from observed values, or (m, n_rows, p) from the chains."""
+        shape = (len(rows), 1) if single else (self.m, len(rows), 1)
+        blocks = [np.ones(shape)]
+        for name, kind in self.parts[1:]:
+            if kind == "target":
+                v = values[name][rows] if single else values[name][:, rows]
+                blocks.append(self.enc[name].encode(v))
+            else:
+                b = self.aux[name][rows]
+                blocks.append(b if single else np.broadcast_to(b, (self.m, *b.shape)))
+        return np.concatenate(blocks, axis=-1)
+
+    def designs(self, current):
+        return self._build(self.var_rows, current), self._build(self.mis_rows, current)
+
+    def draw(self, x_var, rng):
+        m = self.m
+        xtx = self.xtx_fixed[None] + _gram(x_var)
+        # constant predictors among the observed rows are left out (as mice does)
+        lo = np.minimum(self.min_fixed[None], x_var.min(axis=1)) if x_var.shape[1] else np.broadcast_to(
+            self.min_fixed, (m, self.min_fixed.size))
+        hi = np.maximum(self.max_fixed[None], x_var.max(axis=1)) if x_var.shape[1] else np.broadcast_to(
+            self.max_fixed, (m, self.max_fixed.size))
+        keep = (hi - lo) > 0
+        keep[:, 0] = True
+        self.keep = keep.astype(float)
+        xty = self.xty_fixed[None] + np.stack([xi.T @ self.y_var for xi in x_var])
+        yty = np.full(m, self.yty)
+        kk = self.keep[:, :, None] * self.keep[:, None, :]
+        return _bayes_draw_xtx(xtx * kk, xty * self.keep, yty, xtx, self.n_obs, rng)
+
+    def yhat_obs(self, x_var, beta_hat):
+        fixed = (self.x_fixed @ beta_hat.T).T  # (m, n_fixed)
+        var = np.stack([xi @ b for xi, b in zip(x_var, beta_hat, strict=True)]).reshape(self.m, -1)
+        return np.concatenate([fixed, var], axis=1)
+
+
+def _gram(x: np.ndarray) -> np.ndarray:
+    """X'X per chain, (m, n, p) -> (m, p, p); a loop of BLAS calls (batched matmul is not BLAS)."""
+    return np.stack([xi.T @ xi for xi in x])
+
+
+def _bayes_draw_xtx(
+    xtx: np.ndarray, xty: np.ndarray, yty: np.ndarray, xtx_full: np.ndarray, n_obs: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """As :func:`_bayes_draw`, from cross-products: ``xtx`` (m, p, p) with left-out columns
+    zeroed, ``xty`` (m, p), ``yty`` (m,). The residual sum of squares is
+    ``y'y - 2 b'X'y + b'X'X b`` with the unpenalized X'X."""
+    m, p, _ = xtx.shape
+    diag = np.einsum("mjj->mj", xtx)
+    ridge = np.where(diag > 0, _RIDGE * diag, 1.0)
+    pen = xtx + ridge[:, :, None] * np.eye(p)[None]
+    v = np.linalg.inv(pen)
+    v = (v + np.swapaxes(v, 1, 2)) / 2
+    beta_hat = np.matmul(v, xty[..., None])[..., 0]
+    fitted = np.matmul(xtx, beta_hat[..., None])[..., 0]
+    ss = np.maximum(yty - 2 * np.sum(beta_hat * xty, axis=1) + np.sum(beta_hat * fitted, axis=1), 0.0)
+    dof = max(n_obs - p, 1)
+    sigma = np.sqrt(ss / rng.chisquare(dof, size=m))
+    chol = np.linalg.cholesky(v + 1e-12 * np.eye(p)[None])
+    beta_star = beta_hat + sigma[:, None] * np.matmul(chol, rng.standard_normal((m, p))[..., None])[..., 0]
+    return beta_hat, beta_star, sigma
 
 
 # ---------------------------------------------------------------------------------------
