@@ -17,15 +17,30 @@ Used by the outcomes chapter (05) and the economics chapter (07).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["impute_chained", "pool_rubin", "pool_wald"]
+__all__ = [
+    "ImputedDatasets",
+    "data_fingerprint",
+    "impute_chained",
+    "impute_values",
+    "monte_carlo_error",
+    "one_blas_thread",
+    "pool_rubin",
+    "pool_wald",
+    "shared_imputations",
+    "imputations_needed",
+]
 
 _METHODS = ("pmm", "norm")
 _RIDGE = 1e-5  # as mice: ridge penalty relative to the diagonal of X'X, against collinearity
@@ -328,6 +343,61 @@ def impute_chained(
     >>> bool(np.all(imps[0]["y"].iloc[50:] == data["y"].iloc[50:]))
     True
     """
+    values = impute_values(df, columns, n_imputations=n_imputations, seed=seed, max_iter=max_iter,
+                           predictors=predictors, method=method, donors=donors)
+    results = []
+    for i in range(int(n_imputations)):
+        out = df.copy()
+        for c, (miss, vals) in values.items():
+            out[c] = _filled(df[c], miss, vals[i])
+        results.append(out)
+    return results
+
+
+def _filled(series: pd.Series, miss: np.ndarray, imputed: np.ndarray) -> pd.Series:
+    """``series`` with its missing values (``miss``) replaced by ``imputed`` (codes for categoricals)."""
+    if _is_categorical(series):
+        codes = series.cat.codes.to_numpy().copy()
+        codes[miss] = imputed.astype(codes.dtype)
+        return pd.Series(pd.Categorical.from_codes(codes, dtype=series.dtype), index=series.index)
+    vals = _as_float(series).copy()
+    vals[miss] = imputed
+    return pd.Series(vals, index=series.index, dtype="float64")
+
+
+def impute_values(
+    df: pd.DataFrame,
+    columns: Sequence[str],
+    *,
+    n_imputations: int = 10,
+    seed: int | np.random.Generator = 20260101,
+    max_iter: int = 10,
+    predictors: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+    method: str | Mapping[str, str] = "pmm",
+    donors: int = 5,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The imputed values only, as arrays: what :func:`impute_chained` fills in, without m copies of ``df``.
+
+    Parameters
+    ----------
+    df, columns, n_imputations, seed, max_iter, predictors, method, donors
+        As for :func:`impute_chained` (same draws: ``impute_chained`` is built on this function).
+
+    Returns
+    -------
+    dict
+        For each column of ``columns`` that has missing values: ``(missing, values)``, where
+        ``missing`` is a boolean array over the rows of ``df`` and ``values`` an array of shape
+        ``(n_imputations, missing.sum())`` with the imputed values (category codes for
+        categorical columns).
+
+    Examples
+    --------
+    >>> d = pd.DataFrame({"x": [1.0, 2, 3, 4, 5, 6], "y": [1.0, 2, None, 4, 5, None]})
+    >>> miss, vals = impute_values(d, ["y"], n_imputations=2, seed=1)["y"]
+    >>> miss.tolist(), vals.shape
+    ([False, False, True, False, False, True], (2, 2))
+    """
     columns = _check_inputs(df, columns, n_imputations, max_iter, method)
     if donors < 1:
         raise ValueError(f"impute_chained: donors must be at least 1, got {donors!r}")
@@ -353,6 +423,34 @@ def impute_chained(
 
     to_impute = [c for c in columns if missing[c].any()]
     col_method = {c: (method.get(c, "pmm") if isinstance(method, Mapping) else method) for c in columns}
+    with one_blas_thread():
+        _run_chains(to_impute, sets, observed, missing, target_enc, aux_blocks, current, col_method, max_iter,
+                    donors, m, rng)
+    return {c: (missing[c], current[c][:, missing[c]]) for c in to_impute}
+
+
+def one_blas_thread():
+    """Context manager (and decorator) limiting BLAS to one thread, e.g. while the chains run.
+
+    The chains (and the REML fits of the mixed model) make thousands of small matrix products (X'X of a few thousand rows by a few dozen
+    columns); a multi-threaded OpenBLAS spends far longer synchronising its threads than computing
+    them on a busy 2-core machine (measured: 4 products of 20,000 x 60 took 1.7 s with the default
+    threads and 0.03 s with one). Parallelism comes from imputing the phases in separate threads
+    instead (:func:`backpain_analysis.outcomes.impute_outcomes`). threadpoolctl is installed with
+    scikit-learn (a dependency of pingouin); without it this does nothing.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with pingouin's scikit-learn
+        from contextlib import nullcontext
+
+        return nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _run_chains(to_impute, sets, observed, missing, target_enc, aux_blocks, current, col_method, max_iter, donors,
+                m, rng) -> None:
+    """The chained-equation iterations, updating ``current`` in place."""
     steps = {t: _Step(t, sets[t], observed, missing, target_enc, aux_blocks, m) for t in to_impute}
     for _ in range(max_iter if to_impute else 0):
         for target in to_impute:
@@ -365,19 +463,6 @@ def impute_chained(
             else:
                 imputed = _pmm(step.yhat_obs(x_var, beta_hat), yhat_mis, step.y_obs, donors, rng)
             current[target][:, step.miss] = imputed
-
-    results = []
-    for i in range(m):
-        out = df.copy()
-        for c in to_impute:
-            s = df[c]
-            if _is_categorical(s):
-                codes = current[c][i].astype(int)
-                out[c] = pd.Categorical.from_codes(codes, dtype=s.dtype)
-            else:
-                out[c] = pd.Series(current[c][i], index=df.index, dtype="float64")
-        results.append(out)
-    return results
 
 
 class _Step:
@@ -657,3 +742,223 @@ def pool_wald(
         nu1 = t * (1 + 1 / k) * (1 + 1 / r1) ** 2 / 2
     p = float(stats.chi2.sf(d1 * k, k)) if math.isinf(nu1) else float(stats.f.sf(d1, k, nu1))
     return {"statistic": d1, "df_num": k, "df_den": float(nu1), "p_value": p, "riv": r1, "m": m}
+
+
+# ---------------------------------------------------------------------------------------
+# One shared set of imputations for chapters 05 and 07, cached in the run's output folder.
+# ---------------------------------------------------------------------------------------
+
+#: Bump when the imputation model changes, so that cached imputations are not reused.
+IMPUTATION_MODEL_VERSION = "2026-11-28.1"
+
+
+def data_fingerprint(df: pd.DataFrame) -> str:
+    """SHA-256 (first 16 hex digits) of a DataFrame's values, index, column names and dtypes.
+
+    Examples
+    --------
+    >>> a = pd.DataFrame({"x": [1.0, None]})
+    >>> data_fingerprint(a) == data_fingerprint(a.copy()), data_fingerprint(a) == data_fingerprint(a.fillna(0))
+    (True, False)
+    """
+    h = hashlib.sha256()
+    h.update(json.dumps([[str(c), str(t)] for c, t in df.dtypes.items()]).encode())
+    h.update(pd.util.hash_pandas_object(df, index=True).to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class ImputedDatasets(Sequence):
+    """The ``m`` imputed datasets of :func:`shared_imputations`, built one at a time on access.
+
+    Holds the observed data once and only the imputed values (``m`` x missing cells per
+    column), so m = 50 imputations of a 50,000-patient study fit in memory. Indexing and
+    iteration give complete DataFrames (with the derived change scores), as
+    :func:`backpain_analysis.outcomes.impute_outcomes` returns.
+
+    Attributes
+    ----------
+    data : DataFrame
+        The phase 1 and 3 rows the imputations were made from (with ``phase3``).
+    values : dict
+        Column -> ``(missing, values)``, as :func:`impute_values` returns.
+    info : dict
+        ``fingerprint``, ``seed``, ``m``, ``max_iter``, ``model_version``, ``columns`` and
+        ``from_cache`` (True when loaded from the cache).
+    """
+
+    def __init__(self, data: pd.DataFrame, values: dict[str, tuple[np.ndarray, np.ndarray]],
+                 info: dict[str, Any]) -> None:
+        self.data, self.values, self.info = data, values, dict(info)
+
+    def __len__(self) -> int:
+        return int(self.info["m"])
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(len(self))[i]]
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"imputation {i} of {len(self)}")
+        from .outcomes import imputed_dataset
+
+        return imputed_dataset(self.data, self.values, i % len(self), self.info.get("mcid_min_reduction", 0.30))
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the imputed values (not the data) to ``path`` (.npz), atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {"__info__": np.array(json.dumps(self.info))}
+        for k, (c, (miss, vals)) in enumerate(self.values.items()):
+            arrays[f"name_{k}"] = np.array(c)
+            arrays[f"miss_{k}"] = miss
+            arrays[f"vals_{k}"] = vals
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, data: pd.DataFrame) -> ImputedDatasets:
+        """Read what :meth:`save` wrote, for the same ``data``."""
+        with np.load(path, allow_pickle=False) as z:
+            info = json.loads(str(z["__info__"]))
+            n = sum(1 for k in z.files if k.startswith("name_"))
+            values = {str(z[f"name_{k}"]): (z[f"miss_{k}"], z[f"vals_{k}"]) for k in range(n)}
+        return cls(data, values, {**info, "from_cache": True})
+
+
+def shared_imputations(
+    df: pd.DataFrame,
+    *,
+    n_imputations: int = 20,
+    seed: int = 20260101,
+    max_iter: int = 10,
+    cache_dir: str | os.PathLike | None = None,
+    economics: bool = True,
+    practice: str | None = "practice_id",
+    mcid_min_reduction: float = 0.30,
+) -> ImputedDatasets:
+    """The one set of multiple imputations that chapters 05 (outcomes) and 07 (economics) share.
+
+    Parameters
+    ----------
+    df : DataFrame
+        The analysis dataset.
+    n_imputations : int, default 20
+        ``m``; choose it with :func:`imputations_needed` from a pilot run.
+    seed : int, default 20260101
+    max_iter : int, default 10
+        Chained-equation iterations.
+    cache_dir : path, optional
+        Folder of the run (e.g. ``OUT/_imputations`` of the report or of the scratch output): the
+        imputations are stored there as ``imputations_<fingerprint>_s<seed>_m<m>_i<iter>.npz``,
+        keyed by the data fingerprint, seed, m, iterations and model version, and reused by any
+        chapter that asks for the same. None: no cache.
+    economics : bool, default True
+        Also impute the EQ-5D index at 2 and 6 months and the resource-use components of the NHS
+        cost (:data:`backpain_analysis.outcomes.ECONOMIC_COLUMNS`) in the same model, for chapter 07.
+    practice : str or None, default "practice_id"
+        Cluster column entering the imputation model (practice-by-phase fixed effects).
+    mcid_min_reduction : float, default 0.30
+
+    Returns
+    -------
+    ImputedDatasets
+        A sequence of ``m`` DataFrames (built on access) as
+        :func:`backpain_analysis.outcomes.impute_outcomes` returns; ``.info`` says where they came from.
+
+    Notes
+    -----
+    The imputation model is :func:`backpain_analysis.outcomes.impute_outcomes`: chained equations
+    by predictive mean matching within each phase, with practice indicators (so practice-by-phase
+    means), every variable of the chapter 05 analysis models, the auxiliary variables
+    (:data:`backpain_analysis.outcomes.AUXILIARY_PREDICTORS`) and, with ``economics``, the cost
+    components and utilities of chapter 07: one congenial model for both chapters. Costs are
+    imputed by component (GP consultations, imaging, prescriptions, secondary-care referral;
+    physiotherapy sessions are observed for everyone) and are totalled after imputation.
+    Same data, seed, m and iterations give the same imputations, from the cache or not.
+
+    Examples
+    --------
+    >>> from backpain_analysis.synthetic import generate_study  # doctest: +SKIP
+    """
+    from .outcomes import ECONOMIC_COLUMNS, FOLLOWUP_COLUMNS, impute_outcomes
+
+    columns = [*FOLLOWUP_COLUMNS, *(ECONOMIC_COLUMNS if economics else ())]
+    info = {"fingerprint": data_fingerprint(df), "seed": int(seed), "m": int(n_imputations), "max_iter": int(max_iter),
+            "model_version": IMPUTATION_MODEL_VERSION, "columns": columns, "practice": practice,
+            "mcid_min_reduction": float(mcid_min_reduction), "from_cache": False}
+    path = None
+    if cache_dir is not None:
+        key = hashlib.sha256(json.dumps({k: v for k, v in info.items() if k != "from_cache"},
+                                        sort_keys=True).encode()).hexdigest()[:10]
+        path = Path(cache_dir) / f"imputations_{info['fingerprint']}_s{seed}_m{n_imputations}_i{max_iter}_{key}.npz"
+        if path.exists():
+            from .models import add_phase3
+
+            try:
+                return ImputedDatasets.load(path, add_phase3(df))
+            except (OSError, ValueError, KeyError):  # unreadable cache: recompute and overwrite
+                pass
+    data, values = impute_outcomes(df, n_imputations=n_imputations, seed=seed, max_iter=max_iter, columns=columns,
+                                   practice=practice, mcid_min_reduction=mcid_min_reduction, values_only=True)
+    result = ImputedDatasets(data, values, info)
+    if path is not None:
+        result.save(path)
+    return result
+
+
+def imputations_needed(fmi: float, *, per_fmi: float = 100.0, minimum: int = 20, maximum: int = 200) -> int:
+    """Number of imputations by the rule m >= 100 x FMI (White, Royston & Wood 2011), within bounds.
+
+    Parameters
+    ----------
+    fmi : float
+        Fraction of missing information of the headline estimate, from a pilot run.
+    per_fmi : float, default 100
+        Imputations per unit of FMI (100: m = 100 x FMI, so m is the percentage of missing information).
+    minimum, maximum : int, default 20 and 200
+
+    Returns
+    -------
+    int
+        ``min(maximum, max(minimum, ceil(per_fmi * fmi)))``.
+
+    Notes
+    -----
+    White IR, Royston P, Wood AM, Stat Med 2011;30:377-399, section 7: with m >= 100 FMI the Monte
+    Carlo error of the pooled estimate is about 10% of its standard error, of the test
+    statistic about 0.1, and of the p-value about 0.01 near p = 0.05.
+
+    Examples
+    --------
+    >>> imputations_needed(0.58), imputations_needed(0.05), imputations_needed(3.0 / 100)
+    (58, 20, 20)
+    """
+    if not 0 <= fmi <= 1 or not math.isfinite(fmi):
+        raise ValueError(f"imputations_needed: fmi must be in [0, 1], got {fmi}")
+    return int(min(maximum, max(minimum, math.ceil(per_fmi * fmi - 1e-9))))
+
+
+def monte_carlo_error(estimates: Sequence[float] | np.ndarray) -> float:
+    """Monte Carlo standard error of a pooled MI estimate: sqrt(B / m), B the between-imputation variance.
+
+    Parameters
+    ----------
+    estimates : sequence of float
+        The estimate from each imputed dataset.
+
+    Returns
+    -------
+    float
+        The SD of the estimates divided by sqrt(m): how much the pooled estimate would move
+        if the imputations were redrawn with another seed (White, Royston & Wood 2011, eq. 8).
+
+    Examples
+    --------
+    >>> round(monte_carlo_error([1.0, 1.2, 0.8]), 4)  # sqrt(0.04 / 3)
+    0.1155
+    """
+    q = np.asarray(estimates, dtype=float).ravel()
+    if q.size < 2:
+        raise ValueError(f"monte_carlo_error: needs at least 2 estimates, got {q.size}")
+    return float(math.sqrt(q.var(ddof=1) / q.size))

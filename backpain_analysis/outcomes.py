@@ -20,7 +20,7 @@ import pandas as pd
 import statsmodels.formula.api as smf
 from scipy import stats
 
-from .imputation import impute_chained, pool_rubin, pool_wald
+from .imputation import monte_carlo_error, pool_rubin, pool_wald
 from .models import (
     EXPOSURE,
     ModelError,
@@ -46,6 +46,8 @@ __all__ = [
     "add_truth",
     "category_distribution",
     "impute_outcomes",
+    "imputations_by_rule",
+    "imputed_dataset",
     "primary_analysis",
     "risk_group_analysis",
     "rmdq_trajectory",
@@ -108,24 +110,45 @@ SECONDARY_OUTCOMES: tuple[OutcomeSpec, ...] = (
     OutcomeSpec("satisfied_results_6m", "Satisfied with results of care", "logistic", ()),
 )
 
-#: Follow-up columns imputed by :func:`impute_outcomes` (those present in the data).
+#: Follow-up columns imputed by :func:`impute_outcomes` (those present in the data): every
+#: outcome analysed in chapter 05 (2 and 6 months) and, for chapter 07, the EQ-5D index and the
+#: resource-use components of the NHS cost (missing for patients who did not consent to record review).
 FOLLOWUP_COLUMNS: tuple[str, ...] = (
-    "rmdq_2m", "rmdq_6m", "pain_nrs_2m", "pain_nrs_6m", "tsk_6m", "hads_anxiety_6m", "hads_depression_6m",
-    "global_change_6m", "risk_group_6m", "satisfied_care_6m", "satisfied_results_6m", "days_off_work_6m",
+    "rmdq_2m", "rmdq_6m", "pain_nrs_2m", "pain_nrs_6m", "global_change_2m", "tsk_6m", "hads_anxiety_6m",
+    "hads_depression_6m", "csq_cat_6m", "pseq_6m", "global_change_6m", "risk_group_6m", "satisfied_care_6m",
+    "satisfied_results_6m", "days_off_work_6m",
+)
+#: Cost components and utilities imputed in the same (congenial) model for chapter 07.
+ECONOMIC_COLUMNS: tuple[str, ...] = (
+    "eq5d_index_2m", "eq5d_index_6m", "n_gp_consultations", "imaging", "n_prescriptions", "secondary_care_referral",
 )
 #: Baseline columns used as predictors (and imputed if they have missing values).
 BASELINE_PREDICTORS: tuple[str, ...] = (
     "age", "sex", "employed", "episode_duration", "risk_group", "sbst_total_0m", "rmdq_0m", "pain_nrs_0m",
-    "tsk_0m", "hads_anxiety_0m", "hads_depression_0m", "eq5d_index_0m", "time_off_work",
+    "tsk_0m", "hads_anxiety_0m", "hads_depression_0m", "csq_cat_0m", "pseq_0m", "eq5d_index_0m", "time_off_work",
+)
+#: Auxiliary variables: predictors of the outcomes or of being followed up that are not analysed
+#: (never imputed; a missing value gets a missing-indicator column). Leg pain predicts response
+#: (logistic model of 6-month response on the bundled study, p = 0.05); record-review consent and
+#: the record-review counts describe care received after baseline and predict outcome.
+AUXILIARY_PREDICTORS: tuple[str, ...] = (
+    "leg_pain", "manual_occupation", "consented_records", "physio_sessions", "reconsulted", "sickness_certificate",
 )
 _CHANGES: dict[str, tuple[str, str]] = {
     "rmdq_change_2m": ("rmdq_0m", "rmdq_2m"),
     "rmdq_change_6m": ("rmdq_0m", "rmdq_6m"),
+    "pain_change_2m": ("pain_nrs_0m", "pain_nrs_2m"),
     "pain_change_6m": ("pain_nrs_0m", "pain_nrs_6m"),
     "tsk_change_6m": ("tsk_0m", "tsk_6m"),
     "hads_anxiety_change_6m": ("hads_anxiety_0m", "hads_anxiety_6m"),
     "hads_depression_change_6m": ("hads_depression_0m", "hads_depression_6m"),
+    "csq_cat_change_6m": ("csq_cat_0m", "csq_cat_6m"),
+    "pseq_change_6m": ("pseq_0m", "pseq_6m"),
 }
+#: Change scores where a fall is a worsening (higher = better: self-efficacy); baseline minus
+#: follow-up would make a positive change a deterioration, so these are follow-up minus baseline.
+_HIGHER_IS_BETTER: frozenset[str] = frozenset({"pseq_change_6m"})
+_PRACTICE_CODE = "_practice"
 
 
 # ---------------------------------------------------------------------------------------- imputation
@@ -140,8 +163,11 @@ def impute_outcomes(
     by_phase: bool = True,
     columns: Sequence[str] = FOLLOWUP_COLUMNS,
     baseline: Sequence[str] = BASELINE_PREDICTORS,
+    auxiliary: Sequence[str] = AUXILIARY_PREDICTORS,
+    practice: str | None = "practice_id",
     mcid_min_reduction: float = 0.30,
-) -> list[pd.DataFrame]:
+    values_only: bool = False,
+) -> list[pd.DataFrame] | tuple[pd.DataFrame, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Multiply impute the follow-up outcomes of the analysis dataset (intention to treat).
 
     Parameters
@@ -152,37 +178,75 @@ def impute_outcomes(
         Passed to :func:`backpain_analysis.imputation.impute_chained`.
     by_phase : bool, default True
         Impute each phase separately, so that every association (including the phase by risk
-        group interaction) may differ between phases (van Buuren 2018, section 6.2).
+        group interaction and the practice effects) may differ between phases (van Buuren 2018,
+        section 6.2).
     columns : sequence of str
-        Follow-up columns to impute (those absent from ``df`` are skipped).
+        Follow-up columns to impute (those absent from ``df`` are skipped); add
+        :data:`ECONOMIC_COLUMNS` for the shared chapter 05/07 imputations.
     baseline : sequence of str
         Baseline predictors (imputed too when they have missing values).
+    auxiliary : sequence of str
+        Auxiliary predictors (:data:`AUXILIARY_PREDICTORS`; those absent are skipped), never imputed.
+    practice : str or None, default "practice_id"
+        Cluster column: its levels enter every imputation model as fixed effects (within each
+        phase when ``by_phase``: practice-by-phase effects). None leaves practice out (the old
+        model, which dilutes the practice variance of imputed outcomes).
     mcid_min_reduction : float
         Passed to :func:`backpain_analysis.scoring.rmdq_mcid` when recomputing ``rmdq_mcid_6m``.
+    values_only : bool, default False
+        Return ``(data, values)`` instead: the phase 1 and 3 rows and the imputed values per
+        column (as :func:`backpain_analysis.imputation.impute_values`), from which
+        :func:`imputed_dataset` builds each dataset (what
+        :func:`backpain_analysis.imputation.shared_imputations` stores).
 
     Returns
     -------
     list of DataFrame
         ``n_imputations`` copies of the phase 1 and 3 rows (original row order) with
         ``phase3`` added, the follow-up columns filled, and the derived columns
-        (``rmdq_change_2m``, ``rmdq_change_6m``, ``pain_change_6m``, ``tsk_change_6m``,
-        ``hads_anxiety_change_6m``, ``hads_depression_change_6m``, ``rmdq_mcid_6m``,
-        ``good_outcome_6m``) recomputed from them. ``days_off_work_6m`` stays missing for
-        patients not in paid employment (it is only asked of them).
+        (``rmdq_change_2m``, ``rmdq_change_6m``, ``pain_change_2m``, ``pain_change_6m``,
+        ``tsk_change_6m``, ``hads_anxiety_change_6m``, ``hads_depression_change_6m``,
+        ``csq_cat_change_6m``, ``pseq_change_6m``, ``rmdq_mcid_6m``, ``good_outcome_2m``,
+        ``good_outcome_6m``) recomputed from them, and a 0/1 column ``imputed_rmdq_6m`` (the
+        6-month RMDQ was missing). ``days_off_work_6m`` stays missing for patients not in paid
+        employment (it is only asked of them).
 
     Notes
     -----
     Predictive mean matching (5 donors) for every column, so imputed values are observed
     values (integer scores within range, 0/1 flags, valid categories). The imputation model of
-    each follow-up column uses the baseline predictors and the other follow-up columns,
-    except days off work, which predicts no other column (it is structurally missing for
-    patients not employed).
+    each follow-up column uses the baseline predictors, the other follow-up columns (except days
+    off work, which predicts no other column: it is structurally missing for patients not
+    employed), the auxiliary variables and practice indicators. Imputing within phase with
+    practice indicators gives every practice-period its own mean, so imputed outcomes keep the
+    practice and practice-by-phase variation that the primary mixed model estimates. Fixed
+    practice effects overstate the between-imputation variance when clusters are small and the
+    ICC is small (Andridge, Biom J 2011); with 7 practices and tens of patients per
+    practice-period this is negligible, and it is the documented rule here: practice
+    indicators while every practice-period has at least 20 observed outcomes, a multilevel
+    (random intercept) imputation model otherwise (not implemented: the function then warns).
+    docs/design_inference.md gives the ICC before and after imputation.
     """
     data = add_phase3(df)
+    if practice is not None:
+        if practice not in data.columns:
+            raise ModelError(f"analysis dataset: imputation by practice needs the column {practice!r}")
+        data[_PRACTICE_CODE] = pd.Categorical(data[practice].astype(str))
+        observed = data.loc[data["rmdq_6m"].notna()] if "rmdq_6m" in data.columns else data
+        smallest = observed.groupby([practice, EXPOSURE]).size().min() if len(observed) else 0
+        if smallest < 20:
+            import warnings
+
+            warnings.warn(f"impute_outcomes: a practice-period has only {smallest} observed 6-month outcomes; "
+                          "fixed practice effects may overstate the imputation variance (Andridge 2011)",
+                          stacklevel=2)
     targets = [c for c in columns if c in data.columns]
     base = [c for c in baseline if c in data.columns]
     impute_cols = [c for c in base if data[c].isna().any() and c not in ("time_off_work",)] + targets
     aux = [c for c in base if c not in impute_cols]
+    aux += [c for c in auxiliary if c in data.columns and c not in impute_cols and c not in aux]
+    if practice is not None:
+        aux.append(_PRACTICE_CODE)
     predictors: dict[str, list[str]] = {}
     for t in impute_cols:
         others = [c for c in impute_cols if c != t and (c != "days_off_work_6m" or t == "days_off_work_6m")]
@@ -191,34 +255,157 @@ def impute_outcomes(
     if not by_phase:
         for t in impute_cols:
             predictors[t].append(EXPOSURE)
-    groups = [data.loc[data[EXPOSURE] == v] for v in (0.0, 1.0)] if by_phase else [data]
-    rng = np.random.default_rng(seed)
-    parts = []
-    for g in groups:
-        if len(g) == 0:
-            continue
+    values = _impute_groups(data, impute_cols, predictors, aux, by_phase, n_imputations, seed, max_iter)
+    if practice is not None:
+        data = data.drop(columns=_PRACTICE_CODE)
+    if values_only:
+        return data, values
+    return [imputed_dataset(data, values, i, mcid_min_reduction) for i in range(n_imputations)]
+
+
+def _impute_groups(data: pd.DataFrame, impute_cols: list[str], predictors: dict[str, list[str]], aux: list[str],
+                   by_phase: bool, n_imputations: int, seed: int, max_iter: int) -> dict[str, tuple[np.ndarray,
+                                                                                                    np.ndarray]]:
+    """Impute each phase (in parallel threads, one seed stream each); values over the rows of ``data``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .imputation import impute_values, one_blas_thread
+
+    flags = (0.0, 1.0) if by_phase else (None,)
+    seeds = np.random.SeedSequence(seed).spawn(len(flags))
+
+    def run(k: int) -> tuple[np.ndarray, dict]:
+        rows = np.flatnonzero(data[EXPOSURE].to_numpy() == flags[k]) if by_phase else np.arange(len(data))
+        g = data.iloc[rows]
         usable = [c for c in impute_cols if g[c].notna().sum() >= 2]
         preds = {t: [p for p in predictors[t] if p in usable or p in aux or p == EXPOSURE] for t in usable}
-        parts.append(
-            impute_chained(g, usable, n_imputations=n_imputations, seed=rng, max_iter=max_iter, predictors=preds)
-        )
-    out = []
-    for i in range(n_imputations):
-        imp = pd.concat([p[i] for p in parts]).loc[data.index]
-        out.append(_derive(imp, mcid_min_reduction))
+        if len(g) == 0 or not usable:
+            return rows, {}
+        return rows, impute_values(g, usable, n_imputations=n_imputations, seed=np.random.default_rng(seeds[k]),
+                                   max_iter=max_iter, predictors=preds)
+
+    # BLAS limits are process-wide: set them once around both threads (a thread leaving its own
+    # limit would restore the default threads under the other)
+    with one_blas_thread(), ThreadPoolExecutor(max_workers=len(flags)) as pool:
+        parts = list(pool.map(run, range(len(flags))))
+    n = len(data)
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for c in impute_cols:
+        miss = np.zeros(n, bool)
+        chunks = []
+        for rows, vals in parts:  # rows in data order within each part; parts concatenated by position
+            if c in vals:
+                miss[rows[vals[c][0]]] = True
+                chunks.append((rows[vals[c][0]], vals[c][1]))
+        if not chunks:
+            continue
+        pos = np.concatenate([r for r, _ in chunks])
+        order = np.argsort(pos, kind="stable")
+        out[c] = (miss, np.concatenate([v for _, v in chunks], axis=1)[:, order])
     return out
+
+
+def imputed_dataset(data: pd.DataFrame, values: Mapping[str, tuple[np.ndarray, np.ndarray]], i: int,
+                    mcid_min_reduction: float = 0.30) -> pd.DataFrame:
+    """Imputed dataset ``i``: ``data`` with its missing values filled from ``values`` and the derived columns.
+
+    Parameters
+    ----------
+    data : DataFrame
+        Phase 1 and 3 rows (with ``phase3``), as the imputations were made from.
+    values : mapping
+        Column -> ``(missing, values)`` as :func:`backpain_analysis.imputation.impute_values`
+        returns (``values`` of shape (m, missing.sum())).
+    i : int
+        Which imputation.
+    mcid_min_reduction : float, default 0.30
+
+    Returns
+    -------
+    DataFrame
+        As one element of :func:`impute_outcomes`.
+    """
+    from .imputation import _filled
+
+    filled = {c: _filled(data[c], miss, vals[i]) for c, (miss, vals) in values.items()}
+    imp = _derive(data.assign(**filled), mcid_min_reduction)
+    if "rmdq_6m" in data.columns:
+        imp["imputed_rmdq_6m"] = data["rmdq_6m"].isna().astype(float)
+    return imp
+
+
+def imputations_by_rule(
+    df: pd.DataFrame,
+    *,
+    n_imputations: int | None = None,
+    pilot_imputations: int = 10,
+    seed: int = 20260101,
+    max_iter: int = 10,
+    cache_dir: str | None = None,
+    outcome: str = "rmdq_change_6m",
+    covariates: Sequence[str] = PRIMARY_COVARIATES,
+    practice: str = "practice_id",
+    minimum: int = 20,
+    maximum: int = 200,
+) -> tuple[Any, dict[str, Any]]:
+    """The shared imputations with m chosen from a pilot run (m >= 100 x FMI, at least ``minimum``).
+
+    Parameters
+    ----------
+    df : DataFrame
+        The analysis dataset.
+    n_imputations : int or None, default None
+        None: choose m by the rule. An integer: use it (no pilot).
+    pilot_imputations : int, default 10
+        m of the pilot run whose primary-analysis FMI sets m.
+    seed, max_iter, cache_dir
+        As for :func:`backpain_analysis.imputation.shared_imputations` (the pilot uses seed + 1).
+    outcome, covariates, practice
+        The primary model whose FMI is used.
+    minimum, maximum : int, default 20 and 200
+        Bounds of m (:func:`backpain_analysis.imputation.imputations_needed`).
+
+    Returns
+    -------
+    imputations : ImputedDatasets
+        From :func:`backpain_analysis.imputation.shared_imputations`.
+    choice : dict
+        ``m``, ``rule`` (text), ``pilot_m``, ``pilot_fmi`` (NaN without a pilot).
+
+    Notes
+    -----
+    White, Royston & Wood (Stat Med 2011, section 7): m >= 100 x FMI keeps the Monte Carlo error
+    of the pooled estimate near 10% of its SE. The pilot FMI is the primary mixed model's, pooled
+    by Rubin's rules with the Barnard-Rubin df; its own Monte Carlo error is large with 10
+    imputations, which the lower bound of 20 absorbs.
+    """
+    from .imputation import imputations_needed, shared_imputations
+
+    if n_imputations is not None:
+        imps = shared_imputations(df, n_imputations=int(n_imputations), seed=seed, max_iter=max_iter,
+                                  cache_dir=cache_dir, practice=practice)
+        return imps, {"m": int(n_imputations), "rule": "fixed by parameter", "pilot_m": 0, "pilot_fmi": np.nan}
+    pilot = shared_imputations(df, n_imputations=pilot_imputations, seed=seed + 1, max_iter=max_iter,
+                               cache_dir=cache_dir, practice=practice)
+    fmi = float(_mixed_row(list(pilot), outcome, covariates, practice, 0.05)["fmi"])
+    m = imputations_needed(fmi, minimum=minimum, maximum=maximum)
+    imps = shared_imputations(df, n_imputations=m, seed=seed, max_iter=max_iter, cache_dir=cache_dir,
+                              practice=practice)
+    return imps, {"m": m, "rule": f"m = max({minimum}, ceil(100 x pilot FMI))", "pilot_m": pilot_imputations,
+                  "pilot_fmi": fmi}
 
 
 def _derive(imp: pd.DataFrame, mcid_min_reduction: float) -> pd.DataFrame:
     new: dict[str, Any] = {}
     for name, (b, f) in _CHANGES.items():
         if b in imp.columns and f in imp.columns:
-            new[name] = imp[b] - imp[f]
+            new[name] = imp[f] - imp[b] if name in _HIGHER_IS_BETTER else imp[b] - imp[f]
     if "rmdq_0m" in imp.columns and "rmdq_6m" in imp.columns:
         new["rmdq_mcid_6m"] = rmdq_mcid(imp["rmdq_0m"], imp["rmdq_6m"], min_reduction=mcid_min_reduction)
-    if "global_change_6m" in imp.columns:
-        codes = imp["global_change_6m"].cat.codes
-        new["good_outcome_6m"] = np.where(codes < 0, np.nan, (codes <= 1).astype(float))
+    for month in ("2m", "6m"):
+        if f"global_change_{month}" in imp.columns:
+            codes = imp[f"global_change_{month}"].cat.codes
+            new[f"good_outcome_{month}"] = np.where(codes < 0, np.nan, (codes <= 1).astype(float))
     if "days_off_work_6m" in imp.columns and "employed" in imp.columns:
         new["days_off_work_6m"] = imp["days_off_work_6m"].where(imp["employed"] == 1)
     return imp.assign(**new)
@@ -293,7 +480,8 @@ def _pooled(results: list[dict[str, float]], kind: str, alpha: float) -> dict[st
         alpha=alpha,
     )
     out = _result(pooled["estimate"], pooled["se"], pooled["df"], kind, alpha)
-    out.update({"df": pooled["df"], "fmi": pooled["fmi"], "se": pooled["se"]})
+    out.update({"df": pooled["df"], "fmi": pooled["fmi"], "se": pooled["se"],
+                "mc_error": monte_carlo_error([r["coef"] for r in results])})
     return out
 
 
@@ -310,7 +498,7 @@ def _analyse(
     cc = _fit_effect(add_phase3(df), spec, practice)
     res = _result(cc["coef"], cc["se"], cc["df"], spec.kind, alpha)
     rows.append({"analysis": CC, "n_phase1": cc["n_phase1"], "n_phase3": cc["n_phase3"], **res,
-                 "df": cc["df"], "fmi": np.nan, "se": cc["se"]})
+                 "df": cc["df"], "fmi": np.nan, "se": cc["se"], "mc_error": np.nan})
     return rows
 
 
@@ -333,14 +521,14 @@ def _mixed_row(data_list: Sequence[pd.DataFrame], outcome: str, covariates: Sequ
     if len(fits) == 1:
         f = fits[0]
         return {**{k: f[k] for k in ("estimate", "ci_low", "ci_high", "p_value", "df", "n_phase1", "n_phase3")},
-                "se": f["se"], "m": 1, "fmi": np.nan, "icc": icc, "note": note}
+                "se": f["se"], "m": 1, "fmi": np.nan, "mc_error": np.nan, "icc": icc, "note": note}
     # Barnard-Rubin df with the complete-data df = the KR df (median over the imputed datasets: robust
     # when the zero-variance rule applies in some imputations only)
     df_com = float(np.median([f["df"] for f in fits]))
     pooled = pool_rubin([f["coef"] for f in fits], [f["se"] ** 2 for f in fits], df_complete=df_com, alpha=alpha)
     return {**{k: pooled[k] for k in ("estimate", "ci_low", "ci_high", "p_value", "df", "fmi", "se")},
             "n_phase1": fits[0]["n_phase1"], "n_phase3": fits[0]["n_phase3"], "m": len(fits), "icc": icc,
-            "note": note}
+            "mc_error": monte_carlo_error([f["coef"] for f in fits]), "note": note}
 
 
 def primary_analysis(
@@ -389,7 +577,8 @@ def primary_analysis(
         ``estimate`` (adjusted mean difference, positive = more improvement with stratified
         care), ``ci_low``, ``ci_high``, ``p_value``, ``se``, ``df`` (KR, Barnard-Rubin, G - 1
         or residual df), ``m`` (number of imputations; 1 for complete cases), ``fmi``
-        (fraction of missing information), ``icc`` (practice variance / total variance of the
+        (fraction of missing information), ``mc_error`` (Monte Carlo SE of the pooled estimate,
+        sqrt(B / m); NaN without imputation), ``icc`` (practice variance / total variance of the
         mixed model; NaN for other models).
 
     Notes
@@ -447,7 +636,7 @@ def primary_analysis(
     if sensitivity:
         cr = fit_cluster_fixed_cr2(cc_data, outcome, covs, practice=practice, alpha=alpha)
         rows.append({"analysis": "practice fixed effects, CR2, " + CC, "method": cr["method"], "m": 1,
-                     "fmi": np.nan, "icc": np.nan,
+                     "fmi": np.nan, "mc_error": np.nan, "icc": np.nan,
                      **{k: cr[k] for k in ("estimate", "ci_low", "ci_high", "p_value", "se", "df", "n_phase1",
                                            "n_phase3")}})
         if date in cc_data.columns and cc_data[date].notna().any():
@@ -459,7 +648,7 @@ def primary_analysis(
     table.insert(1, "primary", table["analysis"] == (MI if imputations else CC))
     table.insert(2, "outcome", outcome)
     return table[["analysis", "primary", "outcome", "method", "n_phase1", "n_phase3", "estimate", "ci_low",
-                  "ci_high", "p_value", "se", "df", "m", "fmi", "icc"]]
+                  "ci_high", "p_value", "se", "df", "m", "fmi", "mc_error", "icc"]]
 
 
 # ---------------------------------------------------------------------------------------- risk groups
