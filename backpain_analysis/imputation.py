@@ -794,8 +794,10 @@ class ImputedDatasets(Sequence):
         return int(self.info["m"])
 
     def __getitem__(self, i):  # type: ignore[override]
-        if isinstance(i, slice):
-            return [self[j] for j in range(len(self))[i]]
+        if isinstance(i, slice):  # a lazy subset: the same datasets, not copies
+            keep = np.arange(len(self))[i]
+            values = {c: (miss, vals[keep]) for c, (miss, vals) in self.values.items()}
+            return ImputedDatasets(self.data, values, {**self.info, "m": len(keep)})
         if not -len(self) <= i < len(self):
             raise IndexError(f"imputation {i} of {len(self)}")
         from .outcomes import imputed_dataset
@@ -879,7 +881,18 @@ def shared_imputations(
 
     Examples
     --------
-    >>> from backpain_analysis.synthetic import generate_study  # doctest: +SKIP
+    >>> import tempfile
+    >>> rng = np.random.default_rng(0)
+    >>> d = pd.DataFrame({"phase": np.repeat([1, 3], 60), "practice_id": np.tile(["P1", "P2"], 60),
+    ...                   "age": rng.normal(50, 10, 120), "rmdq_0m": rng.integers(0, 24, 120).astype(float)})
+    >>> d["rmdq_6m"] = np.where(rng.random(120) < 0.3, np.nan, d["rmdq_0m"] - 2)
+    >>> cache = tempfile.mkdtemp()
+    >>> imps = shared_imputations(d, n_imputations=3, seed=1, max_iter=2, cache_dir=cache)
+    >>> len(imps), int(imps[0]["rmdq_6m"].isna().sum()), imps.info["from_cache"]
+    (3, 0, False)
+    >>> again = shared_imputations(d, n_imputations=3, seed=1, max_iter=2, cache_dir=cache)
+    >>> again.info["from_cache"], bool(again[2].equals(imps[2]))
+    (True, True)
     """
     from .outcomes import ECONOMIC_COLUMNS, FOLLOWUP_COLUMNS, impute_outcomes
 

@@ -39,12 +39,16 @@ from .scoring import rmdq_mcid
 
 __all__ = [
     "BASELINE_COVARIATES",
+    "DELTA_SCENARIOS",
     "PRIMARY_COVARIATES",
     "RISK_GROUPS",
     "SECONDARY_OUTCOMES",
     "OutcomeSpec",
+    "add_change_scores",
     "add_truth",
     "category_distribution",
+    "delta_adjustment",
+    "delta_plot",
     "impute_outcomes",
     "imputations_by_rule",
     "imputed_dataset",
@@ -52,6 +56,8 @@ __all__ = [
     "risk_group_analysis",
     "rmdq_trajectory",
     "secondary_outcomes_table",
+    "shift_imputed",
+    "tipping_points",
     "trajectory_plot",
 ]
 
@@ -71,7 +77,7 @@ class OutcomeSpec:
     ``kind``: ``"linear"`` (OLS, mean difference), ``"logistic"`` (odds ratio),
     ``"ordinal"`` (proportional odds; odds ratio of a better / lower category), ``"count"``
     (negative binomial; ratio of means). ``population``: optional ``(column, value)`` restricting
-    the rows analysed (e.g. employed patients for days off work).
+    the rows analysed (e.g. employed patients for days off work). ``month``: follow-up time (2 or 6).
     """
 
     outcome: str
@@ -80,6 +86,7 @@ class OutcomeSpec:
     covariates: tuple[str, ...] = PRIMARY_COVARIATES
     population: tuple[str, float] | None = None
     effect: str = field(default="")
+    month: int = 6
 
     def effect_name(self) -> str:
         if self.effect:
@@ -105,9 +112,18 @@ SECONDARY_OUTCOMES: tuple[OutcomeSpec, ...] = (
     OutcomeSpec("risk_group_6m", "6-month SBST risk group (lower group)", "ordinal",
                 ("age", "sex", "episode_duration", "risk_group"), effect="adjusted ordinal odds ratio (lower group)"),
     # unadjusted ratio and odds ratios: the published estimands (and the synthetic study's truth)
+    OutcomeSpec("csq_cat_change_6m", "Catastrophising (CSQ-CAT) change", "linear",
+                ("csq_cat_0m", *BASELINE_COVARIATES)),
+    OutcomeSpec("pseq_change_6m", "Pain self-efficacy (PSEQ) change (6 months minus baseline)", "linear",
+                ("pseq_0m", *BASELINE_COVARIATES)),
     OutcomeSpec("days_off_work_6m", "Days off work (employed)", "count", (), population=("employed", 1.0)),
     OutcomeSpec("satisfied_care_6m", "Satisfied with care", "logistic", ()),
     OutcomeSpec("satisfied_results_6m", "Satisfied with results of care", "logistic", ()),
+    # 2-month outcomes of the protocol, beside the 6-month ones
+    OutcomeSpec("rmdq_change_2m", "RMDQ change at 2 months", "linear", month=2),
+    OutcomeSpec("pain_change_2m", "Pain (0-10) change at 2 months", "linear", ("pain_nrs_0m", *BASELINE_COVARIATES),
+                month=2),
+    OutcomeSpec("global_change_2m", "Global change at 2 months (better category)", "ordinal", month=2),
 )
 
 #: Follow-up columns imputed by :func:`impute_outcomes` (those present in the data): every
@@ -133,6 +149,10 @@ BASELINE_PREDICTORS: tuple[str, ...] = (
 #: the record-review counts describe care received after baseline and predict outcome.
 AUXILIARY_PREDICTORS: tuple[str, ...] = (
     "leg_pain", "manual_occupation", "consented_records", "physio_sessions", "reconsulted", "sickness_certificate",
+)
+#: Predictors of days off work (employed patients only): a short set, against overfitting.
+DAYS_OFF_PREDICTORS: tuple[str, ...] = (
+    "age", "sex", "risk_group", "rmdq_0m", "rmdq_6m", "pain_nrs_6m", "time_off_work", "sickness_certificate",
 )
 _CHANGES: dict[str, tuple[str, str]] = {
     "rmdq_change_2m": ("rmdq_0m", "rmdq_2m"),
@@ -217,7 +237,8 @@ def impute_outcomes(
     values (integer scores within range, 0/1 flags, valid categories). The imputation model of
     each follow-up column uses the baseline predictors, the other follow-up columns (except days
     off work, which predicts no other column: it is structurally missing for patients not
-    employed), the auxiliary variables and practice indicators. Imputing within phase with
+    employed, and is imputed from the short set :data:`DAYS_OFF_PREDICTORS` against overfitting),
+    the auxiliary variables and practice indicators. Imputing within phase with
     practice indicators gives every practice-period its own mean, so imputed outcomes keep the
     practice and practice-by-phase variation that the primary mixed model estimates. Fixed
     practice effects overstate the between-imputation variance when clusters are small and the
@@ -252,6 +273,12 @@ def impute_outcomes(
         others = [c for c in impute_cols if c != t and (c != "days_off_work_6m" or t == "days_off_work_6m")]
         extra = ["time_off_work"] if t == "days_off_work_6m" and "time_off_work" in aux else []
         predictors[t] = [*others, *[a for a in aux if a != "time_off_work"], *extra]
+    if "days_off_work_6m" in predictors:
+        # few employed responders per phase (about 150 in IMPaCT Back) and a very skewed count: the
+        # full predictor set (~60 columns) overfits and the imputations swing wildly (the pooled
+        # ratio's FMI reached 0.94); a short, pre-specified set instead
+        short = [c for c in (*DAYS_OFF_PREDICTORS, _PRACTICE_CODE) if c in impute_cols or c in aux]
+        predictors["days_off_work_6m"] = short
     if not by_phase:
         for t in impute_cols:
             predictors[t].append(EXPOSURE)
@@ -387,12 +414,32 @@ def imputations_by_rule(
         return imps, {"m": int(n_imputations), "rule": "fixed by parameter", "pilot_m": 0, "pilot_fmi": np.nan}
     pilot = shared_imputations(df, n_imputations=pilot_imputations, seed=seed + 1, max_iter=max_iter,
                                cache_dir=cache_dir, practice=practice)
-    fmi = float(_mixed_row(list(pilot), outcome, covariates, practice, 0.05)["fmi"])
+    fmi = float(_mixed_row(pilot, outcome, covariates, practice, 0.05)["fmi"])
     m = imputations_needed(fmi, minimum=minimum, maximum=maximum)
     imps = shared_imputations(df, n_imputations=m, seed=seed, max_iter=max_iter, cache_dir=cache_dir,
                               practice=practice)
     return imps, {"m": m, "rule": f"m = max({minimum}, ceil(100 x pilot FMI))", "pilot_m": pilot_imputations,
                   "pilot_fmi": fmi}
+
+
+def add_change_scores(df: pd.DataFrame) -> pd.DataFrame:
+    """Add the change scores of chapter 05 that ``df`` lacks (observed values; NaN where either is missing).
+
+    Changes are baseline minus follow-up (positive = better) except pain self-efficacy (PSEQ,
+    higher = better), which is follow-up minus baseline.
+
+    Examples
+    --------
+    >>> d = pd.DataFrame({"pseq_0m": [30.0, 40.0], "pseq_6m": [36.0, None], "csq_cat_0m": [20.0, 10.0],
+    ...                   "csq_cat_6m": [14.0, 12.0]})
+    >>> add_change_scores(d)[["pseq_change_6m", "csq_cat_change_6m"]].values.tolist()
+    [[6.0, 6.0], [nan, -2.0]]
+    """
+    new = {}
+    for name, (b, f) in _CHANGES.items():
+        if name not in df.columns and b in df.columns and f in df.columns:
+            new[name] = df[f] - df[b] if name in _HIGHER_IS_BETTER else df[b] - df[f]
+    return df.assign(**new) if new else df
 
 
 def _derive(imp: pd.DataFrame, mcid_min_reduction: float) -> pd.DataFrame:
@@ -618,7 +665,7 @@ def primary_analysis(
     def mixed_rows(label_mi: str, label_cc: str) -> list[dict[str, Any]]:
         out = []
         if imputations:
-            r = _mixed_row(list(imputations), outcome, covs, practice, alpha)
+            r = _mixed_row(imputations, outcome, covs, practice, alpha)
             out.append({"analysis": label_mi, "method": mixed_method + r.pop("note") + ", Rubin, Barnard-Rubin df",
                         **r})
         r = _mixed_row([cc_data], outcome, covs, practice, alpha)
@@ -714,7 +761,7 @@ def risk_group_analysis(
     tests: list[dict[str, Any]] = []
     datasets: list[tuple[str, list[pd.DataFrame]]] = []
     if imputations:
-        datasets.append((MI, list(imputations)))
+        datasets.append((MI, imputations))
     datasets.append((CC, [add_phase3(df)]))
     for analysis, data_list in datasets:
         cov_type = "HC3" if robust else "nonrobust"
@@ -811,7 +858,10 @@ def secondary_outcomes_table(
         ``observed_phase3`` (patients with an observed value), ``mean_phase1``, ``sd_phase1``,
         ``mean_phase3``, ``sd_phase3`` (linear and count outcomes, observed values),
         ``events_phase1``, ``pct_phase1``, ``events_phase3``, ``pct_phase3`` (0/1 outcomes,
-        observed), ``estimate``, ``ci_low``, ``ci_high``, ``p_value``, ``covariates``.
+        observed), ``estimate``, ``ci_low``, ``ci_high``, ``p_value``, ``df`` (of the t
+        reference: KR, G - 1 or Barnard-Rubin), ``m`` (imputations; 1 for complete cases),
+        ``mc_error`` (Monte Carlo SE of the pooled estimate on the scale it is pooled, log for
+        ratios), ``covariates``. ``month`` (2 or 6) follows ``outcome``.
 
     Notes
     -----
@@ -828,6 +878,7 @@ def secondary_outcomes_table(
     sandwich from the per-patient scores and t on G - 1 df. After imputation the complete-data
     df is the KR or G - 1 df (Barnard-Rubin).
     """
+    df = add_change_scores(df)
     data = add_phase3(df)
     rows = []
     for spec in specs:
@@ -845,13 +896,16 @@ def secondary_outcomes_table(
                 summary[f"events_phase{phase}"] = int(y.sum())
                 summary[f"pct_phase{phase}"] = float(100 * y.mean()) if len(y) else np.nan
         for r in _analyse(df, imputations, spec, alpha, practice):
-            rows.append({"outcome": spec.outcome, "label": spec.label, "effect": spec.effect_name(),
+            rows.append({"outcome": spec.outcome, "month": spec.month, "label": spec.label,
+                         "effect": spec.effect_name(),
                          "analysis": r["analysis"], "n_phase1": r["n_phase1"], "n_phase3": r["n_phase3"],
-                         **summary, **{k: r[k] for k in ("estimate", "ci_low", "ci_high", "p_value")},
+                         **summary, **{k: r[k] for k in ("estimate", "ci_low", "ci_high", "p_value", "df",
+                                                         "mc_error")},
+                         "m": len(imputations) if r["analysis"] == MI else 1,
                          "covariates": ", ".join(spec.covariates)})
-    cols = ["outcome", "label", "effect", "analysis", "n_phase1", "n_phase3", "observed_phase1", "observed_phase3",
+    cols = ["outcome", "month", "label", "effect", "analysis", "n_phase1", "n_phase3", "observed_phase1", "observed_phase3",
             "mean_phase1", "sd_phase1", "mean_phase3", "sd_phase3", "events_phase1", "pct_phase1",
-            "events_phase3", "pct_phase3", "estimate", "ci_low", "ci_high", "p_value", "covariates"]
+            "events_phase3", "pct_phase3", "estimate", "ci_low", "ci_high", "p_value", "df", "m", "mc_error", "covariates"]
     table = pd.DataFrame(rows)
     for c in cols:
         if c not in table.columns:
@@ -991,3 +1045,196 @@ def add_truth(table: pd.DataFrame, truth: Mapping[str, Any] | None, names: Seque
         return table.copy()
     values = [float(truth[n]) if truth and n and isinstance(truth.get(n), int | float) else np.nan for n in names]
     return table.assign(truth=values)
+
+
+# ---------------------------------------------------------------------------------------- MNAR sensitivity
+
+#: Scenarios of :func:`delta_adjustment`: which phases' imputed values are shifted.
+DELTA_SCENARIOS: dict[str, tuple[float, ...]] = {
+    "phase 1 only": (0.0,),
+    "phase 3 only": (1.0,),
+    "both phases": (0.0, 1.0),
+}
+
+
+def shift_imputed(imp: pd.DataFrame, delta: float, phases: Sequence[float], *, outcome: str = "rmdq_change_6m",
+                  imputed: str = "imputed_rmdq_6m") -> pd.DataFrame:
+    """Add ``delta`` to ``outcome`` of the imputed rows (``imputed`` = 1) of the given phases (``phase3`` values).
+
+    Examples
+    --------
+    >>> d = pd.DataFrame({"phase3": [0.0, 1.0, 1.0], "imputed_rmdq_6m": [1.0, 1.0, 0.0],
+    ...                   "rmdq_change_6m": [2.0, 3.0, 4.0]})
+    >>> shift_imputed(d, -1.5, (1.0,))["rmdq_change_6m"].tolist()
+    [2.0, 1.5, 4.0]
+    """
+    if imputed not in imp.columns:
+        raise ModelError(f"delta adjustment: the imputed datasets lack the indicator column {imputed!r}")
+    rows = (imp[imputed] == 1) & imp[EXPOSURE].isin(list(phases))
+    out = imp.copy()
+    out.loc[rows, outcome] = out.loc[rows, outcome] + delta
+    return out
+
+
+def delta_adjustment(
+    df: pd.DataFrame,
+    imputations: Sequence[pd.DataFrame],
+    *,
+    deltas: Sequence[float] = (-4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0),
+    scenarios: Sequence[str] = ("phase 3 only", "both phases"),
+    outcome: str = "rmdq_change_6m",
+    covariates: Sequence[str] = PRIMARY_COVARIATES,
+    practice: str = "practice_id",
+    model: str = "mixed",
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Missing-not-at-random sensitivity by delta adjustment of the imputed primary outcome.
+
+    Parameters
+    ----------
+    df : DataFrame
+        The analysis dataset (for the per-phase counts of imputed patients).
+    imputations : sequence of DataFrame
+        From :func:`impute_outcomes` or :func:`backpain_analysis.imputation.shared_imputations`
+        (they carry ``imputed_rmdq_6m``).
+    deltas : sequence of float
+        Shifts (RMDQ points) added to the imputed 6-month RMDQ change: a negative delta says
+        patients who did not answer improved less than similar patients who did (MAR).
+    scenarios : sequence of str
+        Keys of :data:`DELTA_SCENARIOS`: shift phase 1 only, phase 3 only or both phases.
+    outcome, covariates, practice, alpha
+        As for :func:`primary_analysis`.
+    model : {"mixed", "ols"}, default "mixed"
+        ``"mixed"``: the primary model (practice and practice-by-phase random intercepts, REML,
+        Kenward-Roger, Rubin with Barnard-Rubin df), so delta = 0 reproduces the primary
+        analysis exactly. ``"ols"``: the published ANCOVA.
+
+    Returns
+    -------
+    DataFrame
+        One row per scenario and delta: ``label`` (scenario and delta in words), ``scenario``,
+        ``delta``, ``estimate``, ``ci_low``,
+        ``ci_high``, ``p_value``, ``df``, ``method``, ``n_phase1``, ``n_phase3``, ``m``,
+        ``imputed_phase1``, ``imputed_phase3`` (patients whose outcome was imputed), ``significant``
+        (the CI excludes 0).
+
+    Notes
+    -----
+    The delta-adjustment (pattern-mixture) approach of van Buuren (2018, section 3.8; R mice's
+    ``post`` argument) and Leurent et al. (Stat Med 2018): imputations are made under MAR and the
+    imputed values then shifted by delta, which is the assumed mean difference between
+    non-responders and comparable responders. Shifting after imputation (rather than inside the
+    chain) leaves the other imputed variables as under MAR, the usual simplification. For an
+    unadjusted difference in means the estimate moves by f3 x delta (phase 3 shifted) minus
+    f1 x delta (phase 1 shifted), f the fraction imputed in that phase; adjusted models move by
+    about that much (exactly the OLS projection of the shift vector).
+    """
+    if model not in PRIMARY_MODELS:
+        raise ModelError(f"model must be one of {PRIMARY_MODELS}, got {model!r}")
+    unknown = [s for s in scenarios if s not in DELTA_SCENARIOS]
+    if unknown:
+        raise ModelError(f"delta adjustment: unknown scenarios {unknown}; use {list(DELTA_SCENARIOS)}")
+    data = add_phase3(df)
+    missing = data[outcome].isna()
+    counts = {f"imputed_phase{p}": int((missing & (data[EXPOSURE] == f)).sum()) for p, f in ((1, 0.0), (3, 1.0))}
+    rows = []
+    zero: dict[str, Any] | None = None
+    for scenario in scenarios:
+        for delta in deltas:
+            if delta == 0 and zero is not None:
+                res = zero
+            else:
+                shifted = [shift_imputed(i, float(delta), DELTA_SCENARIOS[scenario], outcome=outcome)
+                           for i in imputations] if delta != 0 else imputations
+                res = _delta_fit(shifted, outcome, covariates, practice, model, alpha)
+                if delta == 0:
+                    zero = res
+            rows.append({"label": f"{scenario}, delta {float(delta):+g}", "scenario": scenario, "delta": float(delta),
+                         **res, **counts, "significant": bool(res["ci_low"] > 0 or res["ci_high"] < 0)})
+    cols = ["label", "scenario", "delta", "estimate", "ci_low", "ci_high", "p_value", "df", "method", "n_phase1", "n_phase3",
+            "m", "imputed_phase1", "imputed_phase3", "significant"]
+    return pd.DataFrame(rows)[cols]
+
+
+def _delta_fit(imputations: Sequence[pd.DataFrame], outcome: str, covariates: Sequence[str], practice: str,
+               model: str, alpha: float) -> dict[str, Any]:
+    if model == "mixed":
+        r = _mixed_row(imputations, outcome, list(covariates), practice, alpha)
+        method = "mixed model (practice + practice-by-phase), REML, Kenward-Roger, Rubin" + r["note"]
+    else:
+        spec = OutcomeSpec(outcome, outcome, "linear", tuple(covariates))
+        fits = [_fit_effect(d, spec) for d in imputations]
+        r = {**_pooled(fits, "linear", alpha), "n_phase1": fits[0]["n_phase1"], "n_phase3": fits[0]["n_phase3"]}
+        method = "OLS ANCOVA, Rubin"
+    return {**{k: r[k] for k in ("estimate", "ci_low", "ci_high", "p_value", "df", "n_phase1", "n_phase3")},
+            "method": method, "m": len(imputations)}
+
+
+def tipping_points(table: pd.DataFrame) -> pd.DataFrame:
+    """Where the primary conclusion changes in a :func:`delta_adjustment` table.
+
+    The conclusion at delta = 0 is whether the CI excludes 0. For each scenario, the tipping
+    point is the delta nearest 0 (on either side) at which that changes, found by linear
+    interpolation of the CI limit that crosses 0 between the two grid deltas around it.
+
+    Returns
+    -------
+    DataFrame
+        ``scenario``, ``conclusion_at_0`` ("CI excludes 0" or "CI includes 0"), ``tipping_delta``
+        (NaN when the conclusion holds over the whole grid), ``bound`` (the CI limit that
+        crosses 0), ``grid_low``, ``grid_high`` (the range of deltas examined).
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"scenario": "s", "delta": [-2.0, -1.0, 0.0, 1.0], "estimate": [-0.5, 0.0, 0.5, 1.0],
+    ...                   "ci_low": [-1.5, -1.0, -0.5, 0.5], "ci_high": [0.5, 1.0, 1.5, 1.5]})
+    >>> tipping_points(t)[["conclusion_at_0", "tipping_delta", "bound"]].values.tolist()
+    [['CI includes 0', 0.5, 'ci_low']]
+    """
+    rows = []
+    for scenario, g in table.groupby("scenario", sort=False):
+        g = g.sort_values("delta").reset_index(drop=True)
+        sig = (g["ci_low"] > 0) | (g["ci_high"] < 0)
+        at0 = g.index[g["delta"] == 0]
+        if len(at0) == 0:
+            raise ModelError("tipping_points: the delta grid must include 0")
+        i0 = int(at0[0])
+        best: tuple[float, str] | None = None
+        for step in (1, -1):  # search upwards and downwards from delta = 0
+            i = i0
+            while 0 <= i + step < len(g) and sig[i + step] == sig[i0]:
+                i += step
+            j = i + step
+            if not 0 <= j < len(g):
+                continue
+            a, b = g.loc[i], g.loc[j]
+            for bound in ("ci_low", "ci_high"):
+                if np.sign(a[bound]) != np.sign(b[bound]):
+                    d = a["delta"] + (0 - a[bound]) * (b["delta"] - a["delta"]) / (b[bound] - a[bound])
+                    if best is None or abs(d) < abs(best[0]):
+                        best = (float(d), bound)
+        rows.append({"scenario": scenario, "conclusion_at_0": "CI excludes 0" if sig[i0] else "CI includes 0",
+                     "tipping_delta": best[0] if best else np.nan, "bound": best[1] if best else "",
+                     "grid_low": float(g["delta"].min()), "grid_high": float(g["delta"].max())})
+    return pd.DataFrame(rows)
+
+
+def delta_plot(table: pd.DataFrame, *, title: str = "Missing not at random: primary estimate against delta"):
+    """Estimate and 95% CI against delta, one series per scenario (a :func:`delta_adjustment` table).
+
+    Drawn with :func:`backpain_analysis.presentation.figures.forest_plot`: one row per delta (top
+    = most negative), one marker and interval per scenario, reference line at 0. Returns the Figure.
+    """
+    from .presentation.figures import forest_plot
+
+    wide = pd.DataFrame({"delta": sorted(table["delta"].unique())})
+    wide["label"] = [f"delta {d:+g}" for d in wide["delta"]]
+    series = {}
+    for k, (scenario, g) in enumerate(table.groupby("scenario", sort=False)):
+        g = g.set_index("delta").reindex(wide["delta"])
+        for c in ("estimate", "ci_low", "ci_high"):
+            wide[f"{c}_{k}"] = g[c].to_numpy()
+        series[f"imputed changes shifted in {scenario}"] = (f"estimate_{k}", f"ci_low_{k}", f"ci_high_{k}")
+    return forest_plot(wide, series=series, log_scale=False, reference=0.0,
+                       favours=("Favours usual care", "Favours stratified care"),
+                       xlabel="Adjusted difference in 6-month RMDQ improvement (points), 95% CI", title=title)
