@@ -749,7 +749,7 @@ def pool_wald(
 # ---------------------------------------------------------------------------------------
 
 #: Bump when the imputation model changes, so that cached imputations are not reused.
-IMPUTATION_MODEL_VERSION = "2026-11-28.1"
+IMPUTATION_MODEL_VERSION = "2026-11-28.2"
 
 
 def data_fingerprint(df: pd.DataFrame) -> str:
@@ -894,11 +894,21 @@ def shared_imputations(
     >>> again.info["from_cache"], bool(again[2].equals(imps[2]))
     (True, True)
     """
-    from .outcomes import ECONOMIC_COLUMNS, FOLLOWUP_COLUMNS, impute_outcomes
+    from .outcomes import (
+        AUXILIARY_PREDICTORS,
+        BASELINE_PREDICTORS,
+        DAYS_OFF_PREDICTORS,
+        ECONOMIC_COLUMNS,
+        FOLLOWUP_COLUMNS,
+        impute_outcomes,
+    )
 
     columns = [*FOLLOWUP_COLUMNS, *(ECONOMIC_COLUMNS if economics else ())]
+    # the model's variable lists are part of the key, so a changed model never reuses old imputations
+    model = {"baseline": list(BASELINE_PREDICTORS), "auxiliary": list(AUXILIARY_PREDICTORS),
+             "days_off": list(DAYS_OFF_PREDICTORS)}
     info = {"fingerprint": data_fingerprint(df), "seed": int(seed), "m": int(n_imputations), "max_iter": int(max_iter),
-            "model_version": IMPUTATION_MODEL_VERSION, "columns": columns, "practice": practice,
+            "model_version": IMPUTATION_MODEL_VERSION, "model": model, "columns": columns, "practice": practice,
             "mcid_min_reduction": float(mcid_min_reduction), "from_cache": False}
     path = None
     if cache_dir is not None:

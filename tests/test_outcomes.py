@@ -190,6 +190,9 @@ def test_primary_mixed_model_pools_every_imputation_by_hand(frame, imputations):
     icc = np.mean([f["var_practice"] / (f["var_practice"] + f["var_practice_phase"] + f["var_residual"])
                    for f in fits])
     assert row["icc"] == pytest.approx(icc, rel=1e-10)
+    # Monte Carlo SE of the pooled estimate: sqrt(B / m) (White, Royston & Wood 2011)
+    assert row["mc_error"] == pytest.approx(np.sqrt(b / m), rel=1e-10)
+    assert np.isnan(table.loc["complete cases", "mc_error"])
     assert table.loc["practice fixed effects, CR2, complete cases", "df"] == frame["practice_id"].nunique() - 1
     with pytest.raises(ModelError, match="practice"):
         primary_analysis(frame.drop(columns="practice_id"))
@@ -589,3 +592,20 @@ def test_delta_plot_draws_one_series_per_scenario(frame, imputations):
     fig = delta_plot(table)
     assert len(fig.axes[0].get_legend().get_texts()) == 2
     plt.close(fig)
+
+
+def test_imputations_by_rule_sets_m_from_the_pilot_fmi(tmp_path, frame):
+    from backpain_analysis.imputation import shared_imputations
+    from backpain_analysis.outcomes import imputations_by_rule
+
+    imps, choice = imputations_by_rule(frame, pilot_imputations=4, seed=8, max_iter=3, cache_dir=tmp_path,
+                                       minimum=5, maximum=60)
+    # the pilot (seed + 1) pooled by hand: Rubin's rules with the Barnard-Rubin df (complete-data df = median KR df)
+    pilot = shared_imputations(frame, n_imputations=4, seed=9, max_iter=3, cache_dir=tmp_path)
+    fits = [fit_mixed_kr(i, "rmdq_change_6m", list(PRIMARY_COVARIATES)) for i in pilot]
+    pooled = pool_rubin([f["coef"] for f in fits], [f["se"] ** 2 for f in fits],
+                        df_complete=float(np.median([f["df"] for f in fits])))
+    assert choice["pilot_fmi"] == pytest.approx(pooled["fmi"], rel=1e-10)
+    assert choice["m"] == len(imps) == min(60, max(5, math.ceil(100 * pooled["fmi"] - 1e-9)))
+    fixed, fixed_choice = imputations_by_rule(frame, n_imputations=3, seed=8, max_iter=3)
+    assert len(fixed) == 3 and fixed_choice["pilot_m"] == 0
