@@ -1181,8 +1181,10 @@ def tipping_points(table: pd.DataFrame) -> pd.DataFrame:
     -------
     DataFrame
         ``scenario``, ``conclusion_at_0`` ("CI excludes 0" or "CI includes 0"), ``tipping_delta``
-        (NaN when the conclusion holds over the whole grid), ``bound`` (the CI limit that
-        crosses 0), ``grid_low``, ``grid_high`` (the range of deltas examined).
+        (the one nearer 0; NaN when the conclusion holds over the whole grid), ``bound`` (the CI
+        limit that crosses 0 there), ``tipping_below`` and ``tipping_above`` (the first change
+        below and above delta = 0; NaN if none in the grid), ``grid_low``, ``grid_high`` (the
+        range of deltas examined).
 
     Examples
     --------
@@ -1199,7 +1201,7 @@ def tipping_points(table: pd.DataFrame) -> pd.DataFrame:
         if len(at0) == 0:
             raise ModelError("tipping_points: the delta grid must include 0")
         i0 = int(at0[0])
-        best: tuple[float, str] | None = None
+        found: dict[int, tuple[float, str]] = {}
         for step in (1, -1):  # search upwards and downwards from delta = 0
             i = i0
             while 0 <= i + step < len(g) and sig[i + step] == sig[i0]:
@@ -1211,10 +1213,13 @@ def tipping_points(table: pd.DataFrame) -> pd.DataFrame:
             for bound in ("ci_low", "ci_high"):
                 if np.sign(a[bound]) != np.sign(b[bound]):
                     d = a["delta"] + (0 - a[bound]) * (b["delta"] - a["delta"]) / (b[bound] - a[bound])
-                    if best is None or abs(d) < abs(best[0]):
-                        best = (float(d), bound)
+                    if step not in found or abs(d) < abs(found[step][0]):
+                        found[step] = (float(d), bound)
+        best = min(found.values(), key=lambda t: abs(t[0])) if found else None
         rows.append({"scenario": scenario, "conclusion_at_0": "CI excludes 0" if sig[i0] else "CI includes 0",
                      "tipping_delta": best[0] if best else np.nan, "bound": best[1] if best else "",
+                     "tipping_below": found[-1][0] if -1 in found else np.nan,
+                     "tipping_above": found[1][0] if 1 in found else np.nan,
                      "grid_low": float(g["delta"].min()), "grid_high": float(g["delta"].max())})
     return pd.DataFrame(rows)
 

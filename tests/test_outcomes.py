@@ -528,6 +528,16 @@ def test_tipping_point_by_interpolation():
     assert r["conclusion_at_0"] == "CI excludes 0"
     assert r["tipping_delta"] == pytest.approx(-1.6)
     assert r["bound"] == "ci_low"
+    assert r["tipping_below"] == pytest.approx(-1.6) and np.isnan(r["tipping_above"])
+    # both directions: includes 0 at delta 0; ci_low crosses 0 above (0.5 -> by hand 0 + 0.5 / 1 * 1 = ...)
+    two = pd.DataFrame({"scenario": "both phases", "delta": [-2.0, -1.0, 0.0, 1.0],
+                        "estimate": [-1.0, -0.5, 0.0, 0.5], "ci_low": [-1.6, -1.1, -0.6, 0.2],
+                        "ci_high": [-0.4, 0.1, 0.6, 0.8]})
+    r2 = tipping_points(two).iloc[0]
+    # below: ci_high from 0.1 (delta -1) to -0.4 (delta -2): -1 + (0 - 0.1) (-1) / (-0.5) = -1.2
+    # above: ci_low from -0.6 (delta 0) to 0.2 (delta 1): 0 + 0.6 / 0.8 = 0.75 (the nearer one)
+    assert r2["tipping_below"] == pytest.approx(-1.2) and r2["tipping_above"] == pytest.approx(0.75)
+    assert r2["tipping_delta"] == pytest.approx(0.75) and r2["bound"] == "ci_low"
     # no change over the grid
     flat = t.assign(ci_low=t["ci_low"] + 5)
     assert np.isnan(tipping_points(flat).iloc[0]["tipping_delta"])
