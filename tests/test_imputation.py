@@ -240,3 +240,18 @@ def test_monte_carlo_error_is_sd_over_root_m_and_tracks_seed_to_seed_spread():
     spread = draws.mean(axis=1).std(ddof=1)
     mcse = np.mean([monte_carlo_error(d) for d in draws])
     assert mcse == pytest.approx(spread, rel=0.05)
+
+
+def test_cross_product_draw_equals_the_full_design_draw():
+    """The engine's draw from cross-products (X'X, X'y, y'y) equals mice's norm.draw on the full design."""
+    from backpain_analysis.imputation import _bayes_draw, _bayes_draw_xtx
+
+    rng = np.random.default_rng(3)
+    m, n, p = 3, 200, 4
+    x = np.concatenate([np.ones((m, n, 1)), rng.normal(size=(m, n, p - 1))], axis=2)
+    y = x[0] @ np.array([1.0, 2.0, -1.0, 0.5]) + rng.normal(size=n)
+    a = _bayes_draw(x, y, np.random.default_rng(9))
+    xtx = np.einsum("mij,mik->mjk", x, x)
+    b = _bayes_draw_xtx(xtx, np.einsum("mij,i->mj", x, y), np.full(m, y @ y), xtx, n, np.random.default_rng(9))
+    for u, v in zip(a, b, strict=True):
+        np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-12)
