@@ -46,6 +46,7 @@ def _large_study(folder: Path) -> Path:
 def _run_chapter(data_dir: Path, out: Path) -> float:
     import papermill
 
+    out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     papermill.execute_notebook(str(NOTEBOOK), str(out / "05.ipynb"), parameters={
         "data_dir": str(data_dir), "output_dir": str(out)}, kernel_name="backpain", cwd=str(NOTEBOOK.parent),
