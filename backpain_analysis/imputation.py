@@ -17,15 +17,30 @@ Used by the outcomes chapter (05) and the economics chapter (07).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["impute_chained", "pool_rubin", "pool_wald"]
+__all__ = [
+    "ImputedDatasets",
+    "data_fingerprint",
+    "impute_chained",
+    "impute_values",
+    "monte_carlo_error",
+    "one_blas_thread",
+    "pool_rubin",
+    "pool_wald",
+    "shared_imputations",
+    "imputations_needed",
+]
 
 _METHODS = ("pmm", "norm")
 _RIDGE = 1e-5  # as mice: ridge penalty relative to the diagonal of X'X, against collinearity
@@ -328,11 +343,66 @@ def impute_chained(
     >>> bool(np.all(imps[0]["y"].iloc[50:] == data["y"].iloc[50:]))
     True
     """
+    values = impute_values(df, columns, n_imputations=n_imputations, seed=seed, max_iter=max_iter,
+                           predictors=predictors, method=method, donors=donors)
+    results = []
+    for i in range(int(n_imputations)):
+        out = df.copy()
+        for c, (miss, vals) in values.items():
+            out[c] = _filled(df[c], miss, vals[i])
+        results.append(out)
+    return results
+
+
+def _filled(series: pd.Series, miss: np.ndarray, imputed: np.ndarray) -> pd.Series:
+    """``series`` with its missing values (``miss``) replaced by ``imputed`` (codes for categoricals)."""
+    if _is_categorical(series):
+        codes = series.cat.codes.to_numpy().copy()
+        codes[miss] = imputed.astype(codes.dtype)
+        return pd.Series(pd.Categorical.from_codes(codes, dtype=series.dtype), index=series.index)
+    vals = _as_float(series).copy()
+    vals[miss] = imputed
+    return pd.Series(vals, index=series.index, dtype="float64")
+
+
+def impute_values(
+    df: pd.DataFrame,
+    columns: Sequence[str],
+    *,
+    n_imputations: int = 10,
+    seed: int | np.random.Generator = 20260101,
+    max_iter: int = 10,
+    predictors: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+    method: str | Mapping[str, str] = "pmm",
+    donors: int = 5,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The imputed values only, as arrays: what :func:`impute_chained` fills in, without m copies of ``df``.
+
+    Parameters
+    ----------
+    df, columns, n_imputations, seed, max_iter, predictors, method, donors
+        As for :func:`impute_chained` (same draws: ``impute_chained`` is built on this function).
+
+    Returns
+    -------
+    dict
+        For each column of ``columns`` that has missing values: ``(missing, values)``, where
+        ``missing`` is a boolean array over the rows of ``df`` and ``values`` an array of shape
+        ``(n_imputations, missing.sum())`` with the imputed values (category codes for
+        categorical columns).
+
+    Examples
+    --------
+    >>> d = pd.DataFrame({"x": [1.0, 2, 3, 4, 5, 6], "y": [1.0, 2, None, 4, 5, None]})
+    >>> miss, vals = impute_values(d, ["y"], n_imputations=2, seed=1)["y"]
+    >>> miss.tolist(), vals.shape
+    ([False, False, True, False, False, True], (2, 2))
+    """
     columns = _check_inputs(df, columns, n_imputations, max_iter, method)
     if donors < 1:
         raise ValueError(f"impute_chained: donors must be at least 1, got {donors!r}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    m, n = int(n_imputations), len(df)
+    m = int(n_imputations)
 
     sets = _predictor_sets(df, columns, predictors)
     aux_names = list(dict.fromkeys(c for cols in sets.values() for c in cols if c not in columns))
@@ -353,47 +423,149 @@ def impute_chained(
 
     to_impute = [c for c in columns if missing[c].any()]
     col_method = {c: (method.get(c, "pmm") if isinstance(method, Mapping) else method) for c in columns}
-    ones = np.ones((m, n, 1))
+    with one_blas_thread():
+        _run_chains(to_impute, sets, observed, missing, target_enc, aux_blocks, current, col_method, max_iter,
+                    donors, m, rng)
+    return {c: (missing[c], current[c][:, missing[c]]) for c in to_impute}
+
+
+def one_blas_thread():
+    """Context manager (and decorator) limiting BLAS to one thread, e.g. while the chains run.
+
+    The chains (and the REML fits of the mixed model) make thousands of small matrix products (X'X of a few thousand rows by a few dozen
+    columns); a multi-threaded OpenBLAS spends far longer synchronising its threads than computing
+    them on a busy 2-core machine (measured: 4 products of 20,000 x 60 took 1.7 s with the default
+    threads and 0.03 s with one). Parallelism comes from imputing the phases in separate threads
+    instead (:func:`backpain_analysis.outcomes.impute_outcomes`). threadpoolctl is installed with
+    scikit-learn (a dependency of pingouin); without it this does nothing.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with pingouin's scikit-learn
+        from contextlib import nullcontext
+
+        return nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _run_chains(to_impute, sets, observed, missing, target_enc, aux_blocks, current, col_method, max_iter, donors,
+                m, rng) -> None:
+    """The chained-equation iterations, updating ``current`` in place."""
+    steps = {t: _Step(t, sets[t], observed, missing, target_enc, aux_blocks, m) for t in to_impute}
     for _ in range(max_iter if to_impute else 0):
         for target in to_impute:
-            blocks = [ones]
-            for p in sets[target]:
-                if p in current:
-                    blocks.append(target_enc[p].encode(current[p]))
-                elif aux_blocks[p].shape[1]:
-                    blocks.append(np.broadcast_to(aux_blocks[p], (m, *aux_blocks[p].shape)))
-            x = np.concatenate(blocks, axis=2)
-            miss = missing[target]
-            y_obs = observed[target][~miss]
-            x_obs, x_mis = x[:, ~miss, :], x[:, miss, :]
-            # a predictor constant among the observed rows carries no information about the
-            # target there (and is collinear with the intercept): leave it out (as mice does)
-            const = np.ptp(x_obs, axis=1) == 0
-            const[:, 0] = False
-            if const.any():
-                keep = (~const)[:, None, :]
-                x_obs, x_mis = x_obs * keep, x_mis * keep
-            beta_hat, beta_star, sigma = _bayes_draw(x_obs, y_obs, rng)
-            yhat_mis = np.einsum("mij,mj->mi", x_mis, beta_star)
+            step = steps[target]
+            x_var, x_mis = step.designs(current)
+            beta_hat, beta_star, sigma = step.draw(x_var, rng)
+            yhat_mis = np.stack([xi @ b for xi, b in zip(x_mis, beta_star, strict=True)]).reshape(m, -1)
             if col_method[target] == "norm" and not target_enc[target].categorical:
                 imputed = yhat_mis + sigma[:, None] * rng.standard_normal(yhat_mis.shape)
             else:
-                yhat_obs = np.einsum("mij,mj->mi", x_obs, beta_hat)
-                imputed = _pmm(yhat_obs, yhat_mis, y_obs, donors, rng)
-            current[target][:, miss] = imputed
+                imputed = _pmm(step.yhat_obs(x_var, beta_hat), yhat_mis, step.y_obs, donors, rng)
+            current[target][:, step.miss] = imputed
 
-    results = []
-    for i in range(m):
-        out = df.copy()
-        for c in to_impute:
-            s = df[c]
-            if _is_categorical(s):
-                codes = current[c][i].astype(int)
-                out[c] = pd.Categorical.from_codes(codes, dtype=s.dtype)
+
+class _Step:
+    """The regression of one target on its predictors, for all chains at once.
+
+    Observed rows of the target whose predictors are all observed (``fixed`` rows) have the same
+    design row in every chain and iteration: their cross-products X'X, X'y are computed once.
+    Only the other observed rows (``var``: a predictor imputed) and the rows to impute are
+    rebuilt at each step. Same draws, in the same order, as building the full design each time.
+    """
+
+    def __init__(self, target, predictors, observed, missing, enc, aux_blocks, m):
+        self.m = m
+        self.target = target
+        self.miss = missing[target]
+        obs = ~self.miss
+        self.parts: list[tuple[str, str]] = [("1", "one")]
+        varying = np.zeros(len(self.miss), bool)
+        for p in predictors:
+            if p in observed:
+                self.parts.append((p, "target"))
+                varying |= missing[p]
+            elif aux_blocks[p].shape[1]:
+                self.parts.append((p, "aux"))
+        self.enc, self.aux = enc, aux_blocks
+        self.fixed_rows = np.flatnonzero(obs & ~varying)
+        self.var_rows = np.flatnonzero(obs & varying)
+        self.mis_rows = np.flatnonzero(self.miss)
+        y = observed[target]
+        self.y_fixed, self.y_var = y[self.fixed_rows], y[self.var_rows]
+        self.y_obs = np.concatenate([self.y_fixed, self.y_var])
+        x_fixed = self._build(self.fixed_rows, observed, single=True)
+        self.x_fixed = x_fixed
+        self.xtx_fixed = x_fixed.T @ x_fixed
+        self.xty_fixed = x_fixed.T @ self.y_fixed
+        self.yty = float(self.y_obs @ self.y_obs)
+        self.n_obs = self.y_obs.size
+        self.min_fixed = x_fixed.min(axis=0) if len(x_fixed) else np.full(x_fixed.shape[1], np.inf)
+        self.max_fixed = x_fixed.max(axis=0) if len(x_fixed) else np.full(x_fixed.shape[1], -np.inf)
+
+    def _build(self, rows, values, single=False):
+        """Design rows: (n_rows, p) from observed values, or (m, n_rows, p) from the chains."""
+        shape = (len(rows), 1) if single else (self.m, len(rows), 1)
+        blocks = [np.ones(shape)]
+        for name, kind in self.parts[1:]:
+            if kind == "target":
+                v = values[name][rows] if single else values[name][:, rows]
+                blocks.append(self.enc[name].encode(v))
             else:
-                out[c] = pd.Series(current[c][i], index=df.index, dtype="float64")
-        results.append(out)
-    return results
+                b = self.aux[name][rows]
+                blocks.append(b if single else np.broadcast_to(b, (self.m, *b.shape)))
+        return np.concatenate(blocks, axis=-1)
+
+    def designs(self, current):
+        return self._build(self.var_rows, current), self._build(self.mis_rows, current)
+
+    def draw(self, x_var, rng):
+        m = self.m
+        xtx = self.xtx_fixed[None] + _gram(x_var)
+        # constant predictors among the observed rows are left out (as mice does)
+        lo = np.minimum(self.min_fixed[None], x_var.min(axis=1)) if x_var.shape[1] else np.broadcast_to(
+            self.min_fixed, (m, self.min_fixed.size))
+        hi = np.maximum(self.max_fixed[None], x_var.max(axis=1)) if x_var.shape[1] else np.broadcast_to(
+            self.max_fixed, (m, self.max_fixed.size))
+        keep = (hi - lo) > 0
+        keep[:, 0] = True
+        self.keep = keep.astype(float)
+        xty = self.xty_fixed[None] + np.stack([xi.T @ self.y_var for xi in x_var])
+        yty = np.full(m, self.yty)
+        kk = self.keep[:, :, None] * self.keep[:, None, :]
+        return _bayes_draw_xtx(xtx * kk, xty * self.keep, yty, xtx, self.n_obs, rng)
+
+    def yhat_obs(self, x_var, beta_hat):
+        fixed = (self.x_fixed @ beta_hat.T).T  # (m, n_fixed)
+        var = np.stack([xi @ b for xi, b in zip(x_var, beta_hat, strict=True)]).reshape(self.m, -1)
+        return np.concatenate([fixed, var], axis=1)
+
+
+def _gram(x: np.ndarray) -> np.ndarray:
+    """X'X per chain, (m, n, p) -> (m, p, p); a loop of BLAS calls (batched matmul is not BLAS)."""
+    return np.stack([xi.T @ xi for xi in x])
+
+
+def _bayes_draw_xtx(
+    xtx: np.ndarray, xty: np.ndarray, yty: np.ndarray, xtx_full: np.ndarray, n_obs: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """As :func:`_bayes_draw`, from cross-products: ``xtx`` (m, p, p) with left-out columns
+    zeroed, ``xty`` (m, p), ``yty`` (m,). The residual sum of squares is
+    ``y'y - 2 b'X'y + b'X'X b`` with the unpenalized X'X."""
+    m, p, _ = xtx.shape
+    diag = np.einsum("mjj->mj", xtx)
+    ridge = np.where(diag > 0, _RIDGE * diag, 1.0)
+    pen = xtx + ridge[:, :, None] * np.eye(p)[None]
+    v = np.linalg.inv(pen)
+    v = (v + np.swapaxes(v, 1, 2)) / 2
+    beta_hat = np.matmul(v, xty[..., None])[..., 0]
+    fitted = np.matmul(xtx, beta_hat[..., None])[..., 0]
+    ss = np.maximum(yty - 2 * np.sum(beta_hat * xty, axis=1) + np.sum(beta_hat * fitted, axis=1), 0.0)
+    dof = max(n_obs - p, 1)
+    sigma = np.sqrt(ss / rng.chisquare(dof, size=m))
+    chol = np.linalg.cholesky(v + 1e-12 * np.eye(p)[None])
+    beta_star = beta_hat + sigma[:, None] * np.matmul(chol, rng.standard_normal((m, p))[..., None])[..., 0]
+    return beta_hat, beta_star, sigma
 
 
 # ---------------------------------------------------------------------------------------
@@ -570,3 +742,246 @@ def pool_wald(
         nu1 = t * (1 + 1 / k) * (1 + 1 / r1) ** 2 / 2
     p = float(stats.chi2.sf(d1 * k, k)) if math.isinf(nu1) else float(stats.f.sf(d1, k, nu1))
     return {"statistic": d1, "df_num": k, "df_den": float(nu1), "p_value": p, "riv": r1, "m": m}
+
+
+# ---------------------------------------------------------------------------------------
+# One shared set of imputations for chapters 05 and 07, cached in the run's output folder.
+# ---------------------------------------------------------------------------------------
+
+#: Bump when the imputation model changes, so that cached imputations are not reused.
+IMPUTATION_MODEL_VERSION = "2026-11-28.2"
+
+
+def data_fingerprint(df: pd.DataFrame) -> str:
+    """SHA-256 (first 16 hex digits) of a DataFrame's values, index, column names and dtypes.
+
+    Examples
+    --------
+    >>> a = pd.DataFrame({"x": [1.0, None]})
+    >>> data_fingerprint(a) == data_fingerprint(a.copy()), data_fingerprint(a) == data_fingerprint(a.fillna(0))
+    (True, False)
+    """
+    h = hashlib.sha256()
+    h.update(json.dumps([[str(c), str(t)] for c, t in df.dtypes.items()]).encode())
+    h.update(pd.util.hash_pandas_object(df, index=True).to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class ImputedDatasets(Sequence):
+    """The ``m`` imputed datasets of :func:`shared_imputations`, built one at a time on access.
+
+    Holds the observed data once and only the imputed values (``m`` x missing cells per
+    column), so m = 50 imputations of a 50,000-patient study fit in memory. Indexing and
+    iteration give complete DataFrames (with the derived change scores), as
+    :func:`backpain_analysis.outcomes.impute_outcomes` returns.
+
+    Attributes
+    ----------
+    data : DataFrame
+        The phase 1 and 3 rows the imputations were made from (with ``phase3``).
+    values : dict
+        Column -> ``(missing, values)``, as :func:`impute_values` returns.
+    info : dict
+        ``fingerprint``, ``seed``, ``m``, ``max_iter``, ``model_version``, ``columns`` and
+        ``from_cache`` (True when loaded from the cache).
+    """
+
+    def __init__(self, data: pd.DataFrame, values: dict[str, tuple[np.ndarray, np.ndarray]],
+                 info: dict[str, Any]) -> None:
+        self.data, self.values, self.info = data, values, dict(info)
+
+    def __len__(self) -> int:
+        return int(self.info["m"])
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):  # a lazy subset: the same datasets, not copies
+            keep = np.arange(len(self))[i]
+            values = {c: (miss, vals[keep]) for c, (miss, vals) in self.values.items()}
+            return ImputedDatasets(self.data, values, {**self.info, "m": len(keep)})
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"imputation {i} of {len(self)}")
+        from .outcomes import imputed_dataset
+
+        return imputed_dataset(self.data, self.values, i % len(self), self.info.get("mcid_min_reduction", 0.30))
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the imputed values (not the data) to ``path`` (.npz), atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {"__info__": np.array(json.dumps(self.info))}
+        for k, (c, (miss, vals)) in enumerate(self.values.items()):
+            arrays[f"name_{k}"] = np.array(c)
+            arrays[f"miss_{k}"] = miss
+            arrays[f"vals_{k}"] = vals
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, data: pd.DataFrame) -> ImputedDatasets:
+        """Read what :meth:`save` wrote, for the same ``data``."""
+        with np.load(path, allow_pickle=False) as z:
+            info = json.loads(str(z["__info__"]))
+            n = sum(1 for k in z.files if k.startswith("name_"))
+            values = {str(z[f"name_{k}"]): (z[f"miss_{k}"], z[f"vals_{k}"]) for k in range(n)}
+        return cls(data, values, {**info, "from_cache": True})
+
+
+def shared_imputations(
+    df: pd.DataFrame,
+    *,
+    n_imputations: int = 20,
+    seed: int = 20260101,
+    max_iter: int = 10,
+    cache_dir: str | os.PathLike | None = None,
+    economics: bool = True,
+    practice: str | None = "practice_id",
+    mcid_min_reduction: float = 0.30,
+) -> ImputedDatasets:
+    """The one set of multiple imputations that chapters 05 (outcomes) and 07 (economics) share.
+
+    Parameters
+    ----------
+    df : DataFrame
+        The analysis dataset.
+    n_imputations : int, default 20
+        ``m``; choose it with :func:`imputations_needed` from a pilot run.
+    seed : int, default 20260101
+    max_iter : int, default 10
+        Chained-equation iterations.
+    cache_dir : path, optional
+        Folder of the run (e.g. ``OUT/_imputations`` of the report or of the scratch output): the
+        imputations are stored there as ``imputations_<fingerprint>_s<seed>_m<m>_i<iter>.npz``,
+        keyed by the data fingerprint, seed, m, iterations and model version, and reused by any
+        chapter that asks for the same. None: no cache.
+    economics : bool, default True
+        Also impute the EQ-5D index at 2 and 6 months and the resource-use components of the NHS
+        cost (:data:`backpain_analysis.outcomes.ECONOMIC_COLUMNS`) in the same model, for chapter 07.
+    practice : str or None, default "practice_id"
+        Cluster column entering the imputation model (practice-by-phase fixed effects).
+    mcid_min_reduction : float, default 0.30
+
+    Returns
+    -------
+    ImputedDatasets
+        A sequence of ``m`` DataFrames (built on access) as
+        :func:`backpain_analysis.outcomes.impute_outcomes` returns; ``.info`` says where they came from.
+
+    Notes
+    -----
+    The imputation model is :func:`backpain_analysis.outcomes.impute_outcomes`: chained equations
+    by predictive mean matching within each phase, with practice indicators (so practice-by-phase
+    means), every variable of the chapter 05 analysis models, the auxiliary variables
+    (:data:`backpain_analysis.outcomes.AUXILIARY_PREDICTORS`) and, with ``economics``, the cost
+    components and utilities of chapter 07: one congenial model for both chapters. Costs are
+    imputed by component (GP consultations, imaging, prescriptions, secondary-care referral;
+    physiotherapy sessions are observed for everyone) and are totalled after imputation.
+    Same data, seed, m and iterations give the same imputations, from the cache or not.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> rng = np.random.default_rng(0)
+    >>> d = pd.DataFrame({"phase": np.repeat([1, 3], 60), "practice_id": np.tile(["P1", "P2"], 60),
+    ...                   "age": rng.normal(50, 10, 120), "rmdq_0m": rng.integers(0, 24, 120).astype(float)})
+    >>> d["rmdq_6m"] = np.where(rng.random(120) < 0.3, np.nan, d["rmdq_0m"] - 2)
+    >>> cache = tempfile.mkdtemp()
+    >>> imps = shared_imputations(d, n_imputations=3, seed=1, max_iter=2, cache_dir=cache)
+    >>> len(imps), int(imps[0]["rmdq_6m"].isna().sum()), imps.info["from_cache"]
+    (3, 0, False)
+    >>> again = shared_imputations(d, n_imputations=3, seed=1, max_iter=2, cache_dir=cache)
+    >>> again.info["from_cache"], bool(again[2].equals(imps[2]))
+    (True, True)
+    """
+    from .outcomes import (
+        AUXILIARY_PREDICTORS,
+        BASELINE_PREDICTORS,
+        DAYS_OFF_PREDICTORS,
+        ECONOMIC_COLUMNS,
+        FOLLOWUP_COLUMNS,
+        impute_outcomes,
+    )
+
+    columns = [*FOLLOWUP_COLUMNS, *(ECONOMIC_COLUMNS if economics else ())]
+    # the model's variable lists are part of the key, so a changed model never reuses old imputations
+    model = {"baseline": list(BASELINE_PREDICTORS), "auxiliary": list(AUXILIARY_PREDICTORS),
+             "days_off": list(DAYS_OFF_PREDICTORS)}
+    info = {"fingerprint": data_fingerprint(df), "seed": int(seed), "m": int(n_imputations), "max_iter": int(max_iter),
+            "model_version": IMPUTATION_MODEL_VERSION, "model": model, "columns": columns, "practice": practice,
+            "mcid_min_reduction": float(mcid_min_reduction), "from_cache": False}
+    path = None
+    if cache_dir is not None:
+        key = hashlib.sha256(json.dumps({k: v for k, v in info.items() if k != "from_cache"},
+                                        sort_keys=True).encode()).hexdigest()[:10]
+        path = Path(cache_dir) / f"imputations_{info['fingerprint']}_s{seed}_m{n_imputations}_i{max_iter}_{key}.npz"
+        if path.exists():
+            from .models import add_phase3
+
+            try:
+                return ImputedDatasets.load(path, add_phase3(df))
+            except (OSError, ValueError, KeyError):  # unreadable cache: recompute and overwrite
+                pass
+    data, values = impute_outcomes(df, n_imputations=n_imputations, seed=seed, max_iter=max_iter, columns=columns,
+                                   practice=practice, mcid_min_reduction=mcid_min_reduction, values_only=True)
+    result = ImputedDatasets(data, values, info)
+    if path is not None:
+        result.save(path)
+    return result
+
+
+def imputations_needed(fmi: float, *, per_fmi: float = 100.0, minimum: int = 20, maximum: int = 200) -> int:
+    """Number of imputations by the rule m >= 100 x FMI (White, Royston & Wood 2011), within bounds.
+
+    Parameters
+    ----------
+    fmi : float
+        Fraction of missing information of the headline estimate, from a pilot run.
+    per_fmi : float, default 100
+        Imputations per unit of FMI (100: m = 100 x FMI, so m is the percentage of missing information).
+    minimum, maximum : int, default 20 and 200
+
+    Returns
+    -------
+    int
+        ``min(maximum, max(minimum, ceil(per_fmi * fmi)))``.
+
+    Notes
+    -----
+    White IR, Royston P, Wood AM, Stat Med 2011;30:377-399, section 7: with m >= 100 FMI the Monte
+    Carlo error of the pooled estimate is about 10% of its standard error, of the test
+    statistic about 0.1, and of the p-value about 0.01 near p = 0.05.
+
+    Examples
+    --------
+    >>> imputations_needed(0.58), imputations_needed(0.05), imputations_needed(3.0 / 100)
+    (58, 20, 20)
+    """
+    if not 0 <= fmi <= 1 or not math.isfinite(fmi):
+        raise ValueError(f"imputations_needed: fmi must be in [0, 1], got {fmi}")
+    return int(min(maximum, max(minimum, math.ceil(per_fmi * fmi - 1e-9))))
+
+
+def monte_carlo_error(estimates: Sequence[float] | np.ndarray) -> float:
+    """Monte Carlo standard error of a pooled MI estimate: sqrt(B / m), B the between-imputation variance.
+
+    Parameters
+    ----------
+    estimates : sequence of float
+        The estimate from each imputed dataset.
+
+    Returns
+    -------
+    float
+        The SD of the estimates divided by sqrt(m): how much the pooled estimate would move
+        if the imputations were redrawn with another seed (White, Royston & Wood 2011, eq. 8).
+
+    Examples
+    --------
+    >>> round(monte_carlo_error([1.0, 1.2, 0.8]), 4)  # sqrt(0.04 / 3)
+    0.1155
+    """
+    q = np.asarray(estimates, dtype=float).ravel()
+    if q.size < 2:
+        raise ValueError(f"monte_carlo_error: needs at least 2 estimates, got {q.size}")
+    return float(math.sqrt(q.var(ddof=1) / q.size))

@@ -20,7 +20,7 @@ import pandas as pd
 import statsmodels.formula.api as smf
 from scipy import stats
 
-from .imputation import impute_chained, pool_rubin, pool_wald
+from .imputation import monte_carlo_error, pool_rubin, pool_wald
 from .models import (
     EXPOSURE,
     ModelError,
@@ -39,17 +39,25 @@ from .scoring import rmdq_mcid
 
 __all__ = [
     "BASELINE_COVARIATES",
+    "DELTA_SCENARIOS",
     "PRIMARY_COVARIATES",
     "RISK_GROUPS",
     "SECONDARY_OUTCOMES",
     "OutcomeSpec",
+    "add_change_scores",
     "add_truth",
     "category_distribution",
+    "delta_adjustment",
+    "delta_plot",
     "impute_outcomes",
+    "imputations_by_rule",
+    "imputed_dataset",
     "primary_analysis",
     "risk_group_analysis",
     "rmdq_trajectory",
     "secondary_outcomes_table",
+    "shift_imputed",
+    "tipping_points",
     "trajectory_plot",
 ]
 
@@ -69,7 +77,7 @@ class OutcomeSpec:
     ``kind``: ``"linear"`` (OLS, mean difference), ``"logistic"`` (odds ratio),
     ``"ordinal"`` (proportional odds; odds ratio of a better / lower category), ``"count"``
     (negative binomial; ratio of means). ``population``: optional ``(column, value)`` restricting
-    the rows analysed (e.g. employed patients for days off work).
+    the rows analysed (e.g. employed patients for days off work). ``month``: follow-up time (2 or 6).
     """
 
     outcome: str
@@ -78,6 +86,7 @@ class OutcomeSpec:
     covariates: tuple[str, ...] = PRIMARY_COVARIATES
     population: tuple[str, float] | None = None
     effect: str = field(default="")
+    month: int = 6
 
     def effect_name(self) -> str:
         if self.effect:
@@ -103,29 +112,63 @@ SECONDARY_OUTCOMES: tuple[OutcomeSpec, ...] = (
     OutcomeSpec("risk_group_6m", "6-month SBST risk group (lower group)", "ordinal",
                 ("age", "sex", "episode_duration", "risk_group"), effect="adjusted ordinal odds ratio (lower group)"),
     # unadjusted ratio and odds ratios: the published estimands (and the synthetic study's truth)
+    OutcomeSpec("csq_cat_change_6m", "Catastrophising (CSQ-CAT) change", "linear",
+                ("csq_cat_0m", *BASELINE_COVARIATES)),
+    OutcomeSpec("pseq_change_6m", "Pain self-efficacy (PSEQ) change (6 months minus baseline)", "linear",
+                ("pseq_0m", *BASELINE_COVARIATES)),
     OutcomeSpec("days_off_work_6m", "Days off work (employed)", "count", (), population=("employed", 1.0)),
     OutcomeSpec("satisfied_care_6m", "Satisfied with care", "logistic", ()),
     OutcomeSpec("satisfied_results_6m", "Satisfied with results of care", "logistic", ()),
+    # 2-month outcomes of the protocol, beside the 6-month ones
+    OutcomeSpec("rmdq_change_2m", "RMDQ change at 2 months", "linear", month=2),
+    OutcomeSpec("pain_change_2m", "Pain (0-10) change at 2 months", "linear", ("pain_nrs_0m", *BASELINE_COVARIATES),
+                month=2),
+    OutcomeSpec("global_change_2m", "Global change at 2 months (better category)", "ordinal", month=2),
 )
 
-#: Follow-up columns imputed by :func:`impute_outcomes` (those present in the data).
+#: Follow-up columns imputed by :func:`impute_outcomes` (those present in the data): every
+#: outcome analysed in chapter 05 (2 and 6 months) and, for chapter 07, the EQ-5D index and the
+#: resource-use components of the NHS cost (missing for patients who did not consent to record review).
 FOLLOWUP_COLUMNS: tuple[str, ...] = (
-    "rmdq_2m", "rmdq_6m", "pain_nrs_2m", "pain_nrs_6m", "tsk_6m", "hads_anxiety_6m", "hads_depression_6m",
-    "global_change_6m", "risk_group_6m", "satisfied_care_6m", "satisfied_results_6m", "days_off_work_6m",
+    "rmdq_2m", "rmdq_6m", "pain_nrs_2m", "pain_nrs_6m", "global_change_2m", "tsk_6m", "hads_anxiety_6m",
+    "hads_depression_6m", "csq_cat_6m", "pseq_6m", "global_change_6m", "risk_group_6m", "satisfied_care_6m",
+    "satisfied_results_6m", "days_off_work_6m",
+)
+#: Cost components and utilities imputed in the same (congenial) model for chapter 07.
+ECONOMIC_COLUMNS: tuple[str, ...] = (
+    "eq5d_index_2m", "eq5d_index_6m", "n_gp_consultations", "imaging", "n_prescriptions", "secondary_care_referral",
 )
 #: Baseline columns used as predictors (and imputed if they have missing values).
 BASELINE_PREDICTORS: tuple[str, ...] = (
     "age", "sex", "employed", "episode_duration", "risk_group", "sbst_total_0m", "rmdq_0m", "pain_nrs_0m",
-    "tsk_0m", "hads_anxiety_0m", "hads_depression_0m", "eq5d_index_0m", "time_off_work",
+    "tsk_0m", "hads_anxiety_0m", "hads_depression_0m", "csq_cat_0m", "pseq_0m", "eq5d_index_0m", "time_off_work",
+)
+#: Auxiliary variables: predictors of the outcomes or of being followed up that are not analysed
+#: (never imputed; a missing value gets a missing-indicator column). Leg pain predicts response
+#: (logistic model of 6-month response on the bundled study, p = 0.05); record-review consent and
+#: the record-review counts describe care received after baseline and predict outcome.
+AUXILIARY_PREDICTORS: tuple[str, ...] = (
+    "leg_pain", "manual_occupation", "consented_records", "physio_sessions", "reconsulted", "sickness_certificate",
+)
+#: Predictors of days off work (employed patients only): a short set, against overfitting.
+DAYS_OFF_PREDICTORS: tuple[str, ...] = (
+    "age", "sex", "risk_group", "rmdq_0m", "rmdq_6m", "pain_nrs_6m", "time_off_work", "sickness_certificate",
 )
 _CHANGES: dict[str, tuple[str, str]] = {
     "rmdq_change_2m": ("rmdq_0m", "rmdq_2m"),
     "rmdq_change_6m": ("rmdq_0m", "rmdq_6m"),
+    "pain_change_2m": ("pain_nrs_0m", "pain_nrs_2m"),
     "pain_change_6m": ("pain_nrs_0m", "pain_nrs_6m"),
     "tsk_change_6m": ("tsk_0m", "tsk_6m"),
     "hads_anxiety_change_6m": ("hads_anxiety_0m", "hads_anxiety_6m"),
     "hads_depression_change_6m": ("hads_depression_0m", "hads_depression_6m"),
+    "csq_cat_change_6m": ("csq_cat_0m", "csq_cat_6m"),
+    "pseq_change_6m": ("pseq_0m", "pseq_6m"),
 }
+#: Change scores where a fall is a worsening (higher = better: self-efficacy); baseline minus
+#: follow-up would make a positive change a deterioration, so these are follow-up minus baseline.
+_HIGHER_IS_BETTER: frozenset[str] = frozenset({"pseq_change_6m"})
+_PRACTICE_CODE = "_practice"
 
 
 # ---------------------------------------------------------------------------------------- imputation
@@ -140,8 +183,11 @@ def impute_outcomes(
     by_phase: bool = True,
     columns: Sequence[str] = FOLLOWUP_COLUMNS,
     baseline: Sequence[str] = BASELINE_PREDICTORS,
+    auxiliary: Sequence[str] = AUXILIARY_PREDICTORS,
+    practice: str | None = "practice_id",
     mcid_min_reduction: float = 0.30,
-) -> list[pd.DataFrame]:
+    values_only: bool = False,
+) -> list[pd.DataFrame] | tuple[pd.DataFrame, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Multiply impute the follow-up outcomes of the analysis dataset (intention to treat).
 
     Parameters
@@ -152,73 +198,261 @@ def impute_outcomes(
         Passed to :func:`backpain_analysis.imputation.impute_chained`.
     by_phase : bool, default True
         Impute each phase separately, so that every association (including the phase by risk
-        group interaction) may differ between phases (van Buuren 2018, section 6.2).
+        group interaction and the practice effects) may differ between phases (van Buuren 2018,
+        section 6.2).
     columns : sequence of str
-        Follow-up columns to impute (those absent from ``df`` are skipped).
+        Follow-up columns to impute (those absent from ``df`` are skipped); add
+        :data:`ECONOMIC_COLUMNS` for the shared chapter 05/07 imputations.
     baseline : sequence of str
         Baseline predictors (imputed too when they have missing values).
+    auxiliary : sequence of str
+        Auxiliary predictors (:data:`AUXILIARY_PREDICTORS`; those absent are skipped), never imputed.
+    practice : str or None, default "practice_id"
+        Cluster column: its levels enter every imputation model as fixed effects (within each
+        phase when ``by_phase``: practice-by-phase effects). None leaves practice out (the old
+        model, which dilutes the practice variance of imputed outcomes).
     mcid_min_reduction : float
         Passed to :func:`backpain_analysis.scoring.rmdq_mcid` when recomputing ``rmdq_mcid_6m``.
+    values_only : bool, default False
+        Return ``(data, values)`` instead: the phase 1 and 3 rows and the imputed values per
+        column (as :func:`backpain_analysis.imputation.impute_values`), from which
+        :func:`imputed_dataset` builds each dataset (what
+        :func:`backpain_analysis.imputation.shared_imputations` stores).
 
     Returns
     -------
     list of DataFrame
         ``n_imputations`` copies of the phase 1 and 3 rows (original row order) with
         ``phase3`` added, the follow-up columns filled, and the derived columns
-        (``rmdq_change_2m``, ``rmdq_change_6m``, ``pain_change_6m``, ``tsk_change_6m``,
-        ``hads_anxiety_change_6m``, ``hads_depression_change_6m``, ``rmdq_mcid_6m``,
-        ``good_outcome_6m``) recomputed from them. ``days_off_work_6m`` stays missing for
-        patients not in paid employment (it is only asked of them).
+        (``rmdq_change_2m``, ``rmdq_change_6m``, ``pain_change_2m``, ``pain_change_6m``,
+        ``tsk_change_6m``, ``hads_anxiety_change_6m``, ``hads_depression_change_6m``,
+        ``csq_cat_change_6m``, ``pseq_change_6m``, ``rmdq_mcid_6m``, ``good_outcome_2m``,
+        ``good_outcome_6m``) recomputed from them, and a 0/1 column ``imputed_rmdq_6m`` (the
+        6-month RMDQ was missing). ``days_off_work_6m`` stays missing for patients not in paid
+        employment (it is only asked of them).
 
     Notes
     -----
     Predictive mean matching (5 donors) for every column, so imputed values are observed
     values (integer scores within range, 0/1 flags, valid categories). The imputation model of
-    each follow-up column uses the baseline predictors and the other follow-up columns,
-    except days off work, which predicts no other column (it is structurally missing for
-    patients not employed).
+    each follow-up column uses the baseline predictors, the other follow-up columns (except days
+    off work, which predicts no other column: it is structurally missing for patients not
+    employed, and is imputed from the short set :data:`DAYS_OFF_PREDICTORS` against overfitting),
+    the auxiliary variables and practice indicators. Imputing within phase with
+    practice indicators gives every practice-period its own mean, so imputed outcomes keep the
+    practice and practice-by-phase variation that the primary mixed model estimates. Fixed
+    practice effects overstate the between-imputation variance when clusters are small and the
+    ICC is small (Andridge, Biom J 2011); with 7 practices and tens of patients per
+    practice-period this is negligible, and it is the documented rule here: practice
+    indicators while every practice-period has at least 20 observed outcomes, a multilevel
+    (random intercept) imputation model otherwise (not implemented: the function then warns).
+    docs/design_inference.md gives the ICC before and after imputation.
     """
     data = add_phase3(df)
+    if practice is not None:
+        if practice not in data.columns:
+            raise ModelError(f"analysis dataset: imputation by practice needs the column {practice!r}")
+        data[_PRACTICE_CODE] = pd.Categorical(data[practice].astype(str))
+        observed = data.loc[data["rmdq_6m"].notna()] if "rmdq_6m" in data.columns else data
+        smallest = observed.groupby([practice, EXPOSURE]).size().min() if len(observed) else 0
+        if smallest < 20:
+            import warnings
+
+            warnings.warn(f"impute_outcomes: a practice-period has only {smallest} observed 6-month outcomes; "
+                          "fixed practice effects may overstate the imputation variance (Andridge 2011)",
+                          stacklevel=2)
     targets = [c for c in columns if c in data.columns]
     base = [c for c in baseline if c in data.columns]
     impute_cols = [c for c in base if data[c].isna().any() and c not in ("time_off_work",)] + targets
     aux = [c for c in base if c not in impute_cols]
+    aux += [c for c in auxiliary if c in data.columns and c not in impute_cols and c not in aux]
+    if practice is not None:
+        aux.append(_PRACTICE_CODE)
     predictors: dict[str, list[str]] = {}
     for t in impute_cols:
         others = [c for c in impute_cols if c != t and (c != "days_off_work_6m" or t == "days_off_work_6m")]
         extra = ["time_off_work"] if t == "days_off_work_6m" and "time_off_work" in aux else []
         predictors[t] = [*others, *[a for a in aux if a != "time_off_work"], *extra]
+    if "days_off_work_6m" in predictors:
+        # few employed responders per phase (about 150 in IMPaCT Back) and a very skewed count: the
+        # full predictor set (~60 columns) overfits and the imputations swing wildly (the pooled
+        # ratio's FMI reached 0.94); a short, pre-specified set instead
+        short = [c for c in (*DAYS_OFF_PREDICTORS, _PRACTICE_CODE) if c in impute_cols or c in aux]
+        predictors["days_off_work_6m"] = short
     if not by_phase:
         for t in impute_cols:
             predictors[t].append(EXPOSURE)
-    groups = [data.loc[data[EXPOSURE] == v] for v in (0.0, 1.0)] if by_phase else [data]
-    rng = np.random.default_rng(seed)
-    parts = []
-    for g in groups:
-        if len(g) == 0:
-            continue
+    values = _impute_groups(data, impute_cols, predictors, aux, by_phase, n_imputations, seed, max_iter)
+    if practice is not None:
+        data = data.drop(columns=_PRACTICE_CODE)
+    if values_only:
+        return data, values
+    return [imputed_dataset(data, values, i, mcid_min_reduction) for i in range(n_imputations)]
+
+
+def _impute_groups(data: pd.DataFrame, impute_cols: list[str], predictors: dict[str, list[str]], aux: list[str],
+                   by_phase: bool, n_imputations: int, seed: int, max_iter: int) -> dict[str, tuple[np.ndarray,
+                                                                                                    np.ndarray]]:
+    """Impute each phase (in parallel threads, one seed stream each); values over the rows of ``data``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .imputation import impute_values, one_blas_thread
+
+    flags = (0.0, 1.0) if by_phase else (None,)
+    seeds = np.random.SeedSequence(seed).spawn(len(flags))
+
+    def run(k: int) -> tuple[np.ndarray, dict]:
+        rows = np.flatnonzero(data[EXPOSURE].to_numpy() == flags[k]) if by_phase else np.arange(len(data))
+        g = data.iloc[rows]
         usable = [c for c in impute_cols if g[c].notna().sum() >= 2]
         preds = {t: [p for p in predictors[t] if p in usable or p in aux or p == EXPOSURE] for t in usable}
-        parts.append(
-            impute_chained(g, usable, n_imputations=n_imputations, seed=rng, max_iter=max_iter, predictors=preds)
-        )
-    out = []
-    for i in range(n_imputations):
-        imp = pd.concat([p[i] for p in parts]).loc[data.index]
-        out.append(_derive(imp, mcid_min_reduction))
+        if len(g) == 0 or not usable:
+            return rows, {}
+        return rows, impute_values(g, usable, n_imputations=n_imputations, seed=np.random.default_rng(seeds[k]),
+                                   max_iter=max_iter, predictors=preds)
+
+    # BLAS limits are process-wide: set them once around both threads (a thread leaving its own
+    # limit would restore the default threads under the other)
+    with one_blas_thread(), ThreadPoolExecutor(max_workers=len(flags)) as pool:
+        parts = list(pool.map(run, range(len(flags))))
+    n = len(data)
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for c in impute_cols:
+        miss = np.zeros(n, bool)
+        chunks = []
+        for rows, vals in parts:  # rows in data order within each part; parts concatenated by position
+            if c in vals:
+                miss[rows[vals[c][0]]] = True
+                chunks.append((rows[vals[c][0]], vals[c][1]))
+        if not chunks:
+            continue
+        pos = np.concatenate([r for r, _ in chunks])
+        order = np.argsort(pos, kind="stable")
+        out[c] = (miss, np.concatenate([v for _, v in chunks], axis=1)[:, order])
     return out
+
+
+def imputed_dataset(data: pd.DataFrame, values: Mapping[str, tuple[np.ndarray, np.ndarray]], i: int,
+                    mcid_min_reduction: float = 0.30) -> pd.DataFrame:
+    """Imputed dataset ``i``: ``data`` with its missing values filled from ``values`` and the derived columns.
+
+    Parameters
+    ----------
+    data : DataFrame
+        Phase 1 and 3 rows (with ``phase3``), as the imputations were made from.
+    values : mapping
+        Column -> ``(missing, values)`` as :func:`backpain_analysis.imputation.impute_values`
+        returns (``values`` of shape (m, missing.sum())).
+    i : int
+        Which imputation.
+    mcid_min_reduction : float, default 0.30
+
+    Returns
+    -------
+    DataFrame
+        As one element of :func:`impute_outcomes`.
+    """
+    from .imputation import _filled
+
+    filled = {c: _filled(data[c], miss, vals[i]) for c, (miss, vals) in values.items()}
+    imp = _derive(data.assign(**filled), mcid_min_reduction)
+    if "rmdq_6m" in data.columns:
+        imp["imputed_rmdq_6m"] = data["rmdq_6m"].isna().astype(float)
+    return imp
+
+
+def imputations_by_rule(
+    df: pd.DataFrame,
+    *,
+    n_imputations: int | None = None,
+    pilot_imputations: int = 10,
+    seed: int = 20260101,
+    max_iter: int = 10,
+    cache_dir: str | None = None,
+    outcome: str = "rmdq_change_6m",
+    covariates: Sequence[str] = PRIMARY_COVARIATES,
+    practice: str = "practice_id",
+    minimum: int = 20,
+    maximum: int = 200,
+) -> tuple[Any, dict[str, Any]]:
+    """The shared imputations with m chosen from a pilot run (m >= 100 x FMI, at least ``minimum``).
+
+    Parameters
+    ----------
+    df : DataFrame
+        The analysis dataset.
+    n_imputations : int or None, default None
+        None: choose m by the rule. An integer: use it (no pilot).
+    pilot_imputations : int, default 10
+        m of the pilot run whose primary-analysis FMI sets m.
+    seed, max_iter, cache_dir
+        As for :func:`backpain_analysis.imputation.shared_imputations` (the pilot uses seed + 1).
+    outcome, covariates, practice
+        The primary model whose FMI is used.
+    minimum, maximum : int, default 20 and 200
+        Bounds of m (:func:`backpain_analysis.imputation.imputations_needed`).
+
+    Returns
+    -------
+    imputations : ImputedDatasets
+        From :func:`backpain_analysis.imputation.shared_imputations`.
+    choice : dict
+        ``m``, ``rule`` (text), ``pilot_m``, ``pilot_fmi`` (NaN without a pilot).
+
+    Notes
+    -----
+    White, Royston & Wood (Stat Med 2011, section 7): m >= 100 x FMI keeps the Monte Carlo error
+    of the pooled estimate near 10% of its SE. The pilot FMI is the primary mixed model's, pooled
+    by Rubin's rules with the Barnard-Rubin df; its own Monte Carlo error is large with 10
+    imputations, which the lower bound of 20 absorbs.
+    """
+    from .imputation import imputations_needed, shared_imputations
+
+    if n_imputations is not None:
+        imps = shared_imputations(df, n_imputations=int(n_imputations), seed=seed, max_iter=max_iter,
+                                  cache_dir=cache_dir, practice=practice)
+        return imps, {"m": int(n_imputations), "rule": "fixed by parameter", "pilot_m": 0, "pilot_fmi": np.nan}
+    pilot = shared_imputations(df, n_imputations=pilot_imputations, seed=seed + 1, max_iter=max_iter,
+                               cache_dir=cache_dir, practice=practice)
+    fmi = float(_mixed_row(pilot, outcome, covariates, practice, 0.05)["fmi"])
+    m = imputations_needed(fmi, minimum=minimum, maximum=maximum)
+    imps = shared_imputations(df, n_imputations=m, seed=seed, max_iter=max_iter, cache_dir=cache_dir,
+                              practice=practice)
+    return imps, {"m": m, "rule": f"m = max({minimum}, ceil(100 x pilot FMI))", "pilot_m": pilot_imputations,
+                  "pilot_fmi": fmi}
+
+
+def add_change_scores(df: pd.DataFrame) -> pd.DataFrame:
+    """Add the change scores of chapter 05 that ``df`` lacks (observed values; NaN where either is missing).
+
+    Changes are baseline minus follow-up (positive = better) except pain self-efficacy (PSEQ,
+    higher = better), which is follow-up minus baseline.
+
+    Examples
+    --------
+    >>> d = pd.DataFrame({"pseq_0m": [30.0, 40.0], "pseq_6m": [36.0, None], "csq_cat_0m": [20.0, 10.0],
+    ...                   "csq_cat_6m": [14.0, 12.0]})
+    >>> add_change_scores(d)[["pseq_change_6m", "csq_cat_change_6m"]].values.tolist()
+    [[6.0, 6.0], [nan, -2.0]]
+    """
+    new = {}
+    for name, (b, f) in _CHANGES.items():
+        if name not in df.columns and b in df.columns and f in df.columns:
+            new[name] = df[f] - df[b] if name in _HIGHER_IS_BETTER else df[b] - df[f]
+    return df.assign(**new) if new else df
 
 
 def _derive(imp: pd.DataFrame, mcid_min_reduction: float) -> pd.DataFrame:
     new: dict[str, Any] = {}
     for name, (b, f) in _CHANGES.items():
         if b in imp.columns and f in imp.columns:
-            new[name] = imp[b] - imp[f]
+            new[name] = imp[f] - imp[b] if name in _HIGHER_IS_BETTER else imp[b] - imp[f]
     if "rmdq_0m" in imp.columns and "rmdq_6m" in imp.columns:
         new["rmdq_mcid_6m"] = rmdq_mcid(imp["rmdq_0m"], imp["rmdq_6m"], min_reduction=mcid_min_reduction)
-    if "global_change_6m" in imp.columns:
-        codes = imp["global_change_6m"].cat.codes
-        new["good_outcome_6m"] = np.where(codes < 0, np.nan, (codes <= 1).astype(float))
+    for month in ("2m", "6m"):
+        if f"global_change_{month}" in imp.columns:
+            codes = imp[f"global_change_{month}"].cat.codes
+            new[f"good_outcome_{month}"] = np.where(codes < 0, np.nan, (codes <= 1).astype(float))
     if "days_off_work_6m" in imp.columns and "employed" in imp.columns:
         new["days_off_work_6m"] = imp["days_off_work_6m"].where(imp["employed"] == 1)
     return imp.assign(**new)
@@ -293,7 +527,8 @@ def _pooled(results: list[dict[str, float]], kind: str, alpha: float) -> dict[st
         alpha=alpha,
     )
     out = _result(pooled["estimate"], pooled["se"], pooled["df"], kind, alpha)
-    out.update({"df": pooled["df"], "fmi": pooled["fmi"], "se": pooled["se"]})
+    out.update({"df": pooled["df"], "fmi": pooled["fmi"], "se": pooled["se"],
+                "mc_error": monte_carlo_error([r["coef"] for r in results])})
     return out
 
 
@@ -310,7 +545,7 @@ def _analyse(
     cc = _fit_effect(add_phase3(df), spec, practice)
     res = _result(cc["coef"], cc["se"], cc["df"], spec.kind, alpha)
     rows.append({"analysis": CC, "n_phase1": cc["n_phase1"], "n_phase3": cc["n_phase3"], **res,
-                 "df": cc["df"], "fmi": np.nan, "se": cc["se"]})
+                 "df": cc["df"], "fmi": np.nan, "se": cc["se"], "mc_error": np.nan})
     return rows
 
 
@@ -326,6 +561,11 @@ def _mixed_row(data_list: Sequence[pd.DataFrame], outcome: str, covariates: Sequ
     """Mixed model (practice + practice-by-phase, KR) on one dataset, or pooled over imputations."""
     fits = [fit_mixed_kr(d, outcome, covariates, practice=practice, contrast=contrast, interaction=interaction,
                          ddf=ddf, alpha=alpha) for d in data_list]
+    return _pool_mixed(fits, alpha)
+
+
+def _pool_mixed(fits: list[dict[str, Any]], alpha: float) -> dict[str, Any]:
+    """One mixed-model fit as a row, or several (one per imputed dataset) pooled by Rubin's rules."""
     icc = float(np.mean([f["icc"] for f in fits]))
     dropped = sum(bool(f["dropped"]) for f in fits)
     note = "" if not dropped else (" (zero practice-by-phase variance dropped" +
@@ -333,14 +573,14 @@ def _mixed_row(data_list: Sequence[pd.DataFrame], outcome: str, covariates: Sequ
     if len(fits) == 1:
         f = fits[0]
         return {**{k: f[k] for k in ("estimate", "ci_low", "ci_high", "p_value", "df", "n_phase1", "n_phase3")},
-                "se": f["se"], "m": 1, "fmi": np.nan, "icc": icc, "note": note}
+                "se": f["se"], "m": 1, "fmi": np.nan, "mc_error": np.nan, "icc": icc, "note": note}
     # Barnard-Rubin df with the complete-data df = the KR df (median over the imputed datasets: robust
     # when the zero-variance rule applies in some imputations only)
     df_com = float(np.median([f["df"] for f in fits]))
     pooled = pool_rubin([f["coef"] for f in fits], [f["se"] ** 2 for f in fits], df_complete=df_com, alpha=alpha)
     return {**{k: pooled[k] for k in ("estimate", "ci_low", "ci_high", "p_value", "df", "fmi", "se")},
             "n_phase1": fits[0]["n_phase1"], "n_phase3": fits[0]["n_phase3"], "m": len(fits), "icc": icc,
-            "note": note}
+            "mc_error": monte_carlo_error([f["coef"] for f in fits]), "note": note}
 
 
 def primary_analysis(
@@ -389,7 +629,8 @@ def primary_analysis(
         ``estimate`` (adjusted mean difference, positive = more improvement with stratified
         care), ``ci_low``, ``ci_high``, ``p_value``, ``se``, ``df`` (KR, Barnard-Rubin, G - 1
         or residual df), ``m`` (number of imputations; 1 for complete cases), ``fmi``
-        (fraction of missing information), ``icc`` (practice variance / total variance of the
+        (fraction of missing information), ``mc_error`` (Monte Carlo SE of the pooled estimate,
+        sqrt(B / m); NaN without imputation), ``icc`` (practice variance / total variance of the
         mixed model; NaN for other models).
 
     Notes
@@ -429,7 +670,7 @@ def primary_analysis(
     def mixed_rows(label_mi: str, label_cc: str) -> list[dict[str, Any]]:
         out = []
         if imputations:
-            r = _mixed_row(list(imputations), outcome, covs, practice, alpha)
+            r = _mixed_row(imputations, outcome, covs, practice, alpha)
             out.append({"analysis": label_mi, "method": mixed_method + r.pop("note") + ", Rubin, Barnard-Rubin df",
                         **r})
         r = _mixed_row([cc_data], outcome, covs, practice, alpha)
@@ -447,7 +688,7 @@ def primary_analysis(
     if sensitivity:
         cr = fit_cluster_fixed_cr2(cc_data, outcome, covs, practice=practice, alpha=alpha)
         rows.append({"analysis": "practice fixed effects, CR2, " + CC, "method": cr["method"], "m": 1,
-                     "fmi": np.nan, "icc": np.nan,
+                     "fmi": np.nan, "mc_error": np.nan, "icc": np.nan,
                      **{k: cr[k] for k in ("estimate", "ci_low", "ci_high", "p_value", "se", "df", "n_phase1",
                                            "n_phase3")}})
         if date in cc_data.columns and cc_data[date].notna().any():
@@ -459,7 +700,7 @@ def primary_analysis(
     table.insert(1, "primary", table["analysis"] == (MI if imputations else CC))
     table.insert(2, "outcome", outcome)
     return table[["analysis", "primary", "outcome", "method", "n_phase1", "n_phase3", "estimate", "ci_low",
-                  "ci_high", "p_value", "se", "df", "m", "fmi", "icc"]]
+                  "ci_high", "p_value", "se", "df", "m", "fmi", "mc_error", "icc"]]
 
 
 # ---------------------------------------------------------------------------------------- risk groups
@@ -525,7 +766,7 @@ def risk_group_analysis(
     tests: list[dict[str, Any]] = []
     datasets: list[tuple[str, list[pd.DataFrame]]] = []
     if imputations:
-        datasets.append((MI, list(imputations)))
+        datasets.append((MI, imputations))
     datasets.append((CC, [add_phase3(df)]))
     for analysis, data_list in datasets:
         cov_type = "HC3" if robust else "nonrobust"
@@ -622,7 +863,10 @@ def secondary_outcomes_table(
         ``observed_phase3`` (patients with an observed value), ``mean_phase1``, ``sd_phase1``,
         ``mean_phase3``, ``sd_phase3`` (linear and count outcomes, observed values),
         ``events_phase1``, ``pct_phase1``, ``events_phase3``, ``pct_phase3`` (0/1 outcomes,
-        observed), ``estimate``, ``ci_low``, ``ci_high``, ``p_value``, ``covariates``.
+        observed), ``estimate``, ``ci_low``, ``ci_high``, ``p_value``, ``df`` (of the t
+        reference: KR, G - 1 or Barnard-Rubin), ``m`` (imputations; 1 for complete cases),
+        ``mc_error`` (Monte Carlo SE of the pooled estimate on the scale it is pooled, log for
+        ratios), ``covariates``. ``month`` (2 or 6) follows ``outcome``.
 
     Notes
     -----
@@ -639,6 +883,7 @@ def secondary_outcomes_table(
     sandwich from the per-patient scores and t on G - 1 df. After imputation the complete-data
     df is the KR or G - 1 df (Barnard-Rubin).
     """
+    df = add_change_scores(df)
     data = add_phase3(df)
     rows = []
     for spec in specs:
@@ -656,13 +901,16 @@ def secondary_outcomes_table(
                 summary[f"events_phase{phase}"] = int(y.sum())
                 summary[f"pct_phase{phase}"] = float(100 * y.mean()) if len(y) else np.nan
         for r in _analyse(df, imputations, spec, alpha, practice):
-            rows.append({"outcome": spec.outcome, "label": spec.label, "effect": spec.effect_name(),
+            rows.append({"outcome": spec.outcome, "month": spec.month, "label": spec.label,
+                         "effect": spec.effect_name(),
                          "analysis": r["analysis"], "n_phase1": r["n_phase1"], "n_phase3": r["n_phase3"],
-                         **summary, **{k: r[k] for k in ("estimate", "ci_low", "ci_high", "p_value")},
+                         **summary, **{k: r[k] for k in ("estimate", "ci_low", "ci_high", "p_value", "df",
+                                                         "mc_error")},
+                         "m": len(imputations) if r["analysis"] == MI else 1,
                          "covariates": ", ".join(spec.covariates)})
-    cols = ["outcome", "label", "effect", "analysis", "n_phase1", "n_phase3", "observed_phase1", "observed_phase3",
+    cols = ["outcome", "month", "label", "effect", "analysis", "n_phase1", "n_phase3", "observed_phase1", "observed_phase3",
             "mean_phase1", "sd_phase1", "mean_phase3", "sd_phase3", "events_phase1", "pct_phase1",
-            "events_phase3", "pct_phase3", "estimate", "ci_low", "ci_high", "p_value", "covariates"]
+            "events_phase3", "pct_phase3", "estimate", "ci_low", "ci_high", "p_value", "df", "m", "mc_error", "covariates"]
     table = pd.DataFrame(rows)
     for c in cols:
         if c not in table.columns:
@@ -802,3 +1050,248 @@ def add_truth(table: pd.DataFrame, truth: Mapping[str, Any] | None, names: Seque
         return table.copy()
     values = [float(truth[n]) if truth and n and isinstance(truth.get(n), int | float) else np.nan for n in names]
     return table.assign(truth=values)
+
+
+# ---------------------------------------------------------------------------------------- MNAR sensitivity
+
+#: Scenarios of :func:`delta_adjustment`: which phases' imputed values are shifted.
+DELTA_SCENARIOS: dict[str, tuple[float, ...]] = {
+    "phase 1 only": (0.0,),
+    "phase 3 only": (1.0,),
+    "both phases": (0.0, 1.0),
+}
+
+
+def shift_imputed(imp: pd.DataFrame, delta: float, phases: Sequence[float], *, outcome: str = "rmdq_change_6m",
+                  imputed: str = "imputed_rmdq_6m") -> pd.DataFrame:
+    """Add ``delta`` to ``outcome`` of the imputed rows (``imputed`` = 1) of the given phases (``phase3`` values).
+
+    Examples
+    --------
+    >>> d = pd.DataFrame({"phase3": [0.0, 1.0, 1.0], "imputed_rmdq_6m": [1.0, 1.0, 0.0],
+    ...                   "rmdq_change_6m": [2.0, 3.0, 4.0]})
+    >>> shift_imputed(d, -1.5, (1.0,))["rmdq_change_6m"].tolist()
+    [2.0, 1.5, 4.0]
+    """
+    if imputed not in imp.columns:
+        raise ModelError(f"delta adjustment: the imputed datasets lack the indicator column {imputed!r}")
+    rows = (imp[imputed] == 1) & imp[EXPOSURE].isin(list(phases))
+    out = imp.copy()
+    out.loc[rows, outcome] = out.loc[rows, outcome] + delta
+    return out
+
+
+def delta_adjustment(
+    df: pd.DataFrame,
+    imputations: Sequence[pd.DataFrame],
+    *,
+    deltas: Sequence[float] = (-4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0),
+    scenarios: Sequence[str] = ("phase 3 only", "both phases"),
+    outcome: str = "rmdq_change_6m",
+    covariates: Sequence[str] = PRIMARY_COVARIATES,
+    practice: str = "practice_id",
+    model: str = "mixed",
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Missing-not-at-random sensitivity by delta adjustment of the imputed primary outcome.
+
+    Parameters
+    ----------
+    df : DataFrame
+        The analysis dataset (for the per-phase counts of imputed patients).
+    imputations : sequence of DataFrame
+        From :func:`impute_outcomes` or :func:`backpain_analysis.imputation.shared_imputations`
+        (they carry ``imputed_rmdq_6m``).
+    deltas : sequence of float
+        Shifts (RMDQ points) added to the imputed 6-month RMDQ change: a negative delta says
+        patients who did not answer improved less than similar patients who did (MAR).
+    scenarios : sequence of str
+        Keys of :data:`DELTA_SCENARIOS`: shift phase 1 only, phase 3 only or both phases.
+    outcome, covariates, practice, alpha
+        As for :func:`primary_analysis`.
+    model : {"mixed", "ols"}, default "mixed"
+        ``"mixed"``: the primary model (practice and practice-by-phase random intercepts, REML,
+        Kenward-Roger, Rubin with Barnard-Rubin df), so delta = 0 reproduces the primary
+        analysis exactly. ``"ols"``: the published ANCOVA.
+
+    Returns
+    -------
+    DataFrame
+        One row per scenario and delta: ``label`` (scenario and delta in words), ``scenario``,
+        ``delta``, ``estimate``, ``ci_low``,
+        ``ci_high``, ``p_value``, ``df``, ``method``, ``n_phase1``, ``n_phase3``, ``m``,
+        ``imputed_phase1``, ``imputed_phase3`` (patients whose outcome was imputed), ``significant``
+        (the CI excludes 0).
+
+    Notes
+    -----
+    The delta-adjustment (pattern-mixture) approach of van Buuren (2018, section 3.8; R mice's
+    ``post`` argument) and Leurent et al. (Stat Med 2018): imputations are made under MAR and the
+    imputed values then shifted by delta, which is the assumed mean difference between
+    non-responders and comparable responders. Shifting after imputation (rather than inside the
+    chain) leaves the other imputed variables as under MAR, the usual simplification. For an
+    unadjusted difference in means the estimate moves by f3 x delta (phase 3 shifted) minus
+    f1 x delta (phase 1 shifted), f the fraction imputed in that phase; adjusted models move by
+    about that much (exactly the OLS projection of the shift vector).
+    """
+    if model not in PRIMARY_MODELS:
+        raise ModelError(f"model must be one of {PRIMARY_MODELS}, got {model!r}")
+    unknown = [s for s in scenarios if s not in DELTA_SCENARIOS]
+    if unknown:
+        raise ModelError(f"delta adjustment: unknown scenarios {unknown}; use {list(DELTA_SCENARIOS)}")
+    data = add_phase3(df)
+    missing = data[outcome].isna()
+    counts = {f"imputed_phase{p}": int((missing & (data[EXPOSURE] == f)).sum()) for p, f in ((1, 0.0), (3, 1.0))}
+    rows = []
+    zero: dict[str, Any] | None = None
+    fast = _delta_mixed(imputations, deltas, scenarios, outcome, covariates, practice, alpha) \
+        if model == "mixed" else {}
+    for scenario in scenarios:
+        for delta in deltas:
+            if (scenario, float(delta)) in fast:
+                res = fast[(scenario, float(delta))]
+            elif delta == 0 and zero is not None:
+                res = zero
+            else:
+                shifted = [shift_imputed(i, float(delta), DELTA_SCENARIOS[scenario], outcome=outcome)
+                           for i in imputations] if delta != 0 else imputations
+                res = _delta_fit(shifted, outcome, covariates, practice, model, alpha)
+                if delta == 0:
+                    zero = res
+            rows.append({"label": f"{scenario}, delta {float(delta):+g}", "scenario": scenario, "delta": float(delta),
+                         **res, **counts, "significant": bool(res["ci_low"] > 0 or res["ci_high"] < 0)})
+    cols = ["label", "scenario", "delta", "estimate", "ci_low", "ci_high", "p_value", "df", "method", "n_phase1", "n_phase3",
+            "m", "imputed_phase1", "imputed_phase3", "significant"]
+    return pd.DataFrame(rows)[cols]
+
+
+def _delta_mixed(imputations: Sequence[pd.DataFrame], deltas: Sequence[float], scenarios: Sequence[str], outcome: str,
+                 covariates: Sequence[str], practice: str, alpha: float,
+                 imputed: str = "imputed_rmdq_6m") -> dict[tuple[str, float], dict[str, Any]]:
+    """The primary mixed model for every scenario and delta, building each imputation's design once.
+
+    Equal to refitting :func:`backpain_analysis.models.fit_mixed_kr` on :func:`shift_imputed`
+    datasets (the shifted response is computed the same way, ``y + delta``), without repeating
+    the formula step for every delta (half the time of a fit on a study of IMPaCT Back's size).
+    """
+    from .models import fit_mixed_design, mixed_design
+
+    keys = [(s, float(d)) for s in scenarios for d in deltas]
+    fits: dict[tuple[str, float], list[dict[str, Any]]] = {k: [] for k in keys}
+    for imp in imputations:
+        if imputed not in imp.columns:
+            raise ModelError(f"delta adjustment: the imputed datasets lack the indicator column {imputed!r}")
+        design = mixed_design(imp, outcome, list(covariates), practice=practice)
+        rows = design["data"].index
+        flag = imp.loc[rows, imputed].to_numpy() == 1
+        phase = design["data"][EXPOSURE].to_numpy()
+        y = design["y"]
+        at_zero = None
+        for scenario, delta in keys:
+            if delta == 0:
+                at_zero = at_zero or _lean(fit_mixed_design(design, alpha=alpha))
+                fits[(scenario, delta)].append(at_zero)
+                continue
+            shift = flag & np.isin(phase, DELTA_SCENARIOS[scenario])
+            fits[(scenario, delta)].append(_lean(fit_mixed_design(design, np.where(shift, y + delta, y),
+                                                                  alpha=alpha)))
+    out = {}
+    for key, group in fits.items():
+        r = _pool_mixed(group, alpha)
+        out[key] = {**{k: r[k] for k in ("estimate", "ci_low", "ci_high", "p_value", "df", "n_phase1", "n_phase3")},
+                    "method": "mixed model (practice + practice-by-phase), REML, Kenward-Roger, Rubin" + r["note"],
+                    "m": len(group)}
+    return out
+
+
+def _lean(fit: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in fit.items() if k != "fit"}
+
+
+def _delta_fit(imputations: Sequence[pd.DataFrame], outcome: str, covariates: Sequence[str], practice: str,
+               model: str, alpha: float) -> dict[str, Any]:
+    if model == "mixed":
+        r = _mixed_row(imputations, outcome, list(covariates), practice, alpha)
+        method = "mixed model (practice + practice-by-phase), REML, Kenward-Roger, Rubin" + r["note"]
+    else:
+        spec = OutcomeSpec(outcome, outcome, "linear", tuple(covariates))
+        fits = [_fit_effect(d, spec) for d in imputations]
+        r = {**_pooled(fits, "linear", alpha), "n_phase1": fits[0]["n_phase1"], "n_phase3": fits[0]["n_phase3"]}
+        method = "OLS ANCOVA, Rubin"
+    return {**{k: r[k] for k in ("estimate", "ci_low", "ci_high", "p_value", "df", "n_phase1", "n_phase3")},
+            "method": method, "m": len(imputations)}
+
+
+def tipping_points(table: pd.DataFrame) -> pd.DataFrame:
+    """Where the primary conclusion changes in a :func:`delta_adjustment` table.
+
+    The conclusion at delta = 0 is whether the CI excludes 0. For each scenario, the tipping
+    point is the delta nearest 0 (on either side) at which that changes, found by linear
+    interpolation of the CI limit that crosses 0 between the two grid deltas around it.
+
+    Returns
+    -------
+    DataFrame
+        ``scenario``, ``conclusion_at_0`` ("CI excludes 0" or "CI includes 0"), ``tipping_delta``
+        (the one nearer 0; NaN when the conclusion holds over the whole grid), ``bound`` (the CI
+        limit that crosses 0 there), ``tipping_below`` and ``tipping_above`` (the first change
+        below and above delta = 0; NaN if none in the grid), ``grid_low``, ``grid_high`` (the
+        range of deltas examined).
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"scenario": "s", "delta": [-2.0, -1.0, 0.0, 1.0], "estimate": [-0.5, 0.0, 0.5, 1.0],
+    ...                   "ci_low": [-1.5, -1.0, -0.5, 0.5], "ci_high": [0.5, 1.0, 1.5, 1.5]})
+    >>> tipping_points(t)[["conclusion_at_0", "tipping_delta", "bound"]].values.tolist()
+    [['CI includes 0', 0.5, 'ci_low']]
+    """
+    rows = []
+    for scenario, g in table.groupby("scenario", sort=False):
+        g = g.sort_values("delta").reset_index(drop=True)
+        sig = (g["ci_low"] > 0) | (g["ci_high"] < 0)
+        at0 = g.index[g["delta"] == 0]
+        if len(at0) == 0:
+            raise ModelError("tipping_points: the delta grid must include 0")
+        i0 = int(at0[0])
+        found: dict[int, tuple[float, str]] = {}
+        for step in (1, -1):  # search upwards and downwards from delta = 0
+            i = i0
+            while 0 <= i + step < len(g) and sig[i + step] == sig[i0]:
+                i += step
+            j = i + step
+            if not 0 <= j < len(g):
+                continue
+            a, b = g.loc[i], g.loc[j]
+            for bound in ("ci_low", "ci_high"):
+                if np.sign(a[bound]) != np.sign(b[bound]):
+                    d = a["delta"] + (0 - a[bound]) * (b["delta"] - a["delta"]) / (b[bound] - a[bound])
+                    if step not in found or abs(d) < abs(found[step][0]):
+                        found[step] = (float(d), bound)
+        best = min(found.values(), key=lambda t: abs(t[0])) if found else None
+        rows.append({"scenario": scenario, "conclusion_at_0": "CI excludes 0" if sig[i0] else "CI includes 0",
+                     "tipping_delta": best[0] if best else np.nan, "bound": best[1] if best else "",
+                     "tipping_below": found[-1][0] if -1 in found else np.nan,
+                     "tipping_above": found[1][0] if 1 in found else np.nan,
+                     "grid_low": float(g["delta"].min()), "grid_high": float(g["delta"].max())})
+    return pd.DataFrame(rows)
+
+
+def delta_plot(table: pd.DataFrame, *, title: str = "Missing not at random: primary estimate against delta"):
+    """Estimate and 95% CI against delta, one series per scenario (a :func:`delta_adjustment` table).
+
+    Drawn with :func:`backpain_analysis.presentation.figures.forest_plot`: one row per delta (top
+    = most negative), one marker and interval per scenario, reference line at 0. Returns the Figure.
+    """
+    from .presentation.figures import forest_plot
+
+    wide = pd.DataFrame({"delta": sorted(table["delta"].unique())})
+    wide["label"] = [f"delta {d:+g}" for d in wide["delta"]]
+    series = {}
+    for k, (scenario, g) in enumerate(table.groupby("scenario", sort=False)):
+        g = g.set_index("delta").reindex(wide["delta"])
+        for c in ("estimate", "ci_low", "ci_high"):
+            wide[f"{c}_{k}"] = g[c].to_numpy()
+        series[f"imputed changes shifted in {scenario}"] = (f"estimate_{k}", f"ci_low_{k}", f"ci_high_{k}")
+    return forest_plot(wide, series=series, log_scale=False, reference=0.0,
+                       favours=("Favours usual care", "Favours stratified care"),
+                       xlabel="Adjusted difference in 6-month RMDQ improvement (points), 95% CI", title=title)

@@ -198,3 +198,60 @@ def test_pool_wald_worked_by_hand():
     assert r0["p_value"] == pytest.approx(stats.chi2.sf(4.0, 2))
     with pytest.raises(ValueError, match="at least 2"):
         pool_wald([[1.0, 2.0]], [np.eye(2)])
+
+
+# --------------------------------------------------------------------------- values, shared set, m rule
+
+
+def test_impute_values_are_what_impute_chained_fills_in():
+    df = _mar_data(n=300)
+    imps = impute_chained(df, ["y", "group"], n_imputations=3, seed=9, max_iter=3)
+    from backpain_analysis.imputation import impute_values
+
+    vals = impute_values(df, ["y", "group"], n_imputations=3, seed=9, max_iter=3)
+    miss, y = vals["y"]
+    np.testing.assert_array_equal(miss, df["y"].isna().to_numpy())
+    for i in range(3):
+        np.testing.assert_array_equal(imps[i].loc[miss, "y"].to_numpy(), y[i])
+        np.testing.assert_array_equal(imps[i]["group"].cat.codes.to_numpy()[vals["group"][0]], vals["group"][1][i])
+
+
+def test_imputations_needed_follows_white_royston_wood():
+    from backpain_analysis.imputation import imputations_needed
+
+    # m >= 100 x FMI (White, Royston & Wood 2011), at least 20
+    assert imputations_needed(0.58) == 58
+    assert imputations_needed(0.581) == 59
+    assert imputations_needed(0.1) == 20
+    assert imputations_needed(0.99, maximum=50) == 50
+    with pytest.raises(ValueError, match="fmi"):
+        imputations_needed(1.5)
+
+
+def test_monte_carlo_error_is_sd_over_root_m_and_tracks_seed_to_seed_spread():
+    from backpain_analysis.imputation import monte_carlo_error
+
+    q = [0.2, 0.5, 0.3, 0.4]
+    # by hand: mean 0.35, var = (0.0225 + 0.0225 + 0.0025 + 0.0025) / 3 = 0.016667; / 4 -> sqrt = 0.064550
+    assert monte_carlo_error(q) == pytest.approx(0.0645497, rel=1e-6)
+    # independent check: the SD of pooled means over many repetitions of m draws equals sqrt(B / m)
+    rng = np.random.default_rng(0)
+    draws = rng.normal(0.0, 0.3, size=(4000, 10))
+    spread = draws.mean(axis=1).std(ddof=1)
+    mcse = np.mean([monte_carlo_error(d) for d in draws])
+    assert mcse == pytest.approx(spread, rel=0.05)
+
+
+def test_cross_product_draw_equals_the_full_design_draw():
+    """The engine's draw from cross-products (X'X, X'y, y'y) equals mice's norm.draw on the full design."""
+    from backpain_analysis.imputation import _bayes_draw, _bayes_draw_xtx
+
+    rng = np.random.default_rng(3)
+    m, n, p = 3, 200, 4
+    x = np.concatenate([np.ones((m, n, 1)), rng.normal(size=(m, n, p - 1))], axis=2)
+    y = x[0] @ np.array([1.0, 2.0, -1.0, 0.5]) + rng.normal(size=n)
+    a = _bayes_draw(x, y, np.random.default_rng(9))
+    xtx = np.einsum("mij,mik->mjk", x, x)
+    b = _bayes_draw_xtx(xtx, np.einsum("mij,i->mj", x, y), np.full(m, y @ y), xtx, n, np.random.default_rng(9))
+    for u, v in zip(a, b, strict=True):
+        np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-12)

@@ -190,6 +190,9 @@ def test_primary_mixed_model_pools_every_imputation_by_hand(frame, imputations):
     icc = np.mean([f["var_practice"] / (f["var_practice"] + f["var_practice_phase"] + f["var_residual"])
                    for f in fits])
     assert row["icc"] == pytest.approx(icc, rel=1e-10)
+    # Monte Carlo SE of the pooled estimate: sqrt(B / m) (White, Royston & Wood 2011)
+    assert row["mc_error"] == pytest.approx(np.sqrt(b / m), rel=1e-10)
+    assert np.isnan(table.loc["complete cases", "mc_error"])
     assert table.loc["practice fixed effects, CR2, complete cases", "df"] == frame["practice_id"].nunique() - 1
     with pytest.raises(ModelError, match="practice"):
         primary_analysis(frame.drop(columns="practice_id"))
@@ -424,3 +427,208 @@ def test_table3_binary_mi_row_pools_every_imputation_with_g_minus_1_df(frame, im
     assert row["estimate"] == pytest.approx(math.exp(pooled["estimate"]), rel=1e-8)
     assert row["ci_low"] == pytest.approx(math.exp(pooled["ci_low"]), rel=1e-6)
     assert row["p_value"] == pytest.approx(pooled["p_value"], rel=1e-6)
+
+
+# ---------------------------------------------------------------------------------------- shared imputations
+
+
+def _clustered_frame(seed: int = 5) -> pd.DataFrame:
+    """analysis_frame with a strong practice-by-phase shift of the 6-month RMDQ (ICC about 0.15)."""
+    df = analysis_frame(n=1100, seed=seed)
+    rng = np.random.default_rng(seed)
+    shift = {(p, ph): rng.normal(0, 2.0) for p in df["practice_id"].unique() for ph in (1, 3)}
+    s = np.array([shift[(p, ph)] for p, ph in zip(df["practice_id"], df["phase"], strict=True)])
+    df["rmdq_6m"] = np.clip(np.round(df["rmdq_6m"] + s), 0, 24)
+    df["rmdq_change_6m"] = df["rmdq_0m"] - df["rmdq_6m"]
+    return df
+
+
+def test_imputation_with_practice_keeps_the_practice_variance():
+    """The complete-case ICC (fit_mixed_kr, checked against lme4 in test_small_sample.py) survives
+    imputation with practice in the model, and is diluted without it (issue 13: 0.040 -> 0.019)."""
+    df = _clustered_frame()
+    cc = fit_mixed_kr(df.assign(phase3=(df["phase"] == 3).astype(float)), "rmdq_change_6m", PRIMARY_COVARIATES,
+                      period=None)
+    with_practice = impute_outcomes(df, n_imputations=4, seed=1, max_iter=5)
+    without = impute_outcomes(df, n_imputations=4, seed=1, max_iter=5, practice=None)
+    icc_with = np.mean([fit_mixed_kr(i, "rmdq_change_6m", PRIMARY_COVARIATES, period=None)["icc"]
+                        for i in with_practice])
+    icc_without = np.mean([fit_mixed_kr(i, "rmdq_change_6m", PRIMARY_COVARIATES, period=None)["icc"]
+                           for i in without])
+    assert cc["icc"] > 0.05
+    assert icc_with == pytest.approx(cc["icc"], rel=0.3)
+    assert icc_without < 0.8 * icc_with
+
+
+def test_shared_imputations_are_cached_and_equal_to_impute_outcomes(tmp_path, frame):
+    from backpain_analysis.imputation import ImputedDatasets, shared_imputations
+
+    a = shared_imputations(frame, n_imputations=3, seed=4, max_iter=3, cache_dir=tmp_path)
+    files = list(tmp_path.glob("imputations_*.npz"))
+    assert len(files) == 1 and not a.info["from_cache"]
+    b = shared_imputations(frame, n_imputations=3, seed=4, max_iter=3, cache_dir=tmp_path)
+    assert b.info["from_cache"] and isinstance(b, ImputedDatasets) and len(b) == 3
+    direct = impute_outcomes(frame, n_imputations=3, seed=4, max_iter=3,
+                             columns=[c for c in a.info["columns"] if c in frame.columns])
+    for i in range(3):
+        pd.testing.assert_frame_equal(a[i], b[i])
+        pd.testing.assert_frame_equal(a[i], direct[i])
+    assert len(a[-2:]) == 2
+    # another seed or m is another cache entry; changed data is another fingerprint
+    shared_imputations(frame, n_imputations=2, seed=4, max_iter=3, cache_dir=tmp_path)
+    shared_imputations(frame.assign(age=frame["age"] + 1), n_imputations=3, seed=4, max_iter=3, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("imputations_*.npz"))) == 3
+
+
+# ---------------------------------------------------------------------------------------- delta adjustment
+
+
+def test_delta_zero_is_the_primary_analysis_exactly(frame, imputations):
+    from backpain_analysis.outcomes import delta_adjustment
+
+    table = delta_adjustment(frame, imputations, deltas=(-1.0, 0.0), scenarios=("phase 3 only", "both phases"))
+    primary = primary_analysis(frame, imputations, sensitivity=False).set_index("analysis").loc["multiple imputation"]
+    for _, row in table[table["delta"] == 0].iterrows():
+        for k in ("estimate", "ci_low", "ci_high", "p_value", "df"):
+            assert row[k] == primary[k], k
+    assert (table["m"] == len(imputations)).all()
+
+
+def test_delta_shifts_an_unadjusted_difference_by_fraction_imputed_times_delta(frame, imputations):
+    from backpain_analysis.outcomes import delta_adjustment
+
+    # closed form: the phase difference in means moves by f3 delta (phase 3 shifted) and by
+    # -f1 delta (phase 1 shifted), f = fraction of the phase whose 6-month RMDQ was imputed
+    n1 = int((frame["phase"] == 1).sum())
+    n3 = int((frame["phase"] == 3).sum())
+    f1 = frame.loc[frame["phase"] == 1, "rmdq_6m"].isna().sum() / n1
+    f3 = frame.loc[frame["phase"] == 3, "rmdq_6m"].isna().sum() / n3
+    table = delta_adjustment(frame, imputations, deltas=(0.0, -2.5), covariates=(), model="ols",
+                             scenarios=("phase 1 only", "phase 3 only", "both phases")).set_index(["scenario", "delta"])
+    base = table.loc[("phase 3 only", 0.0), "estimate"]
+    # the unadjusted OLS estimate at delta 0 is the mean difference, pooled (checked by hand)
+    by_hand = np.mean([i.loc[i["phase"] == 3, "rmdq_change_6m"].mean() - i.loc[i["phase"] == 1, "rmdq_change_6m"].mean()
+                       for i in imputations])
+    assert base == pytest.approx(by_hand, abs=1e-10)
+    assert table.loc[("phase 3 only", -2.5), "estimate"] - base == pytest.approx(f3 * -2.5, abs=1e-10)
+    assert table.loc[("phase 1 only", -2.5), "estimate"] - base == pytest.approx(-f1 * -2.5, abs=1e-10)
+    assert table.loc[("both phases", -2.5), "estimate"] - base == pytest.approx((f3 - f1) * -2.5, abs=1e-10)
+    assert table.loc[("phase 3 only", -2.5), "imputed_phase3"] == frame.loc[frame["phase"] == 3, "rmdq_6m"].isna().sum()
+
+
+def test_tipping_point_by_interpolation():
+    from backpain_analysis.outcomes import tipping_points
+
+    # CI excludes 0 at delta 0; ci_low falls through 0 between delta -2 (ci_low -0.2) and -1 (0.3):
+    # by hand -1 + (0 - 0.3) (-2 - -1) / (-0.2 - 0.3) = -1.6
+    t = pd.DataFrame({"scenario": "phase 3 only", "delta": [-3.0, -2.0, -1.0, 0.0, 1.0],
+                      "estimate": [0.0, 0.5, 1.0, 1.5, 2.0], "ci_low": [-0.7, -0.2, 0.3, 0.8, 1.3],
+                      "ci_high": [0.7, 1.2, 1.7, 2.2, 2.7]})
+    r = tipping_points(t).iloc[0]
+    assert r["conclusion_at_0"] == "CI excludes 0"
+    assert r["tipping_delta"] == pytest.approx(-1.6)
+    assert r["bound"] == "ci_low"
+    assert r["tipping_below"] == pytest.approx(-1.6) and np.isnan(r["tipping_above"])
+    # both directions: includes 0 at delta 0; ci_low crosses 0 above (0.5 -> by hand 0 + 0.5 / 1 * 1 = ...)
+    two = pd.DataFrame({"scenario": "both phases", "delta": [-2.0, -1.0, 0.0, 1.0],
+                        "estimate": [-1.0, -0.5, 0.0, 0.5], "ci_low": [-1.6, -1.1, -0.6, 0.2],
+                        "ci_high": [-0.4, 0.1, 0.6, 0.8]})
+    r2 = tipping_points(two).iloc[0]
+    # below: ci_high from 0.1 (delta -1) to -0.4 (delta -2): -1 + (0 - 0.1) (-1) / (-0.5) = -1.2
+    # above: ci_low from -0.6 (delta 0) to 0.2 (delta 1): 0 + 0.6 / 0.8 = 0.75 (the nearer one)
+    assert r2["tipping_below"] == pytest.approx(-1.2) and r2["tipping_above"] == pytest.approx(0.75)
+    assert r2["tipping_delta"] == pytest.approx(0.75) and r2["bound"] == "ci_low"
+    # no change over the grid
+    flat = t.assign(ci_low=t["ci_low"] + 5)
+    assert np.isnan(tipping_points(flat).iloc[0]["tipping_delta"])
+
+
+# ---------------------------------------------------------------------------------------- 2-month, CSQ, PSEQ
+
+
+def _with_protocol_outcomes(frame: pd.DataFrame, seed: int = 7) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = len(frame)
+    df = frame.copy()
+    p3 = (df["phase"] == 3).to_numpy()
+    df["csq_cat_0m"] = np.clip(np.round(rng.normal(15, 6, n)), 0, 36)
+    df["csq_cat_6m"] = np.where(df["rmdq_6m"].notna(), np.clip(np.round(df["csq_cat_0m"] - 1 - 1.0 * p3
+                                                                         + rng.normal(0, 4, n)), 0, 36), np.nan)
+    df["pseq_0m"] = np.clip(np.round(rng.normal(35, 12, n)), 0, 60)
+    df["pseq_6m"] = np.where(df["rmdq_6m"].notna(), np.clip(np.round(df["pseq_0m"] + 2 + 2.0 * p3
+                                                                      + rng.normal(0, 8, n)), 0, 60), np.nan)
+    df["pain_nrs_2m"] = np.where(df["rmdq_2m"].notna(), np.clip(np.round(df["pain_nrs_0m"] - 0.8
+                                                                          + rng.normal(0, 2, n)), 0, 10), np.nan)
+    gc2 = np.where(df["rmdq_2m"].notna(), rng.integers(0, 6, n), -1)
+    df["global_change_2m"] = pd.Categorical.from_codes(gc2, categories=GLOBAL, ordered=True)
+    return df
+
+
+def test_protocol_outcomes_in_table3_match_statsmodels_by_hand():
+    import statsmodels.formula.api as smf
+
+    df = _with_protocol_outcomes(analysis_frame(n=700, seed=3))
+    specs = [s for s in SECONDARY_OUTCOMES if s.outcome in ("csq_cat_change_6m", "pseq_change_6m", "rmdq_change_2m",
+                                                            "pain_change_2m")]
+    assert len(specs) == 4 and {s.month for s in specs} == {2, 6}
+    table = secondary_outcomes_table(df, specs=specs, practice=None).set_index("outcome")
+    # independent route: changes computed here, OLS by statsmodels formula
+    d = df.assign(phase3=(df["phase"] == 3).astype(float), csq=df["csq_cat_0m"] - df["csq_cat_6m"],
+                  pseq=df["pseq_6m"] - df["pseq_0m"], r2=df["rmdq_0m"] - df["rmdq_2m"],
+                  p2=df["pain_nrs_0m"] - df["pain_nrs_2m"])
+    base = "age + C(sex) + C(episode_duration) + C(risk_group)"
+    for outcome, formula in (("csq_cat_change_6m", f"csq ~ phase3 + csq_cat_0m + {base}"),
+                             ("pseq_change_6m", f"pseq ~ phase3 + pseq_0m + {base}"),
+                             ("rmdq_change_2m", f"r2 ~ phase3 + rmdq_0m + {base}"),
+                             ("pain_change_2m", f"p2 ~ phase3 + pain_nrs_0m + {base}")):
+        fit = smf.ols(formula, data=d).fit()
+        row = table.loc[outcome]
+        assert row["estimate"] == pytest.approx(fit.params["phase3"], rel=1e-8), outcome
+        lo, hi = fit.conf_int().loc["phase3"]
+        assert row["ci_low"] == pytest.approx(lo, rel=1e-8) and row["ci_high"] == pytest.approx(hi, rel=1e-8)
+        assert row["df"] == pytest.approx(fit.df_resid)
+        assert row["mean_phase3"] == pytest.approx(d.loc[d["phase3"] == 1, {"csq_cat_change_6m": "csq",
+                                                   "pseq_change_6m": "pseq", "rmdq_change_2m": "r2",
+                                                   "pain_change_2m": "p2"}[outcome]].mean())
+    # PSEQ is follow-up minus baseline (higher = more self-efficacy): the planted +2 effect is positive
+    assert table.loc["pseq_change_6m", "estimate"] > 0
+    assert table.loc["rmdq_change_2m", "month"] == 2
+
+
+def test_delta_plot_draws_one_series_per_scenario(frame, imputations):
+    from backpain_analysis.outcomes import delta_adjustment, delta_plot
+
+    table = delta_adjustment(frame, imputations[:2], deltas=(-1.0, 0.0), model="ols")
+    fig = delta_plot(table)
+    assert len(fig.axes[0].get_legend().get_texts()) == 2
+    plt.close(fig)
+
+
+def test_imputations_by_rule_sets_m_from_the_pilot_fmi(tmp_path, frame):
+    from backpain_analysis.imputation import shared_imputations
+    from backpain_analysis.outcomes import imputations_by_rule
+
+    imps, choice = imputations_by_rule(frame, pilot_imputations=4, seed=8, max_iter=3, cache_dir=tmp_path,
+                                       minimum=5, maximum=60)
+    # the pilot (seed + 1) pooled by hand: Rubin's rules with the Barnard-Rubin df (complete-data df = median KR df)
+    pilot = shared_imputations(frame, n_imputations=4, seed=9, max_iter=3, cache_dir=tmp_path)
+    fits = [fit_mixed_kr(i, "rmdq_change_6m", list(PRIMARY_COVARIATES)) for i in pilot]
+    pooled = pool_rubin([f["coef"] for f in fits], [f["se"] ** 2 for f in fits],
+                        df_complete=float(np.median([f["df"] for f in fits])))
+    assert choice["pilot_fmi"] == pytest.approx(pooled["fmi"], rel=1e-10)
+    assert choice["m"] == len(imps) == min(60, max(5, math.ceil(100 * pooled["fmi"] - 1e-9)))
+    fixed, fixed_choice = imputations_by_rule(frame, n_imputations=3, seed=8, max_iter=3)
+    assert len(fixed) == 3 and fixed_choice["pilot_m"] == 0
+
+
+def test_delta_mixed_fast_path_equals_refitting_shifted_datasets(frame, imputations):
+    from backpain_analysis.outcomes import delta_adjustment, shift_imputed
+
+    table = delta_adjustment(frame, imputations, deltas=(0.0, -2.0), scenarios=("phase 3 only", "both phases"))
+    for scenario, phases in (("phase 3 only", (1.0,)), ("both phases", (0.0, 1.0))):
+        shifted = [shift_imputed(i, -2.0, phases) for i in imputations]
+        # reference: the primary analysis refitted from the formula on the shifted datasets
+        ref = primary_analysis(frame, shifted, sensitivity=False).set_index("analysis").loc["multiple imputation"]
+        row = table[(table["scenario"] == scenario) & (table["delta"] == -2.0)].iloc[0]
+        for k in ("estimate", "ci_low", "ci_high", "p_value", "df"):
+            assert row[k] == pytest.approx(ref[k], rel=1e-12, abs=1e-12), (scenario, k)
