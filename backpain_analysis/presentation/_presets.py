@@ -75,7 +75,7 @@ _HUMAN = {
     "risk_group": "Risk group", "effect": "Effect measure", "item": "Step", "group": "Group", "phase": "Phase",
     "estimate": "Estimate", "ci_low": "95% CI, lower", "ci_high": "95% CI, upper", "p_value": "p", "n": "N",
     "df": "Degrees of freedom", "df_num": "df (numerator)", "df_den": "df (denominator)", "m": "Imputations",
-    "method": "Method", "fmi": "Fraction of missing information", "icc": "ICC", "statistic": "Statistic",
+    "method": "Method", "fmi": "Fraction of missing information", "mc_error": "Monte Carlo SE", "icc": "ICC", "statistic": "Statistic",
     "test": "Test", "note": "Note", "truth": "True value", "published": "Published",
     "prob_cost_effective": "P(cost-effective)",
 }
