@@ -17,8 +17,9 @@ Outline of the model (details in ``docs/synthetic.md``):
   from the SBST scoring rules; the latent means are solved so that the expected risk mix is
   the requested one;
 - 2- and 6-month RMDQ from a linear model of the change (baseline minus follow-up) with
-  risk-group-specific phase 3 effects and random practice intercepts, drawn beta-binomially
-  around that mean; the other follow-up measures move with the RMDQ change;
+  risk-group-specific phase 3 effects, random practice intercepts and right-skewed individual
+  deviations, drawn binomially around that mean (change-score SDs calibrated to the published
+  ones, issue 17); the other follow-up measures move with the RMDQ change;
 - records, physiotherapy episodes, follow-up response (MAR), consultations and clinicians.
 
 ``truth`` holds the estimands under the keys of the key findings that estimate them; linear
