@@ -1412,8 +1412,10 @@ def generate_study(n_invited: int = DEFAULT_N_INVITED, seed: int = DEFAULT_SEED,
     ['clinician_surveys', 'clinicians', 'consultations']
     >>> len(study.patients)
     400
-    >>> round(study.truth["rmdq_difference_high_risk"], 1)
-    2.3
+    >>> round(study.truth["rmdq_adjusted_difference"], 1)
+    0.7
+    >>> 2.1 < study.truth["rmdq_difference_high_risk"] < 2.4
+    True
     >>> generate_study(n_invited=100, truth_mc_n=20000, rmdq_effect=[0, 0, 0]).truth["rmdq_adjusted_difference"]
     0.0
     """
