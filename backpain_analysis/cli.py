@@ -539,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--icc", type=float, default=None, help="practice ICC of the RMDQ change (default 0.03)")
     p.add_argument("--practice-phase-sd", type=float, default=0.0, metavar="SD", help="practice-by-phase SD")
     p.add_argument("--residual-sd", type=float, default=None, metavar="SD",
-                   help="generator rmdq_change_sd (default 4.5) or the normal simulator's residual SD (4.6)")
+                   help="generator rmdq_change_sd (default 6.4) or the normal simulator's residual SD (4.4)")
     p.add_argument("--phase1-months", type=int, default=None, metavar="M")
     p.add_argument("--phase3-months", type=int, default=None, metavar="M")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="other generator parameter")

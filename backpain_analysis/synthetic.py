@@ -17,8 +17,9 @@ Outline of the model (details in ``docs/synthetic.md``):
   from the SBST scoring rules; the latent means are solved so that the expected risk mix is
   the requested one;
 - 2- and 6-month RMDQ from a linear model of the change (baseline minus follow-up) with
-  risk-group-specific phase 3 effects and random practice intercepts, drawn beta-binomially
-  around that mean; the other follow-up measures move with the RMDQ change;
+  risk-group-specific phase 3 effects, random practice intercepts and right-skewed individual
+  deviations, drawn binomially around that mean (change-score SDs calibrated to the published
+  ones, issue 17); the other follow-up measures move with the RMDQ change;
 - records, physiotherapy episodes, follow-up response (MAR), consultations and clinicians.
 
 ``truth`` holds the estimands under the keys of the key findings that estimate them; linear
@@ -104,27 +105,32 @@ DEFAULTS: dict[str, Any] = {
     "rmdq_item_missing": 0.003,
     "sbst_rmdq_discordance": 0.05,
     # --- 6-month and 2-month RMDQ change (baseline minus follow-up) ---
-    "rmdq_effect": [0.126, 0.536, 2.61],
+    "rmdq_effect": [0.133, 0.566, 2.76],
     "rmdq_effect_2m_scale": 0.7,
-    "rmdq_change_intercept": [2.3, 2.8],
-    "rmdq_change_baseline_slope": 0.33,
+    "rmdq_change_intercept": [2.3, 3.3],
+    "rmdq_change_baseline_slope": 0.65,
     "rmdq_change_age_slope": -0.15,
-    "rmdq_change_sd": 4.5,
+    "rmdq_change_sd": 6.4,
+    "rmdq_change_shape": 1.0,
     "rmdq_change_2m_6m_correlation": 0.7,
-    "rmdq_betabinomial_rho": 0.02,
+    "rmdq_betabinomial_rho": 0.0,
     "icc_practice": 0.03,
     "rmdq_change_within_sd": 5.6,
     "rmdq_practice_phase_sd": 0.0,
     "rmdq_secular_trend": 0.0,
     # --- other follow-up outcomes ---
-    "pain_change": [2.0, 2.0],
-    "pain_effect": 0.15,
-    "tsk_change": [2.9, 2.9],
+    "pain_change": [2.2, 2.5],
+    "pain_effect": 0.35,
+    "pain_change_sd": [3.3, 4.25],
+    "tsk_change": [2.65, 2.65],
+    "tsk_change_sd": [8.05, 11.8],
     "tsk_effect": 1.2,
-    "hads_anxiety_change": [1.35, 1.35],
-    "hads_anxiety_effect": 0.25,
-    "hads_depression_change": [1.35, 1.35],
-    "hads_depression_effect": 0.35,
+    "hads_anxiety_change": [1.7, 1.75],
+    "hads_anxiety_effect": 0.3,
+    "hads_anxiety_change_sd": [5.4, 5.4],
+    "hads_depression_change": [1.7, 1.82],
+    "hads_depression_effect": 0.45,
+    "hads_depression_change_sd": [4.2, 4.2],
     "psychosocial_effect": [0.1, 0.25, 0.45],
     "global_change_phase1": [0.105, 0.28, 0.22, 0.235, 0.10, 0.06],
     "satisfied_care": [0.70, 0.69],
@@ -211,14 +217,17 @@ PARAMETER_HELP: dict[str, str] = {
     "pain_mean": "mean baseline pain NRS per phase",
     "rmdq_item_missing": "probability that an RMDQ item is left blank",
     "sbst_rmdq_discordance": "probability that RMDQ items 9/17 disagree with SBST items 4/3",
-    "rmdq_effect": "phase 3 shift of the expected 6-month RMDQ change per risk group [low, medium, high] before the 0-24 floor and ceiling (the default gives average effects 0.1, 0.48, 2.3)",
+    "rmdq_effect": "phase 3 shift of the expected 6-month RMDQ change per risk group [low, medium, high] before the 0-24 floor and ceiling (the default gives average effects 0.11, 0.47, 2.26)",
     "rmdq_effect_2m_scale": "2-month effect as a multiple of the 6-month effect",
     "rmdq_change_intercept": "mean RMDQ change at [2, 6] months in phase 1 at baseline RMDQ 8.5 and age 50",
     "rmdq_change_baseline_slope": "change per point of baseline RMDQ",
     "rmdq_change_age_slope": "change per 10 years of age",
-    "rmdq_change_sd": "SD of the individual deviation of the expected change",
+    "rmdq_change_sd": "SD of the individual deviation of the expected change at baseline RMDQ 8.5 (scaled by "
+                      "sqrt((rmdq0 + 1) / 9.5)); with the baseline slope it sets the change SD (about 5.8)",
+    "rmdq_change_shape": "gamma shape of the individual deviations (standardized; smaller = more right-skewed: most "
+                         "change little, a few recover a lot)",
     "rmdq_change_2m_6m_correlation": "correlation of the 2- and 6-month individual deviations",
-    "rmdq_betabinomial_rho": "intra-class correlation of the beta-binomial follow-up RMDQ around its mean",
+    "rmdq_betabinomial_rho": "intra-class correlation of the beta-binomial follow-up RMDQ around its mean (0 = binomial)",
     "icc_practice": "practice share of the residual variance of the 6-month RMDQ change (random intercepts)",
     "rmdq_change_within_sd": "within-practice residual SD of the 6-month RMDQ change used to scale icc_practice",
     "rmdq_practice_phase_sd": "SD of practice-by-phase intercepts of the 6-month RMDQ change (cluster-period effects; "
@@ -227,6 +236,10 @@ PARAMETER_HELP: dict[str, str] = {
                           "(secular trend; 0 = none); not part of the phase 3 effect",
     "pain_change": "mean pain NRS change at 6 months in phase 1 per phase [1, 3] before the effect",
     "pain_effect": "direct phase 3 effect on pain change (on top of what follows from RMDQ)",
+    "pain_change_sd": "SD of the individual noise of the pain NRS change per phase (before rounding and the 0-10 range)",
+    "tsk_change_sd": "SD of the individual noise of the TSK change per phase (before rounding and the 17-68 range)",
+    "hads_anxiety_change_sd": "SD of the individual noise of the HADS anxiety change per phase (before rounding and 0-21)",
+    "hads_depression_change_sd": "SD of the individual noise of the HADS depression change per phase (before rounding and 0-21)",
     "tsk_change": "mean TSK change at 6 months per phase before the effect",
     "tsk_effect": "direct phase 3 effect on TSK change",
     "hads_anxiety_change": "mean HADS anxiety change per phase before the effect",
@@ -389,6 +402,11 @@ def _resolve(overrides: Mapping[str, Any]) -> dict[str, Any]:
         raise SyntheticParameterError("latent_correlation must be in (-1, 1) and rmdq_betabinomial_rho in [0, 1)")
     if not 0 <= p["icc_practice"] < 1:
         raise SyntheticParameterError(f"icc_practice must be in [0, 1); got {p['icc_practice']!r}")
+    if not p["rmdq_change_shape"] > 0:
+        raise SyntheticParameterError(f"rmdq_change_shape must be > 0; got {p['rmdq_change_shape']!r}")
+    for key in ("rmdq_change_sd", "pain_change_sd", "tsk_change_sd", "hads_anxiety_change_sd", "hads_depression_change_sd"):
+        if min(np.ravel(np.asarray(p[key], dtype=float))) < 0:
+            raise SyntheticParameterError(f"parameter {key!r} is an SD and must be >= 0; got {p[key]!r}")
     if not p["rmdq_practice_phase_sd"] >= 0:
         raise SyntheticParameterError(f"rmdq_practice_phase_sd must be >= 0; got {p['rmdq_practice_phase_sd']!r}")
     try:
@@ -528,6 +546,9 @@ DAYS_OFF_CAP = 180
 GLOBAL_CHANGE_6M_SHIFT = -0.2  # 6-month cut points calibrated on responders (MAR)
 CERTIFICATE_EMPLOYED_SHIFT = 0.58
 EQ5D_NOISE = 0.4
+# the standardized improvement imp = (change - 2.2) / IMPROVEMENT_SCALE carries the RMDQ change into the
+# other follow-up outcomes; the scale is about 1.15 times the 6-month change SD (imp has SD about 0.87)
+IMPROVEMENT_SCALE = 6.6
 
 
 def _topk_items(rng: np.random.Generator, score: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -694,9 +715,10 @@ def _simulate(p: dict[str, Any], n: int, rng: np.random.Generator, n_practices: 
         years = (out["date"] - d["start1"]).astype("timedelta64[D]").astype(float) / 365.25
         prac_re = prac_re + trend * years
     rho26 = float(p["rmdq_change_2m_6m_correlation"])
-    # right-skewed deviations (standardized gamma, shape 2): most change little, some recover a lot
-    u6 = (rng.gamma(2.0, 1.0, n) - 2.0) / math.sqrt(2.0)
-    u2 = rho26 * u6 + math.sqrt(1 - rho26 ** 2) * (rng.gamma(2.0, 1.0, n) - 2.0) / math.sqrt(2.0)
+    # right-skewed deviations (standardized gamma, shape rmdq_change_shape): most change little, some recover a lot
+    shape = float(p["rmdq_change_shape"])
+    u6 = (rng.gamma(shape, 1.0, n) - shape) / math.sqrt(shape)
+    u2 = rho26 * u6 + math.sqrt(1 - rho26 ** 2) * (rng.gamma(shape, 1.0, n) - shape) / math.sqrt(shape)
     base = p["rmdq_change_baseline_slope"] * (rmdq0 - 8.5) + p["rmdq_change_age_slope"] * agec
     # individual deviations shrink at low baseline scores (less room to change), sd at baseline 8.5 as given
     sd_i = p["rmdq_change_sd"] * np.sqrt((rmdq0 + 1.0) / 9.5)
@@ -724,7 +746,7 @@ def _simulate(p: dict[str, Any], n: int, rng: np.random.Generator, n_practices: 
     # standardized improvement (carries the phase 3 effect into the other outcomes)
     for t in ("2", "6"):
         chg = rmdq0 - out[f"rmdq{t}"]
-        out[f"imp{t}"] = (chg - 2.2) / 5.5
+        out[f"imp{t}"] = (chg - 2.2) / IMPROVEMENT_SCALE
 
     # follow-up latents for SBST (psychosocial gains from phase 3 by risk group)
     psy_eff = np.asarray(p["psychosocial_effect"], dtype=float)[risk] * g3
@@ -739,17 +761,21 @@ def _simulate(p: dict[str, Any], n: int, rng: np.random.Generator, n_practices: 
         out[f"sbst{t}"] = items
         out[f"psy{t}"] = psy_t
 
-    # other follow-up measures (change = baseline minus follow-up)
+    # other follow-up measures (change = baseline minus follow-up); noise SD per phase
+    def noise(key: str) -> np.ndarray:
+        return rng.standard_normal(n) * _by_phase(p[key], phase3)
+
     for t, frac in (("2", 0.8), ("6", 1.0)):
         imp = out[f"imp{t}"]
         pain_chg = frac * _by_phase(p["pain_change"], phase3) + 0.8 * imp + p["pain_effect"] * g3 * frac
-        out[f"pain{t}"] = _clip_round(pain0 - pain_chg + rng.normal(0, 2.5, n), 0, 10)
+        out[f"pain{t}"] = _clip_round(pain0 - pain_chg + noise("pain_change_sd"), 0, 10)
         out[f"tsk{t}"] = _clip_round(tsk0 - (frac * _by_phase(p["tsk_change"], phase3) + 3.0 * imp + p["tsk_effect"] * g3
-                                             + rng.normal(0, 7.5, n)), 17, 68)
+                                             + noise("tsk_change_sd")), 17, 68)
         out[f"hads_a{t}"] = _clip_round(hads_a0 - (frac * _by_phase(p["hads_anxiety_change"], phase3) + 0.6 * imp
-                                                   + p["hads_anxiety_effect"] * g3 + rng.normal(0, 3.6, n)), 0, 21)
+                                                   + p["hads_anxiety_effect"] * g3 + noise("hads_anxiety_change_sd")), 0, 21)
         out[f"hads_d{t}"] = _clip_round(hads_d0 - (frac * _by_phase(p["hads_depression_change"], phase3) + 0.6 * imp
-                                                   + p["hads_depression_effect"] * g3 + rng.normal(0, 2.9, n)), 0, 21)
+                                                   + p["hads_depression_effect"] * g3 + noise("hads_depression_change_sd")),
+                                        0, 21)
         out[f"csq{t}"] = _clip_round(csq0 - (frac * 2.0 + 2.0 * imp + 0.8 * g3 + rng.normal(0, 4.5, n)), 0, 36)
         out[f"pseq{t}"] = _clip_round(pseq0 + (frac * 3.0 + 4.0 * imp + 1.0 * g3 + rng.normal(0, 7.0, n)), 0, 60)
         out[f"eq5d{t}"] = _eq5d(rng, out[f"rmdq{t}"], out[f"pain{t}"], out[f"hads_a{t}"] + out[f"hads_d{t}"],
@@ -1386,8 +1412,10 @@ def generate_study(n_invited: int = DEFAULT_N_INVITED, seed: int = DEFAULT_SEED,
     ['clinician_surveys', 'clinicians', 'consultations']
     >>> len(study.patients)
     400
-    >>> round(study.truth["rmdq_difference_high_risk"], 1)
-    2.3
+    >>> round(study.truth["rmdq_adjusted_difference"], 1)
+    0.7
+    >>> 2.1 < study.truth["rmdq_difference_high_risk"] < 2.4
+    True
     >>> generate_study(n_invited=100, truth_mc_n=20000, rmdq_effect=[0, 0, 0]).truth["rmdq_adjusted_difference"]
     0.0
     """

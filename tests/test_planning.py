@@ -69,7 +69,8 @@ def test_true_effects_reproduce_the_generator_truth(profile):
     truth = generate_study(n_invited=10, seed=0, rmdq_effect=t["rmdq_effect"], **design.generator_overrides()).truth
     assert truth["rmdq_adjusted_difference"] == pytest.approx(0.71, abs=2e-6)
     for g, name in enumerate(P.RISK_GROUPS):
-        assert truth[f"rmdq_difference_{name}_risk"] == pytest.approx(t["group_effects"][g], rel=2e-6)
+        # truth.json keeps 6 significant digits: relative rounding error up to 5e-6
+        assert truth[f"rmdq_difference_{name}_risk"] == pytest.approx(t["group_effects"][g], rel=5e-6)
     if profile == "published":  # the relative pattern of the calibrated default is kept
         ratio = np.asarray(t["rmdq_effect"]) / np.asarray(P.PROFILES["published"])
         assert np.ptp(ratio) < 1e-9

@@ -247,6 +247,13 @@ def test_table3_changes(study, phase, rmdq_change, mcid, pain, tsk, anx, dep):
     check_mean(d.tsk_0 - d.tsk, *tsk, clustered=True, label="TSK change")
     check_mean(d.hads_anxiety_0 - d.hads_anxiety, *anx, clustered=True, label="HADS anxiety change")
     check_mean(d.hads_depression_0 - d.hads_depression, *dep, clustered=True, label="HADS depression change")
+    # spread (issue 17): published SDs of the change scores; HADS SDs are published for phase 3 only
+    check_sd(change, rmdq_change[1], label="RMDQ change")
+    check_sd(d.pain_nrs_0 - d.pain_nrs, pain[1], label="pain change")
+    check_sd(d.tsk_0 - d.tsk, tsk[1], label="TSK change")
+    if phase == 3:
+        check_sd(d.hads_anxiety_0 - d.hads_anxiety, anx[1], label="HADS anxiety change")
+        check_sd(d.hads_depression_0 - d.hads_depression, dep[1], label="HADS depression change")
 
 
 @pytest.mark.parametrize(("code", "published"), [
