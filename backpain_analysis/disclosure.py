@@ -56,27 +56,31 @@ def _is_small(values: np.ndarray, threshold: int) -> np.ndarray:
         return (values >= 1) & (values < threshold)
 
 
-def _protect_group(values: np.ndarray, hidden: np.ndarray, total_pos: int | None, threshold: int = THRESHOLD) -> bool:
+def _protect_group(values: np.ndarray, hidden: np.ndarray, total_pos: int | None, threshold: int = THRESHOLD,
+                   *, two_way: bool = False) -> bool:
     """Hide one more cell of a group (body cells + optional total) whose hidden cells could be recovered.
 
     ``values``/``hidden`` cover the whole group; ``total_pos`` is the index of the total in it.
     With the total shown, ``total - visible parts`` gives the sum of the hidden parts: one
     hidden part is then recovered exactly, and a sum from 1 to ``threshold - 1`` reveals a small
     group however many cells share it. In either case the smallest other non-zero part is hidden
-    too (or the total when none is left). A total hidden (e.g. by the other direction of a
-    two-way table) while every part is shown is their sum: the smallest non-zero part is hidden
-    then. Returns True when a cell was hidden.
+    too (or the total when none is left). With ``two_way`` (a table whose rows and columns both
+    have totals), a total hidden by the other direction while every part is shown is their sum:
+    the two smallest non-zero parts are hidden then (one alone could be recovered from the total
+    shown elsewhere). Returns True when a cell was hidden.
     """
     body = [i for i in range(len(values)) if i != total_pos]
     hidden_body = [i for i in body if hidden[i]]
     if total_pos is not None and hidden[total_pos]:
-        if hidden_body:
+        if hidden_body or not two_way:
             return False
-        # a hidden total whose parts are all shown is their sum: hide the smallest non-zero part too
-        candidates = [i for i in body if np.isfinite(values[i]) and values[i] > 0]
+        # a hidden total whose parts are all shown is their sum: hide the two smallest non-zero parts
+        # (one alone would be the total, recovered elsewhere, minus the shown parts)
+        candidates = sorted((i for i in body if np.isfinite(values[i]) and values[i] > 0), key=lambda i: (values[i], i))
         if not candidates:
             return False
-        hidden[min(candidates, key=lambda i: (values[i], i))] = True
+        for i in candidates[:2]:
+            hidden[i] = True
         return True
     if not hidden_body:
         return False
@@ -188,14 +192,14 @@ def suppression_mask(
                 changed = True
         if total_pos is not None:
             for c in counts:
-                if _protect_group(count_values[c], hidden[c], total_pos, threshold):
+                if _protect_group(count_values[c], hidden[c], total_pos, threshold, two_way=bool(row_totals)):
                     changed = True
         for total, parts in row_totals.items():
             group = [*parts, total]
             for i in range(n):
                 vals = np.array([count_values[c][i] for c in group])
                 hid = np.array([hidden[c][i] for c in group])
-                if _protect_group(vals, hid, len(group) - 1, threshold):
+                if _protect_group(vals, hid, len(group) - 1, threshold, two_way=total_pos is not None):
                     for c, h in zip(group, hid, strict=True):
                         hidden[c][i] = h
                     changed = True

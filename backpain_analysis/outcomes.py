@@ -989,6 +989,52 @@ def rmdq_trajectory(
     return pd.DataFrame(rows)
 
 
+def shareable_trajectory(traj: pd.DataFrame, *, threshold: int = 5, marker: str = "*") -> pd.DataFrame:
+    """The RMDQ trajectory table as shared: small counts hidden within each phase and month.
+
+    Parameters
+    ----------
+    traj : DataFrame
+        :func:`rmdq_trajectory` output.
+    threshold : int
+        Counts from 1 to ``threshold - 1`` are hidden (default 5).
+    marker : str
+        What a hidden cell shows.
+
+    Returns
+    -------
+    DataFrame
+        Same columns as ``traj`` (``risk_group``, ``phase``, ``month``, ``n``, ``mean``,
+        ``ci_low``, ``ci_high``); in a hidden row ``n`` and the mean and its CI show ``marker``.
+
+    Notes
+    -----
+    Within one phase and month the risk groups add up to the ``"all"`` row, so each such group
+    goes through :func:`backpain_analysis.disclosure.suppression_mask` with ``total_row="all"``:
+    a lone hidden group, or hidden groups adding up to 1 to ``threshold - 1``, take the next
+    smallest group with them (a flat suppression of the long table let ``all - shown groups``
+    give a hidden 3 back).
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"risk_group": ["all", "low", "medium", "high"], "phase": 1, "month": 2,
+    ...                   "n": [41, 20, 18, 3], "mean": [8.0, 5.0, 9.0, 15.0], "ci_low": 0.0, "ci_high": 20.0})
+    >>> shareable_trajectory(t)["n"].tolist()
+    [41, 20, '*', '*']
+    """
+    from .disclosure import suppression_mask
+
+    shared = traj.astype(object).copy()
+    cells = [c for c in ("n", "mean", "ci_low", "ci_high") if c in traj.columns]
+    for _, rows in traj.groupby(["phase", "month"], sort=False).groups.items():
+        sub = traj.loc[rows].set_index("risk_group")[["n"]]
+        total = "all" if "all" in sub.index and not sub.index.has_duplicates else None
+        mask = suppression_mask(sub, ["n"], total_row=total, threshold=threshold)["n"].to_numpy()
+        hidden_rows = [r for r, h in zip(rows, mask, strict=True) if h]
+        shared.loc[hidden_rows, cells] = marker
+    return shared
+
+
 def trajectory_plot(traj: pd.DataFrame, *, title: str = "Mean RMDQ over follow-up (observed values, 95% CI)"):
     """One panel per risk group ("all" first): mean RMDQ by month, a line per phase. Returns the Figure."""
     import matplotlib.pyplot as plt

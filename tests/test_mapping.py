@@ -141,7 +141,8 @@ def test_every_recode_is_in_the_cleaning_log(bundled, mapped):
     assert (rmdq["new_value"] == "").all()
     dates = log[(log["table"] == "followups") & (log["column"] == "return_date")]
     assert dates["old_value"].iloc[0].endswith("T00:00") and dates["new_value"].iloc[0] == dates["old_value"].iloc[0][:10]
-    assert dates["row_key"].iloc[0] == "PAT00001|2"
+    first = bundled[0].followups.iloc[0]  # the export's first follow-up row, keyed patient|time point
+    assert dates["row_key"].iloc[0] == f"{first['patient_id']}|{int(first['time_point'])}"
     summary = mapped[1].summary
     assert int(summary[(summary["rule"] == "mapping")]["n_cells"].sum()) == len(log)
 

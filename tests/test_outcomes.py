@@ -632,3 +632,27 @@ def test_delta_mixed_fast_path_equals_refitting_shifted_datasets(frame, imputati
         row = table[(table["scenario"] == scenario) & (table["delta"] == -2.0)].iloc[0]
         for k in ("estimate", "ci_low", "ci_high", "p_value", "df"):
             assert row[k] == pytest.approx(ref[k], rel=1e-12, abs=1e-12), (scenario, k)
+
+
+def test_shareable_trajectory_never_leaves_a_group_recoverable_from_the_all_row():
+    """Within a phase and month the risk groups add up to "all": a hidden 3 must not be all - shown."""
+    from backpain_analysis.outcomes import shareable_trajectory
+
+    rows = []
+    for phase, month, counts in ((1, 2, (20, 18, 3)), (3, 6, (30, 25, 12)), (1, 6, (2, 2, 30))):
+        rows.append({"risk_group": "all", "phase": phase, "month": month, "n": sum(counts), "mean": 8.0,
+                     "ci_low": 7.0, "ci_high": 9.0})
+        rows += [{"risk_group": g, "phase": phase, "month": month, "n": n, "mean": 8.0, "ci_low": 7.0,
+                  "ci_high": 9.0} for g, n in zip(("low", "medium", "high"), counts, strict=True)]
+    shared = shareable_trajectory(pd.DataFrame(rows))
+    for (_, _), g in shared.groupby(["phase", "month"]):
+        hidden = g["n"] == "*"
+        assert hidden.sum() != 1
+        shown = pd.to_numeric(g["n"].where(~hidden), errors="coerce")
+        assert not ((shown >= 1) & (shown <= 4)).any()
+        if hidden.any():  # the hidden groups' sum (all - shown) is not small either
+            total = g.loc[g["risk_group"] == "all", "n"].iloc[0]
+            if total != "*":
+                assert total - shown[g["risk_group"] != "all"].sum() >= 5
+        assert (g.loc[hidden, ["mean", "ci_low", "ci_high"]] == "*").all().all()
+    assert shared["n"].tolist() == [41, 20, "*", "*", 67, 30, 25, 12, 34, "*", "*", "*"]  # 2 + 2 < 5 takes the 30 too
