@@ -29,6 +29,7 @@ __all__ = [
     "CutoffError",
     "as_iso",
     "describe_until",
+    "due_for_followup",
     "followup_due",
     "parse_until",
     "truncate_study",
@@ -254,6 +255,42 @@ def followup_due(reference_date: pd.Series, until: Any, months: int = 6, *,
     nominal, half = dict(windows or _DEFAULT_WINDOWS)[months]
     closes = ref + np.timedelta64(int(round((nominal + half) * 86400)), "s")
     return np.where(np.isnat(ref), np.nan, (closes <= np.datetime64(day)).astype("float64"))
+
+
+def due_for_followup(dataset: pd.DataFrame, months: int = 6) -> pd.DataFrame:
+    """The analysis dataset without the patients whose follow-up is not yet due at the cut-off.
+
+    Parameters
+    ----------
+    dataset : DataFrame
+        :func:`backpain_analysis.dataset.load_analysis_dataset` output. With a cut-off it has
+        ``followup_<months>m_due`` (1 due, 0 not yet due); without one it is returned unchanged.
+    months : int
+        2 or 6.
+
+    Returns
+    -------
+    DataFrame
+        The rows with ``followup_<months>m_due == 1`` (index reset), or ``dataset`` itself.
+
+    Notes
+    -----
+    An interim report's outcome and economic analyses use the patients who were due: one whose
+    window was still open is neither followed up nor lost, so imputing the outcome as missing
+    at random would count the not-yet-due as non-responders.
+
+    Examples
+    --------
+    >>> d = pd.DataFrame({"patient_id": ["a", "b"], "followup_6m_due": [1.0, 0.0]})
+    >>> due_for_followup(d)["patient_id"].tolist()
+    ['a']
+    >>> due_for_followup(d.drop(columns="followup_6m_due")).shape[0]
+    2
+    """
+    column = f"followup_{months}m_due"
+    if column not in dataset.columns:
+        return dataset
+    return dataset[dataset[column] == 1].reset_index(drop=True)
 
 
 def describe_until(until: Any) -> str:

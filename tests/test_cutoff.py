@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backpain_analysis.cutoff import CutoffError, followup_due, parse_until, truncate_tables
+from backpain_analysis.cutoff import CutoffError, due_for_followup, followup_due, parse_until, truncate_tables
 from backpain_analysis.dataset import ANALYSIS_COLUMNS, flow_counts, load_analysis_dataset
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "synthetic"
@@ -101,6 +101,21 @@ def test_not_yet_due_by_independent_date_arithmetic(interim):
     # nobody counted lost to follow-up while their window is open
     open_window = cut["followup_6m_due"] == 0
     assert open_window.any() and (cut.loc[open_window, "followed_up_6m"] == 0).all()
+
+
+def test_outcome_chapters_keep_only_patients_due(interim):
+    """Chapters 05 and 07 analyse the patients due at 6 months: those whose window closed by the
+    cut-off by plain date arithmetic, or who answered already; the final dataset passes unchanged."""
+    until, (_, cut), _ = interim
+    day = date.fromisoformat(until)
+    with open(DATA / "patients.csv", newline="") as fh:
+        ref = {r["patient_id"]: (r["baseline_date"] or r["consultation_date"]) for r in csv.DictReader(fh)}
+    kept = set(due_for_followup(cut)["patient_id"])
+    expected = {pid for pid, followed in zip(cut["patient_id"], cut["followed_up_6m"], strict=True)
+                if followed == 1 or date.fromisoformat(ref[pid]) + timedelta(days=183 + 56) <= day}
+    assert kept == expected and 0 < len(kept) < len(cut)
+    _, final = load_analysis_dataset(DATA)
+    assert due_for_followup(final) is final
 
 
 def test_cutoff_after_last_date_changes_nothing():
