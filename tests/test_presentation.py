@@ -589,3 +589,9 @@ def test_snake_case_codes_in_label_columns_read_as_words():
     t = display_table(pd.DataFrame({"matched_pathway": ["psych_informed_physiotherapy", "advice", "P_01 (x)"],
                                     "n": [71, 174, 9]}))
     assert [r[0] for r in t.rows] == ["Psych informed physiotherapy", "Advice", "P_01 (x)"]
+
+
+def test_phase_codes_stored_as_floats_show_as_codes():
+    """Chapter 07 grouped by a float phase column and showed 1.00 and 3.00."""
+    t = display_table(pd.DataFrame({"phase": [1.0, 3.0, np.nan], "n_patients": [370, 560, 0]}))
+    assert [r[0] for r in t.rows] == ["1", "3", "\u2014"]

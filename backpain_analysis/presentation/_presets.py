@@ -288,6 +288,8 @@ def _auto(df: pd.DataFrame, decimals: int | None) -> tuple[list[Col], list[str]]
         align = "l" if is_text else "r"
         if leading and is_text and not pd.api.types.is_numeric_dtype(df[c]):
             cell = lambda r, c=c: _label(r[c])  # noqa: E731  (row labels start with a capital)
+        elif name in {"phase", "month", "year"} and pd.api.types.is_numeric_dtype(df[c]):
+            cell = lambda r, c=c: _code_text(r[c])  # noqa: E731  (a code: 3, not 3.00)
         spanner = ""
         header = human_label(name)
         for ph, span in PHASES.items():
@@ -424,6 +426,15 @@ PRESETS: dict[str, Callable[[pd.DataFrame, int | None], tuple[list[Col], list[st
     "effects": _effects, "process": _process, "table1": _table1, "flow": _flow, "economics": _economics,
     "findings": _findings, "auto": _auto,
 }
+
+
+def _code_text(value: Any) -> str:
+    """A numeric code (phase, month, year) as text: whole numbers without decimals."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return MISSING
+    if isinstance(value, int | float | np.integer | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def display_table(
