@@ -172,6 +172,28 @@ def _predictor_sets(
     return sets
 
 
+def _uninformative_auxiliaries_removed(df: pd.DataFrame, columns: Sequence[str],
+                                       sets: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Leave out of a target's equation each auxiliary (not imputed) predictor that is missing in
+    every row where the target is missing.
+
+    Such a predictor says nothing about the values to impute: those rows would all get its
+    mean-filled stand-in and its missing indicator, which is constant among the rows the equation is
+    fitted on. E.g. record-review counts are missing exactly for patients who did not consent to the
+    review, and so are the review's reconsultation and sickness-certificate flags; with the flags in
+    the equation, every non-consenter was imputed as a patient with an average (impossible,
+    fractional) flag, and the matched donors (PMM) were not like them.
+    """
+    out = {}
+    for t, cols in sets.items():
+        target_missing = df[t].isna().to_numpy()
+        if not target_missing.any():
+            out[t] = cols
+            continue
+        out[t] = [c for c in cols if c in columns or not df[c].isna().to_numpy()[target_missing].all()]
+    return out
+
+
 def _auxiliary_design(df: pd.DataFrame, aux: list[str]) -> tuple[dict[str, np.ndarray], list[str]]:
     """Fixed design blocks for predictors that are not imputed.
 
@@ -212,8 +234,9 @@ def _bayes_draw(
     m, n_obs, p = x_obs.shape
     xtx = np.einsum("mij,mik->mjk", x_obs, x_obs)
     diag = np.einsum("mjj->mj", xtx)
-    # columns that are all zero among the observed rows (zeroed by the caller) get a unit
-    # diagonal: their coefficient is then a harmless draw that multiplies zeros
+    # columns that are all zero among the observed rows (zeroed by the caller: constant there, so
+    # not identified) get a unit diagonal to keep the inverse defined, and a coefficient of exactly 0
+    # below: a random coefficient would shift every missing row where the column is not constant
     ridge = np.where(diag > 0, _RIDGE * diag, 1.0)
     xtx = xtx + ridge[:, :, None] * np.eye(p)[None]
     v = np.linalg.inv(xtx)
@@ -225,7 +248,7 @@ def _bayes_draw(
     sigma = np.sqrt(ss / rng.chisquare(dof, size=m))
     chol = np.linalg.cholesky(v + 1e-12 * np.eye(p)[None])
     beta_star = beta_hat + sigma[:, None] * np.einsum("mjk,mk->mj", chol, rng.standard_normal((m, p)))
-    return beta_hat, beta_star, sigma
+    return beta_hat, np.where(diag > 0, beta_star, 0.0), sigma
 
 
 def _pmm(
@@ -404,7 +427,7 @@ def impute_values(
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     m = int(n_imputations)
 
-    sets = _predictor_sets(df, columns, predictors)
+    sets = _uninformative_auxiliaries_removed(df, columns, _predictor_sets(df, columns, predictors))
     aux_names = list(dict.fromkeys(c for cols in sets.values() for c in cols if c not in columns))
     aux_blocks, _ = _auxiliary_design(df, aux_names)
     target_enc = {c: _Predictor(c, df[c]) for c in columns}
@@ -565,7 +588,9 @@ def _bayes_draw_xtx(
     sigma = np.sqrt(ss / rng.chisquare(dof, size=m))
     chol = np.linalg.cholesky(v + 1e-12 * np.eye(p)[None])
     beta_star = beta_hat + sigma[:, None] * np.matmul(chol, rng.standard_normal((m, p))[..., None])[..., 0]
-    return beta_hat, beta_star, sigma
+    # left-out (constant among the observed rows, not identified) columns: coefficient exactly 0, as
+    # mice drops them; a draw there would move every missing row where the column differs
+    return beta_hat, np.where(diag > 0, beta_star, 0.0), sigma
 
 
 # ---------------------------------------------------------------------------------------
@@ -749,7 +774,7 @@ def pool_wald(
 # ---------------------------------------------------------------------------------------
 
 #: Bump when the imputation model changes, so that cached imputations are not reused.
-IMPUTATION_MODEL_VERSION = "2026-11-28.2"
+IMPUTATION_MODEL_VERSION = "2026-11-28.3"
 
 
 def data_fingerprint(df: pd.DataFrame) -> str:

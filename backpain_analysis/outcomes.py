@@ -470,6 +470,12 @@ def _fit_effect(data: pd.DataFrame, spec: OutcomeSpec, practice: str | None = No
             raise ModelError(f"analysis dataset: outcome {spec.outcome!r} needs column {col!r}")
         data = data.loc[data[col] == value]
     covs = [c for c in spec.covariates if c != spec.outcome]
+    if practice is not None and practice not in data.columns:
+        raise ModelError(f"analysis dataset: clustered analysis needs the practice column {practice!r}")
+    if spec.kind == "linear" and practice is not None:  # the mixed model alone (no OLS fit to throw away)
+        mk = fit_mixed_kr(data, spec.outcome, covs, practice=practice)
+        return {"coef": mk["coef"], "se": mk["se"], "df": mk["df"], "n_phase1": mk["n_phase1"],
+                "n_phase3": mk["n_phase3"]}
     if spec.kind == "linear":
         fit = fit_ols(data, spec.outcome, covs)
     elif spec.kind == "logistic":
@@ -484,16 +490,10 @@ def _fit_effect(data: pd.DataFrame, spec: OutcomeSpec, practice: str | None = No
     sign = -1.0 if spec.kind == "ordinal" else 1.0
     used = fit.model.data.frame  # the complete cases the model was fitted to
     if practice is not None:
-        if practice not in data.columns:
-            raise ModelError(f"analysis dataset: clustered analysis needs the practice column {practice!r}")
         from .small_sample import cluster_sandwich_scores, glm_mancl_derouen
 
         labels = data.loc[used.index, practice].to_numpy()
         j = list(fit.params.index).index(EXPOSURE)
-        if spec.kind == "linear":
-            mk = fit_mixed_kr(data, spec.outcome, covs, practice=practice)
-            return {"coef": mk["coef"], "se": mk["se"], "df": mk["df"], "n_phase1": mk["n_phase1"],
-                    "n_phase3": mk["n_phase3"]}
         if spec.kind == "ordinal":
             b = np.asarray(fit.params, dtype=float)
             cov = cluster_sandwich_scores(fit.model.score_obs(b), fit.model.hessian(b), labels)
@@ -537,12 +537,15 @@ def _analyse(
     practice: str | None = None,
 ) -> list[dict[str, Any]]:
     """Rows (multiple imputation if given, then complete cases) for one outcome."""
+    from .imputation import one_blas_thread
+
     rows = []
+    with one_blas_thread():  # many small fits: one BLAS thread is several times faster on a busy machine
+        fits = [_fit_effect(imp, spec, practice) for imp in imputations] if imputations else []
+        cc = _fit_effect(add_phase3(df), spec, practice)
     if imputations:
-        fits = [_fit_effect(imp, spec, practice) for imp in imputations]
         res = _pooled(fits, spec.kind, alpha)
         rows.append({"analysis": MI, "n_phase1": fits[0]["n_phase1"], "n_phase3": fits[0]["n_phase3"], **res})
-    cc = _fit_effect(add_phase3(df), spec, practice)
     res = _result(cc["coef"], cc["se"], cc["df"], spec.kind, alpha)
     rows.append({"analysis": CC, "n_phase1": cc["n_phase1"], "n_phase3": cc["n_phase3"], **res,
                  "df": cc["df"], "fmi": np.nan, "se": cc["se"], "mc_error": np.nan})

@@ -238,3 +238,40 @@ def test_ordinal_fit_matches_mass_polr(bundled, tmp_path):
     assert float(fit.params["phase3"]) == pytest.approx(ref[0], rel=1e-6)
     assert float(fit.bse["phase3"]) == pytest.approx(ref[1], rel=1e-5)
     assert fit.llf == pytest.approx(ref[2], rel=1e-10)
+
+
+def test_reml_optimum_is_not_left_on_the_boundary_when_a_small_variance_fits_better():
+    """The criterion depends on theta only through theta^2, so its theta-derivative at 0 is 0 whatever
+    the data; an optimiser that trusts it leaves a small but positive practice-by-phase variance at 0
+    (the zero-variance rule would then drop it). Checked against an independent search: Nelder-Mead
+    from a grid of starts over the variances themselves, minimising the REML log-likelihood written
+    densely from V = s_e (I + sum_k theta_k^2 Z_k Z_k')."""
+    from scipy import optimize
+
+    rng = np.random.default_rng(27)
+    misses = 0
+    for _ in range(6):
+        g = np.repeat(np.arange(7), 24)
+        period = np.tile(np.repeat([0, 1], 12), 7)
+        cp = 2 * g + period
+        x = np.column_stack([np.ones(168), period, rng.normal(size=168)])
+        y = x @ [1, 0.3, 0.2] + rng.normal(0, 0.5, 7)[g] + rng.normal(0, 0.25, 14)[cp] + rng.normal(size=168)
+        fit = fit_reml(y, x, [g.astype(str), cp.astype(str)])
+        z1, z2 = (np.eye(7)[g], np.eye(14)[cp])
+
+        def dense(psi, y=y, x=x, z1=z1, z2=z2):
+            psi = np.abs(psi)
+            v = np.eye(168) + psi[0] * z1 @ z1.T + psi[1] * z2 @ z2.T
+            vi = np.linalg.inv(v)
+            xvx = x.T @ vi @ x
+            b = np.linalg.solve(xvx, x.T @ vi @ y)
+            r = y - x @ b
+            s = r @ vi @ r / (168 - 3)
+            return (np.linalg.slogdet(v)[1] + np.linalg.slogdet(xvx)[1] + 165 * (1 + np.log(2 * np.pi * s)))
+
+        best = min((optimize.minimize(dense, np.array(s0), method="Nelder-Mead",
+                                      options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 1500})
+                    for s0 in ([0.3, 0.0], [0.3, 0.05])), key=lambda r: r.fun)
+        assert fit.reml_criterion <= best.fun + 1e-6
+        misses += bool(abs(best.x[1]) > 1e-3 and fit.variances[1] == 0)
+    assert misses == 0
