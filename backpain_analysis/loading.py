@@ -1001,7 +1001,15 @@ def _read_truth(folder: Path, problems: _Problems) -> dict[str, Any] | None:
 def _codes_of(values: pd.Series, column: Any) -> pd.Series:
     """Raw values of a coded column as its codes (text answers, labels and aliases mapped; else missing)."""
     lookup = column.text_to_code()
-    return values.map(lambda v: lookup.get(_cell_text(v).strip().lower()), na_action="ignore")
+    # once per distinct value (a follow-up table of a million rows has two time points)
+    return values.map({u: lookup.get(_cell_text(u).strip().lower()) for u in pd.unique(values.dropna())})
+
+
+def _id_text(values: pd.Series) -> pd.Series:
+    """Identifiers as stripped text (already text when read from CSV: no Python call per row)."""
+    if values.dtype == object or not pd.api.types.is_string_dtype(values.dtype):
+        values = values.map(_cell_text, na_action="ignore")
+    return values.str.strip()
 
 
 def _check_withdrawals(tables: dict[str, pd.DataFrame], files: dict[str, Path], dictionary: DataDictionary,
@@ -1025,12 +1033,16 @@ def _check_withdrawals(tables: dict[str, pd.DataFrame], files: dict[str, Path], 
         return
     table = dictionary[name]
     file, offset = files[name].name, offsets[name]
-    pid = w["patient_id"].map(_cell_text, na_action="ignore").str.strip()
+    pid = _id_text(w["patient_id"])
     month = _codes_of(w["time_point"], table.columns["time_point"])
+    # only the patients and follow-ups of the patients named here (a few of a large export)
+    named = np.asarray(pid.dropna().unique(), dtype=object)
     patients = tables["patients"]
+    p_ids = _id_text(patients["patient_id"])
+    p_sel = p_ids.astype(object).isin(named).to_numpy(dtype=bool)  # pandas' hash table, not a per-value list
     outcome_col = dictionary["patients"].columns["invitation_outcome"]
-    outcome = pd.Series(_codes_of(patients["invitation_outcome"], outcome_col).to_numpy(),
-                        index=patients["patient_id"].map(_cell_text, na_action="ignore").str.strip())
+    outcome = pd.Series(_codes_of(patients.loc[p_sel, "invitation_outcome"], outcome_col).to_numpy(),
+                        index=p_ids[p_sel].to_numpy())
     outcome = outcome[~outcome.index.duplicated()]
     theirs = pid.map(outcome)
     bad = theirs.notna() & (theirs != "responded")
@@ -1043,9 +1055,11 @@ def _check_withdrawals(tables: dict[str, pd.DataFrame], files: dict[str, Path], 
                      f"to lose; only baseline respondents can be lost to follow-up",
                      len(positions), _examples(w, positions, table.key, "patient_id", offset))
     fu = tables["followups"]
-    returned = set(zip(fu["patient_id"].map(_cell_text, na_action="ignore").str.strip(),
-                       _codes_of(fu["time_point"], dictionary["followups"].columns["time_point"]), strict=True))
-    replied = np.array([(p, m) in returned for p, m in zip(pid, month, strict=True)], dtype=bool)
+    f_ids = _id_text(fu["patient_id"])
+    f_sel = f_ids.astype(object).isin(named).to_numpy(dtype=bool)
+    returned = pd.MultiIndex.from_arrays([f_ids[f_sel].to_numpy(), _codes_of(
+        fu.loc[f_sel, "time_point"], dictionary["followups"].columns["time_point"]).to_numpy()])
+    replied = pd.MultiIndex.from_arrays([pid, month]).isin(returned)
     if replied.any():
         positions = np.flatnonzero(replied)
         problems.add(file, name, "time_point",
@@ -1055,7 +1069,7 @@ def _check_withdrawals(tables: dict[str, pd.DataFrame], files: dict[str, Path], 
                      len(positions), _examples(w, positions, table.key, "time_point", offset))
     reason = _codes_of(w["reason"], table.columns["reason"])
     lasting = (month == 2).to_numpy() & reason.isin(LASTING_REASONS).to_numpy()
-    later = lasting & np.array([(p, 6) in returned for p in pid], dtype=bool)
+    later = lasting & pd.MultiIndex.from_arrays([pid, np.full(len(pid), 6, dtype=object)]).isin(returned)
     if later.any():
         positions = np.flatnonzero(later)
         problems.add(file, name, "reason",
