@@ -742,7 +742,13 @@ def plot_flow(flow: pd.DataFrame, *, threshold: int = 5, title: str | None = Non
             arrow(cx, y, cx, y - 0.93 - extra)
             y -= 1.25 + extra
             n = get(step)
-            box(cx, y, 3.2, 0.6, f"{FLOW_STEPS[step]}\nn = {_shown(step, n)}{pct_text(n, base_n, step)}")
+            due_step = step.replace("followed_up", "not_yet_due")
+            not_due = get(due_step)
+            # with a data cut-off: the rate is of those due, and those not yet due are said
+            text = f"{FLOW_STEPS[step]}\nn = {_shown(step, n)}{pct_text(n, base_n - not_due, step)}"
+            if due_step in main.index:
+                text += f"\nnot yet due: {_shown(due_step, not_due)}"
+            box(cx, y, 3.2, 0.6, text)
             if step == "followed_up_6m" and "lost_6m" in main.index:
                 # CONSORT: lost to follow-up, with reasons (or a word that they were not recorded)
                 lost = get("lost_6m")
