@@ -50,6 +50,7 @@ CUTOFF_DATE_COLUMNS: dict[str, str] = {
     "records": "review_date",
     "physio": "start_date",
     "clinician_surveys": "survey_date",
+    "withdrawals": "recorded_date",
 }
 
 #: Patient columns known at invitation (kept for a patient whose reply came after the cut-off).

@@ -24,6 +24,8 @@ from .stratification import matched_care, matched_pathway, matched_referral, rec
 __all__ = [
     "ANALYSIS_COLUMNS",
     "EXCLUSION_REASON_LABELS",
+    "LOSS_REASON_LABELS",
+    "LOSS_REASON_MONTHS",
     "ReconciliationError",
     "build_analysis_dataset",
     "flow_counts",
@@ -63,6 +65,17 @@ EXCLUSION_REASON_LABELS: dict[str, str] = {
     "comorbid_priority": "comorbid priority",
     "unable_to_take_part": "unable to take part",
 }
+#: Reasons for loss to follow-up (``withdrawals.reason`` codes) -> wording of the participant flow.
+LOSS_REASON_LABELS: dict[str, str] = {
+    "withdrew": "withdrew consent",
+    "died": "died",
+    "moved": "moved or left the practice",
+    "too_ill": "too ill to take part",
+    "no_reply": "did not return the questionnaire",
+    "other": "other reason",
+}
+#: Follow-up time points whose loss is split by reason in :func:`flow_counts` (the primary outcome's).
+LOSS_REASON_MONTHS: tuple[int, ...] = (6,)
 _APPROACH_ORDER = ("advice_only", "manual_exercise", "psych_informed")
 _SBST_ITEMS = [f"sbst_{i}" for i in range(1, 10)]
 _RMDQ_ITEMS = [f"rmdq_{i}" for i in range(1, 25)]
@@ -419,7 +432,12 @@ def flow_counts(clean: CleanStudy) -> pd.DataFrame:
         when any is missing); ``non-respondents``; ``respondents``; when a plausibility rule
         excludes respondents (:func:`backpain_analysis.clean_study`), one ``respondents not
         analysed: <reason>`` row per reason and ``analysed``; ``consented to record review``;
-        ``followed up at 2 months``; ``followed up at 6 months`` (of the analysed). With a data
+        ``followed up at 2 months``; ``followed up at 6 months`` (of the analysed);
+        ``not followed up at 6 months`` (of the analysed, or of those due) followed by one
+        ``not followed up at 6 months: <reason>`` row per reason of :data:`LOSS_REASON_LABELS`
+        (from the optional ``withdrawals`` table) that someone has in either phase, and
+        ``not followed up at 6 months: reason not recorded`` for those without one (everyone
+        lost when the export has no ``withdrawals`` file). With a data
         cut-off (``clean.options["until"]``, see :func:`load_analysis_dataset`) each follow-up row
         is preceded by ``not yet due at N months (window open at the cut-off ...)`` and its
         percentage is of the patients due (``percent_of`` ``due at N months``). Columns
@@ -489,13 +507,23 @@ def flow_counts(clean: CleanStudy) -> pd.DataFrame:
         followed[fu_rows[fu_used & (fu_time == months)]] = True
         if until is None:
             rows.append((f"followed up at {months} months", base, count(analysed & followed)))
-            continue
-        # data cut-off: a patient whose window is still open is not yet due, not lost to follow-up
-        not_due = analysed & ~followed & (_due_at_cutoff(clean, invited, months) == 0)
-        rows.append((f"not yet due at {months} months (window open at the cut-off {until})", "",
-                     count(not_due)))
-        denominators[f"due at {months} months"] = count(analysed & ~not_due)
-        rows.append((f"followed up at {months} months", f"due at {months} months", count(analysed & followed)))
+            lost, of = analysed & ~followed, base
+        else:
+            # data cut-off: a patient whose window is still open is not yet due, not lost to follow-up
+            not_due = analysed & ~followed & (_due_at_cutoff(clean, invited, months) == 0)
+            rows.append((f"not yet due at {months} months (window open at the cut-off {until})", "",
+                         count(not_due)))
+            denominators[f"due at {months} months"] = count(analysed & ~not_due)
+            of = f"due at {months} months"
+            rows.append((f"followed up at {months} months", of, count(analysed & followed)))
+            lost = analysed & ~followed & ~not_due
+        if months in LOSS_REASON_MONTHS:
+            rows.append((f"not followed up at {months} months", of, count(lost)))
+            why = _loss_reasons(clean, invited, months)
+            for code, label in [*LOSS_REASON_LABELS.items(), (None, "reason not recorded")]:
+                mask = lost & (why.isna() if code is None else why == code)
+                if mask.any():
+                    rows.append((f"not followed up at {months} months: {label}", "", count(mask)))
     n_invited = rows[0][2]
     n_resp = next(r[2] for r in rows if r[0] == "respondents")
     n_analysed = next((r[2] for r in rows if r[0] == "analysed"), n_resp)
@@ -510,6 +538,22 @@ def flow_counts(clean: CleanStudy) -> pd.DataFrame:
         rec["percent_of"] = of
         records.append(rec)
     return pd.DataFrame(records, columns=["item", "n_phase1", "pct_phase1", "n_phase3", "pct_phase3", "percent_of"])
+
+
+def _loss_reasons(clean: CleanStudy, patients: pd.DataFrame, months: int) -> pd.Series:
+    """The coded reason (``withdrawals.reason``) for not returning the ``months`` questionnaire, per patients row.
+
+    Missing where the optional ``withdrawals`` table has no row (or a blank reason) for the
+    patient and time point, or when the study has no such table.
+    """
+    why = pd.Series(np.full(len(patients), None, dtype=object), index=patients.index)
+    w = clean.tables.get("withdrawals")
+    if w is None or w.empty:
+        return why
+    w = w.loc[pd.to_numeric(w["time_point"], errors="coerce").to_numpy(dtype="float64", na_value=np.nan) == months]
+    reason = dict(zip(w["patient_id"].astype(str), w["reason"].astype(object), strict=True))
+    values = patients["patient_id"].astype(str).map(reason)
+    return values.where(values.notna(), None).astype(object)
 
 
 def _due_at_cutoff(clean: CleanStudy, patients: pd.DataFrame, months: int) -> np.ndarray:

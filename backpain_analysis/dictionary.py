@@ -103,6 +103,9 @@ class Table:
     key: tuple[str, ...]
     columns: dict[str, Column]
     duplicate_rule: dict[str, str] | None = None
+    #: An optional table (``optional: true``): a study export without its file is valid, and
+    #: cleaning uses an empty table instead (e.g. ``withdrawals``, the reasons for loss to follow-up).
+    optional: bool = False
 
     def __iter__(self) -> Iterator[Column]:
         return iter(self.columns.values())
@@ -138,6 +141,11 @@ class DataDictionary:
     def table_names(self) -> list[str]:
         return list(self.tables)
 
+    @property
+    def required_tables(self) -> list[str]:
+        """Tables every study export must have a file for (all but the ``optional`` ones)."""
+        return [name for name, table in self.tables.items() if not table.optional]
+
     def to_markdown(self) -> str:
         """Render the dictionary as Markdown (one section and one table per study table)."""
         lines = [f"# Data dictionary: {self.name}", "", "Generated from `data/data_dictionary.yaml` by "
@@ -145,7 +153,10 @@ class DataDictionary:
                  "Default missing codes (when not a valid value of the column): "
                  + ", ".join(f"`{c}`" if c else "blank" for c in self.missing_codes), ""]
         for table in self.tables.values():
-            lines += [f"## `{table.name}`", "", table.description, "", f"Key: {', '.join(f'`{k}`' for k in table.key)}"]
+            lines += [f"## `{table.name}`", "", table.description, ""]
+            if table.optional:
+                lines += [f"Optional file: a study export without `{table.name}.csv` is valid (an empty table is used).", ""]
+            lines.append(f"Key: {', '.join(f'`{k}`' for k in table.key)}")
             if table.duplicate_rule:
                 lines.append(f"; duplicate keys: keep the {table.duplicate_rule['keep']} by `{table.duplicate_rule['order_by']}`")
             lines += ["", "| column | type | required | unit | allowed values | description |", "|---|---|---|---|---|---|"]
@@ -245,7 +256,8 @@ def _load_cached(path: str) -> DataDictionary:
         unknown = [k for k in key if k not in columns]
         if unknown:
             raise BackpainError(f"data dictionary: key column(s) {unknown} of table {tname!r} are not described")
-        tables[tname] = Table(tname, tspec.get("description", ""), key, columns, tspec.get("duplicate_rule"))
+        tables[tname] = Table(tname, tspec.get("description", ""), key, columns, tspec.get("duplicate_rule"),
+                              optional=bool(tspec.get("optional", False)))
     fks = []
     for fk in raw.get("foreign_keys", []):
         ref_table, ref_column = fk["references"].split(".")

@@ -32,10 +32,13 @@ from .dictionary import DataDictionary, Table, load_dictionary
 from .errors import BackpainError
 from .schemas import build_schema
 
-__all__ = ["EMPTY_TABLE_MEANS", "PROBLEM_COLUMNS", "TABLE_FORMATS", "Study", "StudyValidationError", "load_study"]
+__all__ = ["EMPTY_TABLE_MEANS", "LASTING_REASONS", "PROBLEM_COLUMNS", "TABLE_FORMATS", "Study", "StudyValidationError", "load_study"]
 
 #: File extensions read for a table, in order of preference when reporting.
 TABLE_FORMATS: tuple[str, ...] = (".csv", ".parquet", ".xlsx")
+#: Reasons for loss to follow-up (``withdrawals.reason``) that last: a patient who withdrew, died or moved
+#: away at 2 months cannot return the 6-month questionnaire.
+LASTING_REASONS: tuple[str, ...] = ("withdrew", "died", "moved")
 #: Columns of :attr:`StudyValidationError.problems`.
 PROBLEM_COLUMNS: tuple[str, ...] = ("file", "table", "column", "rule", "n_rows", "examples")
 _SUMMARY_COLUMNS = ["table", "file", "rows", "columns", "status"]
@@ -59,6 +62,8 @@ EMPTY_TABLE_MEANS: dict[str, str | None] = {
     "records": "no medical-record reviews: referrals, prescriptions, sickness certificates, imaging and "
                "reconsultation are missing for every patient, and received pathways rest on physiotherapy "
                "episodes alone",
+    "withdrawals": "no reasons for loss to follow-up: every follow-up not returned counts as 'reason not recorded' "
+                   "in the participant flow",
     "physio": "no physiotherapy episodes: every analysed patient has 0 physiotherapy sessions and no approach, so "
               "the received pathway is 'advice' (not referred) or 'physiotherapy' (referred, approach unknown), "
               "never 'psych_informed_physiotherapy'",
@@ -246,7 +251,7 @@ def _find_files(folder: Path, dictionary: DataDictionary, problems: _Problems, n
         elif candidates:
             found[table] = candidates[0]
     unused = sorted(name for name in data_files if name not in used)
-    for table in dictionary.table_names:
+    for table in dictionary.required_tables:
         if table in found or table in folders or any(p.stem == table for p in data_files.values()):
             continue
         hint = difflib.get_close_matches(table, [Path(n).stem for n in unused], n=1, cutoff=0.6)
@@ -993,6 +998,87 @@ def _read_truth(folder: Path, problems: _Problems) -> dict[str, Any] | None:
     return truth
 
 
+def _codes_of(values: pd.Series, column: Any) -> pd.Series:
+    """Raw values of a coded column as its codes (text answers, labels and aliases mapped; else missing)."""
+    lookup = column.text_to_code()
+    # once per distinct value (a follow-up table of a million rows has two time points)
+    return values.map({u: lookup.get(_cell_text(u).strip().lower()) for u in pd.unique(values.dropna())})
+
+
+def _id_text(values: pd.Series) -> pd.Series:
+    """Identifiers as stripped text (already text when read from CSV: no Python call per row)."""
+    if values.dtype == object or not pd.api.types.is_string_dtype(values.dtype):
+        values = values.map(_cell_text, na_action="ignore")
+    return values.str.strip()
+
+
+def _check_withdrawals(tables: dict[str, pd.DataFrame], files: dict[str, Path], dictionary: DataDictionary,
+                       problems: _Problems, offsets: dict[str, int]) -> None:
+    """Cross-table rules of the optional ``withdrawals`` table (reasons for loss to follow-up).
+
+    A reason is only possible for a questionnaire that was due and not returned, so three rules,
+    each one problem naming ``withdrawals`` file, column and rows: the patient returned the
+    baseline questionnaire (``patients.invitation_outcome`` is ``responded``); ``followups`` has
+    no row for the same patient and time point; a lasting reason at 2 months (withdrew, died,
+    moved) comes with no returned 6-month questionnaire. Checked only when the three tables were
+    read without problems of their own (else those problems come first).
+    """
+    name = "withdrawals"
+    if name not in dictionary.tables or name not in tables or "patients" not in tables or "followups" not in tables:
+        return
+    if any(problems.count(t) for t in (name, "patients", "followups")):
+        return
+    w = tables[name]
+    if w.empty:
+        return
+    table = dictionary[name]
+    file, offset = files[name].name, offsets[name]
+    pid = _id_text(w["patient_id"])
+    month = _codes_of(w["time_point"], table.columns["time_point"])
+    # only the patients and follow-ups of the patients named here (a few of a large export)
+    named = np.asarray(pid.dropna().unique(), dtype=object)
+    patients = tables["patients"]
+    p_ids = _id_text(patients["patient_id"])
+    p_sel = p_ids.astype(object).isin(named).to_numpy(dtype=bool)  # pandas' hash table, not a per-value list
+    outcome_col = dictionary["patients"].columns["invitation_outcome"]
+    outcome = pd.Series(_codes_of(patients.loc[p_sel, "invitation_outcome"], outcome_col).to_numpy(),
+                        index=p_ids[p_sel].to_numpy())
+    outcome = outcome[~outcome.index.duplicated()]
+    theirs = pid.map(outcome)
+    bad = theirs.notna() & (theirs != "responded")
+    if bad.any():
+        positions = np.flatnonzero(bad.to_numpy())
+        shown = ", ".join(sorted({str(v) for v in theirs[bad]}))
+        problems.add(file, name, "patient_id",
+                     f"a reason for loss to follow-up is given for a patient who did not return the baseline "
+                     f"questionnaire (invitation_outcome {shown} in {files['patients'].name}), so had no follow-up "
+                     f"to lose; only baseline respondents can be lost to follow-up",
+                     len(positions), _examples(w, positions, table.key, "patient_id", offset))
+    fu = tables["followups"]
+    f_ids = _id_text(fu["patient_id"])
+    f_sel = f_ids.astype(object).isin(named).to_numpy(dtype=bool)
+    returned = pd.MultiIndex.from_arrays([f_ids[f_sel].to_numpy(), _codes_of(
+        fu.loc[f_sel, "time_point"], dictionary["followups"].columns["time_point"]).to_numpy()])
+    replied = pd.MultiIndex.from_arrays([pid, month]).isin(returned)
+    if replied.any():
+        positions = np.flatnonzero(replied)
+        problems.add(file, name, "time_point",
+                     f"a reason for loss to follow-up is given for a questionnaire that was returned "
+                     f"({files['followups'].name} has a row with the same patient_id and time_point); a patient "
+                     f"who replied was not lost: remove the row here or the follow-up there",
+                     len(positions), _examples(w, positions, table.key, "time_point", offset))
+    reason = _codes_of(w["reason"], table.columns["reason"])
+    lasting = (month == 2).to_numpy() & reason.isin(LASTING_REASONS).to_numpy()
+    later = lasting & pd.MultiIndex.from_arrays([pid, np.full(len(pid), 6, dtype=object)]).isin(returned)
+    if later.any():
+        positions = np.flatnonzero(later)
+        problems.add(file, name, "reason",
+                     f"a lasting reason ({', '.join(LASTING_REASONS)}) at 2 months, but "
+                     f"{files['followups'].name} has the patient's 6-month questionnaire; give the reason that "
+                     f"applied at 2 months (e.g. too_ill, no_reply, other) or correct the follow-up",
+                     len(positions), _examples(w, positions, table.key, "reason", offset))
+
+
 def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | None = None,
                mapping: Any = None) -> Study:
     """Read a study export folder and validate it against the data dictionary.
@@ -1001,7 +1087,8 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
     ----------
     path : str or Path
         Folder with one file per table: ``<table>.csv``, ``<table>.parquet`` or
-        ``<table>.xlsx`` (first sheet), plus an optional ``truth.json``.
+        ``<table>.xlsx`` (first sheet), plus an optional ``truth.json``. Optional tables of the
+        dictionary (``withdrawals``, the reasons for loss to follow-up) may have no file.
     dictionary : DataDictionary, str or Path, optional
         The data dictionary (or the path of its YAML). Defaults to the bundled one.
     mapping : str, Path or dict, optional
@@ -1025,8 +1112,11 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
         (UTF-16/32 with or without byte-order mark), rows with fewer or more fields than the
         header (each named by its spreadsheet row), ``practices`` or ``patients`` with no
         rows, unreadable files, unknown columns (with the closest known name), missing required
-        columns, values the dictionary does not accept, duplicate keys, and values that
-        point at unknown rows of another table.
+        columns, values the dictionary does not accept, duplicate keys, values that
+        point at unknown rows of another table, and reasons for loss to follow-up
+        (``withdrawals``) that cannot be true: for a patient who did not return the baseline
+        questionnaire, for a follow-up that was returned, or a lasting reason at 2 months
+        with a returned 6-month questionnaire.
     BackpainError
         If ``path`` is not a folder.
 
@@ -1083,7 +1173,7 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
                  if name not in mapped.mapping.tables}
         files.update(mapped.files)
         for name in dictionary.table_names:
-            if name not in files and name not in mapped.mapping.tables:
+            if name not in files and name not in mapped.mapping.tables and not dictionary[name].optional:
                 problems.add(f"{name}.csv", name, "", f"file missing: table {name} is not in the mapping file "
                              f"{mapped.mapping.source} and there is no {name}.csv (or .parquet / .xlsx)")
     else:
@@ -1103,7 +1193,7 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
         for name in dictionary.table_names:
             table = dictionary[name]
             if name not in files:
-                summary.append((name, "", pd.NA, pd.NA, "missing"))
+                summary.append((name, "", pd.NA, pd.NA, "not supplied (optional)" if table.optional else "missing"))
                 continue
             file = files[name]
             table_problems, table_notes = _Problems(), []
@@ -1154,6 +1244,7 @@ def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | No
         problems.rows.extend(table_problems.rows)
         notes.extend(table_notes)
     problems.rows.extend(fk_problems.rows)
+    _check_withdrawals(tables, files, dictionary, problems, offsets)
     truth = _read_truth(folder, problems)
     if mapped is not None:
         mapped.translate(problems.rows[n_mapping_problems:], offsets, dictionary)

@@ -65,6 +65,9 @@ FLOW_STEPS: dict[str, str] = {
     "consented_records": "Consented to medical record review",
     "followed_up_2m": "Followed up at 2 months",
     "followed_up_6m": "Followed up at 6 months",
+    "not_yet_due_2m": "Not yet due at 2 months",
+    "not_yet_due_6m": "Not yet due at 6 months",
+    "lost_6m": "Not followed up at 6 months",
 }
 #: Items of :func:`backpain_analysis.dataset.flow_counts` -> flow steps.
 _ITEM_STEPS: dict[str, str] = {
@@ -422,6 +425,12 @@ def _item_step(item: str) -> tuple[str, str]:
         return "excluded", item.split(":", 1)[1].strip()
     if item.startswith(_NOT_ANALYSED_PREFIX):
         return "not_analysed", item[len(_NOT_ANALYSED_PREFIX):].strip()
+    for months in (2, 6):
+        lost = f"not followed up at {months} months"
+        if item == lost or item.startswith(lost + ":"):
+            return f"lost_{months}m", item[len(lost):].lstrip(":").strip()
+        if item.startswith(f"not yet due at {months} months"):
+            return f"not_yet_due_{months}m", ""
     return _ITEM_STEPS.get(item, item), ""
 
 
@@ -430,7 +439,8 @@ def _small(n: int, threshold: int = 5) -> str:
 
 
 def _flow_hidden(main: Mapping[str, int], reasons: Sequence[int], threshold: int = 5,
-                 not_analysed: Sequence[int] = ()) -> tuple[dict[str, bool], list[bool], list[bool]]:
+                 not_analysed: Sequence[int] = (), lost_6m: Sequence[int] = (),
+                 ) -> tuple[dict[str, bool], list[bool], list[bool], list[bool]]:
     """Which flow counts of one phase to hide, the same way in the flow table, the reasons table and the diagram.
 
     ``main``: counts by step (:data:`FLOW_STEPS` keys); ``reasons``: the exclusion-reason counts
@@ -440,9 +450,15 @@ def _flow_hidden(main: Mapping[str, int], reasons: Sequence[int], threshold: int
     = not analysed (by reason) + analysed are three groups with a shown total: in each, no lone
     hidden part and no hidden parts adding up to 1 to ``threshold - 1``; when a group's total is
     hidden, every non-zero part is hidden too (their sum would give it back), and when the
-    parts force their total to be hidden, the first group is protected again. Record consent and
-    follow-up are hidden when small or when they leave 1 to ``threshold - 1`` of their base (the
-    analysed, or the respondents when all are analysed) out.
+    parts force their total to be hidden, the first group is protected again. Record consent is
+    hidden when small or when it leaves 1 to ``threshold - 1`` of its base (the analysed, or the
+    respondents when all are analysed) out. At each follow-up time point the base is split into
+    not yet due (with a data cut-off), followed up and not followed up (shown at 6 months, else
+    derivable as the rest): a fourth group with a shown total. ``lost_6m``: the counts of the
+    patients not followed up at 6 months by reason (they add up to ``main["lost_6m"]``), a fifth
+    group protected like the exclusion reasons. A hidden base hides every non-zero part.
+    Returns the hidden flags of ``main``'s steps, of the exclusion reasons, of the not-analysed
+    reasons and of the loss-to-follow-up reasons.
     """
     from . import disclosure
 
@@ -487,11 +503,47 @@ def _flow_hidden(main: Mapping[str, int], reasons: Sequence[int], threshold: int
         break
     base = "analysed" if na_values else "respondents"
     base_n = analysed if na_values else respondents
-    for step in ("consented_records", "followed_up_2m", "followed_up_6m"):
-        if step in main:
-            n = int(main[step])
-            hidden_main[step] = (0 < n < threshold) or (0 < base_n - n < threshold) or bool(hidden_main.get(base))
-    return hidden_main, hidden_reasons, hidden_na
+    if "consented_records" in main:
+        n = int(main["consented_records"])
+        hidden_main["consented_records"] = ((0 < n < threshold) or (0 < base_n - n < threshold)
+                                            or bool(hidden_main.get(base)))
+    hidden_lost: list[bool] = []
+    for months in (2, 6):
+        step = f"followed_up_{months}m"
+        if step not in main:
+            continue
+        # base = not yet due + followed up + not followed up (the last shown at 6 months, else the rest)
+        names = [s for s in (f"not_yet_due_{months}m", step) if s in main]
+        values = {s: int(main[s]) for s in names}
+        lost_step = f"lost_{months}m"
+        values[lost_step] = max(base_n - sum(values.values()), 0)
+        names.append(lost_step)
+        lost_reasons = [int(n) for n in lost_6m] if months == 6 else []
+        forced_lost = False
+        while True:
+            if hidden_main.get(base):
+                group = {s: values[s] > 0 for s in names}
+            else:
+                shown = [min(values[s], 1) if s == lost_step and forced_lost else values[s] for s in names]
+                table = pd.DataFrame({"n": [*shown, base_n]}, index=[*names, "total"])
+                mask = disclosure.suppression_mask(table, ["n"], total_row="total", threshold=threshold)["n"]
+                group = {s: bool(mask[s]) for s in names}
+            if lost_reasons:
+                if group[lost_step]:
+                    flags = [n > 0 for n in lost_reasons]
+                else:
+                    table = pd.DataFrame({"n": [*lost_reasons, values[lost_step]]},
+                                         index=[*range(len(lost_reasons)), "total"])
+                    flags = disclosure.suppression_mask(table, ["n"], total_row="total",
+                                                        threshold=threshold)["n"].tolist()
+                    if flags[-1] and not forced_lost:
+                        forced_lost = True  # the reasons need their total hidden: hide it as if small
+                        continue
+                    flags = flags[:-1]
+                hidden_lost = flags
+            break
+        hidden_main.update(group)
+    return hidden_main, hidden_reasons, hidden_na, hidden_lost
 
 
 def shared_flow(flow: pd.DataFrame, *, threshold: int = 5, marker: str = "*") -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -520,7 +572,10 @@ def shared_flow(flow: pd.DataFrame, *, threshold: int = 5, marker: str = "*") ->
     Both tables and :func:`plot_flow` apply the same per-phase rule (see ``_flow_hidden``):
     invited = excluded + non-respondents + respondents and excluded = sum of reasons, with no
     lone hidden part and no hidden parts adding up to a small number in either group; a hidden
-    ``excluded`` hides its reasons.
+    ``excluded`` hides its reasons. The same holds at each follow-up time point (analysed =
+    not yet due + followed up + not followed up) and for the reasons for loss to follow-up at
+    6 months (``not followed up at 6 months: <reason>`` rows, which stay in the flow table and
+    add up to ``not followed up at 6 months``).
 
     Examples
     --------
@@ -537,19 +592,22 @@ def shared_flow(flow: pd.DataFrame, *, threshold: int = 5, marker: str = "*") ->
     reasons = flow.loc[is_reason].reset_index(drop=True)
     reasons_out = pd.DataFrame({"reason": reasons["item"].str.split(":", n=1).str[1].str.strip()})
     main_out = main.astype(object).copy()
-    steps = main["item"].map(lambda i: _item_step(str(i))[0])
+    parsed = main["item"].map(lambda i: _item_step(str(i)))
+    steps = parsed.str[0]
     is_na = (steps == "not_analysed").to_numpy()
+    is_lost = ((steps == "lost_6m") & (parsed.str[1] != "")).to_numpy()
     phase_cols = [c for c in ("n_phase1", "n_phase3") if c in flow.columns]
     keep = np.zeros(len(reasons), dtype=bool)
     for col in phase_cols:
         values = pd.to_numeric(main[col]).fillna(0).astype(int)
-        counts = dict(zip(steps[~is_na], values[~is_na], strict=True))
+        counts = dict(zip(steps[~is_na & ~is_lost], values[~is_na & ~is_lost], strict=True))
         rvals = pd.to_numeric(reasons[col]).fillna(0).astype(int).to_numpy()
         keep |= rvals > 0
-        hidden_main, hidden_reasons, hidden_na = _flow_hidden(counts, rvals.tolist(), threshold,
-                                                              values[is_na].tolist())
+        hidden_main, hidden_reasons, hidden_na, hidden_lost = _flow_hidden(
+            counts, rvals.tolist(), threshold, values[is_na].tolist(), values[is_lost].tolist())
         hide = steps.map(lambda st, h=hidden_main: bool(h.get(st, False))).to_numpy(dtype=bool, copy=True)
         hide[is_na] = hidden_na
+        hide[is_lost] = hidden_lost
         main_out.loc[hide, col] = marker
         pct = col.replace("n_", "pct_")
         if pct in main_out.columns:
@@ -578,7 +636,8 @@ def plot_flow(flow: pd.DataFrame, *, threshold: int = 5, title: str | None = Non
         :func:`shared_flow` (invited = excluded + non-respondents + respondents), so the
         diagram hides what the flow tables hide. Reasons with no one are left
         out. The main boxes show counts as they are (a main count from 1 to 4 is also shown
-        as "<5").
+        as "<5"). Patients not followed up at 6 months (``lost_6m`` rows) get a side box with
+        their reasons (``reason not recorded`` when the export has none), protected the same way.
 
     Returns
     -------
@@ -595,9 +654,13 @@ def plot_flow(flow: pd.DataFrame, *, threshold: int = 5, title: str | None = Non
     phases = sorted(flow["phase"].unique())
     # respondents not analysed (plausibility rules) get a box of their own: one step more of height
     drop = 1.0 if ((flow["step"] == "not_analysed") & (flow["n"] > 0)).any() else 0.0
-    fig, ax = plt.subplots(figsize=(6.2 * len(phases), 7.4 + 0.8 * drop))
+    # patients not followed up at 6 months: a side box between the 2- and 6-month boxes, which move apart for it
+    lost_rows = flow[(flow["step"] == "lost_6m") & (flow["reason"] != "") & (flow["n"] > 0)]
+    lost_lines = 1 + (int(lost_rows.groupby("phase").size().max()) if len(lost_rows) else 0)
+    gap = max(0.0, 0.2 * lost_lines + 0.35 - 0.95) if (flow["step"] == "lost_6m").any() else 0.0
+    fig, ax = plt.subplots(figsize=(6.2 * len(phases), 7.4 + 0.8 * (drop + gap)))
     ax.set_xlim(0, 6.2 * len(phases))
-    ax.set_ylim(1.0 - drop, 10)
+    ax.set_ylim(1.0 - drop - gap, 10)
     ax.axis("off")
 
     def box(x, y, w, h, text, fc="#eef3fb", fontsize=8.5):
@@ -618,8 +681,12 @@ def plot_flow(flow: pd.DataFrame, *, threshold: int = 5, title: str | None = Non
         excluded = get("excluded") or int(reasons["n"].sum())
         counts = {st: get(st) for st in FLOW_STEPS if st in main.index} | {"excluded": excluded}
         not_analysed = f[(f["step"] == "not_analysed") & (f["n"] > 0)]
-        hidden, hidden_reasons, hidden_na = _flow_hidden(counts, reasons["n"].astype(int).tolist(), threshold,
-                                                         not_analysed["n"].astype(int).tolist())
+        lost_why = f[(f["step"] == "lost_6m") & (f["reason"] != "")]
+        hidden, hidden_reasons, hidden_na, hidden_lost = _flow_hidden(
+            counts, reasons["n"].astype(int).tolist(), threshold, not_analysed["n"].astype(int).tolist(),
+            lost_why["n"].astype(int).tolist())
+        shown_lost = [_small(int(n), threshold) if 0 < n < threshold else ("*" if h else f"{int(n):,}")
+                      for n, h in zip(lost_why["n"], hidden_lost, strict=True)]
         shown = [_small(int(n), threshold) if 0 < n < threshold else ("*" if h else f"{int(n):,}")
                  for n, h in zip(reasons["n"], hidden_reasons, strict=True)]
         shown_na = [_small(int(n), threshold) if 0 < n < threshold else ("*" if h else f"{int(n):,}")
@@ -671,10 +738,29 @@ def plot_flow(flow: pd.DataFrame, *, threshold: int = 5, title: str | None = Non
         for step in ("followed_up_2m", "followed_up_6m"):
             if step not in main.index:
                 continue
-            arrow(cx, y, cx, y - 0.93)
-            y -= 1.25
+            extra = gap if step == "followed_up_6m" else 0.0
+            arrow(cx, y, cx, y - 0.93 - extra)
+            y -= 1.25 + extra
             n = get(step)
-            box(cx, y, 3.2, 0.6, f"{FLOW_STEPS[step]}\nn = {_shown(step, n)}{pct_text(n, base_n, step)}")
+            due_step = step.replace("followed_up", "not_yet_due")
+            not_due = get(due_step)
+            # with a data cut-off: the rate is of those due, and those not yet due are said
+            text = f"{FLOW_STEPS[step]}\nn = {_shown(step, n)}{pct_text(n, base_n - not_due, step)}"
+            if due_step in main.index:
+                text += f"\nnot yet due: {_shown(due_step, not_due)}"
+            box(cx, y, 3.2, 0.6, text)
+            if step == "followed_up_6m" and "lost_6m" in main.index:
+                # CONSORT: lost to follow-up, with reasons (or a word that they were not recorded)
+                lost = get("lost_6m")
+                lost_lines = [f"{FLOW_STEPS['lost_6m']}: n = {_shown('lost_6m', lost)}"]
+                lost_lines += [f"  {textwrap.shorten(str(r), 36, placeholder='...')}: {cell}"
+                               for r, cell, n_r in zip(lost_why["reason"], shown_lost, lost_why["n"], strict=True)
+                               if n_r > 0]
+                # beside the arrow between the 2- and 6-month boxes, as CONSORT draws "lost to follow-up"
+                y_side = y + 0.3 + (0.95 + extra) / 2
+                box(side, y_side, 2.5, 0.2 * len(lost_lines) + 0.25, safe_text.mathtext_text("\n".join(lost_lines)),
+                    fc="#fbeeee", fontsize=7.5)
+                arrow(cx, y_side, side - 1.25, y_side)
             y -= 0.3
     fig.suptitle(title or "Participant flow", fontsize=12, y=0.99)
     fig.tight_layout()

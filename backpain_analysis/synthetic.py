@@ -1,6 +1,6 @@
 """The synthetic IMPaCT Back study: a documented data-generating model with known truth.
 
-:func:`generate_study` simulates a whole study export (the eight tables of
+:func:`generate_study` simulates a whole study export (the nine tables of
 ``data/data_dictionary.yaml``) from a structural model of patients, clinicians and practices
 whose default parameters reproduce, within sampling error, the published IMPaCT Back figures
 (Foster et al., Ann Fam Med 2014; Whitehurst et al., Spine 2015; see
@@ -66,6 +66,19 @@ EXCLUSION_REASONS = (
 EPISODE_DURATIONS = ("lt_1m", "1_3m", "3_6m", "6m_3y", "gt_3y")
 APPROACHES = ("advice_only", "manual_exercise", "psych_informed")
 EQ5D_DIMS = ("eq5d_mo", "eq5d_sc", "eq5d_ua", "eq5d_pd", "eq5d_ad")
+#: Reasons for loss to follow-up (``withdrawals.reason`` codes); the first three last (a patient
+#: who withdrew, died or moved away at 2 months is lost at 6 months too, for the same reason).
+LOSS_REASONS = ("withdrew", "died", "moved", "too_ill", "no_reply", "other")
+#: Mix of reasons of a follow-up not returned (then "not recorded": no withdrawals row). Fixed
+#: constants, not settings of :data:`DEFAULTS`, so that adding the withdrawals file left every
+#: other file of the bundled study (and ``truth.json``) byte for byte as it was.
+LOSS_REASON_MIX = (0.08, 0.02, 0.06, 0.07, 0.70, 0.04, 0.03)
+#: Mix at 2 months for a patient who returned the 6-month questionnaire (only passing reasons:
+#: too_ill, no_reply, other, not recorded).
+LOSS_REASON_MIX_PASSING = (0.0, 0.0, 0.0, 0.10, 0.82, 0.05, 0.03)
+#: Stream of the reasons: ``default_rng([seed, LOSS_REASON_STREAM])``, separate from the study's
+#: ``default_rng(seed)``, so drawing them changes no other table.
+LOSS_REASON_STREAM = 7
 
 #: Every generator setting with its default. Two-element lists are per phase ``[phase 1, phase 3]``;
 #: ``[low, medium, high]`` lists are per baseline risk group. See :data:`PARAMETER_HELP`.
@@ -1295,8 +1308,47 @@ def _build_tables(p: dict[str, Any], n: int, seed: int) -> tuple[dict[str, pd.Da
         "n_sessions": _int(sim["sessions"][sel]),
         "approach": _take(APPROACHES, sim["approach"][sel]),
     })
-    order = ["practices", "clinicians", "clinician_surveys", "consultations", "patients", "followups", "records", "physio"]
+    tables["withdrawals"] = _withdrawals(sim, seed, aw)
+    order = ["practices", "clinicians", "clinician_surveys", "consultations", "patients", "followups", "records", "physio",
+             "withdrawals"]
     return {k: tables[k] for k in order}, sim
+
+
+def _withdrawals(sim: dict[str, Any], seed: int, width: int) -> pd.DataFrame:
+    """Reasons for loss to follow-up of the baseline respondents who did not return a questionnaire.
+
+    Drawn from their own random stream (:data:`LOSS_REASON_STREAM`), after everything else, so
+    the other tables are those of a study without reasons. Per patient: the 6-month reason from
+    :data:`LOSS_REASON_MIX`; a 2-month reason from the same mix when the 6-month questionnaire
+    is not returned either (a lasting reason at 2 months is then the 6-month reason too), else
+    from :data:`LOSS_REASON_MIX_PASSING`. "Not recorded" writes no row. ``reason_text`` only
+    for ``other`` (a short note, never shown by the analysis).
+    """
+    rng = np.random.default_rng([int(seed), LOSS_REASON_STREAM])
+    responded = sim["responded"]
+    lost2, lost6 = responded & ~sim["fu2"], responded & ~sim["fu6"]
+    n = len(responded)
+    k = len(LOSS_REASONS)  # code k: not recorded
+    r6 = _categorical(rng, np.tile(np.asarray(LOSS_REASON_MIX, float), (n, 1))).astype(int)
+    r2 = np.where(lost6, _categorical(rng, np.tile(np.asarray(LOSS_REASON_MIX, float), (n, 1))),
+                  _categorical(rng, np.tile(np.asarray(LOSS_REASON_MIX_PASSING, float), (n, 1)))).astype(int)
+    lasting2 = lost2 & lost6 & (r2 < 3)
+    r6 = np.where(lasting2, r2, r6)
+    # a 6-month lasting reason is not always known to have started before 2 months: kept as drawn
+    pid = np.concatenate([np.flatnonzero(lost2 & (r2 < k)), np.flatnonzero(lost6 & (r6 < k))])
+    month = np.concatenate([np.full((lost2 & (r2 < k)).sum(), 2), np.full((lost6 & (r6 < k)).sum(), 6)])
+    code = np.concatenate([r2[lost2 & (r2 < k)], r6[lost6 & (r6 < k)]])
+    order = np.lexsort((month, pid))
+    pid, month, code = pid[order], month[order], code[order]
+    # recorded after the questionnaire was due and the reminders went unanswered
+    recorded = sim["date"][pid] + (30 * month + rng.integers(45, 100, len(pid))).astype("timedelta64[D]")
+    return pd.DataFrame({
+        "patient_id": _ids("PAT", pid + 1, width),
+        "time_point": _int(month),
+        "reason": _take(LOSS_REASONS, code),
+        "recorded_date": _date(recorded),
+        "reason_text": _text(["stated in a letter from the patient" if c == k - 1 else None for c in code]),
+    })
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1391,9 +1443,9 @@ def generate_study(n_invited: int = DEFAULT_N_INVITED, seed: int = DEFAULT_SEED,
     Returns
     -------
     SyntheticStudy
-        ``tables``: the eight tables of ``data/data_dictionary.yaml`` with exactly its columns
+        ``tables``: the nine tables of ``data/data_dictionary.yaml`` with exactly its columns
         (practices, clinicians, clinician_surveys, consultations, patients, followups, records,
-        physio); ``truth``: the estimands (keys as the key findings; see ``docs/synthetic.md``)
+        physio, withdrawals: the reasons for loss to follow-up, from a random stream of their own); ``truth``: the estimands (keys as the key findings; see ``docs/synthetic.md``)
         plus ``"parameters"`` (every setting, including ``n_invited`` and ``seed``);
         ``write(dir, format="csv")``.
 

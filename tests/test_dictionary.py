@@ -20,8 +20,10 @@ def test_fixed_column_names_present():
 
 def test_every_table_of_the_data_model():
     assert load_dictionary().table_names == [
-        "practices", "clinicians", "clinician_surveys", "consultations", "patients", "followups", "records", "physio"
+        "practices", "clinicians", "clinician_surveys", "consultations", "patients", "followups", "records", "physio",
+        "withdrawals",
     ]
+    assert [t for t in load_dictionary().table_names if load_dictionary()[t].optional] == ["withdrawals"]
 
 
 def test_missing_codes_never_shadow_valid_values():

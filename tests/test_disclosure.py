@@ -198,7 +198,7 @@ def test_flow_never_leaves_a_small_hidden_sum_in_the_diagram_or_the_tables():
 
     reasons = [9, 1, 14, 8, 1, 1]
     main = {"invited": 630, "excluded": 34, "non_respondents": 226, "respondents": 370}
-    hidden_main, hidden_reasons, _ = _flow_hidden(main, reasons)
+    hidden_main, hidden_reasons, *_ = _flow_hidden(main, reasons)
     assert hidden_reasons == [False, True, False, True, True, True]  # 1 + 8 + 1 + 1 = 11, not 3
     assert not any(hidden_main.values())
     flow = pd.DataFrame({"item": ["invited", "excluded", *[f"excluded: r{i}" for i in range(6)], "non-respondents",
@@ -214,12 +214,12 @@ def test_flow_hidden_excluded_hides_its_reasons_in_every_output():
     from backpain_analysis.quality import _flow_hidden
 
     # 3 excluded: hidden, so non-respondents (the next smallest) too, and every reason
-    hidden_main, hidden_reasons, _ = _flow_hidden({"invited": 100, "excluded": 3, "non_respondents": 30,
+    hidden_main, hidden_reasons, *_ = _flow_hidden({"invited": 100, "excluded": 3, "non_respondents": 30,
                                                 "respondents": 67}, [2, 1])
     assert hidden_main["excluded"] and hidden_main["non_respondents"] and not hidden_main["respondents"]
     assert hidden_reasons == [True, True]
     # 6 excluded as 3 + 3: both reasons hidden, their sum (6) is not small, so the total may show
-    hidden_main, hidden_reasons, _ = _flow_hidden({"invited": 100, "excluded": 6, "non_respondents": 30,
+    hidden_main, hidden_reasons, *_ = _flow_hidden({"invited": 100, "excluded": 6, "non_respondents": 30,
                                                 "respondents": 64}, [3, 3])
     assert not hidden_main["excluded"] and hidden_reasons == [True, True]
 
@@ -233,7 +233,7 @@ def test_respondents_not_analysed_are_a_protected_group_in_the_tables_and_the_di
 
     main = {"invited": 630, "excluded": 35, "non_respondents": 225, "respondents": 370, "analysed": 367,
             "followed_up_6m": 250}
-    hidden_main, _, hidden_na = _flow_hidden(main, [], not_analysed=[3])
+    hidden_main, _, hidden_na, _ = _flow_hidden(main, [], not_analysed=[3])
     # 3 not analysed (hidden) + 367 analysed = 370 shown: the analysed must go too
     assert hidden_na == [True] and hidden_main["analysed"]
     # ... and follow-up, whose base (the analysed) is hidden

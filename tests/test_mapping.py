@@ -120,6 +120,8 @@ def test_mapped_analysis_dataset_equals_the_bundled_one(bundled, mapped):
 def test_mapped_tables_equal_the_bundled_tables_as_read(bundled, mapped):
     """Mapping gives the very tables load_study reads from the dictionary-layout files (values and types)."""
     for name, table in bundled[0].tables.items():
+        if name not in mapped[0].tables and bundled[0].dictionary[name].optional:
+            continue  # the REDCap-style export has no reasons for loss to follow-up (optional withdrawals)
         pd.testing.assert_frame_equal(mapped[0].tables[name], table, obj=name)
     assert mapped[0].files["patients"].name == REDCAP_FILE
 
