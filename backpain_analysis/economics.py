@@ -9,8 +9,10 @@ The chapter 07 pipeline:
    plus days off work for the societal perspective.
 3. :func:`qaly_auc` turns EQ-5D-3L index values at 0, 2 and 6 months into QALYs by the
    trapezium rule (years).
-4. :func:`prepare_economic_data` builds the analysis data sets: one (complete cases) or one
-   per multiple imputation (``imputation="mice"``, via :mod:`backpain_analysis.imputation`).
+4. :func:`prepare_economic_data` builds the analysis data sets: one per multiple imputation,
+   from the imputations shared with chapter 05 (``imputation="shared"``,
+   :func:`backpain_analysis.imputation.shared_imputations`), or, as sensitivity analyses, from
+   a per-phase imputation of the economic variables alone (``"mice"``) or the complete cases.
 5. :func:`cost_utility` estimates the incremental cost and the incremental QALYs (adjusted for
    baseline EQ-5D by regression) with a vectorized, seeded, non-parametric bootstrap that
    resamples patients within phase; :class:`CostUtilityResult` gives the acceptability curve
@@ -35,6 +37,7 @@ from ._resources import DATA_PACKAGE, resource_path
 from .errors import BackpainError
 
 __all__ = [
+    "ANALYSIS_LABELS",
     "DEFAULT_IMPLEMENTATION_COSTS",
     "DEFAULT_UNIT_COSTS",
     "ITEM_LABELS",
@@ -539,11 +542,13 @@ def prepare_economic_data(
     df: pd.DataFrame,
     unit_costs: pd.DataFrame | None = None,
     *,
-    imputation: str = "mice",
-    n_imputations: int = 10,
+    imputation: str = "shared",
+    n_imputations: int = 20,
     seed: int = 20260101,
     max_iter: int = 10,
     non_back_pain: bool = False,
+    imputations: Sequence[pd.DataFrame] | None = None,
+    cache_dir: str | Path | None = None,
 ) -> list[pd.DataFrame]:
     """Analysis-ready data sets for the cost-utility analysis.
 
@@ -553,21 +558,34 @@ def prepare_economic_data(
         The analysis dataset (one row per analysed patient; columns of docs/architecture.md).
     unit_costs : DataFrame, optional
         From :func:`load_unit_costs`; default the bundled table.
-    imputation : {"mice", "complete_case"}
-        ``"complete_case"``: one data set of the patients with every cost component and the
-        three EQ-5D values. ``"mice"``: the whole analysed cohort (intention to treat), with
-        missing EQ-5D values (0, 2, 6 months), NHS cost components and productivity costs
-        imputed by chained equations (:func:`backpain_analysis.imputation.impute_chained`),
-        separately within each phase so that phase differences (and their interactions) are kept.
-    n_imputations : int
-        Number of imputed data sets (mice only).
+    imputation : {"shared", "mice", "complete_case"}, default "shared"
+        ``"shared"``: the whole analysed cohort (intention to treat) with the imputations that
+        chapter 05 uses (:func:`backpain_analysis.imputation.shared_imputations`, one congenial,
+        practice-aware model that also imputes EQ-5D, the NHS cost components and days off
+        work). ``"mice"`` (sensitivity): missing EQ-5D values, NHS cost components and
+        productivity costs imputed for the economics alone by chained equations
+        (:func:`backpain_analysis.imputation.impute_chained`), separately within each phase,
+        without practice. ``"complete_case"``: one data set of the patients with every cost
+        component and the three EQ-5D values.
+    n_imputations : int, default 20
+        Number of imputed data sets (``"shared"`` when ``imputations`` is not given, and
+        ``"mice"``). Chapter 07 takes m from chapter 05's rule
+        (:func:`backpain_analysis.outcomes.imputations_by_rule`) and passes ``imputations``.
     seed : int
         Seed of the imputation.
     max_iter : int
-        Chained-equation iterations (mice only).
+        Chained-equation iterations.
     non_back_pain : bool, default False
         Sensitivity scenario (issue 18 item 7): add the non-back-pain NHS care the export has
         (:data:`NON_BACK_PAIN_ITEMS`, :func:`non_back_pain_columns`) to the NHS cost.
+    imputations : sequence of DataFrame, optional
+        ``"shared"`` only: the shared imputations already made (an
+        :class:`backpain_analysis.imputation.ImputedDatasets` from chapter 05's call, or any
+        sequence of imputed copies of ``df`` with the same index). None: computed (or read from
+        ``cache_dir``) by :func:`backpain_analysis.imputation.shared_imputations`.
+    cache_dir : path, optional
+        ``"shared"`` only: the imputation cache folder (``OUT/_imputations`` in a report run);
+        the same data, seed, m and iterations as chapter 05 reuse its imputations.
 
     Returns
     -------
@@ -581,19 +599,35 @@ def prepare_economic_data(
     Raises
     ------
     EconomicsError
-        Unknown ``imputation``, missing columns, a phase other than 1 or 3, or
-        ``non_back_pain=True`` with no non-back-pain column in the export.
+        Unknown ``imputation``, missing columns, a phase other than 1 or 3,
+        ``non_back_pain=True`` with no non-back-pain column in the export, or (``"shared"``)
+        imputations made from other rows or leaving a needed value missing (a column the shared
+        model does not impute: the message names it).
 
     Notes
     -----
     The NHS cost is the sum of its components and is missing only when one of them is: a
     non-consenter's physiotherapy sessions (from the physiotherapy records) are observed and
-    kept, only the record-review components are imputed. Under MICE each component is imputed
-    (predictive mean matching, so imputed values are observed costs) and the total is summed
-    after imputation; productivity costs of patients not in paid work are 0 and never imputed.
-    Predictors: age, female, baseline RMDQ, risk group (dummies), employment and the other
-    components (missing predictor values are imputed along with the rest). QALYs are computed
-    after imputation from the imputed EQ-5D values.
+    kept, only the record-review components are imputed. Under either imputation each
+    component is imputed (predictive mean matching, so imputed values are observed values)
+    and the total is summed after imputation, from the observed components and the imputed
+    ones only where a component is missing; productivity costs of patients not in paid work
+    are 0. QALYs are computed after imputation from the imputed EQ-5D values.
+
+    ``"shared"`` takes from each imputed data set the resource-use counts (GP consultations,
+    imaging, prescriptions, secondary-care referral: :data:`backpain_analysis.outcomes.ECONOMIC_COLUMNS`),
+    the EQ-5D index at 2 and 6 months (and at baseline, imputed as a baseline predictor when
+    missing), days off work (imputed for employed patients) and employment (imputed when
+    missing), fills only the missing cells of ``df`` with them and prices them with the unit
+    costs: the model is chapter 05's (within phase, practice indicators, the outcomes and
+    auxiliary variables as predictors), so costs and utilities keep their practice-period
+    means and their correlation with the clinical outcomes. Physiotherapy sessions and the
+    non-back-pain items are not in that model: with missing values there the function stops
+    (use ``"mice"``) rather than analyse a silent subset.
+
+    ``"mice"`` predictors: age, female, baseline RMDQ, risk group (dummies), employment and the
+    other components (missing predictor values are imputed along with the rest); productivity
+    cost is imputed as a cost.
 
     Examples
     --------
@@ -606,9 +640,15 @@ def prepare_economic_data(
     >>> (cc,) = prepare_economic_data(d, imputation="complete_case")
     >>> len(cc), cc["qaly"].round(4).tolist()
     (3, [0.4583, 0.25, 0.2333])
+    >>> imputed = [d.fillna({"eq5d_index_2m": v}) for v in (0.6, 0.8)]  # e.g. from shared_imputations
+    >>> [round(float(s.loc[2, "qaly"]), 4) for s in prepare_economic_data(d, imputations=imputed)]
+    [0.3583, 0.4083]
     """
-    if imputation not in ("mice", "complete_case"):
-        raise EconomicsError(f"imputation must be 'mice' or 'complete_case', got {imputation!r}")
+    if imputation not in ("shared", "mice", "complete_case"):
+        raise EconomicsError(f"imputation must be 'shared', 'mice' or 'complete_case', got {imputation!r}")
+    if imputations is not None and imputation != "shared":
+        raise EconomicsError(f"prepare_economic_data: imputations are given but imputation={imputation!r}; "
+                             "they are used only with imputation='shared'")
     needed = ["phase", "risk_group", *EQ5D_COLUMNS, *RESOURCE_ITEMS, *PRODUCTIVITY_RESOURCE]
     missing = [c for c in needed if c not in df.columns]
     if missing:
@@ -643,6 +683,14 @@ def prepare_economic_data(
     if imputation == "complete_case":
         keep = base[[*EQ5D_COLUMNS, "nhs_cost", "productivity_cost"]].notna().all(axis=1)
         return [_finish(base.loc[keep], components)]
+    if imputation == "shared":
+        if imputations is None:
+            from .imputation import shared_imputations
+
+            imputations = shared_imputations(
+                df, n_imputations=n_imputations, seed=seed, max_iter=max_iter, cache_dir=cache_dir, economics=True,
+                practice="practice_id" if "practice_id" in df.columns else None)
+        return _from_shared(df, base, imputations, unit_costs, resources, components)
 
     from .imputation import impute_chained  # the chapter 05 implementation, shared
 
@@ -680,13 +728,81 @@ def prepare_economic_data(
         out = base.copy()
         for c in [*EQ5D_COLUMNS, *components, "productivity_cost", "employed"]:
             out[c] = imputed[c].to_numpy(dtype=float)
-        # costs cannot be negative, and non-workers lose no earnings
-        for c in components:
-            out[c] = out[c].clip(lower=0.0)
-        out["productivity_cost"] = out["productivity_cost"].clip(lower=0.0).mask(base["employed"] == 0, 0.0)
+        datasets.append(_finish(_bounded(out, components, base["employed"] == 0), components))
+    return datasets
+
+
+def _bounded(out: pd.DataFrame, components: Sequence[str], not_working: pd.Series) -> pd.DataFrame:
+    """Costs >= 0, no earnings lost by patients ``not_working``, EQ-5D within the UK 3L tariff range."""
+    for c in components:
+        out[c] = out[c].clip(lower=0.0)
+    out["productivity_cost"] = out["productivity_cost"].clip(lower=0.0).mask(not_working, 0.0)
+    for c in EQ5D_COLUMNS:
+        out[c] = out[c].clip(-0.594, 1.0)
+    return out
+
+
+def _from_shared(
+    df: pd.DataFrame,
+    base: pd.DataFrame,
+    imputations: Sequence[pd.DataFrame],
+    unit_costs: pd.DataFrame | None,
+    resources: Mapping[str, str],
+    components: Sequence[str],
+) -> list[pd.DataFrame]:
+    """The economic data sets from the shared imputations: observed cells kept, missing ones filled."""
+    info = getattr(imputations, "info", None)
+    if isinstance(info, Mapping) and "fingerprint" in info:
+        from .imputation import data_fingerprint
+
+        if info["fingerprint"] != data_fingerprint(df):
+            raise EconomicsError(
+                "prepare_economic_data: the shared imputations were made from other data (fingerprint "
+                f"{info['fingerprint']}, these data {data_fingerprint(df)}): pass the analysis dataset that chapter "
+                "05 imputed (same cut-off), or imputations=None to impute these data")
+    if len(imputations) < 1:
+        raise EconomicsError("prepare_economic_data: no shared imputations given")
+    raw = [*EQ5D_COLUMNS, *resources, *PRODUCTIVITY_RESOURCE, "employed"]
+    raw = [c for c in raw if c in df.columns]
+    observed = {c: pd.to_numeric(df[c], errors="coerce").astype(float) for c in raw}
+    datasets = []
+    for m, imp in enumerate(imputations):
+        if not imp.index.equals(df.index):
+            raise EconomicsError(
+                f"prepare_economic_data: shared imputation {m} has other rows than the analysis data "
+                f"({len(imp)} rows vs {len(df)}; the index must be the same): impute these data")
+        lacking = [c for c in raw if c not in imp.columns]
+        if lacking:
+            raise EconomicsError(f"prepare_economic_data: shared imputation {m} lacks column(s) {lacking}")
+        filled = pd.DataFrame(
+            {c: observed[c].where(observed[c].notna(), pd.to_numeric(imp[c], errors="coerce").astype(float))
+             for c in raw},
+            index=df.index,
+        )
+        employed = filled["employed"] if "employed" in filled.columns else pd.Series(np.nan, index=df.index)
+        still = {c: int(filled[c].isna().sum()) for c in [*EQ5D_COLUMNS, *resources] if filled[c].isna().any()}
+        for c in PRODUCTIVITY_RESOURCE:  # days off work are asked of (and imputed for) employed patients only
+            unknown = filled[c].isna() & (employed != 0)
+            if unknown.any():
+                still[c] = int(unknown.sum())
+        if still:
+            raise EconomicsError(
+                f"prepare_economic_data: the shared imputations leave values missing {still} (these columns are not "
+                "in the shared imputation model, backpain_analysis.outcomes.ECONOMIC_COLUMNS and FOLLOWUP_COLUMNS); "
+                "use imputation='mice' for these data")
+        costs = patient_costs(filled, unit_costs, resources=resources)
+        out = base.copy()
         for c in EQ5D_COLUMNS:
-            out[c] = out[c].clip(-0.594, 1.0)
-        datasets.append(_finish(out, components))
+            out[c] = filled[c]
+        for c in components:
+            # the observed component where there is one, the priced imputed count only where it was missing
+            out[c] = base[c].where(base[c].notna(), costs[c])
+        out["productivity_cost"] = base["productivity_cost"].where(base["productivity_cost"].notna(),
+                                                                   costs["productivity_cost"])
+        out["employed"] = employed.to_numpy()
+        # an observed days-off answer is kept; an imputed one counts only for a patient in paid work
+        not_working = (employed == 0) & base["productivity_cost"].isna()
+        datasets.append(_finish(_bounded(out, components, not_working), components))
     return datasets
 
 
@@ -1349,7 +1465,10 @@ ITEM_LABELS: dict[str, str] = {
     "it_template": "IT template set-up", "questionnaire_staff_time": "Staff time for the screening questionnaire",
     "total": "Total",
 }
-_ANALYSIS_LABELS = {"mice": "multiple imputation", "complete_case": "complete cases"}
+#: Plain-words names of the ``imputation`` options of :func:`prepare_economic_data` (display).
+ANALYSIS_LABELS: dict[str, str] = {"shared": "multiple imputation (shared with chapter 05)",
+                                   "mice": "multiple imputation (economic variables only, per phase)",
+                                   "complete_case": "complete cases"}
 
 
 def for_display(table: pd.DataFrame) -> pd.DataFrame:
@@ -1378,7 +1497,7 @@ def for_display(table: pd.DataFrame) -> pd.DataFrame:
     if "quantity_basis" in out.columns:
         out["quantity_basis"] = out["quantity_basis"].map(lambda b: QUANTITY_BASES.get(b, b) if b else b)
     if "analysis" in out.columns:
-        out["analysis"] = out["analysis"].map(lambda a: _ANALYSIS_LABELS.get(a, a))
+        out["analysis"] = out["analysis"].map(lambda a: ANALYSIS_LABELS.get(a, a))
     return out
 
 

@@ -388,7 +388,7 @@ def large_study(tmp_path_factory):
     return study.truth, df
 
 
-@pytest.mark.parametrize("imputation", ["mice", "complete_case"])
+@pytest.mark.parametrize("imputation", ["shared", "mice", "complete_case"])
 def test_estimates_recover_the_synthetic_truth(large_study, imputation):
     truth, df = large_study
     sets = ec.prepare_economic_data(df, imputation=imputation, n_imputations=3, seed=1)
