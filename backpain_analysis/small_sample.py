@@ -431,12 +431,20 @@ def cr2_test(
     e = y - x @ beta
     meat = np.zeros_like(xtx_inv)
     levels = np.unique(labels)
+    # H_gg = X_g (X'X)^-1 X_g' = M M' with M = X_g R, R R' = (X'X)^-1, has rank <= p: with the thin
+    # SVD M = U S V', I - H_gg has eigenvalues 1 - S^2 on span(U) and 1 elsewhere, so
+    # A_g e = e + U (f(1 - S^2) - 1) U'e, f the Moore-Penrose inverse square root (0 below the
+    # tolerance of _sym_inv_sqrt). p x p work per cluster instead of an n_g x n_g eigendecomposition.
+    vals, vecs = np.linalg.eigh(xtx_inv)
+    root = vecs * np.sqrt(np.clip(vals, 0.0, None))
     for lev in levels:
         idx = np.flatnonzero(labels == lev)
-        xg = x[idx]
-        hgg = xg @ xtx_inv @ xg.T
-        ag = _sym_inv_sqrt(np.eye(len(idx)) - hgg)
-        s = xg.T @ (ag @ e[idx])
+        xg, eg = x[idx], e[idx]
+        u, sing, _ = np.linalg.svd(xg @ root, full_matrices=False)
+        ev = 1.0 - sing ** 2
+        f = np.where(ev > 1e-10, 1.0 / np.sqrt(np.clip(ev, 1e-300, None)), 0.0)
+        ag_e = eg + u @ ((f - 1.0) * (u.T @ eg))
+        s = xg.T @ ag_e
         meat += np.outer(s, s)
     cov = xtx_inv @ meat @ xtx_inv
     se = math.sqrt(cov[column, column])
@@ -471,7 +479,8 @@ def glm_mancl_derouen(fit, cluster: Sequence | np.ndarray) -> np.ndarray:
     dmu = 1.0 / model.family.link.deriv(mu)
     var = model.family.variance(mu) * float(fit.scale)
     d = x * dmu[:, None]
-    b_inv = np.linalg.inv(d.T @ (d / var[:, None]))
+    b = d.T @ (d / var[:, None])
+    b_inv = np.linalg.inv(b)
     e = y - mu
     labels = pd.Series(np.asarray(cluster)).astype(str).to_numpy()
     if len(labels) != len(y):
@@ -479,10 +488,16 @@ def glm_mancl_derouen(fit, cluster: Sequence | np.ndarray) -> np.ndarray:
     meat = np.zeros_like(b_inv)
     for lev in np.unique(labels):
         i = np.flatnonzero(labels == lev)
-        dg = d[i]
-        h = dg @ b_inv @ dg.T / var[i][None, :]
-        r = np.linalg.solve(np.eye(len(i)) - h, e[i])
-        s = dg.T @ (r / var[i])
+        dg, wg = d[i], 1.0 / var[i]
+        # (I - H_g)^-1 e_g by Woodbury, H_g = D_g B^-1 D_g' W_g of rank p: e_g + D_g (B - B_g)^-1 D_g' W_g e_g
+        # with B_g = D_g' W_g D_g, so p x p work instead of an n_g x n_g solve (56,000 patients in 7
+        # practices: minutes and 500 MB per practice). B - B_g is the information without cluster g.
+        core = b - dg.T @ (dg * wg[:, None])
+        try:
+            r = e[i] + dg @ np.linalg.solve(core, dg.T @ (wg * e[i]))
+        except np.linalg.LinAlgError:  # cluster g alone identifies a coefficient: the dense form
+            r = np.linalg.solve(np.eye(len(i)) - dg @ b_inv @ dg.T * wg[None, :], e[i])
+        s = dg.T @ (r * wg)
         meat += np.outer(s, s)
     return b_inv @ meat @ b_inv
 

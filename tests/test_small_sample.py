@@ -220,6 +220,32 @@ def test_mancl_derouen_is_the_leave_one_cluster_out_jackknife_for_a_linear_model
     np.testing.assert_allclose(cov, jack, rtol=1e-8)
 
 
+def test_mancl_derouen_for_a_logistic_model_equals_the_dense_formula():
+    """The per-cluster (I - H_g)^-1 is computed by Woodbury (p x p); check it against the dense
+    n_g x n_g formula of Mancl & DeRouen (2001), written out here, for a logistic GLM."""
+    import statsmodels.api as sm
+
+    from backpain_analysis.small_sample import glm_mancl_derouen
+
+    rng = np.random.default_rng(12)
+    cl = np.repeat(np.arange(7), 30)
+    x = np.column_stack([np.ones(210), np.tile([0.0, 1.0], 105), rng.normal(size=210)])
+    y = (rng.random(210) < 1 / (1 + np.exp(-(x @ [-0.3, 0.5, 0.4] + rng.normal(0, 0.4, 7)[cl])))).astype(float)
+    fit = sm.GLM(y, x, family=sm.families.Binomial()).fit()
+    mu = fit.fittedvalues
+    v = mu * (1 - mu)
+    d = x * v[:, None]  # dmu/deta = mu(1 - mu) for the logit link
+    b_inv = np.linalg.inv(d.T @ (d / v[:, None]))
+    meat = np.zeros((3, 3))
+    for g in range(7):
+        i = cl == g
+        h = d[i] @ b_inv @ d[i].T @ np.diag(1 / v[i])
+        r = np.linalg.solve(np.eye(i.sum()) - h, y[i] - mu[i])
+        s = d[i].T @ np.diag(1 / v[i]) @ r
+        meat += np.outer(s, s)
+    np.testing.assert_allclose(glm_mancl_derouen(fit, cl), b_inv @ meat @ b_inv, rtol=1e-9)
+
+
 # MASS::polr on the bundled study's complete cases (tests/r/polr_check.R): coefficient, SE, log-lik
 POLR_STORED = (-0.01766765653, 0.1528053705, -874.7116472684)
 
