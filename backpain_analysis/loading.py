@@ -1059,24 +1059,23 @@ def _check_withdrawals(tables: dict[str, pd.DataFrame], files: dict[str, Path], 
     f_sel = f_ids.astype(object).isin(named).to_numpy(dtype=bool)
     returned = pd.MultiIndex.from_arrays([f_ids[f_sel].to_numpy(), _codes_of(
         fu.loc[f_sel, "time_point"], dictionary["followups"].columns["time_point"]).to_numpy()])
-    replied = pd.MultiIndex.from_arrays([pid, month]).isin(returned)
-    if replied.any():
-        positions = np.flatnonzero(replied)
-        problems.add(file, name, "time_point",
-                     f"a reason for loss to follow-up is given for a questionnaire that was returned "
-                     f"({files['followups'].name} has a row with the same patient_id and time_point); a patient "
-                     f"who replied was not lost: remove the row here or the follow-up there",
-                     len(positions), _examples(w, positions, table.key, "time_point", offset))
+
+    def flag(rows: np.ndarray, column: str, rule: str) -> None:
+        if rows.any():
+            positions = np.flatnonzero(rows)
+            problems.add(file, name, column, rule, len(positions),
+                         _examples(w, positions, table.key, column, offset))
+
+    flag(pd.MultiIndex.from_arrays([pid, month]).isin(returned), "time_point",
+         f"a reason for loss to follow-up is given for a questionnaire that was returned "
+         f"({files['followups'].name} has a row with the same patient_id and time_point); a patient "
+         f"who replied was not lost: remove the row here or the follow-up there")
     reason = _codes_of(w["reason"], table.columns["reason"])
     lasting = (month == 2).to_numpy() & reason.isin(LASTING_REASONS).to_numpy()
-    later = lasting & pd.MultiIndex.from_arrays([pid, np.full(len(pid), 6, dtype=object)]).isin(returned)
-    if later.any():
-        positions = np.flatnonzero(later)
-        problems.add(file, name, "reason",
-                     f"a lasting reason ({', '.join(LASTING_REASONS)}) at 2 months, but "
-                     f"{files['followups'].name} has the patient's 6-month questionnaire; give the reason that "
-                     f"applied at 2 months (e.g. too_ill, no_reply, other) or correct the follow-up",
-                     len(positions), _examples(w, positions, table.key, "reason", offset))
+    flag(lasting & pd.MultiIndex.from_arrays([pid, np.full(len(pid), 6, dtype=object)]).isin(returned), "reason",
+         f"a lasting reason ({', '.join(LASTING_REASONS)}) at 2 months, but "
+         f"{files['followups'].name} has the patient's 6-month questionnaire; give the reason that "
+         f"applied at 2 months (e.g. too_ill, no_reply, other) or correct the follow-up")
 
 
 def load_study(path: str | Path, *, dictionary: DataDictionary | str | Path | None = None,
