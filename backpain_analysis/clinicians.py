@@ -66,8 +66,8 @@ MEASURES: tuple[str, ...] = (
 )
 #: Plain-words labels of the measures.
 MEASURE_LABELS: dict[str, str] = {
-    "pabs_biomedical": "PABS-PT biomedical score (10-60)",
-    "pabs_behavioural": "PABS-PT behavioural score (9-54)",
+    "pabs_biomedical": "PABS-PT biomedical score (sum of its items)",
+    "pabs_behavioural": "PABS-PT behavioural score (sum of its items)",
     "confidence_low": "Confidence managing low-risk patients (0-10)",
     "confidence_medium": "Confidence managing medium-risk patients (0-10)",
     "confidence_high": "Confidence managing high-risk patients (0-10)",

@@ -29,6 +29,7 @@ __all__ = [
     "eq5d3l_tariff",
     "good_outcome",
     "rmdq_mcid",
+    "pabs_mapping",
     "score_pabs",
     "score_rmdq",
     "score_sbst",
@@ -43,6 +44,10 @@ GLOBAL_CHANGE_LABELS: tuple[str, ...] = (
 #: EQ-5D-3L dimension columns in the order of a five-digit state (MO, SC, UA, PD, AD).
 EQ5D_COLUMNS: tuple[str, ...] = ("eq5d_mo", "eq5d_sc", "eq5d_ua", "eq5d_pd", "eq5d_ad")
 #: Default PABS-PT item mapping (data/data_dictionary.yaml): items 1-10 biomedical, 11-19 behavioural.
+#: An ASSUMED default (consecutive blocks), not checked against the published allocation of Bishop
+#: et al. (2008), which interleaves the items in some versions of the questionnaire: set the study's
+#: own allocation with :func:`pabs_mapping` (chapter 06 parameters ``pabs_biomedical_items`` and
+#: ``pabs_behavioural_items``).
 PABS_DEFAULT_MAPPING: dict[str, tuple[str, ...]] = {
     "pabs_biomedical": tuple(f"pabs_{i}" for i in range(1, 11)),
     "pabs_behavioural": tuple(f"pabs_{i}" for i in range(11, 20)),
@@ -460,6 +465,51 @@ _EQ5D_STATES = np.array(list(itertools.product((1, 2, 3), repeat=5)), dtype="int
 _EQ5D_INDEX_BY_STATE = np.round(eq5d3l_tariff(_EQ5D_STATES), 3)
 
 
+def pabs_mapping(biomedical_items: Sequence[int], behavioural_items: Sequence[int]) -> dict[str, tuple[str, ...]]:
+    """The PABS-PT subscale allocation as a :func:`score_pabs` mapping, from item numbers.
+
+    Parameters
+    ----------
+    biomedical_items, behavioural_items : sequence of int
+        Item numbers (1-19) of each subscale; each non-empty, no item twice, no item in both.
+
+    Returns
+    -------
+    dict
+        ``{"pabs_biomedical": ("pabs_i", ...), "pabs_behavioural": (...)}``.
+
+    Raises
+    ------
+    ScoringError
+        Naming the parameter and the rule broken.
+
+    Notes
+    -----
+    The package default (:data:`PABS_DEFAULT_MAPPING`, items 1-10 and 11-19) is an assumption;
+    use the allocation of the questionnaire version the study printed.
+
+    Examples
+    --------
+    >>> pabs_mapping([1, 2, 3], [4, 5])["pabs_behavioural"]
+    ('pabs_4', 'pabs_5')
+    """
+    lists = {"pabs_biomedical_items": biomedical_items, "pabs_behavioural_items": behavioural_items}
+    seen: dict[int, str] = {}
+    for name, items in lists.items():
+        values = list(items)
+        if not values:
+            raise ScoringError(f"{name}: the PABS-PT subscale needs at least one item")
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= int(v) <= 19:
+                raise ScoringError(f"{name}: {v!r} is not a PABS-PT item number (whole numbers 1-19)")
+            if int(v) in seen:
+                where = "twice" if seen[int(v)] == name else f"in both {seen[int(v)]} and {name}"
+                raise ScoringError(f"{name}: item {int(v)} is listed {where}; each item belongs to one subscale once")
+            seen[int(v)] = name
+    return {"pabs_biomedical": tuple(f"pabs_{int(i)}" for i in biomedical_items),
+            "pabs_behavioural": tuple(f"pabs_{int(i)}" for i in behavioural_items)}
+
+
 def score_pabs(
     df: pd.DataFrame,
     mapping: Mapping[str, Sequence[str]] | None = None,
@@ -475,8 +525,8 @@ def score_pabs(
     mapping : mapping of str to list of str, optional
         Output column -> item columns. Default :data:`PABS_DEFAULT_MAPPING`: items 1-10
         biomedical (``pabs_biomedical``, 10-60), items 11-19 behavioural
-        (``pabs_behavioural``, 9-54), as in ``data/data_dictionary.yaml``. Pass your own to
-        follow a different published item allocation.
+        (``pabs_behavioural``, 9-54), as in ``data/data_dictionary.yaml`` (an assumed default:
+        build the study's own allocation with :func:`pabs_mapping`).
     max_missing : int, default 0
         Most unanswered items per subscale for which the subscale is prorated
         (``sum * k / answered``); with more, it is missing. The default makes any unanswered

@@ -365,3 +365,19 @@ def test_eq5d_state_table_equals_the_tariff_row_by_row():
     keep = np.ones(len(out), bool)
     keep[::7] = False
     np.testing.assert_array_equal(out[keep], want[keep])
+
+
+def test_pabs_allocation_from_item_numbers_scores_by_hand_and_rejects_bad_lists():
+    from backpain_analysis.scoring import ScoringError, pabs_mapping
+
+    ratings = np.arange(1, 20) % 6 + 1  # item i rated (i mod 6) + 1
+    df = pd.DataFrame([ratings], columns=[f"pabs_{i}" for i in range(1, 20)])
+    bio, beh = [2, 4, 6, 8, 10, 12, 14, 16, 18, 19], [1, 3, 5, 7, 9, 11, 13, 15, 17]
+    out = score_pabs(df, pabs_mapping(bio, beh))
+    assert out.loc[0, "pabs_biomedical"] == sum(i % 6 + 1 for i in bio)
+    assert out.loc[0, "pabs_behavioural"] == sum(i % 6 + 1 for i in beh)
+    assert pabs_mapping(range(1, 11), range(11, 20)) == {k: tuple(v) for k, v in
+                                                         bp.scoring.PABS_DEFAULT_MAPPING.items()}
+    for bad, match in (([1, 2], [2, 3]), ([1, 1], [3]), ([0, 2], [3]), ([1, 2.5], [3]), ([], [3])):
+        with pytest.raises(ScoringError, match="pabs_b"):
+            pabs_mapping(bad, match)
