@@ -688,8 +688,7 @@ def prepare_economic_data(
             from .imputation import shared_imputations
 
             imputations = shared_imputations(
-                df, n_imputations=n_imputations, seed=seed, max_iter=max_iter, cache_dir=cache_dir, economics=True,
-                practice="practice_id" if "practice_id" in df.columns else None)
+                df, n_imputations=n_imputations, seed=seed, max_iter=max_iter, cache_dir=cache_dir, economics=True)
         return _from_shared(df, base, imputations, unit_costs, resources, components)
 
     from .imputation import impute_chained  # the chapter 05 implementation, shared

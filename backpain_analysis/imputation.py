@@ -861,7 +861,7 @@ def shared_imputations(
     max_iter: int = 10,
     cache_dir: str | os.PathLike | None = None,
     economics: bool = True,
-    practice: str | None = "practice_id",
+    practice: str | None = None,
     mcid_min_reduction: float = 0.30,
 ) -> ImputedDatasets:
     """The one set of multiple imputations that chapters 05 (outcomes) and 07 (economics) share.
@@ -883,8 +883,10 @@ def shared_imputations(
     economics : bool, default True
         Also impute the EQ-5D index at 2 and 6 months and the resource-use components of the NHS
         cost (:data:`backpain_analysis.outcomes.ECONOMIC_COLUMNS`) in the same model, for chapter 07.
-    practice : str or None, default "practice_id"
-        Cluster column entering the imputation model (practice-by-phase fixed effects).
+    practice : str or None, default None
+        Cluster column entering the imputation model as practice-by-phase fixed effects; None (the
+        default) leaves practice out, as the coverage simulation chose
+        (:func:`backpain_analysis.outcomes.impute_outcomes`, Notes).
     mcid_min_reduction : float, default 0.30
 
     Returns
@@ -896,8 +898,8 @@ def shared_imputations(
     Notes
     -----
     The imputation model is :func:`backpain_analysis.outcomes.impute_outcomes`: chained equations
-    by predictive mean matching within each phase, with practice indicators (so practice-by-phase
-    means), every variable of the chapter 05 analysis models, the auxiliary variables
+    by predictive mean matching within each phase (with ``practice``, practice indicators too),
+    every variable of the chapter 05 analysis models, the auxiliary variables
     (:data:`backpain_analysis.outcomes.AUXILIARY_PREDICTORS`) and, with ``economics``, the cost
     components and utilities of chapter 07: one congenial model for both chapters. Costs are
     imputed by component (GP consultations, imaging, prescriptions, secondary-care referral;

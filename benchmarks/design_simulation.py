@@ -16,7 +16,13 @@ Scenarios (generate_study overrides): the default generator; ICC 0.05 with pract
   + mixed model KR per imputation, pooled by Rubin's rules with Barnard-Rubin df (complete-data
   df = KR df).
 
-Usage: python benchmarks/design_simulation.py REPLICATES OUT.csv [--no-mi]
+- ``mi20_fixed_practice`` / ``mi20_no_practice`` (``--mi-models``, instead of the above): the
+  imputation model with practice indicators within each phase (the package default, fixed
+  practice-by-phase effects) against no practice term, m = 20, 5 iterations, RMDQ follow-ups, the
+  primary mixed model per imputation, Rubin with Barnard-Rubin df: which imputation model the
+  coverage supports (issue 13 item 3).
+
+Usage: python benchmarks/design_simulation.py REPLICATES OUT.csv [--no-mi | --mi-models]
 Rows are appended as they are computed, so a partial run still gives a table
 (``summarise(OUT.csv)``).
 """
@@ -79,6 +85,30 @@ def one_replicate(seed: int, overrides: dict, with_mi: bool = True) -> list[dict
     return out
 
 
+def mi_model_replicate(seed: int, overrides: dict, m: int = 20) -> list[dict]:
+    """The two imputation models (practice-by-phase fixed effects vs no practice) on one study."""
+    from backpain_analysis import models
+    from backpain_analysis.cleaning import clean_study
+    from backpain_analysis.dataset import build_analysis_dataset
+    from backpain_analysis.imputation import pool_rubin
+    from backpain_analysis.outcomes import PRIMARY_COVARIATES, impute_outcomes
+    from backpain_analysis.synthetic import generate_study
+
+    study = generate_study(seed=seed, **overrides)
+    data = models.add_phase3(build_analysis_dataset(clean_study(study)))
+    truth = float(study.truth["rmdq_adjusted_difference"])
+    out = []
+    for label, practice in (("mi20_fixed_practice", "practice_id"), ("mi20_no_practice", None)):
+        imps = impute_outcomes(data, n_imputations=m, max_iter=5, seed=seed, columns=("rmdq_2m", "rmdq_6m"),
+                               practice=practice)
+        fits = [models.fit_mixed_kr(d, "rmdq_change_6m", list(PRIMARY_COVARIATES)) for d in imps]
+        p = pool_rubin([f["coef"] for f in fits], [f["se"] ** 2 for f in fits],
+                       df_complete=float(np.median([f["df"] for f in fits])))
+        out.append({"seed": seed, "estimator": label, "truth": truth, "estimate": p["estimate"],
+                    "ci_low": p["ci_low"], "ci_high": p["ci_high"], "df": p["df"]})
+    return out
+
+
 def summarise(path: str | Path) -> pd.DataFrame:
     reps = pd.read_csv(path)
     reps = reps.assign(covered=(reps["ci_low"] <= reps["truth"]) & (reps["truth"] <= reps["ci_high"]),
@@ -105,7 +135,8 @@ def main(argv: list[str]) -> None:
         for name, ov in SCENARIOS.items():
             if (name, seed) in done:
                 continue
-            rows = [{"scenario": name, **row} for row in one_replicate(seed, ov, with_mi)]
+            reps = mi_model_replicate(seed, ov) if "--mi-models" in argv else one_replicate(seed, ov, with_mi)
+            rows = [{"scenario": name, **row} for row in reps]
             pd.DataFrame(rows).to_csv(path, mode="a", header=not path.exists(), index=False)
 
 

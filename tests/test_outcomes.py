@@ -466,7 +466,7 @@ def test_imputation_with_practice_keeps_the_practice_variance():
     df = _clustered_frame()
     cc = fit_mixed_kr(df.assign(phase3=(df["phase"] == 3).astype(float)), "rmdq_change_6m", PRIMARY_COVARIATES,
                       period=None)
-    with_practice = impute_outcomes(df, n_imputations=4, seed=1, max_iter=5)
+    with_practice = impute_outcomes(df, n_imputations=4, seed=1, max_iter=5, practice="practice_id")
     without = impute_outcomes(df, n_imputations=4, seed=1, max_iter=5, practice=None)
     icc_with = np.mean([fit_mixed_kr(i, "rmdq_change_6m", PRIMARY_COVARIATES, period=None)["icc"]
                         for i in with_practice])
