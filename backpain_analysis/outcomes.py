@@ -212,7 +212,7 @@ def impute_outcomes(
         analysis model carries the clustering. A column name: its levels enter every imputation
         model as fixed effects (within each phase when ``by_phase``: practice-by-phase effects),
         which keeps the practice variance of imputed outcomes but made the primary analysis
-        over-cover (100% in 150 simulated studies; see Notes).
+        over-cover (100% in 200 simulated studies; see Notes).
     mcid_min_reduction : float
         Passed to :func:`backpain_analysis.scoring.rmdq_mcid` when recomputing ``rmdq_mcid_6m``.
     values_only : bool, default False
@@ -242,11 +242,11 @@ def impute_outcomes(
     employed, and is imputed from the short set :data:`DAYS_OFF_PREDICTORS` against overfitting),
     the auxiliary variables and, with ``practice``, practice indicators.
 
-    Which imputation model: a coverage simulation of the whole primary analysis (150 studies per
+    Which imputation model: a coverage simulation of the whole primary analysis (200 studies per
     scenario of 7 practices; m = 20; mixed model with Kenward-Roger df, Rubin with Barnard-Rubin
     df; ``benchmarks/design_simulation.py --mi-models``) gave 95% CI coverage of 1.000, 1.000 and
-    0.987 with practice-by-phase fixed effects in the imputation model (CIs 25-46% wider than
-    without them), and 0.987, 0.980 and 0.967 without a practice term, with the same bias and
+    0.985 with practice-by-phase fixed effects in the imputation model (CIs 29-46% wider than
+    without them), and 0.990, 0.985 and 0.960 without a practice term, with the same bias and
     empirical SE. Fixed cluster effects overstate the between-imputation variance when clusters
     are few and the ICC small (Andridge, Biom J 2011; DiazOrdaz et al., Stat Med 2016): each
     imputation redraws 14 practice-period means. So the default leaves practice out of the
