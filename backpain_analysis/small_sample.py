@@ -377,15 +377,6 @@ def fit_reml(
     )
 
 
-def _sym_inv_sqrt(a: np.ndarray, tol: float = 1e-10) -> np.ndarray:
-    """Symmetric (Moore-Penrose) inverse square root, as clubSandwich's ``Sym_power(x, -1/2)``."""
-    vals, vecs = np.linalg.eigh((a + a.T) / 2)
-    keep = vals > tol * max(vals.max(), 1.0)
-    inv = np.zeros_like(vals)
-    inv[keep] = 1 / np.sqrt(vals[keep])
-    return (vecs * inv) @ vecs.T
-
-
 def cr2_test(
     x: np.ndarray, y: np.ndarray, cluster: Sequence | np.ndarray, column: int, *, alpha: float = 0.05
 ) -> dict[str, float]:
@@ -433,8 +424,9 @@ def cr2_test(
     levels = np.unique(labels)
     # H_gg = X_g (X'X)^-1 X_g' = M M' with M = X_g R, R R' = (X'X)^-1, has rank <= p: with the thin
     # SVD M = U S V', I - H_gg has eigenvalues 1 - S^2 on span(U) and 1 elsewhere, so
-    # A_g e = e + U (f(1 - S^2) - 1) U'e, f the Moore-Penrose inverse square root (0 below the
-    # tolerance of _sym_inv_sqrt). p x p work per cluster instead of an n_g x n_g eigendecomposition.
+    # A_g e = e + U (f(1 - S^2) - 1) U'e, f the Moore-Penrose inverse square root (0 for
+    # eigenvalues below 1e-10, as clubSandwich's Sym_power). p x p work per cluster instead of an
+    # n_g x n_g eigendecomposition.
     vals, vecs = np.linalg.eigh(xtx_inv)
     root = vecs * np.sqrt(np.clip(vals, 0.0, None))
     for lev in levels:

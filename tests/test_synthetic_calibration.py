@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from table2_indicators import table2_indicator
 
 from backpain_analysis import load_study
 from backpain_analysis.synthetic import eq5d_index
@@ -214,18 +215,8 @@ def test_baseline_eq5d_by_risk_group(study, group, published):
 def test_table2_process_of_care(study, name, published):
     rec = study["rec"]
     for phase, p in by_phase(published):
-        r = rec[rec.phase == phase]
-        if name == "low_not_referred":
-            observed = 1 - r.physio_referral[r.risk == "low"]
-        elif name == "medhigh_referred":
-            observed = r.physio_referral[r.risk != "low"]
-        elif name == "opioids_any":
-            observed = np.maximum(r.opioids_strong, r.opioids_weak)
-        elif name == "opioids_weak_only":
-            observed = (r.opioids_weak == 1) & (r.opioids_strong == 0)
-        else:
-            observed = r[name]
-        check_prop(pd.Series(observed), p, clustered=True, label=f"{name} phase {phase}")
+        observed = table2_indicator(rec[rec.phase == phase], name)
+        check_prop(observed, p, clustered=True, label=f"{name} phase {phase}")
 
 
 # ------------------------------------------------------------------ Table 3
