@@ -21,10 +21,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-from table2_indicators import table2_indicator
+from calibration_helpers import sbst_risk, table2_indicator
 
 from backpain_analysis import load_study
 from backpain_analysis.synthetic import eq5d_index
@@ -60,11 +59,7 @@ def check_sd(observed: pd.Series, published: float, label: str = "") -> None:
 
 
 def risk(df: pd.DataFrame) -> pd.Series:
-    x = df[[f"sbst_{i}" for i in range(1, 10)]].astype(float)
-    item9 = (x["sbst_9"] >= 3).astype(float)
-    psych = x[["sbst_5", "sbst_6", "sbst_7", "sbst_8"]].sum(axis=1) + item9
-    total = x[[f"sbst_{i}" for i in range(1, 9)]].sum(axis=1) + item9
-    return pd.Series(np.where(total <= 3, "low", np.where(psych >= 4, "high", "medium")), index=df.index)
+    return sbst_risk(df)
 
 
 def rmdq(df: pd.DataFrame) -> pd.Series:

@@ -37,7 +37,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from table2_indicators import table2_indicator
+from calibration_helpers import sbst_risk, table2_indicator
 
 from backpain_analysis.synthetic import generate_study
 
@@ -52,11 +52,7 @@ def _deff(n: int) -> float:
 
 
 def _risk(df: pd.DataFrame) -> pd.Series:
-    x = df[[f"sbst_{i}" for i in range(1, 10)]].astype(float)
-    item9 = (x["sbst_9"] >= 3).astype(float)
-    psych = x[["sbst_5", "sbst_6", "sbst_7", "sbst_8"]].sum(axis=1) + item9
-    total = x[[f"sbst_{i}" for i in range(1, 9)]].sum(axis=1) + item9
-    return pd.Series(np.where(total <= 3, "low", np.where(psych >= 4, "high", "medium")), index=df.index)
+    return sbst_risk(df)
 
 
 @pytest.fixture(scope="module")

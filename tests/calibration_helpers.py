@@ -1,10 +1,21 @@
-"""Table 2 (process of care) indicators from generated record-review rows, for the calibration
-tests (import it as ``from table2_indicators import table2_indicator``)."""
+"""Hand-written helpers of the synthetic-study calibration tests (import them as ``from
+calibration_helpers import ...``): the SBST risk group and the Table 2 (process of care)
+indicators, written from the published definitions, independent of the package's scoring."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+
+def sbst_risk(df: pd.DataFrame) -> pd.Series:
+    """SBST risk group from the items ``sbst_1`` .. ``sbst_9`` (Hill et al. 2008): low if the
+    total is at most 3, else high if the psychosocial subscale (items 5-9) is at least 4."""
+    x = df[[f"sbst_{i}" for i in range(1, 10)]].astype(float)
+    item9 = (x["sbst_9"] >= 3).astype(float)
+    psych = x[["sbst_5", "sbst_6", "sbst_7", "sbst_8"]].sum(axis=1) + item9
+    total = x[[f"sbst_{i}" for i in range(1, 9)]].sum(axis=1) + item9
+    return pd.Series(np.where(total <= 3, "low", np.where(psych >= 4, "high", "medium")), index=df.index)
 
 
 def table2_indicator(records: pd.DataFrame, name: str) -> pd.Series:
