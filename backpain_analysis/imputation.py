@@ -255,27 +255,43 @@ def _pmm(
     yhat_obs: np.ndarray, yhat_mis: np.ndarray, y_obs: np.ndarray, donors: int, rng: np.random.Generator
 ) -> np.ndarray:
     """Predictive mean matching: each missing value takes the observed value of one of the
-    ``donors`` observed cases with the closest predicted mean (picked at random)."""
+    ``donors`` observed cases with the closest predicted mean (picked at random).
+
+    Per chain, the observed predicted means are sorted once, after a jitter of at most 1e-9 of
+    their range so that tied donors (same predictors) come in random order, as mice's matcher
+    breaks ties at random. The k nearest to a missing case are then the run [pos - L, pos - L + k)
+    of the sorted values, where pos is the case's insertion point: the i-th value left of pos is
+    in it exactly when it is no farther than the (k - i + 1)-th at or right of pos (distances grow
+    away from pos on both sides), so L counts those i (ties go to the left). All chains are
+    handled as (m, n) arrays, with the sorted values padded by k infinities on each side.
+    """
     m, n_obs = yhat_obs.shape
     n_mis = yhat_mis.shape[1]
     k = min(donors, n_obs)
-    width = min(2 * k, n_obs)
-    out = np.empty((m, n_mis))
-    offsets = np.arange(width)
+    if n_mis == 0:
+        return np.empty((m, 0))
     pick = rng.integers(0, k, size=(m, n_mis))
+    spread = np.ptp(yhat_obs, axis=1, keepdims=True)
+    hat = yhat_obs + rng.uniform(0.0, 1.0, size=yhat_obs.shape) * (1e-9 * np.where(spread > 0, spread, 1.0))
+    order = np.argsort(hat, axis=1, kind="quicksort")
+    width = n_obs + 2 * k
+    padded = np.empty((m, width))
+    padded[:, :k], padded[:, k + n_obs:] = -np.inf, np.inf
+    padded[:, k:k + n_obs] = np.take_along_axis(hat, order, axis=1)
+    # missing cases sorted too: the search is then a merge (cache friendly)
+    by_target = np.argsort(yhat_mis, axis=1, kind="quicksort")
+    target = np.take_along_axis(yhat_mis, by_target, axis=1)
+    pos = np.empty((m, n_mis), dtype=np.intp)
     for i in range(m):
-        order = np.argsort(yhat_obs[i], kind="stable")
-        sorted_hat = yhat_obs[i][order]
-        pos = np.searchsorted(sorted_hat, yhat_mis[i])
-        # the k nearest lie in [pos - k, pos + k); shift the window inside the array at the ends
-        start = np.clip(pos - k, 0, n_obs - width)
-        cand = start[:, None] + offsets[None, :]
-        dist = np.abs(sorted_hat[cand] - yhat_mis[i][:, None])
-        # tiny random jitter breaks ties at random instead of by position
-        dist = dist + rng.uniform(0, 1e-9, size=dist.shape)
-        nearest = np.argpartition(dist, k - 1, axis=1)[:, :k] if k < width else np.argsort(dist, axis=1)[:, :k]
-        chosen = cand[np.arange(n_mis), nearest[np.arange(n_mis), pick[i]]]
-        out[i] = y_obs[order[chosen]]
+        pos[i] = np.searchsorted(padded[i, k:k + n_obs], target[i])
+    flat = padded.ravel()
+    # left i sits at padded index pos + k - i, the matching right one k further on
+    left_at = (pos + (np.arange(m) * width)[:, None])[:, :, None] + (k - np.arange(1, k + 1))
+    nearer_left = flat[left_at] + flat[left_at + k] >= 2.0 * target[:, :, None]
+    start = pos - np.count_nonzero(nearer_left, axis=2)
+    donor = np.take_along_axis(order, start + pick, axis=1)
+    out = np.empty((m, n_mis))
+    np.put_along_axis(out, by_target, y_obs[donor], axis=1)
     return out
 
 
@@ -478,23 +494,43 @@ def _run_chains(to_impute, sets, observed, missing, target_enc, aux_blocks, curr
     for _ in range(max_iter if to_impute else 0):
         for target in to_impute:
             step = steps[target]
-            x_var, x_mis = step.designs(current)
-            beta_hat, beta_star, sigma = step.draw(x_var, rng)
-            yhat_mis = np.stack([xi @ b for xi, b in zip(x_mis, beta_star, strict=True)]).reshape(m, -1)
+            d_var = step.imputed_cells(step.var_groups, current)
+            beta_hat, beta_star, sigma = step.draw(d_var, rng)
+            yhat_mis = step.predict(step.x_mis, step.mis_groups, step.imputed_cells(step.mis_groups, current),
+                                    beta_star)
             if col_method[target] == "norm" and not target_enc[target].categorical:
                 imputed = yhat_mis + sigma[:, None] * rng.standard_normal(yhat_mis.shape)
             else:
-                imputed = _pmm(step.yhat_obs(x_var, beta_hat), yhat_mis, step.y_obs, donors, rng)
+                yhat_obs = np.concatenate([beta_hat @ step.x_fixed.T,
+                                           step.predict(step.x_var, step.var_groups, d_var, beta_hat)], axis=1)
+                imputed = _pmm(yhat_obs, yhat_mis, step.y_obs, donors, rng)
             current[target][:, step.miss] = imputed
+
+
+class _PatternGroup:
+    """Rows of one step that share a missingness pattern of the imputed predictors: ``positions``
+    (into the step's var or missing rows), ``rows`` (into the data), the imputed predictors
+    ``(name, encoder, offset in the group's block)`` and their design columns ``columns``."""
+
+    def __init__(self, positions, rows, predictors, columns):
+        self.positions, self.rows, self.predictors, self.columns = positions, rows, predictors, columns
+        self.width = columns.size
 
 
 class _Step:
     """The regression of one target on its predictors, for all chains at once.
 
-    Observed rows of the target whose predictors are all observed (``fixed`` rows) have the same
-    design row in every chain and iteration: their cross-products X'X, X'y are computed once.
-    Only the other observed rows (``var``: a predictor imputed) and the rows to impute are
-    rebuilt at each step. Same draws, in the same order, as building the full design each time.
+    The design of the target's equation is ``[1, predictors...]`` (categoricals as dummies), in
+    the order of the predictor list. Rows split into ``fixed`` rows (target observed, no
+    predictor imputed: the same design row in every chain and iteration), ``var`` rows (target
+    observed, a predictor imputed) and the rows to impute. The design of the var and missing
+    rows is written X = X0 + D: X0 holds the observed values with the imputed cells set to 0 (the
+    same in every chain), D only the imputed cells (the chain's current values). So
+    X'X = X0'X0 + X0'D + D'X0 + D'D, where X0'X0 (with the fixed rows' X'X) is computed once and
+    the rest costs in proportion to the imputed cells, not to the whole design. D is gathered per
+    missingness pattern of the predictors (few: questionnaire waves, record-review consent), as a
+    dense (columns, m, rows) block per pattern, so that X0'D and D'y for all chains are one matrix
+    product each. The (m, n, p) design is never built.
     """
 
     def __init__(self, target, predictors, observed, missing, enc, aux_blocks, m):
@@ -502,71 +538,121 @@ class _Step:
         self.target = target
         self.miss = missing[target]
         obs = ~self.miss
-        self.parts: list[tuple[str, str]] = [("1", "one")]
-        varying = np.zeros(len(self.miss), bool)
+        n = len(self.miss)
+        blocks, imputed_specs = [np.ones((n, 1))], []  # whole-data design blocks; (name, enc, column)
+        varying = np.zeros(n, bool)
+        col = 1
         for p in predictors:
             if p in observed:
-                self.parts.append((p, "target"))
-                varying |= missing[p]
-            elif aux_blocks[p].shape[1]:
-                self.parts.append((p, "aux"))
-        self.enc, self.aux = enc, aux_blocks
+                block = enc[p].encode(np.nan_to_num(observed[p]))  # missing cells 0 (dummies too: NaN is no level)
+                if missing[p].any():
+                    imputed_specs.append((p, enc[p], col))
+                    varying |= missing[p]
+                    block[missing[p]] = 0.0
+            else:
+                block = aux_blocks[p]
+            if block.shape[1]:
+                blocks.append(block)
+            col += block.shape[1]
+        self.p = col
+        x0 = np.concatenate(blocks, axis=1)
         self.fixed_rows = np.flatnonzero(obs & ~varying)
-        self.var_rows = np.flatnonzero(obs & varying)
-        self.mis_rows = np.flatnonzero(self.miss)
+        var_rows = np.flatnonzero(obs & varying)
+        mis_rows = np.flatnonzero(self.miss)
         y = observed[target]
-        self.y_fixed, self.y_var = y[self.fixed_rows], y[self.var_rows]
+        self.y_fixed, self.y_var = y[self.fixed_rows], y[var_rows]
         self.y_obs = np.concatenate([self.y_fixed, self.y_var])
-        x_fixed = self._build(self.fixed_rows, observed, single=True)
-        self.x_fixed = x_fixed
-        self.xtx_fixed = x_fixed.T @ x_fixed
-        self.xty_fixed = x_fixed.T @ self.y_fixed
         self.yty = float(self.y_obs @ self.y_obs)
         self.n_obs = self.y_obs.size
-        self.min_fixed = x_fixed.min(axis=0) if len(x_fixed) else np.full(x_fixed.shape[1], np.inf)
-        self.max_fixed = x_fixed.max(axis=0) if len(x_fixed) else np.full(x_fixed.shape[1], -np.inf)
+        self.x_fixed, self.x_var, self.x_mis = x0[self.fixed_rows], x0[var_rows], x0[mis_rows]
+        observed_rows = np.concatenate([self.fixed_rows, var_rows])
+        x_obs = x0[observed_rows]
+        self.xtx_const = x_obs.T @ x_obs
+        self.xty_const = x_obs.T @ self.y_obs
+        # range of each column over its observed cells among the observed rows (imputed cells are
+        # added per chain): a column constant there is left out of the equation, as mice does
+        masked = np.zeros_like(x_obs, dtype=bool)
+        for name, e, c in imputed_specs:
+            masked[:, c:c + e.width] = missing[name][observed_rows, None]
+        self.lo_const = np.where(masked, np.inf, x_obs).min(axis=0, initial=np.inf)
+        self.hi_const = np.where(masked, -np.inf, x_obs).max(axis=0, initial=-np.inf)
+        self.var_groups = self._groups(var_rows, imputed_specs, missing)
+        self.mis_groups = self._groups(mis_rows, imputed_specs, missing)
 
-    def _build(self, rows, values, single=False):
-        """Design rows: (n_rows, p) from observed values, or (m, n_rows, p) from the chains."""
-        shape = (len(rows), 1) if single else (self.m, len(rows), 1)
-        blocks = [np.ones(shape)]
-        for name, kind in self.parts[1:]:
-            if kind == "target":
-                v = values[name][rows] if single else values[name][:, rows]
-                blocks.append(self.enc[name].encode(v))
-            else:
-                b = self.aux[name][rows]
-                blocks.append(b if single else np.broadcast_to(b, (self.m, *b.shape)))
-        return np.concatenate(blocks, axis=-1)
+    @staticmethod
+    def _groups(rows, imputed_specs, missing):
+        """The rows split by which imputed predictors are missing in them (patterns with none are left out)."""
+        if not imputed_specs or not rows.size:
+            return []
+        pattern = np.column_stack([missing[name][rows] for name, _, _ in imputed_specs])
+        # one code per pattern (bits packed into bytes: np.unique on rows of booleans is slow)
+        packed = np.packbits(pattern, axis=1)
+        codes = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+        _, first, which = np.unique(codes, return_index=True, return_inverse=True)
+        groups = []
+        for k, kind in enumerate(pattern[first]):
+            if not kind.any():
+                continue
+            positions = np.flatnonzero(which.ravel() == k)
+            specs, columns, offset = [], [], 0
+            for (name, e, c), imputed in zip(imputed_specs, kind, strict=True):
+                if imputed:
+                    specs.append((name, e, offset))
+                    columns += range(c, c + e.width)
+                    offset += e.width
+            groups.append(_PatternGroup(positions, rows[positions], specs, np.array(columns)))
+        return groups
 
-    def designs(self, current):
-        return self._build(self.var_rows, current), self._build(self.mis_rows, current)
+    def imputed_cells(self, groups, current):
+        """D per pattern group: the chains' current values of its imputed cells, (columns, m, rows)."""
+        out = []
+        for g in groups:
+            d = np.empty((g.width, self.m, g.rows.size))
+            for name, e, off in g.predictors:
+                if e.categorical:
+                    values = np.take(current[name], g.rows, axis=1)
+                    for level in range(1, e.n_levels):
+                        np.equal(values, level, out=d[off + level - 1], casting="unsafe")
+                else:
+                    np.take(current[name], g.rows, axis=1, out=d[off], mode="clip")
+            out.append(d)
+        return out
 
-    def draw(self, x_var, rng):
-        m = self.m
-        xtx = self.xtx_fixed[None] + _gram(x_var)
-        # constant predictors among the observed rows are left out (as mice does)
-        lo = np.minimum(self.min_fixed[None], x_var.min(axis=1)) if x_var.shape[1] else np.broadcast_to(
-            self.min_fixed, (m, self.min_fixed.size))
-        hi = np.maximum(self.max_fixed[None], x_var.max(axis=1)) if x_var.shape[1] else np.broadcast_to(
-            self.max_fixed, (m, self.max_fixed.size))
+    def draw(self, d_var, rng):
+        m, p = self.m, self.p
+        xtx = np.broadcast_to(self.xtx_const, (m, p, p)).copy()
+        xty = np.broadcast_to(self.xty_const, (m, p)).copy()
+        lo = np.broadcast_to(self.lo_const, (m, p)).copy()
+        hi = np.broadcast_to(self.hi_const, (m, p)).copy()
+        for g, d in zip(self.var_groups, d_var, strict=True):
+            w, cols = g.width, g.columns
+            flat = d.reshape(w * m, -1)  # rows are (column, chain)
+            cross = (flat @ self.x_var[g.positions]).reshape(w, m, p)  # X0'D, per chain
+            xtx[:, cols, :] += cross.transpose(1, 0, 2)
+            xtx[:, :, cols] += cross.transpose(1, 2, 0)
+            dd = np.empty((m, w, w))
+            for c in range(m):
+                dd[c] = d[:, c, :] @ d[:, c, :].T
+            xtx[:, cols[:, None], cols[None, :]] += dd
+            xty[:, cols] += (flat @ self.y_var[g.positions]).reshape(w, m).T
+            lo[:, cols] = np.minimum(lo[:, cols], d.min(axis=2).T)
+            hi[:, cols] = np.maximum(hi[:, cols], d.max(axis=2).T)
         keep = (hi - lo) > 0
         keep[:, 0] = True
-        self.keep = keep.astype(float)
-        xty = self.xty_fixed[None] + np.stack([xi.T @ self.y_var for xi in x_var])
-        yty = np.full(m, self.yty)
-        kk = self.keep[:, :, None] * self.keep[:, None, :]
-        return _bayes_draw_xtx(xtx * kk, xty * self.keep, yty, xtx, self.n_obs, rng)
+        keep = keep.astype(float)
+        kk = keep[:, :, None] * keep[:, None, :]
+        return _bayes_draw_xtx(xtx * kk, xty * keep, np.full(m, self.yty), xtx, self.n_obs, rng)
 
-    def yhat_obs(self, x_var, beta_hat):
-        fixed = (self.x_fixed @ beta_hat.T).T  # (m, n_fixed)
-        var = np.stack([xi @ b for xi, b in zip(x_var, beta_hat, strict=True)]).reshape(self.m, -1)
-        return np.concatenate([fixed, var], axis=1)
-
-
-def _gram(x: np.ndarray) -> np.ndarray:
-    """X'X per chain, (m, n, p) -> (m, p, p); a loop of BLAS calls (batched matmul is not BLAS)."""
-    return np.stack([xi.T @ xi for xi in x])
+    def predict(self, x0, groups, d, beta):
+        """X beta per chain, X0 beta + D beta: (m, n_rows)."""
+        out = beta @ x0.T
+        for g, block in zip(groups, d, strict=True):
+            part = np.empty((self.m, g.rows.size))
+            beta_g = beta[:, g.columns]
+            for c in range(self.m):
+                part[c] = beta_g[c] @ block[:, c, :]
+            out[:, g.positions] += part
+        return out
 
 
 def _bayes_draw_xtx(
@@ -774,7 +860,7 @@ def pool_wald(
 # ---------------------------------------------------------------------------------------
 
 #: Bump when the imputation model changes, so that cached imputations are not reused.
-IMPUTATION_MODEL_VERSION = "2026-11-28.3"
+IMPUTATION_MODEL_VERSION = "2026-11-28.5"
 
 
 def data_fingerprint(df: pd.DataFrame) -> str:

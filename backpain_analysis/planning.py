@@ -623,7 +623,7 @@ def _risk_group(data: pd.DataFrame, alpha: float) -> list[dict[str, Any]]:
     for level in RISK_GROUPS:
         L = np.zeros(len(fit.names))
         L[fit.names.index("phase3")] = 1.0
-        term = f"phase3:C(risk_group)[T.{level}]"
+        term = f"phase3:risk_group[T.{level}]"
         if term in fit.names:
             L[fit.names.index(term)] = 1.0
         kr = fit.kenward_roger(L)

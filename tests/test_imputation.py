@@ -132,12 +132,21 @@ def test_imputation_recovers_mean_under_missing_at_random(method):
 
 
 def test_pooled_regression_is_unbiased_and_honest_about_missingness():
-    df = _mar_data(n=2000, seed=21)
-    imps = impute_chained(df, ["y", "group", "flag"], n_imputations=8, seed=4)
-    fits = [smf.ols("y ~ x + C(group)", data=imp).fit() for imp in imps]
-    pooled = pool_rubin([f.params["x"] for f in fits], [f.bse["x"] ** 2 for f in fits], df_complete=fits[0].df_resid)
-    assert pooled["ci_low"] < 2.0 < pooled["ci_high"]
-    assert pooled["between"] > 0
+    """Over 12 simulated datasets (true slope 2): the pooled slope is within 0.03 of the truth on
+    average (PMM attenuates it by about 1% here, see impute_chained's Notes) and its 95% CI covers
+    the truth in at least 10 of 12 (P(fewer) is 2% at 95% coverage)."""
+    estimates, covered = [], 0
+    for k in range(12):
+        df = _mar_data(n=2000, seed=21 + k)
+        imps = impute_chained(df, ["y", "group", "flag"], n_imputations=8, seed=4)
+        fits = [smf.ols("y ~ x + C(group)", data=imp).fit() for imp in imps]
+        pooled = pool_rubin([f.params["x"] for f in fits], [f.bse["x"] ** 2 for f in fits],
+                            df_complete=fits[0].df_resid)
+        estimates.append(pooled["estimate"])
+        covered += pooled["ci_low"] < 2.0 < pooled["ci_high"]
+        assert pooled["between"] > 0
+    assert abs(np.mean(estimates) - 2.0) < 0.03
+    assert covered >= 10
     assert pooled["se"] > math.sqrt(pooled["within"])  # extra variance from the missing data
     assert 0 < pooled["fmi"] < 1
 
@@ -299,3 +308,97 @@ def test_an_auxiliary_missing_wherever_the_target_is_missing_leaves_its_equation
                                                                                   ["age", "review_flag"]))
     assert sets["gp"] == ["eq5d", "age"]
     assert sets["eq5d"] == ["gp", "age", "review_flag"]
+
+
+def _naive_design(df, predictors, chains, aux_blocks, encoders, chain):
+    """The whole design [1, predictors] of one chain, built column by column from the chains'
+    current values (imputed columns) and the auxiliary blocks: the slow, obvious way."""
+    blocks = [np.ones((len(df), 1))]
+    for p in predictors:
+        if p in chains:
+            blocks.append(encoders[p].encode(chains[p][chain]))
+        elif aux_blocks[p].shape[1]:
+            blocks.append(aux_blocks[p])
+    return np.concatenate(blocks, axis=1)
+
+
+def test_chain_step_cross_products_and_predictions_equal_the_whole_design():
+    """The step splits the design into observed cells and imputed cells per missingness pattern;
+    X'X, X'y (with constant columns left out) and the fitted values must equal those of the whole
+    design built directly for each chain."""
+    from backpain_analysis import imputation as imp
+
+    rng = np.random.default_rng(3)
+    n, m = 400, 4
+    df = pd.DataFrame({"x": rng.normal(size=n), "a": rng.normal(size=n), "y": rng.normal(size=n),
+                       "g": pd.Categorical(rng.choice(["u", "v", "w"], n), categories=["u", "v", "w"], ordered=True),
+                       "z": rng.normal(size=n), "c": np.where(rng.random(n) < 0.5, 1.0, 0.0)})
+    for col, share in (("y", 0.3), ("g", 0.2), ("x", 0.25), ("a", 0.1)):
+        df.loc[rng.random(n) < share, col] = np.nan
+    df.loc[df["y"].notna(), "c"] = 1.0  # constant among the rows where y is observed: left out of y's equation
+    cols = ["x", "y", "g"]
+    sets = imp._predictor_sets(df, cols, None)
+    aux_blocks, _ = imp._auxiliary_design(df, ["a", "z", "c"])
+    enc = {c: imp._Predictor(c, df[c]) for c in cols}
+    observed = {c: imp._as_float(df[c]) for c in cols}
+    missing = {c: np.isnan(v) for c, v in observed.items()}
+    chains = {}
+    for c in cols:
+        v = np.tile(observed[c], (m, 1))
+        v[:, missing[c]] = rng.choice(observed[c][~missing[c]], size=(m, int(missing[c].sum())))
+        chains[c] = v
+    for target in cols:
+        step = imp._Step(target, sets[target], observed, missing, enc, aux_blocks, m)
+        seen = {}
+        real = imp._bayes_draw_xtx
+
+        def spy(xtx, xty, yty, xtx_full, n_obs, rng_, seen=seen, real=real):
+            seen.update(xtx=xtx_full, xty=xty, yty=yty, n_obs=n_obs)
+            return real(xtx, xty, yty, xtx_full, n_obs, rng_)
+
+        imp._bayes_draw_xtx = spy
+        try:
+            d_var = step.imputed_cells(step.var_groups, chains)
+            beta_hat, beta_star, _ = step.draw(d_var, np.random.default_rng(1))
+        finally:
+            imp._bayes_draw_xtx = real
+        obs_rows = np.flatnonzero(~missing[target])
+        order = np.argsort(np.concatenate([step.fixed_rows, np.setdiff1d(obs_rows, step.fixed_rows)]))
+        mis_rows = np.flatnonzero(missing[target])
+        pred_mis = step.predict(step.x_mis, step.mis_groups, step.imputed_cells(step.mis_groups, chains), beta_star)
+        pred_obs = np.concatenate([beta_hat @ step.x_fixed.T, step.predict(step.x_var, step.var_groups, d_var,
+                                                                            beta_hat)], axis=1)[:, order]
+        y_obs = observed[target][obs_rows]
+        assert seen["n_obs"] == obs_rows.size
+        assert np.allclose(seen["yty"], y_obs @ y_obs)
+        for chain in range(m):
+            x = _naive_design(df, sets[target], chains, aux_blocks, enc, chain)
+            xo = x[obs_rows]
+            keep = np.ptp(xo, axis=0) > 0
+            keep[0] = True
+            np.testing.assert_allclose(seen["xtx"][chain], xo.T @ xo, rtol=1e-10, atol=1e-8)
+            np.testing.assert_allclose(seen["xty"][chain], (xo.T @ y_obs) * keep, rtol=1e-10, atol=1e-8)
+            np.testing.assert_allclose(pred_mis[chain], x[mis_rows] @ beta_star[chain], rtol=1e-10, atol=1e-10)
+            np.testing.assert_allclose(pred_obs[chain], xo @ beta_hat[chain], rtol=1e-10, atol=1e-10)
+            if target == "y":  # c is constant where y is observed: coefficient exactly 0
+                assert beta_star[chain, -1] == 0.0
+
+
+def test_pmm_donor_is_one_of_the_k_nearest_and_each_is_equally_likely():
+    from backpain_analysis.imputation import _pmm
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n_obs, n_mis, k = int(rng.integers(1, 60)), int(rng.integers(1, 30)), int(rng.integers(1, 8))
+        yhat_obs, yhat_mis = rng.normal(size=(3, n_obs)), 1.5 * rng.normal(size=(3, n_mis))
+        donor = _pmm(yhat_obs, yhat_mis, np.arange(n_obs, dtype=float), k, np.random.default_rng(trial))
+        for i in range(3):
+            for j in range(n_mis):
+                nearest = np.argsort(np.abs(yhat_obs[i] - yhat_mis[i, j]))[:min(k, n_obs)]
+                assert int(donor[i, j]) in nearest
+    # 200 observed cases with tied predicted means: across chains, every one is a donor about
+    # equally often (ties broken at random in each chain, as mice's matcher does; within a chain,
+    # cases with the same predicted mean share their k donors)
+    picks = _pmm(np.zeros((20000, 200)), np.zeros((20000, 1)), np.arange(200.0), 5, np.random.default_rng(1))[:, 0]
+    counts = np.bincount(picks.astype(int), minlength=200)
+    assert counts.min() > 40 and counts.max() < 170  # expected 100 each
