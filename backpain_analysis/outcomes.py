@@ -395,7 +395,8 @@ def imputations_by_rule(
     pilot_imputations : int, default 10
         m of the pilot run whose primary-analysis FMI sets m.
     seed, max_iter, cache_dir
-        As for :func:`backpain_analysis.imputation.shared_imputations` (the pilot uses seed + 1).
+        As for :func:`backpain_analysis.imputation.shared_imputations` (the pilot uses seed + 1, the
+        imputations added to it ``seed``).
     outcome, covariates, practice
         The primary model whose FMI is used.
     imputation_practice : str or None, default None
@@ -416,7 +417,10 @@ def imputations_by_rule(
     White, Royston & Wood (Stat Med 2011, section 7): m >= 100 x FMI keeps the Monte Carlo error
     of the pooled estimate near 10% of its SE. The pilot FMI is the primary mixed model's, pooled
     by Rubin's rules with the Barnard-Rubin df; its own Monte Carlo error is large with 10
-    imputations, which the lower bound of 20 absorbs.
+    imputations, which the lower bound of 20 absorbs. The pilot's imputations are kept as the first
+    ``pilot_imputations`` of the m, and only the remaining m - pilot are made (seed ``seed``), as
+    in the two-stage procedure of von Hippel (Sociol Methods Res 2020;49:699-718): imputations are
+    independent draws, so this changes no distribution and saves the pilot's cost.
     """
     from .imputation import imputations_needed, shared_imputations
 
@@ -428,8 +432,11 @@ def imputations_by_rule(
                                cache_dir=cache_dir, practice=imputation_practice)
     fmi = float(_mixed_row(pilot, outcome, covariates, practice, 0.05)["fmi"])
     m = imputations_needed(fmi, minimum=minimum, maximum=maximum)
-    imps = shared_imputations(df, n_imputations=m, seed=seed, max_iter=max_iter, cache_dir=cache_dir,
-                              practice=imputation_practice)
+    if m <= pilot_imputations:
+        imps = pilot[:m]
+    else:  # keep the pilot's imputations and add the rest (independent chains, another seed)
+        imps = pilot.extended(shared_imputations(df, n_imputations=m - pilot_imputations, seed=seed,
+                                                 max_iter=max_iter, cache_dir=cache_dir, practice=imputation_practice))
     return imps, {"m": m, "rule": f"m = max({minimum}, ceil(100 x pilot FMI))", "pilot_m": pilot_imputations,
                   "pilot_fmi": fmi}
 

@@ -402,3 +402,23 @@ def test_pmm_donor_is_one_of_the_k_nearest_and_each_is_equally_likely():
     picks = _pmm(np.zeros((20000, 200)), np.zeros((20000, 1)), np.arange(200.0), 5, np.random.default_rng(1))[:, 0]
     counts = np.bincount(picks.astype(int), minlength=200)
     assert counts.min() > 40 and counts.max() < 170  # expected 100 each
+
+
+def test_extended_imputations_append_the_chains_and_refuse_other_data():
+    from backpain_analysis.imputation import shared_imputations
+
+    rng = np.random.default_rng(0)
+    d = pd.DataFrame({"phase": np.repeat([1, 3], 60), "practice_id": np.tile(["P1", "P2"], 60),
+                      "age": rng.normal(50, 10, 120), "rmdq_0m": rng.integers(0, 24, 120).astype(float)})
+    d["rmdq_6m"] = np.where(rng.random(120) < 0.3, np.nan, d["rmdq_0m"] - 2)
+    a = shared_imputations(d, n_imputations=2, seed=1, max_iter=2)
+    b = shared_imputations(d, n_imputations=3, seed=2, max_iter=2)
+    both = a.extended(b)
+    assert len(both) == 5 and [p["seed"] for p in both.info["parts"]] == [1, 2]
+    pd.testing.assert_frame_equal(both[1], a[1])
+    pd.testing.assert_frame_equal(both[4], b[2])
+    with pytest.raises(ValueError, match="max_iter"):
+        a.extended(shared_imputations(d, n_imputations=2, seed=2, max_iter=3))
+    other = d.assign(age=d["age"] + 1)
+    with pytest.raises(ValueError, match="fingerprint"):
+        a.extended(shared_imputations(other, n_imputations=2, seed=2, max_iter=2))

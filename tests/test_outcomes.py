@@ -634,6 +634,13 @@ def test_imputations_by_rule_sets_m_from_the_pilot_fmi(tmp_path, frame):
                         df_complete=float(np.median([f["df"] for f in fits])))
     assert choice["pilot_fmi"] == pytest.approx(pooled["fmi"], rel=1e-10)
     assert choice["m"] == len(imps) == min(60, max(5, math.ceil(100 * pooled["fmi"] - 1e-9)))
+    # the pilot's imputations are the first 4 of the m; the rest are m - 4 new chains of seed 8
+    rest = shared_imputations(frame, n_imputations=choice["m"] - 4, seed=8, max_iter=3)
+    for i in (0, 3):
+        pd.testing.assert_frame_equal(imps[i], pilot[i])
+    for i in (0, choice["m"] - 5):
+        pd.testing.assert_frame_equal(imps[4 + i], rest[i])
+    assert [p["m"] for p in imps.info["parts"]] == [4, choice["m"] - 4]
     fixed, fixed_choice = imputations_by_rule(frame, n_imputations=3, seed=8, max_iter=3)
     assert len(fixed) == 3 and fixed_choice["pilot_m"] == 0
 
