@@ -504,10 +504,14 @@ def mixed_design(df: pd.DataFrame, outcome: str, covariates: Sequence[str] = (),
     extra = [practice] + ([period] if period and period != EXPOSURE else [])
     data = _prepare(df, outcome, covariates, extra=extra)
     y, x, names = _design(data, _formula(outcome, data, covariates, interaction))
-    groups = [data[practice].astype(str).to_numpy()]
+    # integer codes (sorted labels), not "practice:phase" strings: building and factorising text
+    # took a third of a fit on a 45,000-patient study
+    practice_code = pd.factorize(data[practice].astype(str), sort=True)[0]
+    groups = [practice_code]
     comp = ["practice"]
     if period is not None:
-        groups.append((data[practice].astype(str) + ":" + data[period].astype(str)).to_numpy())
+        period_code = pd.factorize(data[period], sort=True)[0]
+        groups.append(practice_code * (int(period_code.max()) + 1) + period_code)
         comp.append("practice:phase")
     return {"data": data, "y": y, "x": x, "names": names, "groups": groups, "components": comp}
 
