@@ -301,10 +301,11 @@ def impute_outcomes(
 def _impute_groups(data: pd.DataFrame, impute_cols: list[str], predictors: dict[str, list[str]], aux: list[str],
                    by_phase: bool, n_imputations: int, seed: int, max_iter: int) -> dict[str, tuple[np.ndarray,
                                                                                                     np.ndarray]]:
-    """Impute each phase (in parallel threads, one seed stream each); values over the rows of ``data``."""
+    """Impute each phase (side by side in processes or threads, one seed stream each); values over the rows of ``data``."""
     from concurrent.futures import ThreadPoolExecutor
 
     from .imputation import impute_values, one_blas_thread
+    from .parallel import analysis_workers, map_datasets
 
     flags = (0.0, 1.0) if by_phase else (None,)
     seeds = np.random.SeedSequence(seed).spawn(len(flags))
@@ -319,10 +320,16 @@ def _impute_groups(data: pd.DataFrame, impute_cols: list[str], predictors: dict[
         return rows, impute_values(g, usable, n_imputations=n_imputations, seed=np.random.default_rng(seeds[k]),
                                    max_iter=max_iter, predictors=preds)
 
-    # BLAS limits are process-wide: set them once around both threads (a thread leaving its own
-    # limit would restore the default threads under the other)
-    with one_blas_thread(), ThreadPoolExecutor(max_workers=len(flags)) as pool:
-        parts = list(pool.map(run, range(len(flags))))
+    # BLAS limits are process-wide: set them once around both threads or processes (a thread
+    # leaving its own limit would restore the default threads under the other). With cores to
+    # spare the phases run in forked processes (no shared interpreter lock: 1.5 times faster than
+    # threads on 2 cores); otherwise in threads, which still overlap the numpy work.
+    with one_blas_thread():
+        if analysis_workers() >= 2 and len(flags) > 1:
+            parts = map_datasets(run, range(len(flags)))
+        else:
+            with ThreadPoolExecutor(max_workers=len(flags)) as pool:
+                parts = list(pool.map(run, range(len(flags))))
     n = len(data)
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for c in impute_cols:
@@ -551,17 +558,40 @@ def _pooled(results: list[dict[str, float]], kind: str, alpha: float) -> dict[st
     return out
 
 
+class _EffectsOf:
+    """Picklable ``dataset -> [_fit_effect(dataset, spec) for spec in specs]`` for :func:`map_datasets`."""
+
+    def __init__(self, specs: Sequence[OutcomeSpec], practice: str | None) -> None:
+        self.specs, self.practice = list(specs), practice
+
+    def __call__(self, data: pd.DataFrame) -> list[dict[str, float]]:
+        from .imputation import one_blas_thread
+
+        with one_blas_thread():  # many small fits: one BLAS thread is several times faster on a busy machine
+            return [_fit_effect(data, spec, self.practice) for spec in self.specs]
+
+
+def _effects_over_imputations(imputations: Sequence[pd.DataFrame] | None, specs: Sequence[OutcomeSpec],
+                              practice: str | None) -> list[list[dict[str, float]]]:
+    """For each spec, its fit on every imputed dataset (each dataset built once, in worker processes)."""
+    from .parallel import map_datasets
+
+    if not imputations:
+        return [[] for _ in specs]
+    per_dataset = map_datasets(_EffectsOf(specs, practice), imputations)
+    return [[fits[k] for fits in per_dataset] for k in range(len(specs))]
+
+
 def _analyse(
     df: pd.DataFrame, imputations: Sequence[pd.DataFrame] | None, spec: OutcomeSpec, alpha: float,
-    practice: str | None = None,
+    practice: str | None = None, fits: list[dict[str, float]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows (multiple imputation if given, then complete cases) for one outcome."""
-    from .imputation import one_blas_thread
-
+    """Rows (multiple imputation if given, then complete cases) for one outcome (``fits``: its
+    fits on the imputations, when already made)."""
     rows = []
-    with one_blas_thread():  # many small fits: one BLAS thread is several times faster on a busy machine
-        fits = [_fit_effect(imp, spec, practice) for imp in imputations] if imputations else []
-        cc = _fit_effect(add_phase3(df), spec, practice)
+    if fits is None:
+        fits = _effects_over_imputations(imputations, [spec], practice)[0]
+    cc = _EffectsOf([spec], practice)(add_phase3(df))[0]
     if imputations:
         res = _pooled(fits, spec.kind, alpha)
         rows.append({"analysis": MI, "n_phase1": fits[0]["n_phase1"], "n_phase3": fits[0]["n_phase3"], **res})
@@ -581,9 +611,21 @@ def _mixed_row(data_list: Sequence[pd.DataFrame], outcome: str, covariates: Sequ
                alpha: float, *, contrast: dict[str, float] | None = None, interaction: str | None = None,
                ddf: str = "Kenward-Roger") -> dict[str, Any]:
     """Mixed model (practice + practice-by-phase, KR) on one dataset, or pooled over imputations."""
-    fits = [fit_mixed_kr(d, outcome, covariates, practice=practice, contrast=contrast, interaction=interaction,
-                         ddf=ddf, alpha=alpha) for d in data_list]
-    return _pool_mixed(fits, alpha)
+    from .parallel import map_datasets
+
+    fitter = _MixedFit(outcome, covariates, practice, alpha, contrast, interaction, ddf)
+    return _pool_mixed(map_datasets(fitter, data_list), alpha)
+
+
+class _MixedFit:
+    """Picklable ``dataset -> fit_mixed_kr(dataset, ...)`` without the fit object (what pooling needs)."""
+
+    def __init__(self, outcome, covariates, practice, alpha, contrast, interaction, ddf) -> None:
+        self.args = {"outcome": outcome, "covariates": list(covariates), "practice": practice, "alpha": alpha,
+                     "contrast": contrast, "interaction": interaction, "ddf": ddf}
+
+    def __call__(self, data: pd.DataFrame) -> dict[str, Any]:
+        return _lean(fit_mixed_kr(data, **self.args))
 
 
 def _pool_mixed(fits: list[dict[str, Any]], alpha: float) -> dict[str, Any]:
@@ -908,9 +950,11 @@ def secondary_outcomes_table(
     df = add_change_scores(df)
     data = add_phase3(df)
     rows = []
-    for spec in specs:
-        if spec.outcome not in data.columns:
-            raise ModelError(f"analysis dataset: outcome column {spec.outcome!r} is missing")
+    absent = [spec.outcome for spec in specs if spec.outcome not in data.columns]
+    if absent:
+        raise ModelError(f"analysis dataset: outcome column {absent[0]!r} is missing")
+    fits_by_spec = _effects_over_imputations(imputations, specs, practice)
+    for spec, spec_fits in zip(specs, fits_by_spec, strict=True):
         obs = data if spec.population is None else data.loc[data[spec.population[0]] == spec.population[1]]
         summary: dict[str, Any] = {}
         for phase, flag in ((1, 0.0), (3, 1.0)):
@@ -922,7 +966,7 @@ def secondary_outcomes_table(
             elif spec.kind == "logistic":
                 summary[f"events_phase{phase}"] = int(y.sum())
                 summary[f"pct_phase{phase}"] = float(100 * y.mean()) if len(y) else np.nan
-        for r in _analyse(df, imputations, spec, alpha, practice):
+        for r in _analyse(df, imputations, spec, alpha, practice, fits=spec_fits):
             rows.append({"outcome": spec.outcome, "month": spec.month, "label": spec.label,
                          "effect": spec.effect_name(),
                          "analysis": r["analysis"], "n_phase1": r["n_phase1"], "n_phase3": r["n_phase3"],
@@ -1242,27 +1286,11 @@ def _delta_mixed(imputations: Sequence[pd.DataFrame], deltas: Sequence[float], s
     datasets (the shifted response is computed the same way, ``y + delta``), without repeating
     the formula step for every delta (half the time of a fit on a study of IMPaCT Back's size).
     """
-    from .models import fit_mixed_design, mixed_design
+    from .parallel import map_datasets
 
     keys = [(s, float(d)) for s in scenarios for d in deltas]
-    fits: dict[tuple[str, float], list[dict[str, Any]]] = {k: [] for k in keys}
-    for imp in imputations:
-        if imputed not in imp.columns:
-            raise ModelError(f"delta adjustment: the imputed datasets lack the indicator column {imputed!r}")
-        design = mixed_design(imp, outcome, list(covariates), practice=practice)
-        rows = design["data"].index
-        flag = imp.loc[rows, imputed].to_numpy() == 1
-        phase = design["data"][EXPOSURE].to_numpy()
-        y = design["y"]
-        at_zero = None
-        for scenario, delta in keys:
-            if delta == 0:
-                at_zero = at_zero or _lean(fit_mixed_design(design, alpha=alpha))
-                fits[(scenario, delta)].append(at_zero)
-                continue
-            shift = flag & np.isin(phase, DELTA_SCENARIOS[scenario])
-            fits[(scenario, delta)].append(_lean(fit_mixed_design(design, np.where(shift, y + delta, y),
-                                                                  alpha=alpha)))
+    per_dataset = map_datasets(_DeltaFits(keys, outcome, covariates, practice, alpha, imputed), imputations)
+    fits = {key: [f[k] for f in per_dataset] for k, key in enumerate(keys)}
     out = {}
     for key, group in fits.items():
         r = _pool_mixed(group, alpha)
@@ -1270,6 +1298,35 @@ def _delta_mixed(imputations: Sequence[pd.DataFrame], deltas: Sequence[float], s
                     "method": "mixed model (practice + practice-by-phase), REML, Kenward-Roger, Rubin" + r["note"],
                     "m": len(group)}
     return out
+
+
+class _DeltaFits:
+    """Picklable: the primary mixed model on one imputed dataset for every (scenario, delta) key."""
+
+    def __init__(self, keys, outcome, covariates, practice, alpha, imputed) -> None:
+        self.keys, self.outcome, self.covariates = keys, outcome, list(covariates)
+        self.practice, self.alpha, self.imputed = practice, alpha, imputed
+
+    def __call__(self, imp: pd.DataFrame) -> list[dict[str, Any]]:
+        from .models import fit_mixed_design, mixed_design
+
+        if self.imputed not in imp.columns:
+            raise ModelError(f"delta adjustment: the imputed datasets lack the indicator column {self.imputed!r}")
+        design = mixed_design(imp, self.outcome, self.covariates, practice=self.practice)
+        rows = design["data"].index
+        flag = imp.loc[rows, self.imputed].to_numpy() == 1
+        phase = design["data"][EXPOSURE].to_numpy()
+        y = design["y"]
+        at_zero = None
+        out = []
+        for scenario, delta in self.keys:
+            if delta == 0:
+                at_zero = at_zero or _lean(fit_mixed_design(design, alpha=self.alpha))
+                out.append(at_zero)
+                continue
+            shift = flag & np.isin(phase, DELTA_SCENARIOS[scenario])
+            out.append(_lean(fit_mixed_design(design, np.where(shift, y + delta, y), alpha=self.alpha)))
+        return out
 
 
 def _lean(fit: dict[str, Any]) -> dict[str, Any]:
