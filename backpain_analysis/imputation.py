@@ -468,23 +468,31 @@ def impute_values(
     return {c: (missing[c], current[c][:, missing[c]]) for c in to_impute}
 
 
+_BLAS_CONTROLLER: Any = None  # threadpoolctl's view of the loaded BLAS libraries, found once
+
+
 def one_blas_thread():
-    """Context manager (and decorator) limiting BLAS to one thread, e.g. while the chains run.
+    """Context manager limiting BLAS to one thread, e.g. while the chains run.
 
     The chains (and the REML fits of the mixed model) make thousands of small matrix products (X'X of a few thousand rows by a few dozen
     columns); a multi-threaded OpenBLAS spends far longer synchronising its threads than computing
     them on a busy 2-core machine (measured: 4 products of 20,000 x 60 took 1.7 s with the default
     threads and 0.03 s with one). Parallelism comes from imputing the phases in separate threads
     instead (:func:`backpain_analysis.outcomes.impute_outcomes`). threadpoolctl is installed with
-    scikit-learn (a dependency of pingouin); without it this does nothing.
+    scikit-learn (a dependency of pingouin); without it this does nothing. The BLAS libraries are
+    looked up once per process (threadpoolctl's ``threadpool_limits`` reads /proc/self/maps at every
+    call: 4 ms, which was a fifth of the delta-adjustment grid's time when each fit set the limit).
     """
+    global _BLAS_CONTROLLER
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - threadpoolctl comes with pingouin's scikit-learn
         from contextlib import nullcontext
 
         return nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    if _BLAS_CONTROLLER is None:
+        _BLAS_CONTROLLER = ThreadpoolController()
+    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
 
 
 def _run_chains(to_impute, sets, observed, missing, target_enc, aux_blocks, current, col_method, max_iter, donors,

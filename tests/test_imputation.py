@@ -422,3 +422,19 @@ def test_extended_imputations_append_the_chains_and_refuse_other_data():
     other = d.assign(age=d["age"] + 1)
     with pytest.raises(ValueError, match="fingerprint"):
         a.extended(shared_imputations(other, n_imputations=2, seed=2, max_iter=2))
+
+
+def test_one_blas_thread_limits_blas_and_restores_it_also_when_nested():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from backpain_analysis.imputation import one_blas_thread
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    with one_blas_thread():
+        assert set(blas_threads()) <= {1}
+        with one_blas_thread():
+            assert set(blas_threads()) <= {1}
+        assert set(blas_threads()) <= {1}
+    assert blas_threads() == before
