@@ -680,3 +680,29 @@ def test_shareable_trajectory_never_leaves_a_group_recoverable_from_the_all_row(
                 assert total - shown[g["risk_group"] != "all"].sum() >= 5
         assert (g.loc[hidden, ["mean", "ci_low", "ci_high"]] == "*").all().all()
     assert shared["n"].tolist() == [41, 20, "*", "*", 67, 30, 25, 12, 34, "*", "*", "*"]  # 2 + 2 < 5 takes the 30 too
+
+
+def test_pooled_rows_take_the_median_complete_data_df_over_imputations():
+    """Barnard-Rubin's complete-data df is the median KR df over the imputed datasets (as the
+    primary row's), not the first imputation's: with the zero practice-by-phase variance dropped in
+    imputation 1 only, its df (900) must not set the pooled df."""
+    from backpain_analysis.outcomes import _pooled
+
+    results = [{"coef": 0.5, "se": 0.4, "df": 900.0}, {"coef": 0.9, "se": 0.45, "df": 6.0},
+               {"coef": 0.7, "se": 0.42, "df": 5.8}, {"coef": 0.2, "se": 0.5, "df": 6.1}]
+    row = _pooled(results, "linear", 0.05)
+    ref = pool_rubin([r["coef"] for r in results], [r["se"] ** 2 for r in results], df_complete=6.05)
+    assert row["df"] == pytest.approx(ref["df"], rel=1e-12)
+    assert row["ci_low"] == pytest.approx(ref["ci_low"], rel=1e-12)
+    assert row["df"] < 6.05
+
+
+def test_table3_linear_mi_row_pools_the_mixed_fits_with_the_median_kr_df(frame, imputations):
+    spec = [s for s in SECONDARY_OUTCOMES if s.outcome == "pain_change_6m"]
+    row = secondary_outcomes_table(frame, imputations, specs=spec).set_index("analysis").loc["multiple imputation"]
+    fits = [fit_mixed_kr(imp, "pain_change_6m", list(spec[0].covariates)) for imp in imputations]
+    pooled = pool_rubin([f["coef"] for f in fits], [f["se"] ** 2 for f in fits],
+                        df_complete=float(np.median([f["df"] for f in fits])))
+    assert row["estimate"] == pytest.approx(pooled["estimate"], rel=1e-10)
+    assert row["ci_high"] == pytest.approx(pooled["ci_high"], rel=1e-8)
+    assert row["df"] == pytest.approx(pooled["df"], rel=1e-8)
