@@ -462,7 +462,9 @@ _COUNT_PREFIXES = ("n_", "events_", "count_", "followed_up_", "received_")
 TOTAL_LABELS = frozenset({"all", "total", "all reasons", "overall", "all practices", "all patients", "all clinicians"})
 #: Markers of a hidden cell in a shared table.
 HIDDEN_MARKERS = frozenset({MARKER, f"<{THRESHOLD}"})
-_N_PCT = r"^\s*(\d+)\s*\("  # "123 (45.6)": a count with its percentage (tableone)
+# "123 (45.6)" or "123 (45.6%)": a count with its percentage (tableone). Only a single number in the
+# brackets: "3 (-448 to 455)" is an estimate with its CI (a net benefit of 3 GBP), not a count
+_N_PCT = r"^\s*(\d+)\s*\(\s*\d+(?:\.\d+)?\s*%?\s*\)\s*$"
 FINDING_COLUMNS = ["chapter", "source", "row", "column", "value", "rule", "detail"]
 _COUNT_UNITS = frozenset({"patients", "clinicians", "people", "consultations", "practices", "persons"})
 

@@ -110,6 +110,20 @@ def test_html_tables_and_key_findings_are_checked(tmp_path):
     assert found.loc[found["rule"] == "small count", "source"].item() == "06_x/06_x.html#table 1"
 
 
+def test_an_estimate_with_its_ci_is_not_a_count_but_n_with_percent_is(tmp_path):
+    """A net monetary benefit of 3 GBP shown as "3 (-448 to 455)" is an estimate, not a count of 3;
+    "3 (12.5)" and "3 (12.5%)" (tableone's n (%)) are counts."""
+    t = chapter(tmp_path)
+    pd.DataFrame({"n": [30]}).to_csv(t / "t.csv", index=False)  # a chapter is found by its tables
+    estimates = pd.DataFrame({"measure": ["net benefit", "cost"], "Estimate (95% CI)": ["3 (-448 to 455)", "2 (1 to 4)"]})
+    (t.parent / "06_x.html").write_text(f"<html><body>{estimates.to_html(index=False)}</body></html>")
+    assert check_report(tmp_path).empty
+    counts = pd.DataFrame({"group": ["a", "b", "c"], "Level": ["3 (12.5)", "3 (12.5%)", "30 (87.5)"]})
+    (t.parent / "06_x.html").write_text(f"<html><body>{counts.to_html(index=False)}</body></html>")
+    found = check_report(tmp_path)
+    assert (found["rule"] == "small count").sum() == 2
+
+
 # ------------------------------------------------------------------------------------------
 # The real notebooks on a study built to provoke small cells, with hostile study text
 # ------------------------------------------------------------------------------------------
