@@ -22,7 +22,10 @@ Scenarios (generate_study overrides): the default generator; ICC 0.05 with pract
   primary mixed model per imputation, Rubin with Barnard-Rubin df: which imputation model the
   coverage supports (issue 13 item 3).
 
-Usage: python benchmarks/design_simulation.py REPLICATES OUT.csv [--no-mi | --mi-models]
+- ``--default-mi``: ``mi20_no_practice`` only (the package default; the re-run with the current
+  imputation engine in docs/design_inference.md, 400 replicates).
+
+Usage: python benchmarks/design_simulation.py REPLICATES OUT.csv [--no-mi | --mi-models | --default-mi]
 Rows are appended as they are computed, so a partial run still gives a table
 (``summarise(OUT.csv)``).
 """
@@ -85,8 +88,9 @@ def one_replicate(seed: int, overrides: dict, with_mi: bool = True) -> list[dict
     return out
 
 
-def mi_model_replicate(seed: int, overrides: dict, m: int = 20) -> list[dict]:
-    """The two imputation models (practice-by-phase fixed effects vs no practice) on one study."""
+def mi_model_replicate(seed: int, overrides: dict, m: int = 20, fixed_practice: bool = True) -> list[dict]:
+    """The two imputation models (practice-by-phase fixed effects vs no practice) on one study
+    (``fixed_practice=False``: the package default, no practice term, only)."""
     from backpain_analysis import models
     from backpain_analysis.cleaning import clean_study
     from backpain_analysis.dataset import build_analysis_dataset
@@ -98,7 +102,8 @@ def mi_model_replicate(seed: int, overrides: dict, m: int = 20) -> list[dict]:
     data = models.add_phase3(build_analysis_dataset(clean_study(study)))
     truth = float(study.truth["rmdq_adjusted_difference"])
     out = []
-    for label, practice in (("mi20_fixed_practice", "practice_id"), ("mi20_no_practice", None)):
+    labels = (("mi20_fixed_practice", "practice_id"), ("mi20_no_practice", None))
+    for label, practice in labels if fixed_practice else labels[1:]:
         imps = impute_outcomes(data, n_imputations=m, max_iter=5, seed=seed, columns=("rmdq_2m", "rmdq_6m"),
                                practice=practice)
         fits = [models.fit_mixed_kr(d, "rmdq_change_6m", list(PRIMARY_COVARIATES)) for d in imps]
@@ -135,7 +140,10 @@ def main(argv: list[str]) -> None:
         for name, ov in SCENARIOS.items():
             if (name, seed) in done:
                 continue
-            reps = mi_model_replicate(seed, ov) if "--mi-models" in argv else one_replicate(seed, ov, with_mi)
+            if "--mi-models" in argv or "--default-mi" in argv:
+                reps = mi_model_replicate(seed, ov, fixed_practice="--mi-models" in argv)
+            else:
+                reps = one_replicate(seed, ov, with_mi)
             rows = [{"scenario": name, **row} for row in reps]
             pd.DataFrame(rows).to_csv(path, mode="a", header=not path.exists(), index=False)
 
