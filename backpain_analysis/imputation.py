@@ -509,9 +509,7 @@ def _run_chains(to_impute, sets, observed, missing, target_enc, aux_blocks, curr
             if col_method[target] == "norm" and not target_enc[target].categorical:
                 imputed = yhat_mis + sigma[:, None] * rng.standard_normal(yhat_mis.shape)
             else:
-                yhat_obs = np.concatenate([beta_hat @ step.x_fixed.T,
-                                           step.predict(step.x_var, step.var_groups, d_var, beta_hat)], axis=1)
-                imputed = _pmm(yhat_obs, yhat_mis, step.y_obs, donors, rng)
+                imputed = _pmm(step.fitted_observed(d_var, beta_hat), yhat_mis, step.y_obs, donors, rng)
             current[target][:, step.miss] = imputed
 
 
@@ -543,7 +541,6 @@ class _Step:
 
     def __init__(self, target, predictors, observed, missing, enc, aux_blocks, m):
         self.m = m
-        self.target = target
         self.miss = missing[target]
         obs = ~self.miss
         n = len(self.miss)
@@ -650,6 +647,10 @@ class _Step:
         keep = keep.astype(float)
         kk = keep[:, :, None] * keep[:, None, :]
         return _bayes_draw_xtx(xtx * kk, xty * keep, np.full(m, self.yty), xtx, self.n_obs, rng)
+
+    def fitted_observed(self, d_var, beta):
+        """X beta of the observed rows (fixed, then var: the order of ``y_obs``), per chain: (m, n_obs)."""
+        return np.concatenate([beta @ self.x_fixed.T, self.predict(self.x_var, self.var_groups, d_var, beta)], axis=1)
 
     def predict(self, x0, groups, d, beta):
         """X beta per chain, X0 beta + D beta: (m, n_rows)."""

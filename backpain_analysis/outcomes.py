@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -563,17 +564,13 @@ def _pooled(results: list[dict[str, float]], kind: str, alpha: float) -> dict[st
     return out
 
 
-class _EffectsOf:
-    """Picklable ``dataset -> [_fit_effect(dataset, spec) for spec in specs]`` for :func:`map_datasets`."""
+def _effects_on(data: pd.DataFrame, specs: Sequence[OutcomeSpec], practice: str | None) -> list[dict[str, float]]:
+    """:func:`_fit_effect` of each spec on one dataset, with one BLAS thread (many small fits:
+    several times faster on a busy machine)."""
+    from .imputation import one_blas_thread
 
-    def __init__(self, specs: Sequence[OutcomeSpec], practice: str | None) -> None:
-        self.specs, self.practice = list(specs), practice
-
-    def __call__(self, data: pd.DataFrame) -> list[dict[str, float]]:
-        from .imputation import one_blas_thread
-
-        with one_blas_thread():  # many small fits: one BLAS thread is several times faster on a busy machine
-            return [_fit_effect(data, spec, self.practice) for spec in self.specs]
+    with one_blas_thread():
+        return [_fit_effect(data, spec, practice) for spec in specs]
 
 
 def _effects_over_imputations(imputations: Sequence[pd.DataFrame] | None, specs: Sequence[OutcomeSpec],
@@ -583,7 +580,7 @@ def _effects_over_imputations(imputations: Sequence[pd.DataFrame] | None, specs:
 
     if not imputations:
         return [[] for _ in specs]
-    per_dataset = map_datasets(_EffectsOf(specs, practice), imputations)
+    per_dataset = map_datasets(partial(_effects_on, specs=specs, practice=practice), imputations)
     return [[fits[k] for fits in per_dataset] for k in range(len(specs))]
 
 
@@ -596,7 +593,7 @@ def _analyse(
     rows = []
     if fits is None:
         fits = _effects_over_imputations(imputations, [spec], practice)[0]
-    cc = _EffectsOf([spec], practice)(add_phase3(df))[0]
+    cc = _effects_on(add_phase3(df), [spec], practice)[0]
     if imputations:
         res = _pooled(fits, spec.kind, alpha)
         rows.append({"analysis": MI, "n_phase1": fits[0]["n_phase1"], "n_phase3": fits[0]["n_phase3"], **res})
@@ -618,19 +615,11 @@ def _mixed_row(data_list: Sequence[pd.DataFrame], outcome: str, covariates: Sequ
     """Mixed model (practice + practice-by-phase, KR) on one dataset, or pooled over imputations."""
     from .parallel import map_datasets
 
-    fitter = _MixedFit(outcome, covariates, practice, alpha, contrast, interaction, ddf)
-    return _pool_mixed(map_datasets(fitter, data_list), alpha)
+    def fit(data: pd.DataFrame) -> dict[str, Any]:  # without the fit object: pooling does not need it
+        return _lean(fit_mixed_kr(data, outcome, covariates, practice=practice, contrast=contrast,
+                                  interaction=interaction, ddf=ddf, alpha=alpha))
 
-
-class _MixedFit:
-    """Picklable ``dataset -> fit_mixed_kr(dataset, ...)`` without the fit object (what pooling needs)."""
-
-    def __init__(self, outcome, covariates, practice, alpha, contrast, interaction, ddf) -> None:
-        self.args = {"outcome": outcome, "covariates": list(covariates), "practice": practice, "alpha": alpha,
-                     "contrast": contrast, "interaction": interaction, "ddf": ddf}
-
-    def __call__(self, data: pd.DataFrame) -> dict[str, Any]:
-        return _lean(fit_mixed_kr(data, **self.args))
+    return _pool_mixed(map_datasets(fit, data_list), alpha)
 
 
 def _pool_mixed(fits: list[dict[str, Any]], alpha: float) -> dict[str, Any]:
@@ -1294,7 +1283,8 @@ def _delta_mixed(imputations: Sequence[pd.DataFrame], deltas: Sequence[float], s
     from .parallel import map_datasets
 
     keys = [(s, float(d)) for s in scenarios for d in deltas]
-    per_dataset = map_datasets(_DeltaFits(keys, outcome, covariates, practice, alpha, imputed), imputations)
+    per_dataset = map_datasets(partial(_delta_fits_on, keys=keys, outcome=outcome, covariates=covariates,
+                                       practice=practice, alpha=alpha, imputed=imputed), imputations)
     fits = {key: [f[k] for f in per_dataset] for k, key in enumerate(keys)}
     out = {}
     for key, group in fits.items():
@@ -1305,33 +1295,28 @@ def _delta_mixed(imputations: Sequence[pd.DataFrame], deltas: Sequence[float], s
     return out
 
 
-class _DeltaFits:
-    """Picklable: the primary mixed model on one imputed dataset for every (scenario, delta) key."""
+def _delta_fits_on(imp: pd.DataFrame, keys: Sequence[tuple[str, float]], outcome: str, covariates: Sequence[str],
+                   practice: str, alpha: float, imputed: str) -> list[dict[str, Any]]:
+    """The primary mixed model on one imputed dataset for every (scenario, delta) key, the design built once."""
+    from .models import fit_mixed_design, mixed_design
 
-    def __init__(self, keys, outcome, covariates, practice, alpha, imputed) -> None:
-        self.keys, self.outcome, self.covariates = keys, outcome, list(covariates)
-        self.practice, self.alpha, self.imputed = practice, alpha, imputed
-
-    def __call__(self, imp: pd.DataFrame) -> list[dict[str, Any]]:
-        from .models import fit_mixed_design, mixed_design
-
-        if self.imputed not in imp.columns:
-            raise ModelError(f"delta adjustment: the imputed datasets lack the indicator column {self.imputed!r}")
-        design = mixed_design(imp, self.outcome, self.covariates, practice=self.practice)
-        rows = design["data"].index
-        flag = imp.loc[rows, self.imputed].to_numpy() == 1
-        phase = design["data"][EXPOSURE].to_numpy()
-        y = design["y"]
-        at_zero = None
-        out = []
-        for scenario, delta in self.keys:
-            if delta == 0:
-                at_zero = at_zero or _lean(fit_mixed_design(design, alpha=self.alpha))
-                out.append(at_zero)
-                continue
-            shift = flag & np.isin(phase, DELTA_SCENARIOS[scenario])
-            out.append(_lean(fit_mixed_design(design, np.where(shift, y + delta, y), alpha=self.alpha)))
-        return out
+    if imputed not in imp.columns:
+        raise ModelError(f"delta adjustment: the imputed datasets lack the indicator column {imputed!r}")
+    design = mixed_design(imp, outcome, list(covariates), practice=practice)
+    rows = design["data"].index
+    flag = imp.loc[rows, imputed].to_numpy() == 1
+    phase = design["data"][EXPOSURE].to_numpy()
+    y = design["y"]
+    at_zero = None
+    out = []
+    for scenario, delta in keys:
+        if delta == 0:
+            at_zero = at_zero or _lean(fit_mixed_design(design, alpha=alpha))
+            out.append(at_zero)
+            continue
+        shift = flag & np.isin(phase, DELTA_SCENARIOS[scenario])
+        out.append(_lean(fit_mixed_design(design, np.where(shift, y + delta, y), alpha=alpha)))
+    return out
 
 
 def _lean(fit: dict[str, Any]) -> dict[str, Any]:

@@ -366,8 +366,7 @@ def test_chain_step_cross_products_and_predictions_equal_the_whole_design():
         order = np.argsort(np.concatenate([step.fixed_rows, np.setdiff1d(obs_rows, step.fixed_rows)]))
         mis_rows = np.flatnonzero(missing[target])
         pred_mis = step.predict(step.x_mis, step.mis_groups, step.imputed_cells(step.mis_groups, chains), beta_star)
-        pred_obs = np.concatenate([beta_hat @ step.x_fixed.T, step.predict(step.x_var, step.var_groups, d_var,
-                                                                            beta_hat)], axis=1)[:, order]
+        pred_obs = step.fitted_observed(d_var, beta_hat)[:, order]
         y_obs = observed[target][obs_rows]
         assert seen["n_obs"] == obs_rows.size
         assert np.allclose(seen["yty"], y_obs @ y_obs)
