@@ -151,7 +151,13 @@ def forest_plot(
         ax.annotate(f"{right} \u2192", xy=(ref, 1.0), xycoords=trans, xytext=(6, 4), textcoords="offset points",
                     ha="left", va="bottom", fontsize=9, color="dimgrey")
     if len(series) > 1 or truth is not None:
-        ax.legend(loc="lower right", fontsize=8, frameon=False)
+        # below the x-axis label, not inside the axes: inside, it covered the bottom row's interval
+        # (e.g. delta +4 of the delta plot, the high-risk row of the risk-group plot)
+        from matplotlib.transforms import offset_copy
+
+        below = offset_copy(ax.transAxes, fig=fig, y=-34, units="points")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=below, fontsize=8, frameon=False,
+                  ncol=min(3, len(series) + (truth is not None)))
     ax.grid(axis="x", color="0.9", lw=0.8)
     ax.set_axisbelow(True)
     return fig
