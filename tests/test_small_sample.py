@@ -301,3 +301,31 @@ def test_reml_optimum_is_not_left_on_the_boundary_when_a_small_variance_fits_bet
         assert fit.reml_criterion <= best.fun + 1e-6
         misses += bool(abs(best.x[1]) > 1e-3 and fit.variances[1] == 0)
     assert misses == 0
+
+
+def test_reml_gradient_equals_central_differences_of_the_criterion():
+    """The analytic gradient in the relative variances (used by the optimiser) against central
+    differences of the criterion itself, which the R comparisons above check."""
+    from backpain_analysis.small_sample import _reml_profile, indicator_matrix
+
+    rng = np.random.default_rng(11)
+    g = np.repeat(np.arange(7), 40)
+    period = np.tile(np.repeat([0, 1], 20), 7)
+    x = np.column_stack([np.ones(280), period, rng.normal(size=280), rng.integers(0, 2, 280)])
+    y = x @ [1.0, 0.5, 0.3, -0.2] + rng.normal(0, 0.7, 7)[g] + rng.normal(0, 0.4, 14)[2 * g + period] \
+        + rng.normal(size=280)
+    zs = [indicator_matrix(g), indicator_matrix(2 * g + period)]
+    z, xy = np.hstack(zs), np.column_stack([x, y])
+    cross = {"ztz": z.T @ z, "ztxy": z.T @ xy, "xytxy": xy.T @ xy}
+    sizes = [7, 14]
+    for psi in (np.array([0.4, 0.1]), np.array([0.05, 0.7]), np.array([0.3, 0.0]), np.array([0.0, 0.0])):
+        grad = _reml_profile(np.sqrt(psi), cross, 280, 4, sizes, gradient=True)[4]
+        h = 1e-6
+        for k in range(2):
+            up, down = psi.copy(), psi.copy()
+            up[k] += h
+            down[k] = max(down[k] - h, 0.0)
+            fd = (_reml_profile(np.sqrt(up), cross, 280, 4, sizes)[0]
+                  - _reml_profile(np.sqrt(down), cross, 280, 4, sizes)[0]) / (up[k] - down[k])
+            # one-sided at 0: first-order error h * f'' / 2
+            assert grad[k] == pytest.approx(fd, rel=1e-6 if psi[k] > 0 else 1e-3, abs=1e-6)
