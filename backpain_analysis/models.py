@@ -5,9 +5,11 @@ Every effect is returned as a dict with the project's result columns: ``estimate
 is always phase 3 (stratified care) against phase 1 (usual care), coded 0/1 in the column
 ``phase3`` that :func:`add_phase3` adds.
 
-The model formulas use statsmodels' formula interface; covariate names are column names of
-the analysis dataset (docs/architecture.md). Categorical covariates (``sex``,
-``episode_duration``, ``risk_group``) are dummy coded with their first category as reference.
+The models are statsmodels' (OLS, GLM, NegativeBinomial, OrderedModel) on design matrices built
+here as patsy would build them from the formula kept on each fit (``model.formula``), without
+patsy's cost; covariate names are column names of the analysis dataset (docs/architecture.md).
+Categorical covariates (``sex``, ``episode_duration``, ``risk_group``) are dummy coded with their
+first category as reference.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
 from scipy import special, stats
+from statsmodels.discrete.discrete_model import NegativeBinomial
+from statsmodels.genmod import families
+from statsmodels.genmod.generalized_linear_model import GLM
+from statsmodels.regression.linear_model import OLS
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from .errors import BackpainError
@@ -295,7 +300,7 @@ def fit_ols(
     """
     data = _prepare(df, outcome, covariates)
     y, x, formula = _model_frames(data, outcome, covariates, interaction)
-    model = _as_formula_model(sm.OLS(y, x), data, formula)
+    model = _as_formula_model(OLS(y, x), data, formula)
     if cov_type == "nonrobust":
         return model.fit()
     return model.fit(cov_type=cov_type, use_t=True)
@@ -315,7 +320,7 @@ def fit_logistic(df: pd.DataFrame, outcome: str, covariates: Sequence[str] = ())
                 f"{'events' if y.sum() else 'non-events'} ({len(y)} patients); the odds ratio is not estimable"
             )
     y, x, formula = _model_frames(data, outcome, covariates)
-    return _as_formula_model(sm.GLM(y, x, family=sm.families.Binomial()), data, formula).fit()
+    return _as_formula_model(GLM(y, x, family=families.Binomial()), data, formula).fit()
 
 
 def fit_negative_binomial(df: pd.DataFrame, outcome: str, covariates: Sequence[str] = ()) -> Any:
@@ -334,9 +339,9 @@ def fit_negative_binomial(df: pd.DataFrame, outcome: str, covariates: Sequence[s
     with warnings.catch_warnings():
         # the ML search may step through regions where exp() overflows before converging
         warnings.simplefilter("ignore", RuntimeWarning)
-        nb = sm.NegativeBinomial(y, x).fit(disp=0, maxiter=200)
+        nb = NegativeBinomial(y, x).fit(disp=0, maxiter=200)
     alpha = float(nb.params["alpha"])
-    model = _as_formula_model(sm.GLM(y, x, family=sm.families.NegativeBinomial(alpha=alpha)), data, formula)
+    model = _as_formula_model(GLM(y, x, family=families.NegativeBinomial(alpha=alpha)), data, formula)
     fit = model.fit(cov_type="HC0")
     fit.nb_alpha = alpha
     return fit

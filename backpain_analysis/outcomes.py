@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import statsmodels.formula.api as smf
 from scipy import stats
+from statsmodels.regression.linear_model import OLS
 
 from .imputation import monte_carlo_error, pool_rubin, pool_wald
 from .models import (
@@ -874,9 +874,10 @@ def risk_group_analysis(
             ft = f.f_test(", ".join(f"{t} = 0" for t in inter))
             tests.append({"analysis": analysis, "test": "Wald F", "statistic": float(np.squeeze(ft.fvalue)),
                           "df_num": float(ft.df_num), "df_den": float(ft.df_denom), "p_value": float(ft.pvalue)})
-            frame = f.model.data.frame
-            full = smf.ols(f.model.formula, data=frame).fit()  # the LR test needs the plain likelihood fits
-            reduced = smf.ols(f.model.formula.replace(f"{EXPOSURE} * ", f"{EXPOSURE} + "), data=frame).fit()
+            # the LR test needs the plain likelihood fits: the same design, and without the interaction columns
+            names = list(f.model.exog_names)
+            full = OLS(f.model.endog, f.model.exog).fit()
+            reduced = OLS(f.model.endog, f.model.exog[:, [not n.startswith(f"{EXPOSURE}:") for n in names]]).fit()
             lr, p, dfd = full.compare_lr_test(reduced)
             tests.append({"analysis": analysis, "test": "likelihood ratio", "statistic": float(lr),
                           "df_num": float(dfd), "df_den": np.inf, "p_value": float(p)})
