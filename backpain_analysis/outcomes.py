@@ -827,50 +827,39 @@ def risk_group_analysis(
         datasets.append((MI, imputations))
     datasets.append((CC, [add_phase3(df)]))
     for analysis, data_list in datasets:
-        cov_type = "HC3" if robust else "nonrobust"
-        fits = [fit_ols(d, outcome, list(covariates), interaction=group, cov_type=cov_type) for d in data_list]
         levels = list(data_list[0][group].cat.categories) if isinstance(
             data_list[0][group].dtype, pd.CategoricalDtype) else sorted(data_list[0][group].dropna().unique())
-        inter = [t for t in fits[0].params.index if t.startswith(f"{EXPOSURE}:")]
-        mixed_fits = [fit_mixed_kr(d, outcome, list(covariates), practice=practice, interaction=group,
-                                   alpha=alpha)["fit"] for d in data_list] if model == "mixed" else []
-        for level in levels:
-            weights = {EXPOSURE: 1.0}
-            term = next((t for t in inter if t.endswith(f"[T.{level}]")), None)
-            if term is not None:
-                weights[term] = 1.0
-            elif level != levels[0]:
-                continue  # level absent from the data
-            counts = [_group_counts(f, d, group, level) for f, d in zip(fits, data_list, strict=True)]
-            if model == "mixed":
-                combos = []
-                for mf in mixed_fits:
-                    kr = mf.kenward_roger(np.array([weights.get(k, 0.0) for k in mf.names]))
-                    combos.append({"estimate": kr["estimate"], "se": kr["se"], "df": kr["df"]})
-                    if len(mixed_fits) == 1:
-                        combos[-1].update(_result(kr["estimate"], kr["se"], kr["df"], "linear", alpha))
-                method = "mixed model (practice + practice-by-phase), REML, Kenward-Roger"
-            else:
-                combos = [linear_combination(f, weights, alpha=alpha) for f in fits]
-                method = f"OLS ANCOVA ({'HC3' if robust else 'model-based'} SE)"
-            if len(fits) > 1:
+        on_one = partial(_risk_group_fits_on, outcome=outcome, covariates=tuple(covariates), group=group,
+                         levels=levels, cov_type="HC3" if robust else "nonrobust", model=model, practice=practice,
+                         alpha=alpha)
+        if len(data_list) == 1:  # complete cases: the fit is kept for the single-dataset tests
+            per_dataset = [on_one(data_list[0], keep_fit=True)]
+        else:
+            from .parallel import map_datasets
+
+            per_dataset = map_datasets(on_one, data_list)
+        method = ("mixed model (practice + practice-by-phase), REML, Kenward-Roger" if model == "mixed"
+                  else f"OLS ANCOVA ({'HC3' if robust else 'model-based'} SE)")
+        for level in per_dataset[0]["levels"]:
+            counts = [r["levels"][level]["counts"] for r in per_dataset]
+            combos = [r["levels"][level]["combo"] for r in per_dataset]
+            if len(per_dataset) > 1:
                 dfc = float(np.median([c["df"] for c in combos]))
                 res = _pooled([{**c, "coef": c["estimate"], "df": dfc} for c in combos], "linear", alpha)
             else:
                 c = combos[0]
-                res = {k: c[k] for k in ("estimate", "ci_low", "ci_high", "p_value", "df")}
+                res = c if "ci_low" in c else {**c, **_result(c["estimate"], c["se"], c["df"], "linear", alpha)}
             rows.append({"analysis": analysis, "risk_group": level, "method": method, "n_phase1": counts[0][0],
                          "n_phase3": counts[0][1], **{k: res[k] for k in ("estimate", "ci_low", "ci_high",
                                                                             "p_value", "df")},
-                         "m": len(fits) if len(fits) > 1 else 1})
-        if len(fits) > 1:
-            q = np.array([[f.params[t] for t in inter] for f in fits])
-            u = np.array([f.cov_params().loc[inter, inter].to_numpy() for f in fits])
-            d1 = pool_wald(q, u)
+                         "m": len(per_dataset) if len(per_dataset) > 1 else 1})
+        if len(per_dataset) > 1:
+            d1 = pool_wald(np.array([r["inter_coef"] for r in per_dataset]),
+                           np.array([r["inter_cov"] for r in per_dataset]))
             tests.append({"analysis": analysis, "test": "pooled Wald D1", "statistic": d1["statistic"],
                           "df_num": d1["df_num"], "df_den": d1["df_den"], "p_value": d1["p_value"]})
         else:
-            f = fits[0]
+            f, inter = per_dataset[0]["fit"], per_dataset[0]["inter"]
             ft = f.f_test(", ".join(f"{t} = 0" for t in inter))
             tests.append({"analysis": analysis, "test": "Wald F", "statistic": float(np.squeeze(ft.fvalue)),
                           "df_num": float(ft.df_num), "df_den": float(ft.df_denom), "p_value": float(ft.pvalue)})
@@ -882,6 +871,37 @@ def risk_group_analysis(
             tests.append({"analysis": analysis, "test": "likelihood ratio", "statistic": float(lr),
                           "df_num": float(dfd), "df_den": np.inf, "p_value": float(p)})
     return pd.DataFrame(rows), pd.DataFrame(tests)
+
+
+def _risk_group_fits_on(data: pd.DataFrame, *, outcome: str, covariates: Sequence[str], group: str,
+                        levels: Sequence[Any], cov_type: str, model: str, practice: str, alpha: float,
+                        keep_fit: bool = False) -> dict[str, Any]:
+    """The risk-group models on one dataset: per level its patient counts and phase contrast
+    (``estimate``, ``se``, ``df``; the OLS contrast also its CI and p), and the interaction
+    coefficients with their covariance for the pooled Wald test (``fit``: the OLS fit, if kept)."""
+    from .imputation import one_blas_thread
+
+    with one_blas_thread():
+        fit = fit_ols(data, outcome, list(covariates), interaction=group, cov_type=cov_type)
+        inter = [t for t in fit.params.index if t.startswith(f"{EXPOSURE}:")]
+        mixed = fit_mixed_kr(data, outcome, list(covariates), practice=practice, interaction=group,
+                             alpha=alpha)["fit"] if model == "mixed" else None
+        out: dict[str, Any] = {}
+        for level in levels:
+            weights = {EXPOSURE: 1.0}
+            term = next((t for t in inter if t.endswith(f"[T.{level}]")), None)
+            if term is not None:
+                weights[term] = 1.0
+            elif level != levels[0]:
+                continue  # level absent from the data
+            if mixed is not None:
+                kr = mixed.kenward_roger(np.array([weights.get(k, 0.0) for k in mixed.names]))
+                combo = {"estimate": kr["estimate"], "se": kr["se"], "df": kr["df"]}
+            else:
+                combo = linear_combination(fit, weights, alpha=alpha)
+            out[level] = {"counts": _group_counts(fit, data, group, level), "combo": combo}
+    return {"levels": out, "inter": inter, "inter_coef": fit.params[inter].to_numpy(),
+            "inter_cov": fit.cov_params().loc[inter, inter].to_numpy(), "fit": fit if keep_fit else None}
 
 
 def _group_counts(fit: Any, data: pd.DataFrame, group: str, level: Any) -> tuple[int, int]:
