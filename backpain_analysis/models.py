@@ -350,8 +350,8 @@ def fit_negative_binomial(df: pd.DataFrame, outcome: str, covariates: Sequence[s
 def fit_ordinal(df: pd.DataFrame, outcome: str, covariates: Sequence[str] = ()) -> Any:
     """Proportional-odds (cumulative logit) model of an ordered categorical ``outcome``.
 
-    Returns the statsmodels ``OrderedModel`` fit at the maximum found with the analytic gradient
-    (quasi-Newton, then Newton steps to a gradient below 1e-8: ``_ordinal_logit_optimum``);
+    Returns the statsmodels ``OrderedModel`` fit at the maximum found by Newton steps with the
+    analytic gradient and Hessian to a gradient below 1e-8 (``_ordinal_logit_optimum``);
     tests/test_outcomes.py checks the optimum against a scipy re-optimisation of statsmodels' own
     log-likelihood. With categories ordered best .. worst (or
     low .. high risk), ``exp(-coef)`` of ``phase3`` is the odds ratio of being in a lower
@@ -372,8 +372,8 @@ def fit_ordinal(df: pd.DataFrame, outcome: str, covariates: Sequence[str] = ()) 
     model = _as_formula_model(OrderedModel(endog, exog, distr="logit"), data, formula)
     exog, endog, n_cat = np.asarray(model.exog, dtype=float), np.asarray(model.endog, dtype=int), len(y.cat.categories)
     b = _ordinal_logit_optimum(exog, endog, n_cat)
-    # analytic scores and a Hessian from differences of the analytic gradient, in place of
-    # statsmodels' numerical ones (same values to ~1e-7, 20 times faster; tests/test_outcomes.py)
+    # analytic scores and Hessian in place of statsmodels' numerical ones (same values to ~1e-7,
+    # many times faster; tests/test_outcomes.py)
     model.score_obs = lambda params: _ordinal_logit_scores(np.asarray(params, dtype=float), exog, endog, n_cat)
     model.score = lambda params: -_ordinal_logit_negloglik(np.asarray(params, dtype=float), exog, endog, n_cat)[1]
     model.hessian = lambda params: -_ordinal_logit_hessian(np.asarray(params, dtype=float), exog, endog, n_cat)
@@ -434,46 +434,101 @@ def _ordinal_logit_scores(params: np.ndarray, x: np.ndarray, y: np.ndarray, n_ca
 
 
 def _ordinal_logit_hessian(params: np.ndarray, x: np.ndarray, y: np.ndarray, n_cat: int) -> np.ndarray:
-    """Hessian of minus the log-likelihood: central differences of the analytic gradient, symmetrised."""
-    h = 1e-5 * np.maximum(1.0, np.abs(params))
-    hess = np.empty((len(params), len(params)))
-    for j in range(len(params)):
-        e = np.zeros(len(params))
-        e[j] = h[j]
-        hess[:, j] = (_ordinal_logit_negloglik(params + e, x, y, n_cat)[1]
-                      - _ordinal_logit_negloglik(params - e, x, y, n_cat)[1]) / (2 * h[j])
-    return (hess + hess.T) / 2
+    """Analytic Hessian of minus the log-likelihood, same parameterisation as
+    :func:`_ordinal_logit_negloglik`.
+
+    With ``u = c_y - x b`` and ``l = c_(y-1) - x b`` (the cut points around the observed
+    category), ``p = F(u) - F(l)`` and ``f = F (1 - F)``, ``f' = f (1 - 2F)`` for the logistic
+    ``F``, each patient's log-likelihood ``log p`` has second derivatives ``f'(u)/p - f(u)^2/p^2``
+    in ``u``, ``-f'(l)/p - f(l)^2/p^2`` in ``l`` and ``f(u) f(l)/p^2`` across; the chain rule
+    to (b, cut points) and then to (t0, log increments) adds, for each log increment m, its cut
+    points' gradient times ``exp(t_m)``.
+    """
+    k = x.shape[1]
+    t = params[k:]
+    inc = np.exp(t[1:])
+    cuts = np.cumsum(np.concatenate([[t[0]], inc]))
+    eta = x @ params[:k]
+    upper = np.append(cuts, np.inf)[y] - eta
+    lower = np.concatenate([[-np.inf], cuts])[y] - eta
+    f_up, f_low = special.expit(upper), special.expit(lower)
+    prob = np.clip(f_up - f_low, 1e-300, None)
+    d_up = f_up * (1 - f_up)  # 0 where the cut is +-inf
+    d_low = f_low * (1 - f_low)
+    a_uu = d_up * (1 - 2 * f_up) / prob - (d_up / prob) ** 2
+    a_ll = -d_low * (1 - 2 * f_low) / prob - (d_low / prob) ** 2
+    a_ul = d_up * d_low / prob ** 2
+    n_cut = n_cat - 1
+    # Hessian of the log-likelihood in (b, cut points)
+    h = np.empty((k + n_cut, k + n_cut))
+    h[:k, :k] = x.T @ ((a_uu + a_ll + 2 * a_ul)[:, None] * x)
+    up, low = y < n_cut, y > 0  # patients with a finite upper / lower cut
+    w_up, w_low = a_uu + a_ul, a_ll + a_ul  # d2/(db dc_y) and d2/(db dc_(y-1)), times -x
+    rows = np.arange(len(y))
+    weights = np.zeros((len(y), n_cut))  # patient i's weight on cut point j
+    weights[rows[up], y[up]] += w_up[up]
+    weights[rows[low], y[low] - 1] += w_low[low]
+    bc = -(x.T @ weights)
+    h[:k, k:], h[k:, :k] = bc, bc.T
+    cc = np.diag(np.bincount(y[up], weights=a_uu[up], minlength=n_cut)[:n_cut]
+                 + np.bincount(y[low] - 1, weights=a_ll[low], minlength=n_cut)[:n_cut])
+    off = np.bincount(y, weights=a_ul, minlength=n_cat)[1:n_cut]  # u at cut j, l at cut j - 1
+    cc[np.arange(1, n_cut), np.arange(n_cut - 1)] = off
+    cc[np.arange(n_cut - 1), np.arange(1, n_cut)] = off
+    h[k:, k:] = cc
+    # to (t0, log increments): c_j = t0 + sum_{m <= j} exp(t_m)
+    jac = np.zeros((n_cut, n_cut))
+    jac[:, 0] = 1.0
+    for m in range(1, n_cut):
+        jac[m:, m] = inc[m - 1]
+    full = np.eye(k + n_cut)
+    full[k:, k:] = jac
+    out = full.T @ h @ full
+    grad_cuts = np.bincount(y[up], weights=d_up[up] / prob[up], minlength=n_cut)[:n_cut] \
+        - np.bincount(y[low] - 1, weights=d_low[low] / prob[low], minlength=n_cut)[:n_cut]
+    tail = np.cumsum(grad_cuts[::-1])[::-1]  # d loglik / d increment m: sums over cuts >= m
+    out[k + np.arange(1, n_cut), k + np.arange(1, n_cut)] += inc * tail[1:]
+    return -out
 
 
 def _ordinal_logit_optimum(x: np.ndarray, y: np.ndarray, n_cat: int) -> np.ndarray:
     """Maximum-likelihood parameters of a cumulative-logit model (``OrderedModel`` order).
 
-    Quasi-Newton with the analytic gradient, then Newton steps whose Hessian is the central
-    difference of the analytic gradient, until the largest gradient element is below 1e-8 (the
-    statsmodels default, BFGS on numerical derivatives, stops near 1e-3 and takes ~1 s a fit).
+    Newton steps with the analytic Hessian and step halving from the null model (cut points at
+    the marginal cumulative logits), until the largest gradient element is below 1e-8 (the
+    statsmodels default, BFGS on numerical derivatives, stops near 1e-3 and takes ~1 s a fit);
+    where a Hessian is not positive definite, quasi-Newton (BFGS with the analytic gradient)
+    takes over.
     """
     from scipy import optimize
 
     freq = np.bincount(y, minlength=n_cat)[: n_cat - 1].cumsum() / len(y)
     cuts = special.logit(np.clip(freq, 1e-6, 1 - 1e-6))
-    start = np.concatenate([np.zeros(x.shape[1]), [cuts[0]], np.log(np.maximum(np.diff(cuts), 1e-3))])
-    res = optimize.minimize(_ordinal_logit_negloglik, start, args=(x, y, n_cat), jac=True, method="BFGS",
-                            options={"gtol": 1e-9, "maxiter": 2000})
-    b = res.x
-    grad = _ordinal_logit_negloglik(b, x, y, n_cat)[1]
-    for _ in range(6):
+    b = np.concatenate([np.zeros(x.shape[1]), [cuts[0]], np.log(np.maximum(np.diff(cuts), 1e-3))])
+    value, grad = _ordinal_logit_negloglik(b, x, y, n_cat)
+    for _ in range(100):
         if np.abs(grad).max() < 1e-8:
-            break
-        hess = _ordinal_logit_hessian(b, x, y, n_cat)
+            return b
         try:
-            new = b - np.linalg.solve(hess, grad)
+            step = -np.linalg.solve(_ordinal_logit_hessian(b, x, y, n_cat), grad)
         except np.linalg.LinAlgError:
             break
-        new_grad = _ordinal_logit_negloglik(new, x, y, n_cat)[1]
-        if not np.all(np.isfinite(new_grad)) or np.abs(new_grad).max() >= np.abs(grad).max():
+        if not np.all(np.isfinite(step)) or grad @ step >= 0:  # not a descent direction
             break
-        b, grad = new, new_grad
-    return b
+        t = 1.0
+        for _ls in range(40):
+            new_value, new_grad = _ordinal_logit_negloglik(b + t * step, x, y, n_cat)
+            if np.isfinite(new_value) and new_value <= value:
+                break
+            t /= 2
+        else:
+            break
+        if new_value == value and np.abs(new_grad).max() >= np.abs(grad).max():
+            break  # no further progress possible in floating point
+        b, value, grad = b + t * step, new_value, new_grad
+    res = optimize.minimize(_ordinal_logit_negloglik, b, args=(x, y, n_cat), jac=True, method="BFGS",
+                            options={"gtol": 1e-9, "maxiter": 2000})
+    return res.x if res.fun <= value else b
 
 
 def _design(data: pd.DataFrame, outcome: str, terms: Sequence[tuple[str, ...]]) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -386,8 +386,8 @@ def test_ordinal_fit_is_at_the_optimum(frame):
 
 
 def test_ordinal_scores_and_hessian_match_statsmodels_numerical_derivatives(frame):
-    """fit_ordinal gives the model analytic per-patient scores and a Hessian from the analytic gradient
-    (the clustered sandwich of Table 3 uses both); compare with statsmodels' own numerical derivatives
+    """fit_ordinal gives the model analytic per-patient scores and Hessian
+    (the clustered sandwich of Table 3 uses both; both analytic); compare with statsmodels' own numerical derivatives
     of its log-likelihood on a fresh OrderedModel."""
     from statsmodels.miscmodels.ordinal_model import OrderedModel
 
