@@ -194,6 +194,16 @@ def test_cr2_by_hand_without_fixed_effects():
 def test_rank_deficient_design_raises():
     with pytest.raises(SmallSampleError, match="full column rank"):
         fit_reml(np.arange(6.0), np.ones((6, 2)), [np.array([0, 0, 1, 1, 2, 2])])
+    rng = np.random.default_rng(4)
+    g = np.repeat(np.arange(5), 8)
+    dummies = (g[:, None] == np.arange(5)[None, :]).astype(float)  # add up to the intercept
+    with pytest.raises(SmallSampleError, match="full column rank"):
+        fit_reml(rng.normal(size=40), np.column_stack([np.ones(40), dummies]), [g])
+    # nearly but not exactly collinear (as numpy's matrix_rank also says): fitted
+    a = rng.normal(size=40)
+    x = np.column_stack([np.ones(40), a, a + 1e-4 * rng.normal(size=40)])
+    assert np.linalg.matrix_rank(x) == 3
+    assert fit_reml(rng.normal(size=40), x, [g]).beta.shape == (3,)
 
 
 def test_mancl_derouen_is_the_leave_one_cluster_out_jackknife_for_a_linear_model():
