@@ -530,6 +530,14 @@ def cr2_test(
             "p_value": float(2 * stats.t.sf(abs(est / se), dof)), "n_clusters": int(len(levels))}
 
 
+def _cluster_codes(cluster: Sequence | np.ndarray) -> np.ndarray:
+    """Integer codes of cluster labels in the sorted order of their text (labels equal as text are
+    one cluster, as ``astype(str)`` would make them), without converting every row to text."""
+    codes, uniques = pd.factorize(np.asarray(cluster), use_na_sentinel=False)
+    text = pd.Index(uniques).astype(str)
+    return pd.factorize(np.asarray(text), sort=True)[0][codes]
+
+
 def glm_mancl_derouen(fit, cluster: Sequence | np.ndarray) -> np.ndarray:
     """Mancl-DeRouen (2001) bias-corrected cluster-robust covariance of a statsmodels GLM fit.
 
@@ -557,12 +565,12 @@ def glm_mancl_derouen(fit, cluster: Sequence | np.ndarray) -> np.ndarray:
     b = d.T @ (d / var[:, None])
     b_inv = np.linalg.inv(b)
     e = y - mu
-    labels = pd.Series(np.asarray(cluster)).astype(str).to_numpy()
-    if len(labels) != len(y):
-        raise SmallSampleError(f"{len(labels)} cluster labels for {len(y)} model rows")
+    codes = _cluster_codes(cluster)
+    if len(codes) != len(y):
+        raise SmallSampleError(f"{len(codes)} cluster labels for {len(y)} model rows")
     meat = np.zeros_like(b_inv)
-    for lev in np.unique(labels):
-        i = np.flatnonzero(labels == lev)
+    order = np.argsort(codes, kind="stable")
+    for i in np.split(order, np.flatnonzero(np.diff(codes[order])) + 1):
         dg, wg = d[i], 1.0 / var[i]
         # (I - H_g)^-1 e_g by Woodbury, H_g = D_g B^-1 D_g' W_g of rank p: e_g + D_g (B - B_g)^-1 D_g' W_g e_g
         # with B_g = D_g' W_g D_g, so p x p work instead of an n_g x n_g solve (56,000 patients in 7
