@@ -50,7 +50,7 @@ from ._resources import NOTEBOOKS_PACKAGE, resource_path
 from ._version import __version__
 from .errors import BackpainError
 from .outputs import atomic_write, read_key_findings
-from .parallel import WORKERS_ENV, analysis_workers
+from .parallel import BLAS_THREAD_ENVS, WORKERS_ENV, side_by_side_environment
 
 __all__ = [
     "DEFAULT_DEFINITION",
@@ -1021,7 +1021,8 @@ def run_report(
     to_run.sort(key=lambda item: -(last[item[0].name] if isinstance(last[item[0].name], int | float) else 1e9))
 
     kernel_folder: Path | None = None
-    previous_env = {name: os.environ.get(name) for name in (CACHE_ENV, "JUPYTER_PATH", UNTIL_ENV, WORKERS_ENV)}
+    previous_env = {name: os.environ.get(name)
+                    for name in (CACHE_ENV, "JUPYTER_PATH", UNTIL_ENV, WORKERS_ENV, *BLAS_THREAD_ENVS)}
     if to_run:
         kernel_name, kernel_folder, kernel_note = resolve_kernel(kernel_name)
         if kernel_note and progress:
@@ -1045,8 +1046,8 @@ def run_report(
         with tqdm(total=len(planned), desc="report", unit="notebook", file=sys.stderr, disable=not progress) as bar:
             bar.update(len(planned) - len(to_run))
             workers = max(1, min(jobs, len(to_run)))
-            if previous_env[WORKERS_ENV] is None:  # the notebooks running side by side share the cores
-                os.environ[WORKERS_ENV] = str(max(1, analysis_workers() // workers))
+            # the notebooks running side by side share the cores: worker processes and BLAS threads
+            os.environ.update(side_by_side_environment(workers))
             with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 futures = {
                     pool.submit(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -62,3 +63,52 @@ def test_chapter05_tables_are_the_same_with_one_or_two_workers(monkeypatch):
                        delta_adjustment(frame, imps, deltas=(0.0, -2.0))))
     for one, two in zip(*tables, strict=True):
         pd.testing.assert_frame_equal(one, two)
+
+
+def test_report_gives_each_side_by_side_notebook_its_share_of_workers_and_blas_threads(monkeypatch, tmp_path):
+    """run_report sets the shares in the environment the kernels inherit and restores it after."""
+    from backpain_analysis import report
+    from backpain_analysis.parallel import BLAS_THREAD_ENVS, side_by_side_environment
+
+    for name in (WORKERS_ENV, *BLAS_THREAD_ENVS):
+        monkeypatch.delenv(name, raising=False)
+    env = side_by_side_environment(2)
+    assert set(env) == {WORKERS_ENV, *BLAS_THREAD_ENVS}
+    assert len(set(env.values())) == 1 and int(env[WORKERS_ENV]) == max(1, analysis_workers() // 2)
+    seen = {}
+
+    def fake_execute(job, **kwargs):
+        seen[job.name] = {name: os.environ.get(name) for name in env}
+        raise RuntimeError("not run")
+
+    monkeypatch.setattr(report, "_execute_job", fake_execute)
+    monkeypatch.setattr(report, "ProcessPoolExecutor", _InlineExecutor)
+    root = Path(__file__).resolve().parents[1]
+    report.run_report(root / "data" / "synthetic", tmp_path / "r", chapters=["01_data_quality", "02_cohort"],
+                      jobs=2, progress=False, validate=False)
+    assert seen and all(v == env for v in seen.values())
+    assert all(os.environ.get(name) is None for name in env)  # restored
+
+
+class _InlineExecutor:
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def submit(self, fn, *args, **kwargs):
+        from concurrent.futures import Future
+
+        future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+    def shutdown(self, *args, **kwargs):
+        pass
