@@ -664,17 +664,25 @@ def mixed_design(df: pd.DataFrame, outcome: str, covariates: Sequence[str] = (),
 
 
 def fit_mixed_design(design: dict, y: np.ndarray | None = None, *, contrast: dict[str, float] | None = None,
-                     ddf: str = "Kenward-Roger", drop_zero_component: bool = True, alpha: float = 0.05) -> dict:
+                     ddf: str = "Kenward-Roger", drop_zero_component: bool = True, alpha: float = 0.05,
+                     start: dict | None = None) -> dict:
     """:func:`fit_mixed_kr` on a :func:`mixed_design` (optionally with another response ``y`` of the same rows).
 
     Returns the same dict as :func:`fit_mixed_kr`; ``fit_mixed_design(mixed_design(df, ...))`` equals
-    ``fit_mixed_kr(df, ...)`` exactly.
+    ``fit_mixed_kr(df, ...)`` exactly. ``start``: the result of a fit to the same design with a
+    similar response (e.g. before a delta shift), whose variance components start the REML
+    search (:func:`~backpain_analysis.small_sample.fit_reml`); the optimum is the same to the
+    search's tolerance (about 1e-7).
     """
     from .imputation import one_blas_thread
 
+    theta = None
+    if start is not None:
+        v = np.array([start["var_practice"], start["var_practice_phase"]])
+        theta = np.sqrt(np.maximum(v, 0.0) / start["var_residual"])
     with one_blas_thread():
         return _fit_design(design, design["y"] if y is None else np.asarray(y, dtype=float), contrast, ddf,
-                           drop_zero_component, alpha)
+                           drop_zero_component, alpha, theta)
 
 
 def _fit_mixed_kr(df, outcome, covariates, practice, period, contrast, interaction, ddf, drop_zero_component,
@@ -683,15 +691,17 @@ def _fit_mixed_kr(df, outcome, covariates, practice, period, contrast, interacti
     return _fit_design(design, design["y"], contrast, ddf, drop_zero_component, alpha)
 
 
-def _fit_design(design, y, contrast, ddf, drop_zero_component, alpha) -> dict:
+def _fit_design(design, y, contrast, ddf, drop_zero_component, alpha, theta=None) -> dict:
     from .small_sample import fit_reml
 
     data, x, names, groups, comp = (design[k] for k in ("data", "x", "names", "groups", "components"))
     period = comp[1] if len(comp) > 1 else None
-    fit = fit_reml(y, x, groups, names=names, component_names=comp)
+    start = None if theta is None else theta[: len(groups)]
+    fit = fit_reml(y, x, groups, names=names, component_names=comp, start=start)
     dropped = False
     if drop_zero_component and period is not None and fit.variances[1] <= 1e-8 * fit.variances[-1]:
-        fit = fit_reml(y, x, groups[:1], names=names, component_names=comp[:1])
+        fit = fit_reml(y, x, groups[:1], names=names, component_names=comp[:1],
+                       start=None if start is None else start[:1])
         dropped = True
     weights = contrast or {EXPOSURE: 1.0}
     unknown = [k for k in weights if k not in names]

@@ -1336,7 +1336,9 @@ def _delta_fits_on(imp: pd.DataFrame, keys: Sequence[tuple[str, float]], outcome
             out.append(at_zero)
             continue
         shift = flag & np.isin(phase, DELTA_SCENARIOS[scenario])
-        out.append(_lean(fit_mixed_design(design, np.where(shift, y + delta, y), alpha=alpha)))
+        at_zero = at_zero or _lean(fit_mixed_design(design, alpha=alpha))
+        # the REML search starts from the delta = 0 variance components (same design, shifted response)
+        out.append(_lean(fit_mixed_design(design, np.where(shift, y + delta, y), alpha=alpha, start=at_zero)))
     return out
 
 

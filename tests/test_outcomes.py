@@ -655,7 +655,9 @@ def test_delta_mixed_fast_path_equals_refitting_shifted_datasets(frame, imputati
         ref = primary_analysis(frame, shifted, sensitivity=False).set_index("analysis").loc["multiple imputation"]
         row = table[(table["scenario"] == scenario) & (table["delta"] == -2.0)].iloc[0]
         for k in ("estimate", "ci_low", "ci_high", "p_value", "df"):
-            assert row[k] == pytest.approx(ref[k], rel=1e-12, abs=1e-12), (scenario, k)
+            # the fast path starts each REML search from the delta = 0 optimum, the reference from the
+            # grid: the same optimum to the search's tolerance (a wrong shift moves these by > 1e-2)
+            assert row[k] == pytest.approx(ref[k], rel=1e-6, abs=1e-9), (scenario, k)
 
 
 def test_shareable_trajectory_never_leaves_a_group_recoverable_from_the_all_row():

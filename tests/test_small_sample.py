@@ -339,3 +339,25 @@ def test_reml_gradient_equals_central_differences_of_the_criterion():
                   - _reml_profile(np.sqrt(down), cross, 280, 4, sizes)[0]) / (up[k] - down[k])
             # one-sided at 0: first-order error h * f'' / 2
             assert grad[k] == pytest.approx(fd, rel=1e-6 if psi[k] > 0 else 1e-3, abs=1e-6)
+
+
+def test_reml_from_a_warm_start_reaches_the_same_optimum():
+    """fit_reml(start=...) (the delta grid's warm start) against the cold search, here and where the
+    practice-by-phase variance sits on its boundary at 0."""
+    rng = np.random.default_rng(21)
+    g = np.repeat(np.arange(7), 40)
+    period = np.tile(np.repeat([0, 1], 20), 7)
+    x = np.column_stack([np.ones(280), period, rng.normal(size=280)])
+    for sd_cp in (0.5, 0.0):
+        y = x @ [1.0, 0.5, 0.3] + rng.normal(0, 0.7, 7)[g] + rng.normal(0, sd_cp, 14)[2 * g + period] \
+            + rng.normal(size=280)
+        groups = [g, 2 * g + period]
+        cold = fit_reml(y, x, groups)
+        shifted = y + 2.0 * (period == 1) * (rng.random(280) < 0.3)
+        theta = np.sqrt(cold.variances[:2] / cold.variances[2])
+        warm, ref = fit_reml(shifted, x, groups, start=theta), fit_reml(shifted, x, groups)
+        assert warm.reml_criterion == pytest.approx(ref.reml_criterion, rel=1e-12)
+        np.testing.assert_allclose(warm.variances, ref.variances, rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(warm.beta, ref.beta, rtol=1e-7)
+    with pytest.raises(SmallSampleError, match="start"):
+        fit_reml(y, x, groups, start=[0.1])
