@@ -139,14 +139,9 @@ def _model_terms(data: pd.DataFrame, covariates: Sequence[str], interaction: str
 
 def _formula(outcome: str, data: pd.DataFrame, covariates: Sequence[str], interaction: str | None = None) -> str:
     """The patsy formula of the model (kept on each statsmodels fit as ``model.formula``)."""
-    terms = _model_terms(data, covariates, interaction)
-    exposure = EXPOSURE
-    if interaction is not None:
-        exposure = f"{EXPOSURE} * {covariate_terms(data, [interaction])[0]}"
-        terms = terms[3:]
-    else:
-        terms = terms[1:]
-    return " + ".join([f"{outcome} ~ {exposure}", *covariate_terms(data, [t[0] for t in terms])])
+    exposure = EXPOSURE if interaction is None else f"{EXPOSURE} * {covariate_terms(data, [interaction])[0]}"
+    others = [t[0] for t in _model_terms(data, covariates, interaction) if t[0] not in (EXPOSURE, interaction)]
+    return " + ".join([f"{outcome} ~ {exposure}", *covariate_terms(data, others)])
 
 
 def _categories(s: pd.Series) -> tuple[np.ndarray, list[Any]] | None:

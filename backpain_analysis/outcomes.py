@@ -847,8 +847,7 @@ def risk_group_analysis(
                 dfc = float(np.median([c["df"] for c in combos]))
                 res = _pooled([{**c, "coef": c["estimate"], "df": dfc} for c in combos], "linear", alpha)
             else:
-                c = combos[0]
-                res = c if "ci_low" in c else {**c, **_result(c["estimate"], c["se"], c["df"], "linear", alpha)}
+                res = combos[0]
             rows.append({"analysis": analysis, "risk_group": level, "method": method, "n_phase1": counts[0][0],
                          "n_phase3": counts[0][1], **{k: res[k] for k in ("estimate", "ci_low", "ci_high",
                                                                             "p_value", "df")},
@@ -877,7 +876,7 @@ def _risk_group_fits_on(data: pd.DataFrame, *, outcome: str, covariates: Sequenc
                         levels: Sequence[Any], cov_type: str, model: str, practice: str, alpha: float,
                         keep_fit: bool = False) -> dict[str, Any]:
     """The risk-group models on one dataset: per level its patient counts and phase contrast
-    (``estimate``, ``se``, ``df``; the OLS contrast also its CI and p), and the interaction
+    (``estimate``, ``se``, ``df``, ``ci_low``, ``ci_high``, ``p_value``), and the interaction
     coefficients with their covariance for the pooled Wald test (``fit``: the OLS fit, if kept)."""
     from .imputation import one_blas_thread
 
@@ -896,7 +895,7 @@ def _risk_group_fits_on(data: pd.DataFrame, *, outcome: str, covariates: Sequenc
                 continue  # level absent from the data
             if mixed is not None:
                 kr = mixed.kenward_roger(np.array([weights.get(k, 0.0) for k in mixed.names]))
-                combo = {"estimate": kr["estimate"], "se": kr["se"], "df": kr["df"]}
+                combo = {"se": kr["se"], **_result(kr["estimate"], kr["se"], kr["df"], "linear", alpha), "df": kr["df"]}
             else:
                 combo = linear_combination(fit, weights, alpha=alpha)
             out[level] = {"counts": _group_counts(fit, data, group, level), "combo": combo}
@@ -1328,15 +1327,13 @@ def _delta_fits_on(imp: pd.DataFrame, keys: Sequence[tuple[str, float]], outcome
     flag = imp.loc[rows, imputed].to_numpy() == 1
     phase = design["data"][EXPOSURE].to_numpy()
     y = design["y"]
-    at_zero = None
+    at_zero = _lean(fit_mixed_design(design, alpha=alpha))
     out = []
     for scenario, delta in keys:
         if delta == 0:
-            at_zero = at_zero or _lean(fit_mixed_design(design, alpha=alpha))
             out.append(at_zero)
             continue
         shift = flag & np.isin(phase, DELTA_SCENARIOS[scenario])
-        at_zero = at_zero or _lean(fit_mixed_design(design, alpha=alpha))
         # the REML search starts from the delta = 0 variance components (same design, shifted response)
         out.append(_lean(fit_mixed_design(design, np.where(shift, y + delta, y), alpha=alpha, start=at_zero)))
     return out

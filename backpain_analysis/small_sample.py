@@ -59,7 +59,7 @@ def indicator_matrix(labels: Sequence | np.ndarray | pd.Series) -> np.ndarray:
     if arr.dtype.kind in "iu":  # integer codes: no text conversion (the mixed models pass codes)
         codes, _ = pd.factorize(arr, sort=True)
     else:
-        codes, _ = pd.factorize(pd.Series(labels).astype(str), sort=True)
+        codes = _cluster_codes(labels)
     if (codes < 0).any():
         raise SmallSampleError("grouping labels must not be missing")
     z = np.zeros((len(codes), codes.max() + 1))
@@ -508,12 +508,11 @@ def cr2_test(
     """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
-    labels = pd.Series(np.asarray(cluster)).astype(str).to_numpy()
+    clusters = _cluster_rows(cluster)
     xtx_inv = np.linalg.inv(x.T @ x)
     beta = xtx_inv @ (x.T @ y)
     e = y - x @ beta
     meat = np.zeros_like(xtx_inv)
-    levels = np.unique(labels)
     # H_gg = X_g (X'X)^-1 X_g' = M M' with M = X_g R, R R' = (X'X)^-1, has rank <= p: with the thin
     # SVD M = U S V', I - H_gg has eigenvalues 1 - S^2 on span(U) and 1 elsewhere, so
     # A_g e = e + U (f(1 - S^2) - 1) U'e, f the Moore-Penrose inverse square root (0 for
@@ -521,8 +520,7 @@ def cr2_test(
     # n_g x n_g eigendecomposition.
     vals, vecs = np.linalg.eigh(xtx_inv)
     root = vecs * np.sqrt(np.clip(vals, 0.0, None))
-    for lev in levels:
-        idx = np.flatnonzero(labels == lev)
+    for idx in clusters:
         xg, eg = x[idx], e[idx]
         u, sing, _ = np.linalg.svd(xg @ root, full_matrices=False)
         ev = 1.0 - sing ** 2
@@ -532,11 +530,11 @@ def cr2_test(
         meat += np.outer(s, s)
     cov = xtx_inv @ meat @ xtx_inv
     se = math.sqrt(cov[column, column])
-    dof = float(len(levels) - 1)
+    dof = float(len(clusters) - 1)
     est = float(beta[column])
     crit = stats.t.ppf(1 - alpha / 2, dof)
     return {"estimate": est, "se": se, "df": dof, "ci_low": est - crit * se, "ci_high": est + crit * se,
-            "p_value": float(2 * stats.t.sf(abs(est / se), dof)), "n_clusters": int(len(levels))}
+            "p_value": float(2 * stats.t.sf(abs(est / se), dof)), "n_clusters": len(clusters)}
 
 
 def _cluster_codes(cluster: Sequence | np.ndarray) -> np.ndarray:
@@ -545,6 +543,13 @@ def _cluster_codes(cluster: Sequence | np.ndarray) -> np.ndarray:
     codes, uniques = pd.factorize(np.asarray(cluster), use_na_sentinel=False)
     text = pd.Index(uniques).astype(str)
     return pd.factorize(np.asarray(text), sort=True)[0][codes]
+
+
+def _cluster_rows(cluster: Sequence | np.ndarray) -> list[np.ndarray]:
+    """The row indices of each cluster (ascending), clusters in :func:`_cluster_codes` order."""
+    codes = _cluster_codes(cluster)
+    order = np.argsort(codes, kind="stable")
+    return np.split(order, np.flatnonzero(np.diff(codes[order])) + 1)
 
 
 def glm_mancl_derouen(fit, cluster: Sequence | np.ndarray) -> np.ndarray:
@@ -574,12 +579,10 @@ def glm_mancl_derouen(fit, cluster: Sequence | np.ndarray) -> np.ndarray:
     b = d.T @ (d / var[:, None])
     b_inv = np.linalg.inv(b)
     e = y - mu
-    codes = _cluster_codes(cluster)
-    if len(codes) != len(y):
-        raise SmallSampleError(f"{len(codes)} cluster labels for {len(y)} model rows")
+    if len(cluster) != len(y):
+        raise SmallSampleError(f"{len(cluster)} cluster labels for {len(y)} model rows")
     meat = np.zeros_like(b_inv)
-    order = np.argsort(codes, kind="stable")
-    for i in np.split(order, np.flatnonzero(np.diff(codes[order])) + 1):
+    for i in _cluster_rows(cluster):
         dg, wg = d[i], 1.0 / var[i]
         # (I - H_g)^-1 e_g by Woodbury, H_g = D_g B^-1 D_g' W_g of rank p: e_g + D_g (B - B_g)^-1 D_g' W_g e_g
         # with B_g = D_g' W_g D_g, so p x p work instead of an n_g x n_g solve (56,000 patients in 7
@@ -599,8 +602,7 @@ def cluster_sandwich_scores(score_obs: np.ndarray, hessian: np.ndarray, cluster:
 
     For likelihood models without a GLM form (proportional odds); use with t on G - 1 df.
     """
-    labels = pd.Series(np.asarray(cluster)).astype(str).to_numpy()
-    sums = pd.DataFrame(score_obs).groupby(labels).sum().to_numpy()
+    sums = pd.DataFrame(score_obs).groupby(_cluster_codes(cluster)).sum().to_numpy()
     g = sums.shape[0]
     h_inv = np.linalg.inv(-hessian)
     return g / (g - 1) * h_inv @ (sums.T @ sums) @ h_inv
