@@ -341,6 +341,60 @@ def test_reml_gradient_equals_central_differences_of_the_criterion():
             assert grad[k] == pytest.approx(fd, rel=1e-6 if psi[k] > 0 else 1e-3, abs=1e-6)
 
 
+def test_reml_hessian_equals_central_differences_of_the_gradient():
+    """The analytic Hessian in the relative variances (the Newton steps of fit_reml) against central
+    differences of the analytic gradient, which the test above checks against the criterion."""
+    from backpain_analysis.small_sample import _reml_profile, indicator_matrix
+
+    rng = np.random.default_rng(12)
+    g = np.repeat(np.arange(7), 40)
+    period = np.tile(np.repeat([0, 1], 20), 7)
+    x = np.column_stack([np.ones(280), period, rng.normal(size=280)])
+    y = x @ [1.0, 0.5, 0.3] + rng.normal(0, 0.7, 7)[g] + rng.normal(0, 0.4, 14)[2 * g + period] \
+        + rng.normal(size=280)
+    zs = [indicator_matrix(g), indicator_matrix(2 * g + period)]
+    z, xy = np.hstack(zs), np.column_stack([x, y])
+    cross = {"ztz": z.T @ z, "ztxy": z.T @ xy, "xytxy": xy.T @ xy}
+    for psi in (np.array([0.4, 0.1]), np.array([0.05, 0.7]), np.array([0.3, 0.02])):
+        *_, grad, hess = _reml_profile(np.sqrt(psi), cross, 280, 3, [7, 14], gradient=True, hessian=True)
+        assert np.allclose(grad, _reml_profile(np.sqrt(psi), cross, 280, 3, [7, 14], gradient=True)[4], rtol=1e-12)
+        h = 1e-6
+        for k in range(2):
+            up, down = psi.copy(), psi.copy()
+            up[k] += h
+            down[k] -= h
+            fd = (_reml_profile(np.sqrt(up), cross, 280, 3, [7, 14], gradient=True)[4]
+                  - _reml_profile(np.sqrt(down), cross, 280, 3, [7, 14], gradient=True)[4]) / (2 * h)
+            np.testing.assert_allclose(hess[:, k], fd, rtol=1e-5, atol=1e-5)
+        assert hess[0, 1] == hess[1, 0]
+
+
+def test_reml_lbfgs_fallback_reaches_the_newton_optimum(monkeypatch):
+    """Where the Newton search does not converge, L-BFGS-B then Newton steps take over: the same
+    optimum (the path fit_reml takes about once in 800 fits of chapter 05)."""
+    import backpain_analysis.small_sample as ss
+
+    rng = np.random.default_rng(22)
+    g = np.repeat(np.arange(7), 40)
+    period = np.tile(np.repeat([0, 1], 20), 7)
+    x = np.column_stack([np.ones(280), period])
+    y = x @ [1.0, 0.5] + rng.normal(0, 0.7, 7)[g] + rng.normal(0, 0.3, 14)[2 * g + period] + rng.normal(size=280)
+    groups = [g, 2 * g + period]
+    newton = fit_reml(y, x, groups)
+    real, calls = ss._projected_newton, []
+
+    def first_call_fails(fgh, theta, **kw):
+        calls.append(1)
+        th, ok = real(fgh, theta, **kw)
+        return (np.asarray(theta, dtype=float), False) if len(calls) == 1 else (th, ok)
+
+    monkeypatch.setattr(ss, "_projected_newton", first_call_fails)
+    fallback = ss.fit_reml(y, x, groups)
+    assert len(calls) == 2
+    assert fallback.reml_criterion == pytest.approx(newton.reml_criterion, rel=1e-13)
+    np.testing.assert_allclose(fallback.variances, newton.variances, rtol=1e-4)
+
+
 def test_reml_from_a_warm_start_reaches_the_same_optimum():
     """fit_reml(start=...) (the delta grid's warm start) against the cold search, here and where the
     practice-by-phase variance sits on its boundary at 0."""
