@@ -640,7 +640,8 @@ def mixed_design(df: pd.DataFrame, outcome: str, covariates: Sequence[str] = (),
     -------
     dict
         ``data`` (the rows used), ``y``, ``x``, ``names`` (fixed-effect terms), ``groups``,
-        ``components`` (random-effect names). Pass it with another response of the same rows to
+        ``components`` (random-effect names), ``indicators`` (the 0/1 matrix of each grouping),
+        ``n_phase1``, ``n_phase3`` (rows per phase). Pass it with another response of the same rows to
         :func:`fit_mixed_design` (e.g. the outcome shifted by delta) to skip the formula step.
     """
     extra = [practice] + ([period] if period and period != EXPOSURE else [])
@@ -655,7 +656,12 @@ def mixed_design(df: pd.DataFrame, outcome: str, covariates: Sequence[str] = (),
         period_code = pd.factorize(data[period], sort=True)[0]
         groups.append(practice_code * (int(period_code.max()) + 1) + period_code)
         comp.append("practice:phase")
-    return {"data": data, "y": y, "x": x, "names": names, "groups": groups, "components": comp}
+    from .small_sample import indicator_matrix
+
+    phase3 = data[EXPOSURE].to_numpy()
+    return {"data": data, "y": y, "x": x, "names": names, "groups": groups, "components": comp,
+            "indicators": [indicator_matrix(g) for g in groups],
+            "n_phase1": int(np.count_nonzero(phase3 == 0)), "n_phase3": int(np.count_nonzero(phase3 == 1))}
 
 
 def fit_mixed_design(design: dict, y: np.ndarray | None = None, *, contrast: dict[str, float] | None = None,
@@ -689,14 +695,14 @@ def _fit_mixed_kr(df, outcome, covariates, practice, period, contrast, interacti
 def _fit_design(design, y, contrast, ddf, drop_zero_component, alpha, theta=None) -> dict:
     from .small_sample import fit_reml
 
-    data, x, names, groups, comp = (design[k] for k in ("data", "x", "names", "groups", "components"))
+    x, names, groups, comp, zs = (design[k] for k in ("x", "names", "groups", "components", "indicators"))
     period = comp[1] if len(comp) > 1 else None
     start = None if theta is None else theta[: len(groups)]
-    fit = fit_reml(y, x, groups, names=names, component_names=comp, start=start)
+    fit = fit_reml(y, x, groups, names=names, component_names=comp, start=start, indicators=zs)
     dropped = False
     if drop_zero_component and period is not None and fit.variances[1] <= 1e-8 * fit.variances[-1]:
         fit = fit_reml(y, x, groups[:1], names=names, component_names=comp[:1],
-                       start=None if start is None else start[:1])
+                       start=None if start is None else start[:1], indicators=zs[:1])
         dropped = True
     weights = contrast or {EXPOSURE: 1.0}
     unknown = [k for k in weights if k not in names]
@@ -714,13 +720,15 @@ def _fit_design(design, y, contrast, ddf, drop_zero_component, alpha, theta=None
     else:
         raise ModelError(f"ddf must be 'Kenward-Roger' or 'Satterthwaite', got {ddf!r}")
     coef = kr["estimate"]
-    crit = stats.t.ppf(1 - alpha / 2, dof)
+    # scipy.special's t quantile and tail (what stats.t.ppf and .sf compute, without their 50 us
+    # of argument handling per call; hundreds of fits per chapter)
+    crit = special.stdtrit(dof, 1 - alpha / 2)
     v = fit.variances
     v_pp = float(v[1]) if len(v) == 3 else 0.0
     return {
         "estimate": coef, "ci_low": coef - crit * se, "ci_high": coef + crit * se,
-        "p_value": float(2 * stats.t.sf(abs(coef / se), dof)), "coef": coef, "se": se, "df": dof,
-        "n": int(len(y)), "n_phase1": int((data[EXPOSURE] == 0).sum()), "n_phase3": int((data[EXPOSURE] == 1).sum()),
+        "p_value": float(2 * special.stdtr(dof, -abs(coef / se))), "coef": coef, "se": se, "df": dof,
+        "n": int(len(y)), "n_phase1": design["n_phase1"], "n_phase3": design["n_phase3"],
         "var_practice": float(v[0]), "var_practice_phase": v_pp, "var_residual": float(v[-1]),
         "icc": float(v[0] / v.sum()), "dropped": dropped,
         "method": f"mixed model (REML), {ddf} df" + (" (zero practice-by-phase variance dropped)" if dropped else ""),

@@ -389,6 +389,7 @@ def fit_reml(
     names: Sequence[str] | None = None,
     component_names: Sequence[str] | None = None,
     start: Sequence[float] | np.ndarray | None = None,
+    indicators: Sequence[np.ndarray] | None = None,
 ) -> MixedFit:
     """REML fit of ``y = X beta + sum_k Z_k u_k + e`` with independent random intercepts.
 
@@ -404,6 +405,9 @@ def fit_reml(
         Relative SDs theta_k = sd_k / sd_e of a fit to similar data (e.g. the same design with a
         shifted response), added to the grid of starting points: the search then starts from the
         best of them, usually this one, and needs two or three Newton steps.
+    indicators : sequence of arrays, optional
+        The n x G_k 0/1 matrices of ``groups`` (:func:`indicator_matrix`), when already built
+        (many fits of one design, e.g. the delta grid).
 
     Returns
     -------
@@ -437,7 +441,9 @@ def fit_reml(
     x = np.asarray(x, dtype=float)
     if x.ndim != 2 or x.shape[0] != y.shape[0]:
         raise SmallSampleError(f"design has {x.shape} rows/columns for {y.shape[0]} outcomes")
-    zs = [indicator_matrix(g) for g in groups]
+    zs = [indicator_matrix(g) for g in groups] if indicators is None else list(indicators)
+    if len(zs) != len(groups) or any(zk.shape[0] != y.shape[0] for zk in zs):
+        raise SmallSampleError(f"{len(zs)} indicator matrices for {len(groups)} groupings of {y.shape[0]} rows")
     z = np.hstack(zs)
     xy = np.column_stack([x, y])
     cross = {"ztz": z.T @ z, "ztxy": z.T @ xy, "xytxy": xy.T @ xy}
