@@ -399,9 +399,12 @@ def _filled(series: pd.Series, miss: np.ndarray, imputed: np.ndarray) -> pd.Seri
         codes = series.cat.codes.to_numpy().copy()
         codes[miss] = imputed.astype(codes.dtype)
         return pd.Series(pd.Categorical.from_codes(codes, dtype=series.dtype), index=series.index)
-    vals = _as_float(series).copy()
+    if series.dtype == np.float64:  # the usual case: no conversion (dtypes named by text cost a registry search)
+        vals = series.to_numpy(copy=True)
+    else:
+        vals = _as_float(series).copy()
     vals[miss] = imputed
-    return pd.Series(vals, index=series.index, dtype="float64")
+    return pd.Series(vals, index=series.index, copy=False)
 
 
 def impute_values(

@@ -368,10 +368,14 @@ def imputed_dataset(data: pd.DataFrame, values: Mapping[str, tuple[np.ndarray, n
     DataFrame
         As one element of :func:`impute_outcomes`.
     """
+    from collections import ChainMap
+
     from .imputation import _filled
 
     filled = {c: _filled(data[c], miss, vals[i]) for c, (miss, vals) in values.items()}
-    imp = _derive(data.assign(**filled), mcid_min_reduction)
+    # one copy of the data with the filled and the derived columns (two assigns copied it twice)
+    derived = _derived_columns(ChainMap(filled, data), mcid_min_reduction)
+    imp = data.assign(**{**filled, **derived})
     if "rmdq_6m" in data.columns:
         imp["imputed_rmdq_6m"] = data["rmdq_6m"].isna().astype(float)
     return imp
@@ -470,19 +474,25 @@ def add_change_scores(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _derive(imp: pd.DataFrame, mcid_min_reduction: float) -> pd.DataFrame:
+    return imp.assign(**_derived_columns(imp, mcid_min_reduction))
+
+
+def _derived_columns(imp: Mapping[str, pd.Series], mcid_min_reduction: float) -> dict[str, Any]:
+    """The change scores, MCID and good-outcome flags, and days off work of the employed, from the
+    columns of ``imp`` (a DataFrame, or a mapping of its columns: the filled ones over the data's)."""
     new: dict[str, Any] = {}
     for name, (b, f) in _CHANGES.items():
-        if b in imp.columns and f in imp.columns:
+        if b in imp and f in imp:
             new[name] = imp[f] - imp[b] if name in _HIGHER_IS_BETTER else imp[b] - imp[f]
-    if "rmdq_0m" in imp.columns and "rmdq_6m" in imp.columns:
+    if "rmdq_0m" in imp and "rmdq_6m" in imp:
         new["rmdq_mcid_6m"] = rmdq_mcid(imp["rmdq_0m"], imp["rmdq_6m"], min_reduction=mcid_min_reduction)
     for month in ("2m", "6m"):
-        if f"global_change_{month}" in imp.columns:
+        if f"global_change_{month}" in imp:
             codes = imp[f"global_change_{month}"].cat.codes
             new[f"good_outcome_{month}"] = np.where(codes < 0, np.nan, (codes <= 1).astype(float))
-    if "days_off_work_6m" in imp.columns and "employed" in imp.columns:
+    if "days_off_work_6m" in imp and "employed" in imp:
         new["days_off_work_6m"] = imp["days_off_work_6m"].where(imp["employed"] == 1)
-    return imp.assign(**new)
+    return new
 
 
 # ---------------------------------------------------------------------------------------- fitting
