@@ -117,7 +117,9 @@ def _prepare(df: pd.DataFrame, outcome: str, covariates: Sequence[str], extra: S
     # categorical covariates: drop categories absent from the complete cases (avoid empty dummies)
     for c in covariates:
         if isinstance(data[c].dtype, pd.CategoricalDtype):
-            data[c] = data[c].cat.remove_unused_categories()
+            used = np.bincount(data[c].cat.codes.to_numpy(), minlength=len(data[c].cat.categories))
+            if (used == 0).any():  # (replacing a column costs more than the check)
+                data[c] = data[c].cat.remove_unused_categories()
         elif not (pd.api.types.is_numeric_dtype(data[c]) or pd.api.types.is_bool_dtype(data[c])):
             data[c] = pd.Categorical(data[c].astype(str))  # sorted levels, as patsy orders text
     if data[EXPOSURE].nunique() < 2:
@@ -134,7 +136,20 @@ def _model_terms(data: pd.DataFrame, covariates: Sequence[str], interaction: str
     if interaction is not None:
         terms += [(interaction,), (EXPOSURE, interaction)]
     # covariates that are constant in the data (e.g. risk group within one risk group) are left out
-    return terms + [(c,) for c in covariates if c != interaction and data[c].nunique() > 1]
+    return terms + [(c,) for c in covariates if c != interaction and _varies(data[c])]
+
+
+def _varies(s: pd.Series) -> bool:
+    """More than one distinct non-missing value (``s.nunique() > 1``, without pandas' hashing)."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        values = s.cat.codes.to_numpy()
+        values = values[values >= 0]
+    elif s.dtype.kind in "iuf":
+        values = s.to_numpy()
+        values = values[~np.isnan(values)] if s.dtype.kind == "f" else values
+    else:
+        return s.nunique() > 1
+    return bool(values.size) and bool((values != values[0]).any())
 
 
 def _formula(outcome: str, data: pd.DataFrame, covariates: Sequence[str], interaction: str | None = None) -> str:

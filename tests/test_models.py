@@ -109,3 +109,15 @@ def test_ordinal_equals_the_formula_model_at_the_same_optimum(frame):
     np.testing.assert_allclose(model.loglike(fit.params.to_numpy()), fit.llf, rtol=1e-12)
     cov = np.linalg.inv(-model.hessian(fit.params.to_numpy()))
     np.testing.assert_allclose(np.sqrt(np.diag(cov)), fit.bse, rtol=1e-4)
+
+
+def test_varies_is_nunique_above_one():
+    """models._varies (which covariates enter a model) against pandas' nunique, missing values included."""
+    from backpain_analysis.models import _varies
+
+    cases = [pd.Series([1.0, np.nan, 1.0]), pd.Series([1.0, 2.0]), pd.Series([np.nan]), pd.Series([], dtype=float),
+             pd.Series(pd.Categorical(["a", None, "a"])), pd.Series(pd.Categorical(["a", "b"])),
+             pd.Series(pd.Categorical(["b", "b"], categories=["a", "b"])), pd.Series([1, 1]), pd.Series([1, 2]),
+             pd.Series([True, False]), pd.Series(["x", "x"]), pd.Series(["x", "y"])]
+    for s in cases:
+        assert _varies(s) == (s.nunique() > 1), s
