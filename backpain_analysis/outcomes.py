@@ -651,6 +651,14 @@ def _pool_mixed(fits: list[dict[str, Any]], alpha: float) -> dict[str, Any]:
             "mc_error": monte_carlo_error([f["coef"] for f in fits]), "note": note}
 
 
+def _mixed_and_ols_on(data: pd.DataFrame, spec: OutcomeSpec, practice: str,
+                      alpha: float) -> tuple[dict[str, Any], dict[str, float]]:
+    """The primary mixed model (as :func:`_mixed_row`) and the published OLS ANCOVA (as
+    :func:`_effects_on`) of ``spec`` on one dataset."""
+    mixed = _lean(fit_mixed_kr(data, spec.outcome, list(spec.covariates), practice=practice, alpha=alpha))
+    return mixed, _effects_on(data, [spec], None)[0]
+
+
 def primary_analysis(
     df: pd.DataFrame,
     imputations: Sequence[pd.DataFrame] | None = None,
@@ -726,10 +734,18 @@ def primary_analysis(
     mixed_method = "mixed model (practice + practice-by-phase), REML, Kenward-Roger"
     ols_method = "OLS ANCOVA as published (patients independent)"
     spec = OutcomeSpec(outcome, outcome, "linear", tuple(covariates))
+    # both models on each imputed dataset in one pass (each dataset built once, not once per model)
+    mixed_fits: list[dict[str, Any]] | None = None
+    ols_fits: list[dict[str, float]] | None = None
+    if imputations and sensitivity:
+        from .parallel import map_datasets
+
+        both = map_datasets(partial(_mixed_and_ols_on, spec=spec, practice=practice, alpha=alpha), imputations)
+        mixed_fits, ols_fits = [b[0] for b in both], [b[1] for b in both]
 
     def ols_rows(label_mi: str, label_cc: str) -> list[dict[str, Any]]:
         out = []
-        for r in _analyse(df, imputations, spec, alpha):
+        for r in _analyse(df, imputations, spec, alpha, fits=ols_fits):
             name = label_mi if r["analysis"] == MI else label_cc
             out.append({**r, "analysis": name, "method": ols_method, "m": len(imputations) if r["analysis"] == MI
                         else 1, "icc": np.nan})
@@ -738,7 +754,8 @@ def primary_analysis(
     def mixed_rows(label_mi: str, label_cc: str) -> list[dict[str, Any]]:
         out = []
         if imputations:
-            r = _mixed_row(imputations, outcome, covs, practice, alpha)
+            r = (_mixed_row(imputations, outcome, covs, practice, alpha) if mixed_fits is None
+                 else _pool_mixed(mixed_fits, alpha))
             out.append({"analysis": label_mi, "method": mixed_method + r.pop("note") + ", Rubin, Barnard-Rubin df",
                         **r})
         r = _mixed_row([cc_data], outcome, covs, practice, alpha)
