@@ -469,7 +469,22 @@ def _parameter_problem(job: NotebookJob, inspected: dict[str, Any] | None, n_par
     return None
 
 
+def _without_slow_iri_format() -> None:
+    """Keep jsonschema from importing ``rfc3987_syntax`` in the report's own processes.
+
+    nbformat (under papermill and nbconvert) validates notebooks with jsonschema, whose format
+    checker imports ``rfc3987_syntax`` when it is installed (an extra that jupyter_events asks
+    for); that import compiles a Lark grammar and took 1.4 s: once in the report process before
+    the first notebook started, and again in each worker process. nbformat's schemas use no
+    ``iri`` format and validate without a format checker, so nothing is lost. Does nothing once
+    jsonschema is imported (the check is then already loaded) or when a caller has set the entry.
+    """
+    if "jsonschema" not in sys.modules:
+        sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]  # import -> ImportError, skipped
+
+
 def _inspect(notebook: Path) -> tuple[dict[str, Any] | None, int]:
+    _without_slow_iri_format()
     import nbformat
     import papermill
 
@@ -649,6 +664,7 @@ def _execute_job(
     execution_timeout: int | None,
     pages: Sequence[tuple[str, str]] = (),
 ) -> ChapterResult:
+    _without_slow_iri_format()
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
