@@ -25,6 +25,7 @@ rates, differences) are hidden when any of their source cells in the same row is
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import BackpainError
+from .parallel import map_datasets
 
 __all__ = [
     "MARKER", "THRESHOLD", "DisclosureError", "check_report", "compare_with_all", "format_findings", "is_count_column", "small_count_cells",
@@ -754,48 +756,57 @@ def check_report(out_dir: str | Path, *, threshold: int = THRESHOLD) -> pd.DataF
     >>> check_report(out)[["source", "rule", "value"]].values.tolist()
     [['01_x/tables/t.csv', 'recoverable from total', 3.0]]
     """
-    from .outputs import read_key_findings
 
     root = Path(out_dir)
     if not root.is_dir():
         raise BackpainError(f"disclosure check: report folder {root} does not exist")
-    found: list[dict[str, Any]] = []
     chapters: dict[Path, list[Path]] = {}
     for csv in sorted(root.rglob("tables/*.csv")):
         if any(part.startswith(".") for part in csv.relative_to(root).parts):
             continue
         chapters.setdefault(csv.parent.parent, []).append(csv)
     chapter_dirs = sorted(set(chapters) | {p.parent for p in root.rglob("key_findings.json")})
-    for chapter_dir in chapter_dirs:
-        chapter = chapter_dir.relative_to(root).as_posix()
-        if any(part.startswith(".") for part in Path(chapter).parts):
-            continue
-        tables: dict[str, pd.DataFrame] = {}
-        for csv in chapters.get(chapter_dir, []):
-            source = csv.relative_to(root).as_posix()
-            try:
-                table = pd.read_csv(csv, dtype=str, keep_default_na=False, na_values=[""])
-            except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-                raise BackpainError(f"disclosure check: cannot read {csv}: {exc}") from exc
-            table = table.map(lambda v: v[1:] if isinstance(v, str) and v.startswith("'") else v)  # CSV-safe prefix
-            tables[source] = table
-            found += _table_findings(table, source, chapter, threshold)
-        for html_file in sorted(chapter_dir.glob("*.html")):
-            for k, table in enumerate(_html_tables(html_file)):
-                source = f"{html_file.relative_to(root).as_posix()}#table {k + 1}"
-                found += _table_findings(table, source, chapter, threshold)
-        found += _cross_table_findings(tables, chapter, threshold)
-        findings_file = chapter_dir / "key_findings.json"
-        if findings_file.is_file():
-            for f in read_key_findings(findings_file):
-                value = f.get("value")
-                is_people = str(f.get("unit", "")).lower() in _COUNT_UNITS or is_count_column(f.get("name", ""))
-                if is_people and isinstance(value, int | float) and 1 <= value < threshold:
-                    found.append({"chapter": chapter, "source": findings_file.relative_to(root).as_posix(),
-                                  "row": f.get("name"), "column": "value", "value": float(value),
-                                  "rule": "small key finding", "detail": f"{f.get('label', '')}: a count from 1 to "
-                                  f"{threshold - 1}"})
+    chapter_dirs = [d for d in chapter_dirs if not any(part.startswith(".") for part in d.relative_to(root).parts)]
+    # chapters are independent: checked side by side in worker processes (the gate ends every report)
+    per_chapter = map_datasets(partial(_chapter_findings, root=root, chapters=chapters, threshold=threshold),
+                               chapter_dirs)
+    found = [f for chapter_found in per_chapter for f in chapter_found]
     return pd.DataFrame(found, columns=FINDING_COLUMNS).drop_duplicates(ignore_index=True)
+
+
+def _chapter_findings(chapter_dir: Path, root: Path, chapters: dict[Path, list[Path]],
+                      threshold: int) -> list[dict[str, Any]]:
+    """The findings of :func:`check_report` in one chapter folder (its tables, HTML and key findings)."""
+    from .outputs import read_key_findings
+
+    chapter = chapter_dir.relative_to(root).as_posix()
+    found: list[dict[str, Any]] = []
+    tables: dict[str, pd.DataFrame] = {}
+    for csv in chapters.get(chapter_dir, []):
+        source = csv.relative_to(root).as_posix()
+        try:
+            table = pd.read_csv(csv, dtype=str, keep_default_na=False, na_values=[""])
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise BackpainError(f"disclosure check: cannot read {csv}: {exc}") from exc
+        table = table.map(lambda v: v[1:] if isinstance(v, str) and v.startswith("'") else v)  # CSV-safe prefix
+        tables[source] = table
+        found += _table_findings(table, source, chapter, threshold)
+    for html_file in sorted(chapter_dir.glob("*.html")):
+        for k, table in enumerate(_html_tables(html_file)):
+            source = f"{html_file.relative_to(root).as_posix()}#table {k + 1}"
+            found += _table_findings(table, source, chapter, threshold)
+    found += _cross_table_findings(tables, chapter, threshold)
+    findings_file = chapter_dir / "key_findings.json"
+    if findings_file.is_file():
+        for f in read_key_findings(findings_file):
+            value = f.get("value")
+            is_people = str(f.get("unit", "")).lower() in _COUNT_UNITS or is_count_column(f.get("name", ""))
+            if is_people and isinstance(value, int | float) and 1 <= value < threshold:
+                found.append({"chapter": chapter, "source": findings_file.relative_to(root).as_posix(),
+                              "row": f.get("name"), "column": "value", "value": float(value),
+                              "rule": "small key finding", "detail": f"{f.get('label', '')}: a count from 1 to "
+                              f"{threshold - 1}"})
+    return found
 
 
 def format_findings(findings: pd.DataFrame) -> str:
