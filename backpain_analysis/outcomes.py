@@ -583,6 +583,19 @@ def _effects_on(data: pd.DataFrame, specs: Sequence[OutcomeSpec], practice: str 
         return [_fit_effect(data, spec, practice) for spec in specs]
 
 
+class _WithLast(Sequence):
+    """``datasets`` followed by one more dataset (built lazily, as :class:`ImputedDatasets` builds its own)."""
+
+    def __init__(self, datasets: Sequence[pd.DataFrame] | None, last: pd.DataFrame) -> None:
+        self.datasets, self.last = datasets or [], last
+
+    def __len__(self) -> int:
+        return len(self.datasets) + 1
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self.last if i == len(self.datasets) else self.datasets[i]
+
+
 def _effects_over_imputations(imputations: Sequence[pd.DataFrame] | None, specs: Sequence[OutcomeSpec],
                               practice: str | None) -> list[list[dict[str, float]]]:
     """For each spec, its fit on every imputed dataset (each dataset built once, in worker processes)."""
@@ -594,16 +607,31 @@ def _effects_over_imputations(imputations: Sequence[pd.DataFrame] | None, specs:
     return [[fits[k] for fits in per_dataset] for k in range(len(specs))]
 
 
+def _effects_with_complete_cases(df: pd.DataFrame, imputations: Sequence[pd.DataFrame] | None,
+                                 specs: Sequence[OutcomeSpec], practice: str | None,
+                                 ) -> tuple[list[list[dict[str, float]]], list[dict[str, float]]]:
+    """As :func:`_effects_over_imputations`, plus each spec's complete-case fit (``df`` with
+    ``phase3``), made by the same worker processes alongside the imputed datasets instead of
+    after them in this process."""
+    from .parallel import map_datasets
+
+    per_dataset = map_datasets(partial(_effects_on, specs=specs, practice=practice),
+                               _WithLast(imputations, add_phase3(df)))
+    on_imputations, complete_cases = per_dataset[:-1], per_dataset[-1]
+    return [[fits[k] for fits in on_imputations] for k in range(len(specs))], complete_cases
+
+
 def _analyse(
     df: pd.DataFrame, imputations: Sequence[pd.DataFrame] | None, spec: OutcomeSpec, alpha: float,
-    practice: str | None = None, fits: list[dict[str, float]] | None = None,
+    practice: str | None = None, fits: list[dict[str, float]] | None = None, cc: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """Rows (multiple imputation if given, then complete cases) for one outcome (``fits``: its
-    fits on the imputations, when already made)."""
+    fits on the imputations, ``cc`` its complete-case fit, when already made)."""
     rows = []
     if fits is None:
         fits = _effects_over_imputations(imputations, [spec], practice)[0]
-    cc = _effects_on(add_phase3(df), [spec], practice)[0]
+    if cc is None:
+        cc = _effects_on(add_phase3(df), [spec], practice)[0]
     if imputations:
         res = _pooled(fits, spec.kind, alpha)
         rows.append({"analysis": MI, "n_phase1": fits[0]["n_phase1"], "n_phase3": fits[0]["n_phase3"], **res})
@@ -994,8 +1022,8 @@ def secondary_outcomes_table(
     absent = [spec.outcome for spec in specs if spec.outcome not in data.columns]
     if absent:
         raise ModelError(f"analysis dataset: outcome column {absent[0]!r} is missing")
-    fits_by_spec = _effects_over_imputations(imputations, specs, practice)
-    for spec, spec_fits in zip(specs, fits_by_spec, strict=True):
+    fits_by_spec, complete_cases = _effects_with_complete_cases(df, imputations, specs, practice)
+    for spec, spec_fits, spec_cc in zip(specs, fits_by_spec, complete_cases, strict=True):
         obs = data if spec.population is None else data.loc[data[spec.population[0]] == spec.population[1]]
         summary: dict[str, Any] = {}
         for phase, flag in ((1, 0.0), (3, 1.0)):
@@ -1007,7 +1035,7 @@ def secondary_outcomes_table(
             elif spec.kind == "logistic":
                 summary[f"events_phase{phase}"] = int(y.sum())
                 summary[f"pct_phase{phase}"] = float(100 * y.mean()) if len(y) else np.nan
-        for r in _analyse(df, imputations, spec, alpha, practice, fits=spec_fits):
+        for r in _analyse(df, imputations, spec, alpha, practice, fits=spec_fits, cc=spec_cc):
             rows.append({"outcome": spec.outcome, "month": spec.month, "label": spec.label,
                          "effect": spec.effect_name(),
                          "analysis": r["analysis"], "n_phase1": r["n_phase1"], "n_phase3": r["n_phase3"],
