@@ -659,20 +659,20 @@ def mixed_design(df: pd.DataFrame, outcome: str, covariates: Sequence[str] = (),
         ``n_phase1``, ``n_phase3`` (rows per phase). Pass it with another response of the same rows to
         :func:`fit_mixed_design` (e.g. the outcome shifted by delta) to skip the formula step.
     """
+    from .small_sample import _cluster_codes, indicator_matrix
+
     extra = [practice] + ([period] if period and period != EXPOSURE else [])
     data = _prepare(df, outcome, covariates, extra=extra)
     y, x, names = _design(data, outcome, _model_terms(data, covariates, interaction))
     # integer codes (sorted labels), not "practice:phase" strings: building and factorising text
     # took a third of a fit on a 45,000-patient study
-    practice_code = pd.factorize(data[practice].astype(str), sort=True)[0]
+    practice_code = _cluster_codes(data[practice])
     groups = [practice_code]
     comp = ["practice"]
     if period is not None:
         period_code = pd.factorize(data[period], sort=True)[0]
         groups.append(practice_code * (int(period_code.max()) + 1) + period_code)
         comp.append("practice:phase")
-    from .small_sample import indicator_matrix
-
     phase3 = data[EXPOSURE].to_numpy()
     return {"data": data, "y": y, "x": x, "names": names, "groups": groups, "components": comp,
             "indicators": [indicator_matrix(g) for g in groups],

@@ -473,10 +473,6 @@ def add_change_scores(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(**new) if new else df
 
 
-def _derive(imp: pd.DataFrame, mcid_min_reduction: float) -> pd.DataFrame:
-    return imp.assign(**_derived_columns(imp, mcid_min_reduction))
-
-
 def _derived_columns(imp: Mapping[str, pd.Series], mcid_min_reduction: float) -> dict[str, Any]:
     """The change scores, MCID and good-outcome flags, and days off work of the employed, from the
     columns of ``imp`` (a DataFrame, or a mapping of its columns: the filled ones over the data's)."""
@@ -596,23 +592,12 @@ class _WithLast(Sequence):
         return self.last if i == len(self.datasets) else self.datasets[i]
 
 
-def _effects_over_imputations(imputations: Sequence[pd.DataFrame] | None, specs: Sequence[OutcomeSpec],
-                              practice: str | None) -> list[list[dict[str, float]]]:
-    """For each spec, its fit on every imputed dataset (each dataset built once, in worker processes)."""
-    from .parallel import map_datasets
-
-    if not imputations:
-        return [[] for _ in specs]
-    per_dataset = map_datasets(partial(_effects_on, specs=specs, practice=practice), imputations)
-    return [[fits[k] for fits in per_dataset] for k in range(len(specs))]
-
-
 def _effects_with_complete_cases(df: pd.DataFrame, imputations: Sequence[pd.DataFrame] | None,
                                  specs: Sequence[OutcomeSpec], practice: str | None,
                                  ) -> tuple[list[list[dict[str, float]]], list[dict[str, float]]]:
-    """As :func:`_effects_over_imputations`, plus each spec's complete-case fit (``df`` with
-    ``phase3``), made by the same worker processes alongside the imputed datasets instead of
-    after them in this process."""
+    """For each spec, its fits on every imputed dataset, and its complete-case fit (``df`` with
+    ``phase3``): each dataset built once, all fitted by the same worker processes (the complete
+    cases alongside the imputed datasets, not after them in this process)."""
     from .parallel import map_datasets
 
     per_dataset = map_datasets(partial(_effects_on, specs=specs, practice=practice),
@@ -628,8 +613,9 @@ def _analyse(
     """Rows (multiple imputation if given, then complete cases) for one outcome (``fits``: its
     fits on the imputations, ``cc`` its complete-case fit, when already made)."""
     rows = []
-    if fits is None:
-        fits = _effects_over_imputations(imputations, [spec], practice)[0]
+    if fits is None:  # the imputed datasets and the complete cases in one map
+        (fits,), (made,) = _effects_with_complete_cases(df, imputations, [spec], practice)
+        cc = made if cc is None else cc
     if cc is None:
         cc = _effects_on(add_phase3(df), [spec], practice)[0]
     if imputations:
@@ -653,11 +639,17 @@ def _mixed_row(data_list: Sequence[pd.DataFrame], outcome: str, covariates: Sequ
     """Mixed model (practice + practice-by-phase, KR) on one dataset, or pooled over imputations."""
     from .parallel import map_datasets
 
-    def fit(data: pd.DataFrame) -> dict[str, Any]:  # without the fit object: pooling does not need it
-        return _lean(fit_mixed_kr(data, outcome, covariates, practice=practice, contrast=contrast,
-                                  interaction=interaction, ddf=ddf, alpha=alpha))
-
+    fit = partial(_lean_mixed_fit, outcome=outcome, covariates=covariates, practice=practice, alpha=alpha,
+                  contrast=contrast, interaction=interaction, ddf=ddf)
     return _pool_mixed(map_datasets(fit, data_list), alpha)
+
+
+def _lean_mixed_fit(data: pd.DataFrame, *, outcome: str, covariates: Sequence[str], practice: str, alpha: float,
+                    contrast: dict[str, float] | None = None, interaction: str | None = None,
+                    ddf: str = "Kenward-Roger") -> dict[str, Any]:
+    """:func:`~backpain_analysis.models.fit_mixed_kr` without the fit object (pooling does not need it)."""
+    return _lean(fit_mixed_kr(data, outcome, covariates, practice=practice, contrast=contrast,
+                              interaction=interaction, ddf=ddf, alpha=alpha))
 
 
 def _pool_mixed(fits: list[dict[str, Any]], alpha: float) -> dict[str, Any]:
@@ -683,7 +675,8 @@ def _mixed_and_ols_on(data: pd.DataFrame, spec: OutcomeSpec, practice: str,
                       alpha: float) -> tuple[dict[str, Any], dict[str, float]]:
     """The primary mixed model (as :func:`_mixed_row`) and the published OLS ANCOVA (as
     :func:`_effects_on`) of ``spec`` on one dataset."""
-    mixed = _lean(fit_mixed_kr(data, spec.outcome, list(spec.covariates), practice=practice, alpha=alpha))
+    mixed = _lean_mixed_fit(data, outcome=spec.outcome, covariates=list(spec.covariates), practice=practice,
+                            alpha=alpha)
     return mixed, _effects_on(data, [spec], None)[0]
 
 

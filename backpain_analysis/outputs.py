@@ -244,15 +244,10 @@ class ChapterOutputs:
         >>> shown.png == (out.figures_dir / "line.png").read_bytes(), shown.width_px, plt.fignum_exists(fig.number)
         (True, 384, False)
         """
-        import matplotlib.pyplot as plt
-
-        from .presentation.figures import CaptionedFigure
+        from .presentation.figures import captioned
 
         path = self.figure(fig, name, dpi=dpi)
-        figure = getattr(fig, "figure", fig)
-        width = int(round(figure.get_size_inches()[0] * 96))  # as presentation.figures.captioned
-        plt.close(figure)
-        return CaptionedFigure(path.read_bytes(), caption, width)
+        return captioned(getattr(fig, "figure", fig), caption, png=path.read_bytes())
 
     def finding(
         self,

@@ -292,14 +292,11 @@ def _reml_profile(theta: np.ndarray, cross: dict, n: int, p: int, sizes: Sequenc
     zvx, zvy = zv[:, :p], zv[:, p]
     xvx_inv_zvx, _ = _potrs(cx, np.ascontiguousarray(zvx.T), lower=1)
     zpy = zvy - zvx @ beta  # Z'Py
+    zpz = cross["ztz"] - u.T @ u - zvx @ xvx_inv_zvx  # Z'PZ (q x q: its diagonal alone saves nothing)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    if not hessian:
-        zvz_diag = cross["ztz"].diagonal() - np.einsum("ij,ij->j", u, u)
-        zpz_diag = zvz_diag - np.einsum("ji,ij->i", xvx_inv_zvx, zvx)  # diagonal of Z'PZ
-        grad = np.add.reduceat(zpz_diag - zpy ** 2 / s_e, starts)
-        return crit, beta, s_e, xvx, grad
-    zpz = cross["ztz"] - u.T @ u - zvx @ xvx_inv_zvx  # Z'PZ
     grad = np.add.reduceat(zpz.diagonal() - zpy ** 2 / s_e, starts)
+    if not hessian:
+        return crit, beta, s_e, xvx, grad
     blocks = [slice(a, a + b) for a, b in zip(starts, sizes, strict=True)]
     sq = np.array([zpy[b] @ zpy[b] for b in blocks])  # |Z_k'Py|^2
     hess = np.empty((len(blocks), len(blocks)))
@@ -324,7 +321,7 @@ def _full_column_rank(xtx: np.ndarray) -> bool:
 
 
 def _projected_newton(fgh, theta: np.ndarray, *, upper: float = 100.0, step_tol: float = 1e-12,
-                   max_iter: int = 50) -> tuple[np.ndarray, bool]:
+                      max_iter: int = 50) -> tuple[np.ndarray, bool]:
     """Projected Newton minimisation of the profiled REML criterion over the relative variances.
 
     ``fgh(psi)`` returns the criterion, its gradient and its Hessian in ``psi = theta^2``

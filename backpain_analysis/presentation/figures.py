@@ -230,7 +230,8 @@ class CaptionedFigure:
         return self.to_html()
 
 
-def captioned(fig: Any, caption: str, *, dpi: int = 150, close: bool = True) -> CaptionedFigure:
+def captioned(fig: Any, caption: str, *, dpi: int = 150, close: bool = True,
+              png: bytes | None = None) -> CaptionedFigure:
     """A figure for a report page: PNG inline at a fixed size, with alt text and a caption.
 
     Displayed in a notebook (``display(captioned(fig, "..."))``) it shows at its natural size
@@ -246,6 +247,9 @@ def captioned(fig: Any, caption: str, *, dpi: int = 150, close: bool = True) -> 
         Resolution of the PNG (shown at 96 px per inch, so sharp on high-density screens).
     close : bool, default True
         Close the figure so the notebook does not show it a second time.
+    png : bytes, optional
+        The figure already rendered (e.g. the file :meth:`ChapterOutputs.captioned
+        <backpain_analysis.outputs.ChapterOutputs.captioned>` saved): shown as it is, not drawn again.
 
     Returns
     -------
@@ -265,9 +269,11 @@ def captioned(fig: Any, caption: str, *, dpi: int = 150, close: bool = True) -> 
 
     import matplotlib.pyplot as plt
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    if png is None:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+        png = buf.getvalue()
     width = int(round(fig.get_size_inches()[0] * 96))
     if close:
         plt.close(fig)
-    return CaptionedFigure(buf.getvalue(), caption, width)
+    return CaptionedFigure(png, caption, width)
